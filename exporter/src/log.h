@@ -1,0 +1,17 @@
+// One key=value line per event on stderr, e.g.
+//   ts=2026-11-27T13:40:01.123Z level=info event=listening role=ops address=127.0.0.1:8081
+#pragma once
+
+#include <initializer_list>
+#include <string_view>
+#include <utility>
+
+namespace shmetrics::exporter {
+
+using LogField = std::pair<std::string_view, std::string_view>;
+
+// Values with spaces, quotes or '=' are quoted. Thread-safe.
+void log_event(std::string_view level, std::string_view event,
+               std::initializer_list<LogField> fields = {});
+
+}  // namespace shmetrics::exporter

@@ -1,0 +1,191 @@
+// shmetrics-exporter: serves each role's segment on its own /metrics listener.
+#include "log.h"
+#include "role_source.h"
+#include "sigbus_guard.h"
+
+#include <shmetrics/shm/segment_file.h>
+
+#include <httplib.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using shmetrics::exporter::log_event;
+using shmetrics::exporter::RoleSource;
+
+constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+struct RoleConfig {
+  std::string role;
+  std::string segment;  // empty: shmetrics.<instance>.<role>
+  std::string listen;
+  std::string host;
+  int port = 0;
+};
+
+struct Options {
+  std::string instance = "default";
+  std::vector<RoleConfig> roles{{"ops", "", "127.0.0.1:8081", "", 0}, {"judge", "", "127.0.0.1:8082", "", 0}};
+  std::string once_segment;
+};
+
+void print_help() {
+  std::cout <<
+R"(Usage: shmetrics-exporter [FLAG]...
+Serves the shmetrics segments of the Ops and Judge roles in the Prometheus text
+format, each role on its own listener: GET /metrics.
+
+  --instance NAME         instance prefix of the segment names; the segments are
+                          /dev/shm/shmetrics.NAME.ops and shmetrics.NAME.judge
+                          (default: default)
+  --ops-listen HOST:PORT  listener of the Ops role (default: 127.0.0.1:8081);
+                          port 0 picks a free port, logged as event=listening
+  --judge-listen HOST:PORT
+                          listener of the Judge role (default: 127.0.0.1:8082)
+  --ops-segment NAME      segment of the Ops role (default: shmetrics.INSTANCE.ops)
+  --judge-segment NAME    segment of the Judge role (default: shmetrics.INSTANCE.judge)
+  --once SEGMENT          print one exposition of SEGMENT to stdout and exit
+                          (status 0 when the segment was read, 1 when not)
+  --help                  print this help and exit
+
+Logs one key=value line per event on stderr. SIGTERM and SIGINT stop it.
+A missing or invalid segment leaves its role answering 200 with
+shmetrics_segment_up{role="..."} 0; the other role is unaffected.
+)";
+}
+
+[[noreturn]] void usage_error(const std::string& message) {
+  std::cerr << "shmetrics-exporter: " << message << "\n(see shmetrics-exporter --help)\n";
+  std::exit(2);
+}
+
+void parse_listen(RoleConfig& r) {
+  auto colon = r.listen.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == r.listen.size())
+    usage_error("--" + r.role + "-listen \"" + r.listen + "\" is invalid: expected HOST:PORT, e.g. 127.0.0.1:8081");
+  r.host = r.listen.substr(0, colon);
+  std::string port = r.listen.substr(colon + 1);
+  char* end = nullptr;
+  long value = std::strtol(port.c_str(), &end, 10);
+  if (*end != '\0' || value < 0 || value > 65535)
+    usage_error("--" + r.role + "-listen port \"" + port + "\" is invalid: expected 0-65535");
+  r.port = static_cast<int>(value);
+}
+
+Options parse_options(int argc, char** argv) {
+  Options o;
+  auto value_of = [&](int& i) -> std::string {
+    if (i + 1 >= argc) usage_error(std::string(argv[i]) + " needs a value");
+    return argv[++i];
+  };
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--help" || a == "-h") {
+      print_help();
+      std::exit(0);
+    } else if (a == "--instance") {
+      o.instance = value_of(i);
+    } else if (a == "--ops-listen") {
+      o.roles[0].listen = value_of(i);
+    } else if (a == "--judge-listen") {
+      o.roles[1].listen = value_of(i);
+    } else if (a == "--ops-segment") {
+      o.roles[0].segment = value_of(i);
+    } else if (a == "--judge-segment") {
+      o.roles[1].segment = value_of(i);
+    } else if (a == "--once") {
+      o.once_segment = value_of(i);
+    } else {
+      usage_error("unknown flag \"" + std::string(a) + "\"");
+    }
+  }
+  for (RoleConfig& r : o.roles) {
+    try {
+      if (r.segment.empty()) r.segment = shmetrics::shm::segment_name(o.instance, r.role);
+    } catch (const std::invalid_argument& e) {
+      usage_error(e.what());
+    }
+    if (std::string err = shmetrics::shm::check_segment_name(r.segment); !err.empty())
+      usage_error(err);
+    parse_listen(r);
+  }
+  if (o.roles[0].port != 0 && o.roles[0].port == o.roles[1].port && o.roles[0].host == o.roles[1].host)
+    usage_error("the ops and judge roles cannot listen on the same address " + o.roles[0].listen);
+  return o;
+}
+
+int run_once(const std::string& segment) {
+  if (std::string err = shmetrics::shm::check_segment_name(segment); !err.empty()) usage_error(err);
+  RoleSource source("once", segment);
+  std::string text = source.scrape();
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  return text.find("shmetrics_segment_up{role=\"once\"} 1") == std::string::npos ? 1 : 0;
+}
+
+std::unique_ptr<httplib::Server> make_server(std::shared_ptr<RoleSource> source) {
+  auto server = std::make_unique<httplib::Server>();
+  server->Get("/metrics", [source](const httplib::Request&, httplib::Response& res) {
+    auto body = std::make_shared<std::string>(source->scrape());
+    // A fixed-length provider: the library never recompresses it.
+    res.set_content_provider(
+        body->size(), kContentType,
+        [body](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+          if (offset > body->size()) return false;
+          return sink.write(body->data() + offset, std::min(length, body->size() - offset));
+        });
+  });
+  return server;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options = parse_options(argc, argv);
+  shmetrics::exporter::install_sigbus_handler();
+  if (!options.once_segment.empty()) return run_once(options.once_segment);
+
+  // Signals go to the waiting main thread only: block them before any thread.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  std::vector<std::unique_ptr<httplib::Server>> servers;
+  for (const RoleConfig& r : options.roles) {
+    auto server = make_server(std::make_shared<RoleSource>(r.role, r.segment));
+    int port = r.port;
+    if (port == 0) {
+      port = server->bind_to_any_port(r.host);
+    } else if (!server->bind_to_port(r.host, port)) {
+      port = -1;
+    }
+    if (port <= 0) {
+      log_event("error", "listen_failed", {{"role", r.role}, {"address", r.listen},
+                {"reason", "cannot bind (address in use, or not an address of this host?)"}});
+      return 1;
+    }
+    log_event("info", "listening", {{"role", r.role}, {"address", r.host + ":" + std::to_string(port)},
+              {"segment", r.segment}});
+    servers.push_back(std::move(server));
+  }
+  std::vector<std::thread> threads;
+  for (auto& server : servers) threads.emplace_back([s = server.get()] { s->listen_after_bind(); });
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  log_event("info", "stopping", {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  for (auto& server : servers) server->stop();
+  for (auto& t : threads) t.join();
+  log_event("info", "stopped");
+  return 0;
+}

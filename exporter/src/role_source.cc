@@ -1,0 +1,144 @@
+#include "role_source.h"
+
+#include "log.h"
+#include "sigbus_guard.h"
+#include "text_format.h"
+
+#include <unistd.h>
+
+namespace shmetrics::exporter {
+
+namespace {
+
+struct OwnCounter {
+  shm::Event event;
+  const char* name;
+  const char* help;
+};
+
+// The writers' event counters, exposed as the exporter's own metrics.
+constexpr OwnCounter kOwnCounters[] = {
+    {shm::kEventSeriesRefused, "shmetrics_series_refused_total",
+     "Label sets and families refused because the segment was full or its lock was not had."},
+    {shm::kEventRefusedUpdates, "shmetrics_refused_series_updates_total",
+     "Updates dropped because their series had been refused."},
+    {shm::kEventOverflowWriters, "shmetrics_overflow_writers_total",
+     "Times a thread found no free slot and wrote through the shared overflow slot."},
+    {shm::kEventInvalidUpdates, "shmetrics_invalid_updates_total",
+     "Updates dropped as invalid (negative or NaN increments, NaN gauge values, bad info values)."},
+    {shm::kEventInfoRefused, "shmetrics_info_values_refused_total",
+     "Info values refused as too long for the segment's info_value_bytes."},
+    {shm::kEventRecordUnavailable, "shmetrics_record_unavailable_total",
+     "Gauge and info updates dropped because no process record was free."},
+    {shm::kEventLockTimeouts, "shmetrics_registration_lock_timeouts_total",
+     "Registrations that gave up waiting for the segment's registration lock."},
+};
+
+}  // namespace
+
+RecordLiveness kernel_liveness(const shm::MappedSegment& segment) {
+  const int fd = segment.fd();
+  const shm::Geometry g = segment.geometry();
+  const std::uint32_t slots = segment.capacities().thread_slots;
+  const auto self = static_cast<std::uint32_t>(::getpid());
+  return [fd, g, slots, self](std::uint32_t record, std::uint32_t pid) {
+    return shm::lock_holder(fd, g.record_lock_byte(slots, record)) != 0 || pid == self;
+  };
+}
+
+RoleSource::RoleSource(std::string role, std::string segment_name)
+    : role_(std::move(role)), segment_name_(std::move(segment_name)) {}
+
+void RoleSource::set_down(const std::string& reason) {
+  mapped_.reset();
+  reader_.reset();
+  if (reason == last_error_) return;
+  last_error_ = reason;
+  log_event("warn", "segment_down", {{"role", role_}, {"segment", segment_name_}, {"reason", reason}});
+}
+
+bool RoleSource::ensure_open() {
+  if (mapped_ && shm::current_inode(segment_name_) != mapped_->inode()) {
+    log_event("info", "segment_replaced", {{"role", role_}, {"segment", segment_name_}});
+    mapped_.reset();
+    reader_.reset();
+  }
+  if (mapped_) return true;
+  try {
+    mapped_ = shm::MappedSegment::open_read_only(segment_name_);
+  } catch (const shm::SegmentError& e) {
+    set_down(e.what());
+    return false;
+  }
+  reader_ = std::make_unique<SegmentReader>(mapped_->base(), mapped_->size_bytes());
+  if (!reader_->error().empty()) {
+    set_down("segment \"" + segment_name_ + "\" is invalid: " + reader_->error());
+    return false;
+  }
+  if (mapped_->owner_uid() != ::geteuid())
+    log_event("warn", "segment_foreign_owner",
+              {{"role", role_}, {"segment", segment_name_},
+               {"owner_uid", std::to_string(mapped_->owner_uid())}});
+  last_error_.clear();
+  log_event("info", "segment_opened",
+            {{"role", role_}, {"segment", segment_name_}, {"inode", std::to_string(mapped_->inode())},
+             {"capacities", shm::describe(mapped_->capacities())}});
+  return true;
+}
+
+std::string RoleSource::scrape() {
+  std::lock_guard lock(mutex_);
+  std::string out;
+  bool up = ensure_open();
+  if (up) {
+    std::string err;
+    {
+      SigbusGuard guard(mapped_->base(), mapped_->size_bytes());
+      err = reader_->render(out, kernel_liveness(*mapped_));
+      if (guard.faulted()) err = "segment \"" + segment_name_ + "\" was truncated while being read";
+    }
+    if (!err.empty()) {
+      out.clear();
+      set_down(err);
+      up = false;
+    }
+  }
+  append_own_metrics(out, up);
+  return out;
+}
+
+void RoleSource::append_own_metrics(std::string& out, bool up) const {
+  std::string role_label = "{role=\"";
+  append_escaped_label_value(role_label, role_);
+  role_label += "\"}";
+  out += "# HELP shmetrics_segment_up Whether this role's segment was read and trusted (1) or not (0).\n"
+         "# TYPE shmetrics_segment_up gauge\nshmetrics_segment_up";
+  out += role_label;
+  out += up ? " 1\n" : " 0\n";
+  if (!up) return;
+  for (const OwnCounter& c : kOwnCounters) {
+    out += "# HELP ";
+    out += c.name;
+    out += ' ';
+    out += c.help;
+    out += "\n# TYPE ";
+    out += c.name;
+    out += " counter\n";
+    out += c.name;
+    out += role_label;
+    out += ' ';
+    append_uint(out, reader_->event(c.event));
+    out += '\n';
+  }
+  out += "# HELP shmetrics_untrusted_entries_dropped_total Families and series the exporter left out because they failed validation.\n"
+         "# TYPE shmetrics_untrusted_entries_dropped_total counter\n";
+  std::string head = "shmetrics_untrusted_entries_dropped_total{role=\"";
+  append_escaped_label_value(head, role_);
+  out += head + "\",kind=\"family\"} ";
+  append_uint(out, reader_->families_dropped());
+  out += '\n' + head + "\",kind=\"series\"} ";
+  append_uint(out, reader_->series_dropped());
+  out += '\n';
+}
+
+}  // namespace shmetrics::exporter

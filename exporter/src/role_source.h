@@ -1,0 +1,47 @@
+// One role's segment as the exporter serves it: opened read-only when it
+// appears, re-opened when it is replaced (a new inode under the same name),
+// and rendered together with the exporter's own metrics for the role.
+#pragma once
+
+#include "segment_reader.h"
+
+#include <shmetrics/shm/segment_file.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace shmetrics::exporter {
+
+// Thread-safe: scrapes of one role are serialised; roles are independent.
+class RoleSource {
+ public:
+  RoleSource(std::string role, std::string segment_name);
+
+  // The whole exposition for the role. While the segment is missing or cannot
+  // be trusted it holds only the exporter's own metrics, with
+  // shmetrics_segment_up 0; the reason is logged once per change.
+  std::string scrape();
+
+  const std::string& role() const { return role_; }
+  const std::string& segment_name() const { return segment_name_; }
+
+ private:
+  bool ensure_open();
+  void set_down(const std::string& reason);
+  void append_own_metrics(std::string& out, bool up) const;
+
+  const std::string role_;
+  const std::string segment_name_;
+  std::mutex mutex_;
+  std::unique_ptr<shm::MappedSegment> mapped_;
+  std::unique_ptr<SegmentReader> reader_;
+  std::string last_error_;  // what was logged last, to log each change once
+};
+
+// The liveness the kernel proves: a process holds the record's fcntl lock.
+// A record owned by the calling process counts as live too (its own locks are
+// invisible to F_GETLK), so in-process readers see their own gauges.
+RecordLiveness kernel_liveness(const shm::MappedSegment& segment);
+
+}  // namespace shmetrics::exporter

@@ -1,0 +1,360 @@
+#include "segment_reader.h"
+
+#include "text_format.h"
+
+#include <shmetrics/shm/names.h>
+#include <shmetrics/shm/segment_file.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstddef>
+#include <cstring>
+#include <set>
+#include <unordered_set>
+
+namespace shmetrics::exporter {
+
+namespace {
+
+template <typename T>
+T load_relaxed(const std::uint8_t* p) {
+  return __atomic_load_n(reinterpret_cast<const T*>(p), __ATOMIC_RELAXED);
+}
+template <typename T>
+T load_acquire(const std::uint8_t* p) {
+  return __atomic_load_n(reinterpret_cast<const T*>(p), __ATOMIC_ACQUIRE);
+}
+
+// Decodes [uint32 length][bytes]... into exactly `expected` strings.
+bool decode_strings(std::string_view bytes, std::size_t expected, std::size_t max_each,
+                    std::vector<std::string>& out) {
+  out.clear();
+  while (!bytes.empty()) {
+    if (bytes.size() < 4 || out.size() >= expected) return false;
+    std::uint32_t n;
+    std::memcpy(&n, bytes.data(), 4);
+    bytes.remove_prefix(4);
+    if (n > bytes.size() || n > max_each) return false;
+    out.emplace_back(bytes.substr(0, n));
+    bytes.remove_prefix(n);
+  }
+  return out.size() == expected;
+}
+
+// name="value",... for already validated label names and values.
+std::string render_labels(const std::vector<std::string>& names,
+                          const std::vector<std::string>& values) {
+  std::string out;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (i) out += ',';
+    out += names[i];
+    out += "=\"";
+    append_escaped_label_value(out, values[i]);
+    out += '"';
+  }
+  return out;
+}
+
+bool valid_label_values(const std::vector<std::string>& values) {
+  for (const auto& v : values)
+    if (!shm::is_valid_utf8(v)) return false;
+  return true;
+}
+
+void append_sample_head(std::string& out, const std::string& name, std::string_view labels) {
+  out += name;
+  if (!labels.empty()) {
+    out += '{';
+    out += labels;
+    out += '}';
+  }
+  out += ' ';
+}
+
+const char* type_word(shm::MetricType type) {
+  return type == shm::MetricType::kCounter ? "counter" : "gauge";  // info is a gauge in 0.0.4
+}
+
+}  // namespace
+
+SegmentReader::SegmentReader(const std::uint8_t* base, std::uint64_t size_bytes)
+    : base_(base), size_bytes_(size_bytes) {
+  // Only the immutable prefix of the header is copied; the counts after it
+  // are read with atomic loads when rendering.
+  alignas(shm::Header) unsigned char copy[sizeof(shm::Header)] = {};
+  constexpr std::size_t kImmutable = offsetof(shm::Header, registration_lock);
+  if (size_bytes < sizeof(shm::Header)) {
+    error_ = "image is " + std::to_string(size_bytes) + " bytes, smaller than a header (" +
+             std::to_string(sizeof(shm::Header)) + " bytes)";
+    return;
+  }
+  std::memcpy(copy, base, kImmutable);
+  const auto* header = reinterpret_cast<const shm::Header*>(copy);
+  error_ = shm::check_header(*header, size_bytes, geometry_);
+  if (error_.empty()) capacities_ = header->capacities;
+}
+
+std::string_view SegmentReader::pool_string(std::uint32_t offset, std::uint32_t length) const {
+  if (offset > capacities_.string_bytes || length > capacities_.string_bytes - offset) return {};
+  return {reinterpret_cast<const char*>(base_ + geometry_.strings_offset + offset), length};
+}
+
+bool SegmentReader::parse_family(std::uint32_t index, Family& f) {
+  shm::FamilyEntry e;
+  std::memcpy(&e, base_ + geometry_.families_offset + std::uint64_t{index} * sizeof e, sizeof e);
+  f.trusted = false;
+  // Copy each string once, then validate the copy.
+  if (e.name_length == 0 || e.name_length > shm::kMaxNameBytes ||
+      e.help_length > shm::kMaxHelpBytes || e.label_count > shm::kMaxLabels)
+    return false;
+  std::string_view name = pool_string(e.name_offset, e.name_length);
+  std::string_view help = pool_string(e.help_offset, e.help_length);
+  std::string_view labels = pool_string(e.label_names_offset, e.label_names_length);
+  if (name.size() != e.name_length || help.size() != e.help_length ||
+      labels.size() != e.label_names_length)
+    return false;
+  f.name.assign(name);
+  std::string help_copy(help);
+  if (!shm::check_metric_name(f.name).empty() || f.name.starts_with("shmetrics_") ||
+      !shm::is_valid_utf8(help_copy))
+    return false;
+  if (!decode_strings(labels, e.label_count, shm::kMaxNameBytes, f.label_names)) return false;
+  for (std::size_t i = 0; i < f.label_names.size(); ++i) {
+    if (!shm::check_label_name(f.label_names[i]).empty()) return false;
+    for (std::size_t j = 0; j < i; ++j)
+      if (f.label_names[i] == f.label_names[j]) return false;
+  }
+  f.type = e.type;
+  f.value_type = e.value_type;
+  f.gauge_mode = e.gauge_mode;
+  f.info_index = e.info_index;
+  switch (e.type) {
+    case shm::MetricType::kCounter:
+      if (!f.name.ends_with("_total") || e.gauge_mode != shm::GaugeMode::kNone ||
+          (e.value_type != shm::ValueType::kInteger && e.value_type != shm::ValueType::kDouble))
+        return false;
+      break;
+    case shm::MetricType::kGauge:
+      if (e.gauge_mode < shm::GaugeMode::kLiveSum || e.gauge_mode > shm::GaugeMode::kLiveAll)
+        return false;
+      if (e.gauge_mode == shm::GaugeMode::kLiveAll &&
+          std::find(f.label_names.begin(), f.label_names.end(), "pid") != f.label_names.end())
+        return false;
+      break;
+    case shm::MetricType::kInfo:
+      if (e.gauge_mode != shm::GaugeMode::kNone || e.info_index >= capacities_.info_families)
+        return false;
+      break;
+    default:
+      return false;
+  }
+  f.help_line = "# HELP " + f.name + " ";
+  append_escaped_help(f.help_line, help_copy);
+  f.help_line += "\n# TYPE " + f.name + " " + type_word(f.type) + "\n";
+  f.trusted = true;
+  return true;
+}
+
+bool SegmentReader::parse_series(std::uint32_t index, std::uint32_t& family, Series& s) {
+  shm::SeriesEntry e;
+  std::memcpy(&e, base_ + geometry_.series_offset + std::uint64_t{index} * sizeof e, sizeof e);
+  if (e.family_index >= families_.size() || !families_[e.family_index].trusted ||
+      e.cell_index >= capacities_.series)
+    return false;
+  const Family& f = families_[e.family_index];
+  if (f.type == shm::MetricType::kInfo) return false;  // info values live in records
+  std::string_view bytes = pool_string(e.label_values_offset, e.label_values_length);
+  if (bytes.size() != e.label_values_length) return false;
+  std::vector<std::string> values;
+  if (!decode_strings(std::string(bytes), f.label_names.size(), shm::kMaxLabelValueBytes, values) ||
+      !valid_label_values(values))
+    return false;
+  family = e.family_index;
+  s.cell = e.cell_index;
+  s.labels = render_labels(f.label_names, values);
+  return true;
+}
+
+void SegmentReader::parse_new_entries() {
+  const std::uint8_t* h = base_;
+  // Series first: every family a series names was published before it.
+  std::uint32_t series = std::min(
+      load_acquire<std::uint32_t>(h + offsetof(shm::Header, series_count)), capacities_.series);
+  std::uint32_t families = std::min(
+      load_acquire<std::uint32_t>(h + offsetof(shm::Header, family_count)), capacities_.families);
+  if (families > parsed_families_) {
+    std::unordered_set<std::string> names;
+    for (const auto& f : families_)
+      if (f.trusted) names.insert(f.name);
+    for (std::uint32_t i = parsed_families_; i < families; ++i) {
+      Family f;
+      bool ok = parse_family(i, f) && names.insert(f.name).second;
+      f.trusted = ok;
+      if (!ok) ++families_dropped_;
+      families_.push_back(std::move(f));
+    }
+    parsed_families_ = families;
+  }
+  for (std::uint32_t i = parsed_series_; i < series; ++i) {
+    Series s;
+    std::uint32_t family = 0;
+    bool ok = parse_series(i, family, s);
+    if (ok) {
+      // A label set twice in one family would break the exposition.
+      for (std::uint32_t other : families_[family].series)
+        if (series_[other].labels == s.labels) ok = false;
+    }
+    if (!ok) {
+      ++series_dropped_;
+      continue;
+    }
+    families_[family].series.push_back(static_cast<std::uint32_t>(series_.size()));
+    series_.push_back(std::move(s));
+    series_family_.push_back(family);
+    if (families_[family].value_type == shm::ValueType::kDouble &&
+        families_[family].type == shm::MetricType::kCounter)
+      double_cells_.push_back(series_.back().cell);
+  }
+  parsed_series_ = std::max(parsed_series_, series);
+}
+
+void SegmentReader::sum_counters() {
+  std::uint32_t cells = 0;
+  for (const auto& s : series_) cells = std::max(cells, s.cell + 1);
+  int_sums_.assign(cells, 0);
+  double_sums_.assign(double_cells_.size(), 0.0);
+  // The overflow slot (index thread_slots) is always read; other slots only
+  // once claimed, since cells never written are zero.
+  for (std::uint32_t slot = 0; slot <= capacities_.thread_slots; ++slot) {
+    const std::uint8_t* header = base_ + geometry_.slot_offset(slot);
+    if (slot < capacities_.thread_slots &&
+        load_acquire<std::uint32_t>(header + offsetof(shm::SlotHeader, claims)) == 0)
+      continue;
+    const std::uint8_t* row = header + sizeof(shm::SlotHeader);
+    for (std::uint32_t c = 0; c < cells; ++c)
+      int_sums_[c] += load_relaxed<std::uint64_t>(row + std::uint64_t{c} * 8);
+    for (std::size_t d = 0; d < double_cells_.size(); ++d)
+      double_sums_[d] += std::bit_cast<double>(
+          load_relaxed<std::uint64_t>(row + std::uint64_t{double_cells_[d]} * 8));
+  }
+}
+
+void SegmentReader::render_gauge(const Family& f, std::string& out,
+                                 const std::vector<std::uint32_t>& live_records) {
+  for (std::uint32_t index : f.series) {
+    const Series& s = series_[index];
+    double combined = 0;
+    bool any = false;
+    for (std::uint32_t r : live_records) {
+      const std::uint8_t* cell = base_ + geometry_.record_offset(r) + sizeof(shm::RecordHeader) +
+                                 std::uint64_t{s.cell} * sizeof(shm::GaugeCell);
+      std::uint64_t bits = load_relaxed<std::uint64_t>(cell + offsetof(shm::GaugeCell, value));
+      if (bits == shm::kGaugeUnset) continue;
+      double v = std::bit_cast<double>(bits);
+      if (f.gauge_mode == shm::GaugeMode::kLiveAll) {
+        std::uint32_t pid = load_relaxed<std::uint32_t>(base_ + geometry_.record_offset(r));
+        std::string labels = s.labels;
+        if (!labels.empty()) labels += ',';
+        labels += "pid=\"" + std::to_string(pid) + "\"";
+        append_sample_head(out, f.name, labels);
+        append_double(out, v);
+        out += '\n';
+        continue;
+      }
+      if (!any) combined = v;
+      else if (f.gauge_mode == shm::GaugeMode::kLiveSum) combined += v;
+      else if (f.gauge_mode == shm::GaugeMode::kLiveMax) combined = std::max(combined, v);
+      else combined = std::min(combined, v);
+      any = true;
+    }
+    if (any) {
+      append_sample_head(out, f.name, s.labels);
+      append_double(out, combined);
+      out += '\n';
+    }
+  }
+}
+
+void SegmentReader::render_info(const Family& f, std::string& out,
+                                const std::vector<std::uint32_t>& live_records) {
+  std::set<std::string> distinct;
+  std::vector<std::uint64_t> words((capacities_.info_value_bytes + 7) / 8);
+  std::vector<std::string> values;
+  for (std::uint32_t r : live_records) {
+    const std::uint8_t* area = base_ + geometry_.info_area_offset(r, f.info_index);
+    const std::uint8_t* data = area + sizeof(shm::InfoAreaHeader);
+    // Seqlock read: a few tries, then this process's value is skipped this time.
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      std::uint64_t s1 = load_acquire<std::uint64_t>(area + offsetof(shm::InfoAreaHeader, seq));
+      if (s1 & 1) continue;
+      std::uint64_t length = load_relaxed<std::uint64_t>(area + offsetof(shm::InfoAreaHeader, length));
+      std::uint64_t bytes = length == 0 ? 0 : length - 1;
+      if (bytes > capacities_.info_value_bytes) break;  // corrupt: skip
+      std::size_t n = (bytes + 7) / 8;
+      for (std::size_t i = 0; i < n; ++i) words[i] = load_relaxed<std::uint64_t>(data + i * 8);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (load_relaxed<std::uint64_t>(area + offsetof(shm::InfoAreaHeader, seq)) != s1) continue;
+      if (length == 0) break;
+      std::string_view encoded(reinterpret_cast<const char*>(words.data()), bytes);
+      if (decode_strings(encoded, f.label_names.size(), shm::kMaxLabelValueBytes, values) &&
+          valid_label_values(values))
+        distinct.insert(render_labels(f.label_names, values));
+      break;
+    }
+  }
+  for (const auto& labels : distinct) {
+    append_sample_head(out, f.name, labels);
+    out += "1\n";
+  }
+}
+
+std::string SegmentReader::render(std::string& out, const RecordLiveness& live) {
+  if (!error_.empty()) return error_;
+  if (load_relaxed<std::uint64_t>(base_ + offsetof(shm::Header, magic)) != shm::kMagic ||
+      load_relaxed<std::uint32_t>(base_ + offsetof(shm::Header, layout_version)) !=
+          shm::kLayoutVersion)
+    return "the segment's magic or layout version changed under the exporter";
+  parse_new_entries();
+  for (std::uint32_t e = 0; e < shm::kEventCount; ++e)
+    events_[e] = load_relaxed<std::uint64_t>(base_ + offsetof(shm::Header, events) + e * 8);
+  sum_counters();
+
+  std::vector<std::uint32_t> live_records;
+  for (std::uint32_t r = 0; r < capacities_.process_records; ++r) {
+    std::uint32_t pid = load_acquire<std::uint32_t>(base_ + geometry_.record_offset(r));
+    if (pid != 0 && live(r, pid)) live_records.push_back(r);
+  }
+
+  std::size_t double_index = 0;
+  for (const Family& f : families_) {
+    if (!f.trusted) continue;
+    std::size_t start = out.size();
+    out += f.help_line;
+    std::size_t samples = out.size();
+    switch (f.type) {
+      case shm::MetricType::kCounter:
+        for (std::uint32_t index : f.series) {
+          const Series& s = series_[index];
+          append_sample_head(out, f.name, s.labels);
+          if (f.value_type == shm::ValueType::kDouble) {
+            // double_cells_ lists double counters' cells in series order.
+            append_double(out, double_sums_[double_index++]);
+          } else {
+            append_uint(out, int_sums_[s.cell]);
+          }
+          out += '\n';
+        }
+        break;
+      case shm::MetricType::kGauge:
+        render_gauge(f, out, live_records);
+        break;
+      case shm::MetricType::kInfo:
+        render_info(f, out, live_records);
+        break;
+    }
+    if (out.size() == samples) out.resize(start);  // no samples: leave the family out
+  }
+  return "";
+}
+
+}  // namespace shmetrics::exporter

@@ -1,0 +1,92 @@
+// Reading a segment the exporter does not trust, and rendering it in the
+// Prometheus text format 0.0.4.
+#pragma once
+
+#include <shmetrics/shm/layout.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace shmetrics::exporter {
+
+// Whether process record `record`, whose header names `pid`, belongs to a live
+// process. The exporter asks the kernel (fcntl F_GETLK); the fuzz target makes
+// it up.
+using RecordLiveness = std::function<bool(std::uint32_t record, std::uint32_t pid)>;
+
+// Reads one segment image — a live mapping or any heap buffer — and renders
+// it. Treats every byte as untrusted: each field is read once (atomic loads in
+// the order the layout's protocol gives), every offset, length, count, name
+// and string is checked, and what cannot be trusted is left out and counted,
+// never read out of bounds. What was registered is append-only, so the parsed
+// families and series are kept between reads of the same image and only new
+// entries are parsed.
+//
+// Not thread-safe: one reader per image, used by one thread at a time.
+class SegmentReader {
+ public:
+  // Fails (error() non-empty) when the image's header cannot be trusted.
+  SegmentReader(const std::uint8_t* base, std::uint64_t size_bytes);
+
+  const std::string& error() const { return error_; }
+  const shm::Capacities& capacities() const { return capacities_; }
+
+  // Appends the exposition of every trusted family to `out`. Returns "" or,
+  // when the image stopped being trustworthy (its magic or version changed),
+  // a message; `out` is then unspecified.
+  std::string render(std::string& out, const RecordLiveness& live);
+
+  // Events counted by writers (shm::Event), as read during the last render.
+  std::uint64_t event(shm::Event e) const { return events_[e]; }
+  // Entries left out because they failed validation.
+  std::uint64_t families_dropped() const { return families_dropped_; }
+  std::uint64_t series_dropped() const { return series_dropped_; }
+  std::uint32_t family_count() const { return static_cast<std::uint32_t>(families_.size()); }
+  std::uint32_t series_count() const { return static_cast<std::uint32_t>(series_.size()); }
+
+ private:
+  struct Family {
+    std::string name;
+    std::string help_line;  // "# HELP ...\n# TYPE ...\n", escaped
+    shm::MetricType type;
+    shm::ValueType value_type;
+    shm::GaugeMode gauge_mode;
+    std::vector<std::string> label_names;
+    std::uint32_t info_index;
+    bool trusted;
+    std::vector<std::uint32_t> series;  // indexes into series_, in registration order
+  };
+  struct Series {
+    std::uint32_t cell;
+    std::string labels;  // a="x",b="y" escaped, no braces
+  };
+
+  void parse_new_entries();
+  bool parse_family(std::uint32_t index, Family& out);
+  bool parse_series(std::uint32_t index, std::uint32_t& family, Series& out);
+  std::string_view pool_string(std::uint32_t offset, std::uint32_t length) const;
+  void sum_counters();
+  void render_gauge(const Family& f, std::string& out, const std::vector<std::uint32_t>& live_records);
+  void render_info(const Family& f, std::string& out, const std::vector<std::uint32_t>& live_records);
+
+  const std::uint8_t* base_;
+  std::uint64_t size_bytes_;
+  std::string error_;
+  shm::Capacities capacities_{};
+  shm::Geometry geometry_{};
+  std::uint32_t parsed_families_ = 0;  // entries of the image examined so far
+  std::uint32_t parsed_series_ = 0;
+  std::vector<Family> families_;
+  std::vector<Series> series_;
+  std::vector<std::uint32_t> series_family_;  // per entry of series_
+  std::uint64_t families_dropped_ = 0;
+  std::uint64_t series_dropped_ = 0;
+  std::uint64_t events_[shm::kEventCount] = {};
+  std::vector<std::uint64_t> int_sums_;  // per cell, this render
+  std::vector<std::uint32_t> double_cells_;
+  std::vector<double> double_sums_;      // per cell of double counters, this render
+};
+
+}  // namespace shmetrics::exporter

@@ -1,0 +1,60 @@
+#include "text_format.h"
+
+#include <charconv>
+#include <cmath>
+#include <limits>
+
+namespace shmetrics::exporter {
+namespace {
+
+// Appends `text` with each byte listed in `specials` replaced by its escape.
+// Runs between special bytes are copied with a single append.
+void append_escaped(std::string& out, std::string_view text, std::string_view specials) {
+    for (;;) {
+        const std::size_t pos = text.find_first_of(specials);
+        out.append(text.substr(0, pos));
+        if (pos == std::string_view::npos) {
+            return;
+        }
+        switch (text[pos]) {
+            case '\\': out += "\\\\"; break;
+            case '"': out += "\\\""; break;
+            case '\n': out += "\\n"; break;
+        }
+        text.remove_prefix(pos + 1);
+    }
+}
+
+}  // namespace
+
+void append_escaped_label_value(std::string& out, std::string_view value) {
+    append_escaped(out, value, "\\\"\n");
+}
+
+void append_escaped_help(std::string& out, std::string_view help) {
+    append_escaped(out, help, "\\\n");
+}
+
+void append_uint(std::string& out, std::uint64_t value) {
+    char buffer[std::numeric_limits<std::uint64_t>::digits10 + 1];
+    const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
+    out.append(buffer, result.ptr);
+}
+
+void append_double(std::string& out, double value) {
+    // to_chars would write "nan" and "inf"; Prometheus spells them this way.
+    if (std::isnan(value)) {
+        out += "NaN";
+        return;
+    }
+    if (std::isinf(value)) {
+        out += value > 0 ? "+Inf" : "-Inf";
+        return;
+    }
+    // The longest shortest form is 24 chars, e.g. "-2.2250738585072014e-308".
+    char buffer[32];
+    const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
+    out.append(buffer, result.ptr);
+}
+
+}  // namespace shmetrics::exporter

@@ -1,0 +1,274 @@
+// The shared segment: its layout and its concurrency protocol, in one place.
+//
+// Anyone changing this file changes kLayoutVersion (and with it the SONAME of
+// libshmetrics, whose inline hot path reads the cells laid out here).
+//
+// ┌──────────────────────────── segment (one file in /dev/shm) ───────────────────┐
+// │ Header          magic, version, capacities, region offsets, registration     │
+// │                 lock, published counts, event counters                       │
+// │ FamilyEntry[families]                                                          │
+// │ SeriesEntry[series]                                                            │
+// │ string pool[string_bytes]       names, help, encoded label names/values       │
+// │ thread slots[thread_slots + 1]  SlotHeader + uint64 cells[series]; the last   │
+// │                                 one is the shared overflow slot               │
+// │ process records[process_records] RecordHeader + GaugeCell[series]             │
+// │                                 + InfoArea[info_families]                     │
+// └───────────────────────────────────────────────────────────────────────────────┘
+//
+// Who writes what, with which ordering, and what a reader must check:
+//
+// field                        | writer                          | write order         | reader checks
+// -----------------------------+---------------------------------+---------------------+-------------------------------
+// Header (all but the below)   | creator, before the segment is  | plain; published by | magic, version, capacities,
+//                              | linked to its name              | linkat()            | offsets == compute_geometry()
+// registration_lock            | registrars (robust, timed)      | pthread             | exporter never touches it
+// string_used                  | registrar under the lock        | release, before the | <= string_bytes
+//                              |                                 | count that uses it  |
+// family_count / series_count  | registrar under the lock, after | release (publishes  | acquire; <= capacity; every
+//                              | the entry and its strings       | the entry)          | entry field re-validated
+// FamilyEntry / SeriesEntry    | registrar, before the count     | relaxed             | offsets+lengths inside the
+//                              |                                 |                     | pool, names valid, UTF-8
+// events[]                     | anyone                          | relaxed fetch_add   | none (monotonic counters)
+// SlotHeader.owner_pid/claims  | the claiming process, holding   | relaxed             | informational only
+//                              | the slot's fcntl lock           |                     |
+// slot cells                   | the one thread owning the slot: | relaxed load+store  | relaxed load; integer cells
+//                              | overflow slot: anyone           | relaxed fetch_add   | summed mod 2^64
+// RecordHeader.owner_pid       | the claiming process (holding   | release after reset | liveness comes from the
+//                              | the record's fcntl lock)        | of the cells        | fcntl lock, never the pid
+// GaugeCell.value              | any thread of the owner process | relaxed store / CAS | kGaugeUnset = never set
+// InfoArea                     | threads of the owner process    | seqlock: seq odd    | seq even and unchanged
+//                              |                                 | while writing       | around the copy
+//
+// Ownership. A thread slot belongs to one thread of one process, a process
+// record to one process. A process proves it owns slot or record i by holding a
+// classic fcntl write lock on the byte slot_lock_byte(i) / record_lock_byte(i)
+// of the segment's file (those bytes lie past the end of the file: locks need
+// no backing bytes). The kernel drops the lock when the process dies, so a
+// claimer that acquires it with F_SETLK has proof that no live process owns it;
+// threads of one process arbitrate among themselves under a process-local
+// mutex. Cells of a slot are never zeroed: a new owner keeps adding to them.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <pthread.h>
+
+namespace shmetrics::shm {
+
+inline constexpr std::uint64_t kMagic = 0x31434952'54454d53ULL;  // "SMETRIC1" little-endian
+inline constexpr std::uint32_t kLayoutVersion = 1;
+inline constexpr std::size_t kCacheLine = 64;
+
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
+              "64-bit atomics must be lock-free to live in shared memory");
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+
+// A gauge cell holding this bit pattern (a NaN no arithmetic produces) has never
+// been set by its process. Gauges refuse NaN values, so it cannot collide.
+inline constexpr std::uint64_t kGaugeUnset = 0x7ff8'dead'beef'0001ULL;
+
+enum class MetricType : std::uint8_t { kCounter = 1, kGauge = 2, kInfo = 3 };
+enum class ValueType : std::uint8_t { kInteger = 1, kDouble = 2 };
+
+// How the per-process values of a gauge series combine into one sample.
+// Numbering is part of the layout. The non-live modes are reserved here and
+// added with the crash-safety work.
+enum class GaugeMode : std::uint8_t {
+  kNone = 0,  // not a gauge
+  kLiveSum = 1,
+  kLiveMax = 2,
+  kLiveMin = 3,
+  kLiveAll = 4,
+};
+
+// Limits every reader enforces on a segment, whatever its header claims.
+inline constexpr std::uint32_t kMaxLabels = 32;
+inline constexpr std::uint32_t kMaxNameBytes = 256;
+inline constexpr std::uint32_t kMaxHelpBytes = 4096;
+inline constexpr std::uint32_t kMaxLabelValueBytes = 4096;
+inline constexpr std::uint32_t kMaxSlots = 1u << 16;
+inline constexpr std::uint32_t kMaxRecords = 1u << 16;
+inline constexpr std::uint32_t kMaxFamilies = 1u << 20;
+inline constexpr std::uint32_t kMaxSeries = 1u << 24;
+inline constexpr std::uint32_t kMaxStringBytes = 1u << 30;
+inline constexpr std::uint32_t kMaxInfoFamilies = 1024;
+inline constexpr std::uint32_t kMaxInfoValueBytes = 1u << 16;
+inline constexpr std::uint64_t kMaxSegmentBytes = 1ULL << 36;
+
+// Fixed at creation; opening with other capacities fails.
+struct Capacities {
+  std::uint32_t thread_slots = 64;        // not counting the overflow slot
+  std::uint32_t process_records = 64;
+  std::uint32_t families = 256;
+  std::uint32_t series = 2048;            // also the cells per slot and record
+  std::uint32_t string_bytes = 256 * 1024;
+  std::uint32_t info_families = 8;
+  std::uint32_t info_value_bytes = 512;   // encoded label values of one info value
+
+  friend bool operator==(const Capacities&, const Capacities&) = default;
+};
+static_assert(sizeof(Capacities) == 28);
+
+// Counters of events that the exporter exposes as its own metrics.
+enum Event : std::uint32_t {
+  kEventSeriesRefused = 0,      // a label set or family did not fit
+  kEventOverflowWriters = 1,    // a thread fell back to the overflow slot
+  kEventInvalidUpdates = 2,     // negative increment, NaN, ... dropped
+  kEventInfoRefused = 3,        // an info value too long for its area
+  kEventRecordUnavailable = 4,  // a gauge/info update with no process record to hold it
+  kEventLockTimeouts = 5,       // registration lock not had within its bound
+  kEventRefusedUpdates = 6,     // updates through a handle whose series was refused
+  kEventCount = 8,
+};
+
+struct alignas(kCacheLine) Header {
+  std::uint64_t magic;
+  std::uint32_t layout_version;
+  std::uint32_t header_bytes;
+  Capacities capacities;
+  std::uint32_t reserved0;
+  std::uint64_t total_bytes;
+  std::uint64_t families_offset;
+  std::uint64_t series_offset;
+  std::uint64_t strings_offset;
+  std::uint64_t slots_offset;
+  std::uint64_t slot_stride;
+  std::uint64_t records_offset;
+  std::uint64_t record_stride;
+  std::uint64_t lock_bytes_offset;  // first fcntl lock byte (past the end of the file)
+
+  alignas(kCacheLine) pthread_mutex_t registration_lock;  // robust, process-shared
+
+  alignas(kCacheLine) std::atomic<std::uint32_t> family_count;
+  std::atomic<std::uint32_t> series_count;
+  std::atomic<std::uint32_t> string_used;
+  std::atomic<std::uint32_t> info_count;  // info areas handed out to info families
+
+  alignas(kCacheLine) std::atomic<std::uint64_t> events[kEventCount];
+};
+static_assert(offsetof(Header, magic) == 0);
+static_assert(offsetof(Header, capacities) == 16);
+static_assert(offsetof(Header, registration_lock) == 128);
+static_assert(sizeof(pthread_mutex_t) <= 64);
+static_assert(offsetof(Header, family_count) == 192);
+static_assert(offsetof(Header, events) == 256);
+static_assert(sizeof(Header) == 320);
+
+// Strings are (offset, length) pairs relative to the string pool. A list of
+// strings (label names, label values) is encoded as repeated
+// [uint32 little-endian length][bytes].
+struct FamilyEntry {
+  std::uint32_t name_offset;
+  std::uint32_t name_length;
+  std::uint32_t help_offset;
+  std::uint32_t help_length;
+  std::uint32_t label_names_offset;
+  std::uint32_t label_names_length;
+  MetricType type;
+  ValueType value_type;
+  GaugeMode gauge_mode;
+  std::uint8_t label_count;
+  std::uint32_t info_index;  // info families: which InfoArea of each record
+};
+static_assert(sizeof(FamilyEntry) == 32);
+
+struct SeriesEntry {
+  std::uint32_t family_index;
+  std::uint32_t cell_index;  // index into the cells of every slot and record
+  std::uint32_t label_values_offset;
+  std::uint32_t label_values_length;
+};
+static_assert(sizeof(SeriesEntry) == 16);
+
+struct alignas(kCacheLine) SlotHeader {
+  std::atomic<std::uint32_t> owner_pid;  // 0: free (never claimed or handed back)
+  std::atomic<std::uint32_t> claims;     // how many times it was claimed; 0: cells all zero
+};
+static_assert(sizeof(SlotHeader) == kCacheLine);
+
+struct GaugeCell {
+  std::atomic<std::uint64_t> value;  // double bits, or kGaugeUnset
+  std::atomic<std::uint64_t> stamp;  // reserved for the timestamped gauge modes
+};
+static_assert(sizeof(GaugeCell) == 16);
+
+struct alignas(kCacheLine) RecordHeader {
+  std::atomic<std::uint32_t> owner_pid;  // written after the record was reset
+  std::atomic<std::uint32_t> generation; // bumped on every claim
+};
+static_assert(sizeof(RecordHeader) == kCacheLine);
+
+// One info value of one process: a seqlock around the encoded label values.
+// length: 0 = no value; otherwise 1 + the number of encoded bytes in words.
+struct InfoAreaHeader {
+  std::atomic<std::uint64_t> seq;  // odd while a writer is inside
+  std::atomic<std::uint64_t> length;
+};
+static_assert(sizeof(InfoAreaHeader) == 16);
+
+inline constexpr std::uint64_t round_up(std::uint64_t n, std::uint64_t to) {
+  return (n + to - 1) / to * to;
+}
+
+// Where everything is, derived from the capacities alone. Creator and reader
+// both compute it; a header that disagrees is rejected.
+struct Geometry {
+  std::uint64_t families_offset;
+  std::uint64_t series_offset;
+  std::uint64_t strings_offset;
+  std::uint64_t slots_offset;
+  std::uint64_t slot_stride;
+  std::uint64_t records_offset;
+  std::uint64_t record_stride;
+  std::uint64_t info_area_stride;
+  std::uint64_t info_offset_in_record;
+  std::uint64_t total_bytes;
+  std::uint64_t lock_bytes_offset;
+
+  std::uint64_t slot_offset(std::uint32_t i) const { return slots_offset + i * slot_stride; }
+  std::uint64_t record_offset(std::uint32_t i) const { return records_offset + i * record_stride; }
+  std::uint64_t info_area_offset(std::uint32_t record, std::uint32_t info) const {
+    return record_offset(record) + info_offset_in_record + info * info_area_stride;
+  }
+  // fcntl lock bytes: slots first (overflow slot excluded), then records.
+  std::uint64_t slot_lock_byte(std::uint32_t i) const { return lock_bytes_offset + i; }
+  std::uint64_t record_lock_byte(std::uint32_t thread_slots, std::uint32_t i) const {
+    return lock_bytes_offset + thread_slots + i;
+  }
+};
+
+// Returns false when the capacities are out of the limits above.
+inline bool compute_geometry(const Capacities& c, Geometry& g) {
+  if (c.thread_slots == 0 || c.thread_slots > kMaxSlots || c.process_records == 0 ||
+      c.process_records > kMaxRecords || c.families == 0 || c.families > kMaxFamilies ||
+      c.series == 0 || c.series > kMaxSeries || c.string_bytes == 0 ||
+      c.string_bytes > kMaxStringBytes || c.info_families > kMaxInfoFamilies ||
+      c.info_value_bytes > kMaxInfoValueBytes)
+    return false;
+  std::uint64_t at = sizeof(Header);
+  g.families_offset = at;
+  at = round_up(at + std::uint64_t{c.families} * sizeof(FamilyEntry), kCacheLine);
+  g.series_offset = at;
+  at = round_up(at + std::uint64_t{c.series} * sizeof(SeriesEntry), kCacheLine);
+  g.strings_offset = at;
+  at = round_up(at + c.string_bytes, kCacheLine);
+  g.slots_offset = at;
+  g.slot_stride = sizeof(SlotHeader) + round_up(std::uint64_t{c.series} * 8, kCacheLine);
+  at += g.slot_stride * (std::uint64_t{c.thread_slots} + 1);
+  g.records_offset = at;
+  g.info_area_stride = sizeof(InfoAreaHeader) + round_up(c.info_value_bytes, 8);
+  g.info_offset_in_record =
+      sizeof(RecordHeader) + std::uint64_t{c.series} * sizeof(GaugeCell);
+  g.record_stride = round_up(
+      g.info_offset_in_record + std::uint64_t{c.info_families} * g.info_area_stride,
+      kCacheLine);
+  at += g.record_stride * c.process_records;
+  g.total_bytes = at;
+  // Lock bytes start past the file, on a round number, so they never overlap
+  // a byte anyone reads or writes.
+  g.lock_bytes_offset = round_up(at, 1ULL << 20);
+  return g.total_bytes <= kMaxSegmentBytes;
+}
+
+}  // namespace shmetrics::shm

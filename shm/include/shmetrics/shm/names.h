@@ -1,0 +1,37 @@
+// Validation of the names and texts a writer hands to the store, so bad
+// input is refused at registration time instead of corrupting a scrape.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace shmetrics::shm {
+
+// Each check_* returns "" when the input is valid, otherwise one line saying
+// what was wrong and what was expected.
+
+/// Checks a Prometheus metric name: non-empty and matching
+/// [a-zA-Z_:][a-zA-Z0-9_:]*.
+std::string check_metric_name(std::string_view name);
+
+/// Checks a Prometheus label name: non-empty, matching [a-zA-Z_][a-zA-Z0-9_]*,
+/// and not starting with "__" (that prefix is reserved by Prometheus).
+std::string check_label_name(std::string_view name);
+
+/// Checks that `text` is valid UTF-8 (see is_valid_utf8). `what` describes
+/// the text for the message, e.g. `label value for "etag"`.
+std::string check_utf8(std::string_view text, std::string_view what);
+
+/// True when `text` is strictly valid UTF-8: no overlong encodings, no
+/// surrogates (U+D800..U+DFFF), no code points above U+10FFFF and no
+/// truncated sequences. NUL bytes are valid.
+bool is_valid_utf8(std::string_view text) noexcept;
+
+/// Quotes `text` for an error message: wraps it in double quotes, escapes
+/// `"` and `\` with a backslash and every non-printable or non-ASCII byte as
+/// \xHH, so the result is printable ASCII. Only the first `max_bytes` bytes
+/// of input are shown; when more exist, "..." follows the closing quote.
+std::string printable(std::string_view text, std::size_t max_bytes = 64);
+
+}  // namespace shmetrics::shm

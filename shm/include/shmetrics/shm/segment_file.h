@@ -1,0 +1,117 @@
+// Creating, opening and mapping a segment file, and the fcntl byte locks that
+// prove ownership. Bytes and syscalls only: no metric semantics here.
+#pragma once
+
+#include <shmetrics/shm/layout.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+
+namespace shmetrics::shm {
+
+// A segment could not be created, opened or trusted. what() is one line a
+// person can act on. missing() tells "no segment of that name" apart.
+class SegmentError : public std::runtime_error {
+ public:
+  SegmentError(const std::string& message, bool missing = false)
+      : std::runtime_error(message), missing_(missing) {}
+  bool missing() const noexcept { return missing_; }
+
+ private:
+  bool missing_;
+};
+
+// "shmetrics.<instance>.<role>"; throws std::invalid_argument when either part is
+// not 1-64 characters of [A-Za-z0-9_-].
+std::string segment_name(std::string_view instance, std::string_view role);
+
+// "" when `name` can name a segment (1-255 characters of [A-Za-z0-9._-], not
+// starting with '.'), else a message saying why not.
+std::string check_segment_name(std::string_view name);
+
+// Renders capacities as "{thread_slots=64, process_records=64, ...}" for messages.
+std::string describe(const Capacities& capacities);
+
+// Checks a copy of a header against the file it came from: magic, layout
+// version, capacities within limits, recorded offsets equal to the computed
+// geometry, and the file large enough. Returns "" and fills `geometry` when
+// trustworthy, else one line naming what is wrong (both sides where there are two).
+std::string check_header(const Header& header, std::uint64_t file_bytes, Geometry& geometry);
+
+// A mapping of one segment file and the one descriptor this process keeps of
+// it. Not copyable; closing the descriptor drops this process's fcntl locks.
+class MappedSegment {
+ public:
+  MappedSegment(const MappedSegment&) = delete;
+  MappedSegment& operator=(const MappedSegment&) = delete;
+  ~MappedSegment();
+
+  const std::string& name() const { return name_; }
+  int fd() const { return fd_; }
+  std::uint8_t* base() const { return base_; }
+  std::uint64_t size_bytes() const { return size_bytes_; }
+  ino_t inode() const { return inode_; }
+  uid_t owner_uid() const { return owner_uid_; }
+  const Geometry& geometry() const { return geometry_; }
+  const Capacities& capacities() const { return capacities_; }
+  Header* header() const { return reinterpret_cast<Header*>(base_); }
+
+  // Opens the segment `name` for writing, creating it with `capacities` and
+  // file mode `mode` when it does not exist. Creation is complete before the
+  // name appears (O_TMPFILE, then linkat), so of several concurrent creators
+  // exactly one publishes and the others open it. An existing segment of
+  // another layout version or capacities is refused. Throws SegmentError.
+  static std::unique_ptr<MappedSegment> open_or_create(const std::string& name,
+                                                        const Capacities& capacities,
+                                                        mode_t mode);
+
+  // Maps an existing segment read-only, trusting nothing but the header check.
+  // The exporter's view; throws SegmentError (missing() when absent). In a
+  // process that writes the segment, maps through the writer's descriptor:
+  // closing a descriptor of its own would drop the writer's fcntl locks.
+  static std::unique_ptr<MappedSegment> open_read_only(const std::string& name);
+
+ private:
+  static std::unique_ptr<MappedSegment> map_read_only(const std::string& name, int fd);
+  struct BoostHandles;  // the shared_memory_object and mapped_region behind it
+  MappedSegment();
+  std::unique_ptr<BoostHandles> handles_;
+  bool writer_ = false;  // its descriptor is lent to in-process readers
+  std::string name_;
+  int fd_ = -1;
+  std::uint8_t* base_ = nullptr;
+  std::uint64_t size_bytes_ = 0;
+  ino_t inode_ = 0;
+  uid_t owner_uid_ = 0;
+  Geometry geometry_{};
+  Capacities capacities_{};
+};
+
+// The inode behind /dev/shm/<name> now, or 0 when there is none. Lets a reader
+// notice a segment removed and created anew under the same name.
+ino_t current_inode(const std::string& name);
+
+// Removes /dev/shm/<name>; true if it existed.
+bool remove_segment(const std::string& name);
+
+// fcntl write lock on one byte of `fd`, without waiting. True when this process
+// now holds it; false when another live process does. Throws on other errors.
+bool try_lock_byte(int fd, std::uint64_t byte);
+void unlock_byte(int fd, std::uint64_t byte);
+// The pid of the process holding a write lock on `byte`, or 0 when no other
+// process holds it (a process never sees its own locks this way).
+pid_t lock_holder(int fd, std::uint64_t byte);
+
+// Takes the segment's robust registration lock, waiting at most `timeout`.
+// Returns false on timeout. A lock whose holder died is recovered: the
+// registration protocol publishes by a count written last, so whatever the
+// dead holder left half-done is invisible and simply overwritten.
+bool lock_registration(Header& header, std::chrono::milliseconds timeout);
+void unlock_registration(Header& header);
+
+}  // namespace shmetrics::shm

@@ -1,0 +1,186 @@
+#include "shmetrics/shm/names.h"
+
+#include <cstdint>
+#include <cstring>
+
+namespace shmetrics::shm {
+namespace {
+
+constexpr char hex_digits[] = "0123456789abcdef";
+
+void append_hex_byte(std::string& out, unsigned char byte) {
+    out += hex_digits[byte >> 4];
+    out += hex_digits[byte & 0xf];
+}
+
+// Plain comparisons instead of <cctype>, whose answers depend on the locale.
+bool is_letter(char c) noexcept {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+bool is_digit(char c) noexcept {
+    return c >= '0' && c <= '9';
+}
+
+bool is_metric_name_char(char c, bool first) noexcept {
+    return is_letter(c) || c == '_' || c == ':' || (!first && is_digit(c));
+}
+
+bool is_label_name_char(char c, bool first) noexcept {
+    return is_letter(c) || c == '_' || (!first && is_digit(c));
+}
+
+template <typename CharTest>
+bool matches(std::string_view name, CharTest is_name_char) noexcept {
+    if (name.empty()) {
+        return false;
+    }
+    for (std::size_t i = 0; i < name.size(); ++i) {
+        if (!is_name_char(name[i], i == 0)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// What a lead byte allows, from Unicode Table 3-7 (well-formed UTF-8). The
+// narrowed second-byte ranges are what exclude overlong forms (E0, F0),
+// surrogates (ED) and code points above U+10FFFF (F4).
+struct LeadByte {
+    std::size_t length;  // 0 when the byte cannot start a sequence
+    unsigned char second_min;
+    unsigned char second_max;
+};
+
+constexpr LeadByte lead_byte(unsigned char b) noexcept {
+    if (b >= 0xC2 && b <= 0xDF) return {2, 0x80, 0xBF};
+    if (b == 0xE0) return {3, 0xA0, 0xBF};
+    if (b == 0xED) return {3, 0x80, 0x9F};
+    if (b >= 0xE1 && b <= 0xEF) return {3, 0x80, 0xBF};
+    if (b == 0xF0) return {4, 0x90, 0xBF};
+    if (b >= 0xF1 && b <= 0xF3) return {4, 0x80, 0xBF};
+    if (b == 0xF4) return {4, 0x80, 0x8F};
+    return {0, 0, 0};  // continuation bytes, C0, C1, F5..FF
+}
+
+struct Utf8Error {
+    // Offset of the first byte that cannot belong to a well-formed sequence,
+    // or of the lead byte of a sequence cut short by the end of the text.
+    // npos when the text is valid.
+    std::size_t offset;
+    bool truncated;
+};
+
+Utf8Error find_utf8_error(std::string_view text) noexcept {
+    const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
+    const std::size_t size = text.size();
+    std::size_t i = 0;
+    while (i < size) {
+        // Label values are mostly ASCII: skip 8 bytes at a time while none
+        // has its high bit set. memcpy keeps the unaligned load well-defined.
+        while (i + 8 <= size) {
+            std::uint64_t word;
+            std::memcpy(&word, bytes + i, sizeof word);
+            if ((word & 0x8080808080808080u) != 0) {
+                break;
+            }
+            i += 8;
+        }
+        if (i == size) {
+            break;
+        }
+        if (bytes[i] < 0x80) {
+            ++i;
+            continue;
+        }
+        const LeadByte lead = lead_byte(bytes[i]);
+        if (lead.length == 0) {
+            return {i, false};
+        }
+        for (std::size_t k = 1; k < lead.length; ++k) {
+            if (i + k == size) {
+                return {i, true};
+            }
+            const unsigned char b = bytes[i + k];
+            const unsigned char min = k == 1 ? lead.second_min : 0x80;
+            const unsigned char max = k == 1 ? lead.second_max : 0xBF;
+            if (b < min || b > max) {
+                return {i + k, false};
+            }
+        }
+        i += lead.length;
+    }
+    return {std::string_view::npos, false};
+}
+
+}  // namespace
+
+std::string check_metric_name(std::string_view name) {
+    if (matches(name, is_metric_name_char)) {
+        return {};
+    }
+    return "metric name " + printable(name) +
+           " is invalid: must match [a-zA-Z_:][a-zA-Z0-9_:]*";
+}
+
+std::string check_label_name(std::string_view name) {
+    if (!matches(name, is_label_name_char)) {
+        return "label name " + printable(name) +
+               " is invalid: must match [a-zA-Z_][a-zA-Z0-9_]*";
+    }
+    if (name.starts_with("__")) {
+        return "label name " + printable(name) +
+               " is invalid: names starting with \"__\" are reserved";
+    }
+    return {};
+}
+
+std::string check_utf8(std::string_view text, std::string_view what) {
+    const Utf8Error error = find_utf8_error(text);
+    if (error.offset == std::string_view::npos) {
+        return {};
+    }
+    std::string message(what);
+    message += ' ';
+    message += printable(text);
+    message += " is not valid UTF-8: ";
+    if (error.truncated) {
+        message += "truncated sequence at offset ";
+    } else {
+        message += "invalid byte 0x";
+        append_hex_byte(message, static_cast<unsigned char>(text[error.offset]));
+        message += " at offset ";
+    }
+    message += std::to_string(error.offset);
+    return message;
+}
+
+bool is_valid_utf8(std::string_view text) noexcept {
+    return find_utf8_error(text).offset == std::string_view::npos;
+}
+
+std::string printable(std::string_view text, std::size_t max_bytes) {
+    const std::string_view shown = text.substr(0, max_bytes);
+    std::string out;
+    out.reserve(shown.size() + 5);
+    out += '"';
+    for (const char c : shown) {
+        const auto byte = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (byte >= 0x20 && byte < 0x7f) {
+            out += c;
+        } else {
+            out += "\\x";
+            append_hex_byte(out, byte);
+        }
+    }
+    out += '"';
+    if (shown.size() < text.size()) {
+        out += "...";
+    }
+    return out;
+}
+
+}  // namespace shmetrics::shm

@@ -1,0 +1,385 @@
+#include <shmetrics/shm/segment_file.h>
+
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <fcntl.h>
+#include <mutex>
+#include <vector>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace shmetrics::shm {
+
+namespace bip = boost::interprocess;
+
+namespace {
+
+constexpr const char* kShmDir = "/dev/shm";
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+bool is_name_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         c == '_' || c == '-';
+}
+
+std::string check_part(std::string_view what, std::string_view part) {
+  bool ok = !part.empty() && part.size() <= 64;
+  for (char c : part) ok = ok && is_name_char(c);
+  if (ok) return "";
+  return std::string(what) + " \"" + std::string(part) +
+         "\" is invalid: must be 1-64 characters of [A-Za-z0-9_-]";
+}
+
+std::string path_of(const std::string& name) { return std::string(kShmDir) + "/" + name; }
+
+// Writes a fresh header and initialises the registration lock. The file is
+// still anonymous, so nobody else can see it half-written.
+void initialise(std::uint8_t* base, const Capacities& caps, const Geometry& g) {
+  auto* h = new (base) Header{};
+  h->layout_version = kLayoutVersion;
+  h->header_bytes = sizeof(Header);
+  h->capacities = caps;
+  h->total_bytes = g.total_bytes;
+  h->families_offset = g.families_offset;
+  h->series_offset = g.series_offset;
+  h->strings_offset = g.strings_offset;
+  h->slots_offset = g.slots_offset;
+  h->slot_stride = g.slot_stride;
+  h->records_offset = g.records_offset;
+  h->record_stride = g.record_stride;
+  h->lock_bytes_offset = g.lock_bytes_offset;
+
+  pthread_mutexattr_t attr;
+  pthread_mutexattr_init(&attr);
+  pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+  int rc = pthread_mutex_init(&h->registration_lock, &attr);
+  pthread_mutexattr_destroy(&attr);
+  if (rc != 0)
+    throw SegmentError("cannot initialise the registration lock: " + errno_text(rc));
+  // Magic last: a header without it was never finished.
+  h->magic = kMagic;
+}
+
+// Creates the segment anonymously, fills it, and links it to its name. Returns
+// false when another creator published first.
+bool create_and_publish(const std::string& name, const Capacities& caps, mode_t mode) {
+  Geometry g;
+  if (!compute_geometry(caps, g))
+    throw SegmentError("cannot create segment \"" + name + "\": capacities " +
+                       describe(caps) + " are out of range or exceed " +
+                       std::to_string(kMaxSegmentBytes) + " bytes");
+  int fd = ::open(kShmDir, O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+  if (fd < 0)
+    throw SegmentError("cannot create segment \"" + name + "\" in " + kShmDir + ": " +
+                       errno_text(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  // fchmod, because the umask may have stripped bits from `mode`.
+  if (::fchmod(fd, mode) != 0)
+    throw SegmentError("cannot set mode of segment \"" + name + "\": " + errno_text(errno));
+  // Reserve every page now: a full tmpfs fails here, not later with SIGBUS.
+  if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(g.total_bytes)); rc != 0)
+    throw SegmentError("cannot reserve " + std::to_string(g.total_bytes) +
+                       " bytes for segment \"" + name + "\" in " + kShmDir + ": " +
+                       errno_text(rc) + " (is " + kShmDir + " full? lower the capacities)");
+  void* base = ::mmap(nullptr, g.total_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED)
+    throw SegmentError("cannot map new segment \"" + name + "\": " + errno_text(errno));
+  try {
+    initialise(static_cast<std::uint8_t*>(base), caps, g);
+  } catch (...) {
+    ::munmap(base, g.total_bytes);
+    throw;
+  }
+  ::munmap(base, g.total_bytes);
+
+  std::string proc = "/proc/self/fd/" + std::to_string(fd);
+  if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, path_of(name).c_str(), AT_SYMLINK_FOLLOW) == 0)
+    return true;
+  if (errno == EEXIST) return false;
+  throw SegmentError("cannot publish segment \"" + name + "\" as " + path_of(name) + ": " +
+                     errno_text(errno));
+}
+
+}  // namespace
+
+struct MappedSegment::BoostHandles {
+  bip::shared_memory_object object;
+  bip::mapped_region region;
+};
+
+MappedSegment::MappedSegment() = default;
+namespace {
+
+// Descriptors of segments this process writes. fcntl locks are per process
+// and closing *any* descriptor of the file drops them all, so an in-process
+// reader must map through the writer's descriptor instead of opening its own.
+struct WriterDescriptor {
+  std::string name;
+  int fd;
+  ino_t inode;
+};
+std::mutex g_writer_fds_mutex;
+std::vector<WriterDescriptor> g_writer_fds;
+
+void remember_writer_descriptor(const std::string& name, int fd, ino_t inode) {
+  std::lock_guard lock(g_writer_fds_mutex);
+  g_writer_fds.push_back({name, fd, inode});
+}
+
+void forget_writer_descriptor(int fd) {
+  std::lock_guard lock(g_writer_fds_mutex);
+  std::erase_if(g_writer_fds, [fd](const WriterDescriptor& w) { return w.fd == fd; });
+}
+
+// The writer descriptor of `name` when this process writes the segment now
+// under that name, else -1.
+int writer_descriptor(const std::string& name) {
+  std::lock_guard lock(g_writer_fds_mutex);
+  ino_t now = current_inode(name);
+  for (const auto& w : g_writer_fds)
+    if (w.name == name && w.inode == now) return w.fd;
+  return -1;
+}
+
+}  // namespace
+
+MappedSegment::~MappedSegment() {
+  if (writer_) forget_writer_descriptor(fd_);
+  if (!handles_ && base_ != nullptr) ::munmap(base_, size_bytes_);
+}
+
+std::string segment_name(std::string_view instance, std::string_view role) {
+  std::string err = check_part("instance", instance);
+  if (err.empty()) err = check_part("role", role);
+  if (!err.empty()) throw std::invalid_argument(err);
+  return "shmetrics." + std::string(instance) + "." + std::string(role);
+}
+
+std::string check_segment_name(std::string_view name) {
+  bool ok = !name.empty() && name.size() <= 255 && name.front() != '.';
+  for (char c : name) ok = ok && (is_name_char(c) || c == '.');
+  if (ok) return "";
+  return "segment name \"" + std::string(name) +
+         "\" is invalid: must be 1-255 characters of [A-Za-z0-9._-], not starting with '.'";
+}
+
+std::string describe(const Capacities& c) {
+  return "{thread_slots=" + std::to_string(c.thread_slots) +
+         ", process_records=" + std::to_string(c.process_records) +
+         ", families=" + std::to_string(c.families) + ", series=" + std::to_string(c.series) +
+         ", string_bytes=" + std::to_string(c.string_bytes) +
+         ", info_families=" + std::to_string(c.info_families) +
+         ", info_value_bytes=" + std::to_string(c.info_value_bytes) + "}";
+}
+
+std::string check_header(const Header& h, std::uint64_t file_bytes, Geometry& g) {
+  if (file_bytes < sizeof(Header))
+    return "file is " + std::to_string(file_bytes) + " bytes, smaller than a header (" +
+           std::to_string(sizeof(Header)) + " bytes)";
+  if (h.magic != kMagic) return "bad magic: not a shmetrics segment (or not finished)";
+  if (h.layout_version != kLayoutVersion)
+    return "segment has layout version " + std::to_string(h.layout_version) +
+           " but this build speaks layout version " + std::to_string(kLayoutVersion);
+  if (h.header_bytes != sizeof(Header))
+    return "header is " + std::to_string(h.header_bytes) + " bytes, expected " +
+           std::to_string(sizeof(Header));
+  if (!compute_geometry(h.capacities, g))
+    return "capacities " + describe(h.capacities) + " are out of range";
+  if (h.total_bytes != g.total_bytes || h.families_offset != g.families_offset ||
+      h.series_offset != g.series_offset || h.strings_offset != g.strings_offset ||
+      h.slots_offset != g.slots_offset || h.slot_stride != g.slot_stride ||
+      h.records_offset != g.records_offset || h.record_stride != g.record_stride ||
+      h.lock_bytes_offset != g.lock_bytes_offset)
+    return "region offsets in the header do not match its capacities " +
+           describe(h.capacities);
+  if (file_bytes < g.total_bytes)
+    return "file is " + std::to_string(file_bytes) + " bytes but its capacities need " +
+           std::to_string(g.total_bytes);
+  return "";
+}
+
+std::unique_ptr<MappedSegment> MappedSegment::open_or_create(const std::string& name,
+                                                             const Capacities& capacities,
+                                                             mode_t mode) {
+  if (std::string err = check_segment_name(name); !err.empty()) throw SegmentError(err);
+  // Creators race through linkat(); losers and late comers open what was published.
+  for (int attempt = 0;; ++attempt) {
+    try {
+      auto seg = open_read_only(name);  // validates before we map it writable
+      if (!(seg->capacities() == capacities))
+        throw SegmentError("segment \"" + name + "\" has capacities " +
+                           describe(seg->capacities()) + " but this process asked for " +
+                           describe(capacities));
+      auto out = std::unique_ptr<MappedSegment>(new MappedSegment());
+      out->handles_ = std::make_unique<BoostHandles>();
+      out->handles_->object = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
+      out->handles_->region = bip::mapped_region(out->handles_->object, bip::read_write, 0,
+                                                 seg->geometry().total_bytes);
+      out->name_ = name;
+      out->fd_ = out->handles_->object.get_mapping_handle().handle;
+      out->base_ = static_cast<std::uint8_t*>(out->handles_->region.get_address());
+      out->size_bytes_ = seg->geometry().total_bytes;
+      struct stat st {};
+      ::fstat(out->fd_, &st);
+      out->inode_ = st.st_ino;
+      out->owner_uid_ = st.st_uid;
+      out->geometry_ = seg->geometry();
+      out->capacities_ = capacities;
+      if (out->inode_ != seg->inode())
+        continue;  // replaced between the two opens; check the new one
+      remember_writer_descriptor(name, out->fd_, out->inode_);
+      out->writer_ = true;
+      return out;
+    } catch (const SegmentError& e) {
+      if (!e.missing() || attempt >= 3) throw;
+    } catch (const bip::interprocess_exception& e) {
+      if (attempt >= 3)
+        throw SegmentError("cannot open segment \"" + name + "\" for writing: " + e.what());
+      continue;
+    }
+    create_and_publish(name, capacities, mode);
+  }
+}
+
+std::unique_ptr<MappedSegment> MappedSegment::open_read_only(const std::string& name) {
+  if (std::string err = check_segment_name(name); !err.empty()) throw SegmentError(err);
+  auto out = std::unique_ptr<MappedSegment>(new MappedSegment());
+  if (int fd = writer_descriptor(name); fd >= 0) return map_read_only(name, fd);
+  out->handles_ = std::make_unique<BoostHandles>();
+  try {
+    out->handles_->object = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_only);
+  } catch (const bip::interprocess_exception& e) {
+    bool missing = e.get_native_error() == ENOENT;
+    throw SegmentError(missing ? "segment \"" + name + "\" does not exist in " + kShmDir
+                               : "cannot open segment \"" + name + "\": " + e.what(),
+                       missing);
+  }
+  int fd = out->handles_->object.get_mapping_handle().handle;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0)
+    throw SegmentError("cannot stat segment \"" + name + "\": " + errno_text(errno));
+  std::uint64_t file_bytes = static_cast<std::uint64_t>(st.st_size);
+  Header copy;
+  if (file_bytes >= sizeof(Header)) {
+    if (::pread(fd, &copy, sizeof copy, 0) != static_cast<ssize_t>(sizeof copy))
+      throw SegmentError("cannot read the header of segment \"" + name + "\": " +
+                         errno_text(errno));
+  }
+  Geometry g;
+  std::string err = check_header(copy, file_bytes, g);
+  if (!err.empty()) throw SegmentError("segment \"" + name + "\" is invalid: " + err);
+  try {
+    out->handles_->region =
+        bip::mapped_region(out->handles_->object, bip::read_only, 0, g.total_bytes);
+  } catch (const bip::interprocess_exception& e) {
+    throw SegmentError("cannot map segment \"" + name + "\": " + e.what());
+  }
+  out->name_ = name;
+  out->fd_ = fd;
+  out->base_ = static_cast<std::uint8_t*>(out->handles_->region.get_address());
+  out->size_bytes_ = g.total_bytes;
+  out->inode_ = st.st_ino;
+  out->owner_uid_ = st.st_uid;
+  out->geometry_ = g;
+  out->capacities_ = copy.capacities;
+  return out;
+}
+
+std::unique_ptr<MappedSegment> MappedSegment::map_read_only(const std::string& name, int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0)
+    throw SegmentError("cannot stat segment \"" + name + "\": " + errno_text(errno));
+  Header copy;
+  if (::pread(fd, &copy, sizeof copy, 0) != static_cast<ssize_t>(sizeof copy))
+    throw SegmentError("cannot read the header of segment \"" + name + "\"");
+  Geometry g;
+  std::string err = check_header(copy, static_cast<std::uint64_t>(st.st_size), g);
+  if (!err.empty()) throw SegmentError("segment \"" + name + "\" is invalid: " + err);
+  void* base = ::mmap(nullptr, g.total_bytes, PROT_READ, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED)
+    throw SegmentError("cannot map segment \"" + name + "\": " + errno_text(errno));
+  auto out = std::unique_ptr<MappedSegment>(new MappedSegment());
+  out->name_ = name;
+  out->fd_ = fd;  // borrowed from the writer side: never closed
+  out->base_ = static_cast<std::uint8_t*>(base);
+  out->size_bytes_ = g.total_bytes;
+  out->inode_ = st.st_ino;
+  out->owner_uid_ = st.st_uid;
+  out->geometry_ = g;
+  out->capacities_ = copy.capacities;
+  return out;
+}
+
+ino_t current_inode(const std::string& name) {
+  struct stat st {};
+  if (::stat(path_of(name).c_str(), &st) != 0) return 0;
+  return st.st_ino;
+}
+
+bool remove_segment(const std::string& name) {
+  return ::unlink(path_of(name).c_str()) == 0;
+}
+
+bool try_lock_byte(int fd, std::uint64_t byte) {
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = static_cast<off_t>(byte);
+  fl.l_len = 1;
+  if (::fcntl(fd, F_SETLK, &fl) == 0) return true;
+  if (errno == EAGAIN || errno == EACCES) return false;
+  throw SegmentError("fcntl(F_SETLK) on segment byte " + std::to_string(byte) +
+                     " failed: " + errno_text(errno));
+}
+
+void unlock_byte(int fd, std::uint64_t byte) {
+  struct flock fl {};
+  fl.l_type = F_UNLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = static_cast<off_t>(byte);
+  fl.l_len = 1;
+  ::fcntl(fd, F_SETLK, &fl);
+}
+
+pid_t lock_holder(int fd, std::uint64_t byte) {
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = static_cast<off_t>(byte);
+  fl.l_len = 1;
+  if (::fcntl(fd, F_GETLK, &fl) != 0) return 0;
+  return fl.l_type == F_UNLCK ? 0 : fl.l_pid;
+}
+
+bool lock_registration(Header& header, std::chrono::milliseconds timeout) {
+  struct timespec deadline {};
+  ::clock_gettime(CLOCK_MONOTONIC, &deadline);
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
+  deadline.tv_sec += ns / 1'000'000'000;
+  deadline.tv_nsec += ns % 1'000'000'000;
+  if (deadline.tv_nsec >= 1'000'000'000) {
+    deadline.tv_sec += 1;
+    deadline.tv_nsec -= 1'000'000'000;
+  }
+  int rc = ::pthread_mutex_clocklock(&header.registration_lock, CLOCK_MONOTONIC, &deadline);
+  if (rc == EOWNERDEAD) {
+    // Nothing to repair: see the comment in the header.
+    ::pthread_mutex_consistent(&header.registration_lock);
+    return true;
+  }
+  return rc == 0;
+}
+
+void unlock_registration(Header& header) { ::pthread_mutex_unlock(&header.registration_lock); }
+
+}  // namespace shmetrics::shm

@@ -1,0 +1,143 @@
+// Helpers shared by the tests: unique segment names removed on exit, forked
+// children started together at a barrier, and reading a segment the way the
+// exporter does.
+#pragma once
+
+#include "role_source.h"
+
+#include <shmetrics/shm/segment_file.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <functional>
+#include <optional>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+namespace shmetrics::testing {
+
+// A segment name unique to this test run; the segment is removed when the
+// object goes out of scope, also when the test fails.
+class ScopedName {
+ public:
+  explicit ScopedName(const std::string& tag) {
+    static std::atomic<int> counter{0};
+    name_ = "shmetrics.test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + tag;
+    shm::remove_segment(name_);
+  }
+  ~ScopedName() { shm::remove_segment(name_); }
+  const std::string& str() const { return name_; }
+
+ private:
+  std::string name_;
+};
+
+// Children block in wait() until the parent calls release(): they start
+// together, so their writes overlap and races have a chance to show.
+class ForkBarrier {
+ public:
+  ForkBarrier() {
+    if (::pipe(fds_) != 0) std::perror("pipe");
+  }
+  ~ForkBarrier() {
+    close_fd(fds_[0]);
+    close_fd(fds_[1]);
+  }
+  void wait() {
+    close_fd(fds_[1]);
+    char c;
+    while (::read(fds_[0], &c, 1) < 0 && errno == EINTR) {
+    }
+  }
+  void release() { close_fd(fds_[1]); }
+
+ private:
+  static void close_fd(int& fd) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+  int fds_[2] = {-1, -1};
+};
+
+// Forks a child that runs `body` and leaves with _exit: 0 when body returned
+// true, 1 when it returned false or threw.
+inline pid_t fork_child(const std::function<bool()>& body) {
+  std::fflush(nullptr);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    bool ok = false;
+    try {
+      ok = body();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "child %d: %s\n", ::getpid(), e.what());
+    } catch (...) {
+    }
+    std::fflush(nullptr);
+    ::_exit(ok ? 0 : 1);
+  }
+  return pid;
+}
+
+// Waits for `pid`; its exit status, or 128 + signal when killed.
+inline int wait_child(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+// One exposition of the segment, read and rendered exactly as the exporter does.
+inline std::string scrape(const std::string& segment) {
+  exporter::RoleSource source("test", segment);
+  return source.scrape();
+}
+
+// The value of the sample whose line starts with `series` (name plus labels
+// exactly as rendered, e.g. `x_total` or `g{pid="12"}`), if present.
+inline std::optional<double> sample(const std::string& text, const std::string& series) {
+  std::size_t at = 0;
+  while ((at = text.find(series + " ", at)) != std::string::npos) {
+    if (at == 0 || text[at - 1] == '\n') {
+      std::size_t end = text.find('\n', at);
+      std::string value = text.substr(at + series.size() + 1, end - at - series.size() - 1);
+      if (value == "+Inf") return HUGE_VAL;
+      if (value == "-Inf") return -HUGE_VAL;
+      return std::stod(value);
+    }
+    at += series.size();
+  }
+  return std::nullopt;
+}
+
+// How many lines of `text` start with `prefix`.
+inline int count_lines(const std::string& text, const std::string& prefix) {
+  int n = 0;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    if (text.compare(at, prefix.size(), prefix) == 0) ++n;
+    std::size_t end = text.find('\n', at);
+    if (end == std::string::npos) break;
+    at = end + 1;
+  }
+  return n;
+}
+
+// Slots of the segment ever claimed (claims > 0), from a read-only mapping.
+inline std::uint32_t claimed_slots(const std::string& segment) {
+  auto m = shm::MappedSegment::open_read_only(segment);
+  std::uint32_t n = 0;
+  for (std::uint32_t i = 0; i < m->capacities().thread_slots; ++i) {
+    auto* h = reinterpret_cast<const shm::SlotHeader*>(m->base() + m->geometry().slot_offset(i));
+    if (h->claims.load(std::memory_order_relaxed) > 0) ++n;
+  }
+  return n;
+}
+
+}  // namespace shmetrics::testing

@@ -1,0 +1,221 @@
+// Gauges in the live modes and info metrics, with processes living and dying.
+#include "support.h"
+
+#include <shmetrics/shmetrics.h>
+
+#include <catch2/catch.hpp>
+
+#include <latch>
+#include <thread>
+
+using namespace shmetrics;
+using testing::ScopedName;
+
+namespace {
+
+SegmentOptions options(const ScopedName& name, std::uint32_t records = 16) {
+  SegmentOptions o;
+  o.name = name.str();
+  o.capacities.thread_slots = 8;
+  o.capacities.process_records = records;
+  o.capacities.series = 64;
+  o.capacities.families = 16;
+  o.capacities.string_bytes = 8192;
+  o.capacities.info_families = 4;
+  o.capacities.info_value_bytes = 96;
+  return o;
+}
+
+// A child process that runs `setup`, reports on a pipe, and waits to be killed.
+class ParkedChild {
+ public:
+  explicit ParkedChild(const std::function<void()>& setup) {
+    REQUIRE(::pipe(fds_) == 0);
+    pid_ = testing::fork_child([&] {
+      setup();
+      char byte = 1;
+      (void)!::write(fds_[1], &byte, 1);
+      for (;;) ::pause();
+      return true;
+    });
+    char byte;
+    REQUIRE(::read(fds_[0], &byte, 1) == 1);
+  }
+  ~ParkedChild() {
+    kill();
+    ::close(fds_[0]);
+    ::close(fds_[1]);
+  }
+  void kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    testing::wait_child(pid_);
+    pid_ = 0;
+  }
+  pid_t pid() const { return pid_; }
+
+ private:
+  int fds_[2];
+  pid_t pid_ = 0;
+};
+
+}  // namespace
+
+TEST_CASE("live_gauge_modes_follow_the_live_processes") {
+  ScopedName name("live");
+  Segment s = Segment::open(options(name));
+  Gauge sum = s.gauge("busy_workers", "Busy workers.", GaugeMode::kLiveSum);
+  Gauge max = s.gauge("queue_max", "Longest queue.", GaugeMode::kLiveMax);
+  Gauge min = s.gauge("queue_min", "Shortest queue.", GaugeMode::kLiveMin);
+  GaugeFamily all = s.gauge_family("heap_bytes", "Heap per worker.", {"pool"}, GaugeMode::kLiveAll);
+  auto worker = [&](double v) {
+    return [&, v] {
+      sum.set(v);
+      max.set(v);
+      min.set(v);
+      all.labels({"main"}).set(v);
+    };
+  };
+  ParkedChild a(worker(1)), b(worker(5)), c(worker(3));
+
+  std::string text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "busy_workers") == 9.0);
+  CHECK(testing::sample(text, "queue_max") == 5.0);
+  CHECK(testing::sample(text, "queue_min") == 1.0);
+  for (auto [child, v] : {std::pair{&a, 1.0}, {&b, 5.0}, {&c, 3.0}})
+    CHECK(testing::sample(text, "heap_bytes{pool=\"main\",pid=\"" + std::to_string(child->pid()) + "\"}") == v);
+
+  pid_t dead = b.pid();
+  b.kill();
+  text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "busy_workers") == 4.0);
+  CHECK(testing::sample(text, "queue_max") == 3.0);
+  CHECK(testing::sample(text, "queue_min") == 1.0);
+  CHECK_FALSE(testing::sample(text, "heap_bytes{pool=\"main\",pid=\"" + std::to_string(dead) + "\"}"));
+  CHECK(testing::count_lines(text, "heap_bytes{") == 2);
+
+  a.kill();
+  c.kill();
+  text = testing::scrape(name.str());
+  CHECK_FALSE(testing::sample(text, "busy_workers"));  // nobody live has a value
+  CHECK(testing::count_lines(text, "# TYPE busy_workers") == 0);
+}
+
+TEST_CASE("gauge_inc_and_dec_from_many_threads_are_exact") {
+  ScopedName name("gauge-threads");
+  Segment s = Segment::open(options(name));
+  Gauge inflight = s.gauge("inflight", "In flight.", GaugeMode::kLiveSum);
+  Gauge total = s.gauge("moved", "Moved.", GaugeMode::kLiveSum);
+  std::latch start(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      start.arrive_and_wait();
+      for (int i = 0; i < 20'000; ++i) {
+        inflight.inc();
+        total.inc(0.5);
+        inflight.dec();
+      }
+    });
+  for (auto& t : threads) t.join();
+  std::string text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "inflight") == 0.0);
+  CHECK(testing::sample(text, "moved") == 40'000.0);
+}
+
+TEST_CASE("the_record_of_a_dead_process_is_reused_without_its_values") {
+  ScopedName name("record-reuse");
+  Segment s = Segment::open(options(name, /*records=*/1));
+  Gauge g = s.gauge("level", "Level.", GaugeMode::kLiveSum);
+  Gauge other = s.gauge("other", "Other.", GaugeMode::kLiveSum);
+  {
+    ParkedChild first([&] {
+      g.set(7);
+      other.set(1);
+    });
+    // The only record is taken: a second live process's update is dropped and counted.
+    pid_t crowded = testing::fork_child([&] {
+      g.set(100);
+      return true;
+    });
+    REQUIRE(testing::wait_child(crowded) == 0);
+    std::string text = testing::scrape(name.str());
+    CHECK(testing::sample(text, "level") == 7.0);
+    CHECK(testing::sample(text, "shmetrics_record_unavailable_total{role=\"test\"}") == 1.0);
+  }
+  ParkedChild second([&] { g.set(2); });
+  std::string text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "level") == 2.0);
+  CHECK_FALSE(testing::sample(text, "other"));  // the dead process's value did not carry over
+}
+
+TEST_CASE("info_set_replaces_this_process_value") {
+  ScopedName name("info-replace");
+  Segment s = Segment::open(options(name));
+  Info map = s.info("rbac_map_info", "RBAC map version.", {"etag"});
+  map.set({"v1"});
+  map.set({"v2"});
+  std::string text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "rbac_map_info{etag=\"v2\"}") == 1.0);
+  CHECK_FALSE(testing::sample(text, "rbac_map_info{etag=\"v1\"}"));
+  map.clear();
+  CHECK(testing::count_lines(testing::scrape(name.str()), "rbac_map_info{") == 0);
+}
+
+TEST_CASE("info_shows_each_distinct_value_of_live_processes") {
+  ScopedName name("info-rollout");
+  Segment s = Segment::open(options(name));
+  Info map = s.info("rbac_map_info", "RBAC map version.", {"etag"});
+  ParkedChild old_a([&] { map.set({"old"}); });
+  ParkedChild old_b([&] { map.set({"old"}); });
+  ParkedChild fresh([&] { map.set({"new"}); });
+  std::string text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "rbac_map_info{etag=\"old\"}") == 1.0);  // once, though two hold it
+  CHECK(testing::sample(text, "rbac_map_info{etag=\"new\"}") == 1.0);
+  CHECK(testing::count_lines(text, "rbac_map_info{") == 2);
+  old_a.kill();
+  old_b.kill();
+  text = testing::scrape(name.str());
+  CHECK(testing::count_lines(text, "rbac_map_info{") == 1);
+  CHECK(testing::sample(text, "rbac_map_info{etag=\"new\"}") == 1.0);
+}
+
+TEST_CASE("an_info_value_too_long_is_refused_counted_and_the_old_one_cleared") {
+  ScopedName name("info-long");
+  Segment s = Segment::open(options(name));
+  Info map = s.info("rbac_map_info", "RBAC map version.", {"etag"});
+  map.set({"short"});
+  map.set({std::string(200, 'x')});  // info_value_bytes is 96
+  std::string text = testing::scrape(name.str());
+  CHECK(testing::count_lines(text, "rbac_map_info{") == 0);
+  CHECK(testing::sample(text, "shmetrics_info_values_refused_total{role=\"test\"}") == 1.0);
+
+  map.set({"ok"});
+  map.set({"bad \xff"});  // not UTF-8: refused, counted, cleared
+  text = testing::scrape(name.str());
+  CHECK(testing::count_lines(text, "rbac_map_info{") == 0);
+  CHECK(testing::sample(text, "shmetrics_invalid_updates_total{role=\"test\"}") == 1.0);
+}
+
+TEST_CASE("label_values_and_help_are_escaped_in_the_exposition") {
+  ScopedName name("escape");
+  Segment s = Segment::open(options(name));
+  s.counter_family("esc_total", "Help with \\ and\nnewline and \"quotes\".", {"v"})
+      .labels({"a\"b\\c\nd"})
+      .inc();
+  std::string text = testing::scrape(name.str());
+  CHECK_THAT(text, Catch::Contains("# HELP esc_total Help with \\\\ and\\nnewline and \"quotes\".\n"));
+  CHECK(testing::sample(text, "esc_total{v=\"a\\\"b\\\\c\\nd\"}") == 1.0);
+}
+
+TEST_CASE("gauge_values_render_in_shortest_round_trip_form") {
+  ScopedName name("numbers");
+  Segment s = Segment::open(options(name));
+  s.gauge("tenth", "0.1.", GaugeMode::kLiveSum).set(0.1);
+  s.gauge("big", "Big.", GaugeMode::kLiveSum).set(1e300);
+  s.gauge("neg_inf", "-Inf.", GaugeMode::kLiveMax).set(-HUGE_VAL);
+  s.gauge("pos_inf", "+Inf.", GaugeMode::kLiveMax).set(HUGE_VAL);
+  std::string text = testing::scrape(name.str());
+  CHECK_THAT(text, Catch::Contains("\ntenth 0.1\n") && Catch::Contains("\nbig 1e+300\n") &&
+                       Catch::Contains("\nneg_inf -Inf\n") && Catch::Contains("\npos_inf +Inf\n"));
+}

@@ -1,0 +1,227 @@
+#include "shmetrics/shm/names.h"
+
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <string>
+
+using shmetrics::shm::check_label_name;
+using shmetrics::shm::check_metric_name;
+using shmetrics::shm::check_utf8;
+using shmetrics::shm::is_valid_utf8;
+using shmetrics::shm::printable;
+using namespace std::string_view_literals;  // "\0"sv keeps embedded NULs
+
+namespace {
+
+// Encodes one code point the naive way, without the range checks a strict
+// encoder would apply, so tests can build surrogates too.
+std::string encode(std::uint32_t cp) {
+    std::string s;
+    if (cp < 0x80) {
+        s += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+        s += static_cast<char>(0xC0 | (cp >> 6));
+        s += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        s += static_cast<char>(0xE0 | (cp >> 12));
+        s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        s += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+        s += static_cast<char>(0xF0 | (cp >> 18));
+        s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+        s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        s += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+    return s;
+}
+
+}  // namespace
+
+// --- metric names ---
+
+TEST_CASE("metric_name_accepts_prometheus_names") {
+    CHECK(check_metric_name("http_requests_total").empty());
+    CHECK(check_metric_name("_private").empty());
+    CHECK(check_metric_name("a").empty());
+    CHECK(check_metric_name("Mixed_Case_9").empty());
+}
+
+TEST_CASE("metric_name_allows_colons_anywhere") {
+    CHECK(check_metric_name("job:http_requests:rate5m").empty());
+    CHECK(check_metric_name(":leading").empty());
+}
+
+TEST_CASE("metric_name_rejects_empty") {
+    CHECK(check_metric_name("") ==
+          R"(metric name "" is invalid: must match [a-zA-Z_:][a-zA-Z0-9_:]*)");
+}
+
+TEST_CASE("metric_name_rejects_leading_digit") {
+    CHECK(check_metric_name("9bad") ==
+          R"(metric name "9bad" is invalid: must match [a-zA-Z_:][a-zA-Z0-9_:]*)");
+}
+
+TEST_CASE("metric_name_rejects_other_punctuation") {
+    CHECK_FALSE(check_metric_name("a-b").empty());
+    CHECK_FALSE(check_metric_name("a.b").empty());
+    CHECK_FALSE(check_metric_name("a b").empty());
+}
+
+TEST_CASE("metric_name_rejects_unicode_and_escapes_it_in_the_message") {
+    CHECK(check_metric_name("caf\xc3\xa9") ==
+          R"(metric name "caf\xc3\xa9" is invalid: must match [a-zA-Z_:][a-zA-Z0-9_:]*)");
+}
+
+// --- label names ---
+
+TEST_CASE("label_name_accepts_prometheus_names") {
+    CHECK(check_label_name("method").empty());
+    CHECK(check_label_name("_x").empty());
+    CHECK(check_label_name("status_code_2").empty());
+}
+
+TEST_CASE("label_name_rejects_colon") {
+    CHECK(check_label_name("a:b") ==
+          R"(label name "a:b" is invalid: must match [a-zA-Z_][a-zA-Z0-9_]*)");
+}
+
+TEST_CASE("label_name_rejects_dash_empty_and_leading_digit") {
+    CHECK(check_label_name("a-b") ==
+          R"(label name "a-b" is invalid: must match [a-zA-Z_][a-zA-Z0-9_]*)");
+    CHECK_FALSE(check_label_name("").empty());
+    CHECK_FALSE(check_label_name("1a").empty());
+}
+
+TEST_CASE("label_name_rejects_reserved_double_underscore_prefix") {
+    CHECK(check_label_name("__x") ==
+          R"(label name "__x" is invalid: names starting with "__" are reserved)");
+    CHECK_FALSE(check_label_name("__").empty());
+}
+
+TEST_CASE("label_name_allows_single_underscore_prefix_and_inner_double_underscore") {
+    CHECK(check_label_name("_a__b").empty());
+}
+
+// --- UTF-8 ---
+
+TEST_CASE("utf8_accepts_ascii_and_empty") {
+    CHECK(is_valid_utf8(""));
+    CHECK(is_valid_utf8("plain ascii text that is longer than one 8-byte word"));
+}
+
+TEST_CASE("utf8_accepts_embedded_nul") {
+    CHECK(is_valid_utf8("a\0b"sv));
+    CHECK(is_valid_utf8("\0\0\0\0\0\0\0\0\0"sv));
+}
+
+TEST_CASE("utf8_accepts_multibyte_sequences") {
+    CHECK(is_valid_utf8("\xc3\xa9"));          // U+00E9, 2 bytes
+    CHECK(is_valid_utf8("\xe2\x82\xac"));      // U+20AC, 3 bytes
+    CHECK(is_valid_utf8("\xf0\x9f\x98\x80"));  // U+1F600, 4 bytes
+    CHECK(is_valid_utf8("\xf4\x8f\xbf\xbf"));  // U+10FFFF, the last code point
+    CHECK(is_valid_utf8("\xef\xbf\xbf"));      // U+FFFF
+    CHECK(is_valid_utf8("before the fast path \xc3\xa9 and after it again"));
+}
+
+TEST_CASE("utf8_accepts_every_unicode_scalar_value") {
+    bool all_valid = true;
+    for (std::uint32_t cp = 0; cp <= 0x10FFFF; ++cp) {
+        if (cp == 0xD800) {
+            cp = 0xE000;  // skip the surrogates
+        }
+        all_valid = all_valid && is_valid_utf8(encode(cp));
+    }
+    CHECK(all_valid);
+}
+
+TEST_CASE("utf8_rejects_overlong_encodings") {
+    CHECK_FALSE(is_valid_utf8("\xc0\x80"));          // U+0000 in 2 bytes
+    CHECK_FALSE(is_valid_utf8("\xc1\xbf"));          // U+007F in 2 bytes
+    CHECK_FALSE(is_valid_utf8("\xe0\x80\x80"));      // U+0000 in 3 bytes
+    CHECK_FALSE(is_valid_utf8("\xe0\x9f\xbf"));      // U+07FF in 3 bytes
+    CHECK_FALSE(is_valid_utf8("\xf0\x8f\xbf\xbf"));  // U+FFFF in 4 bytes
+}
+
+TEST_CASE("utf8_rejects_surrogates") {
+    CHECK_FALSE(is_valid_utf8("\xed\xa0\x80"));  // U+D800
+    CHECK_FALSE(is_valid_utf8("\xed\xbf\xbf"));  // U+DFFF
+    bool any_valid = false;
+    for (std::uint32_t cp = 0xD800; cp <= 0xDFFF; ++cp) {
+        any_valid = any_valid || is_valid_utf8(encode(cp));
+    }
+    CHECK_FALSE(any_valid);
+}
+
+TEST_CASE("utf8_rejects_code_points_above_10ffff") {
+    CHECK_FALSE(is_valid_utf8("\xf4\x90\x80\x80"));  // U+110000
+    CHECK_FALSE(is_valid_utf8("\xf5\x80\x80\x80"));
+    CHECK_FALSE(is_valid_utf8("\xff"));
+}
+
+TEST_CASE("utf8_rejects_truncated_sequences") {
+    CHECK_FALSE(is_valid_utf8("\xc3"));
+    CHECK_FALSE(is_valid_utf8("\xe2\x82"));
+    CHECK_FALSE(is_valid_utf8("\xf0\x9f\x98"));
+    CHECK_FALSE(is_valid_utf8("\xe2\x82z"));  // cut short by an ASCII byte
+}
+
+TEST_CASE("utf8_rejects_lone_continuation_byte") {
+    CHECK_FALSE(is_valid_utf8("\x80"));
+    CHECK_FALSE(is_valid_utf8("abc\xbf"));
+    CHECK_FALSE(is_valid_utf8("\xc3\xa9\xa9"));  // one continuation too many
+}
+
+TEST_CASE("utf8_rejects_invalid_byte_after_long_ascii_run") {
+    CHECK_FALSE(is_valid_utf8("0123456789abcdef\xff"));
+    CHECK_FALSE(is_valid_utf8("01234567\x80""89abcdef"));
+}
+
+TEST_CASE("check_utf8_accepts_valid_text") {
+    CHECK(check_utf8("ok \xc3\xa9", "label value for \"etag\"").empty());
+}
+
+TEST_CASE("check_utf8_names_offset_and_escapes_the_byte") {
+    CHECK(check_utf8("ab\xff", R"(label value for "etag")") ==
+          R"(label value for "etag" "ab\xff" is not valid UTF-8: invalid byte 0xff at offset 2)");
+}
+
+TEST_CASE("check_utf8_points_at_the_byte_that_breaks_a_sequence") {
+    CHECK(check_utf8("x\xed\xa0\x80", R"(help text of "x_total")") ==
+          R"(help text of "x_total" "x\xed\xa0\x80" is not valid UTF-8: invalid byte 0xa0 at offset 2)");
+}
+
+TEST_CASE("check_utf8_reports_truncated_sequence_at_its_start") {
+    CHECK(check_utf8("ab\xe2\x82", "value") ==
+          R"(value "ab\xe2\x82" is not valid UTF-8: truncated sequence at offset 2)");
+}
+
+// --- printable ---
+
+TEST_CASE("printable_quotes_and_escapes") {
+    CHECK(printable("plain") == R"("plain")");
+    CHECK(printable("") == R"("")");
+    CHECK(printable(R"(say "hi" \o/)") == R"("say \"hi\" \\o/")");
+    CHECK(printable("tab\tnl\n\x7f\0"sv) == R"("tab\x09nl\x0a\x7f\x00")");
+}
+
+TEST_CASE("printable_truncates_long_text_with_ellipsis") {
+    const std::string long_text(100, 'a');
+    CHECK(printable(long_text) == '"' + std::string(64, 'a') + "\"...");
+    CHECK(printable("abcdef", 3) == R"("abc"...)");
+}
+
+TEST_CASE("printable_does_not_truncate_text_of_exactly_max_bytes") {
+    CHECK(printable("abc", 3) == R"("abc")");
+}
+
+TEST_CASE("printable_counts_the_limit_in_input_bytes") {
+    // Each escaped byte becomes four characters but counts as one.
+    CHECK(printable("\xff\xff\xff\xff", 2) == R"("\xff\xff"...)");
+}
+
+TEST_CASE("printable_escapes_long_names_in_messages") {
+    const std::string name = "9" + std::string(70, 'x');
+    CHECK(check_metric_name(name) == "metric name \"9" + std::string(63, 'x') +
+                                         "\"... is invalid: must match [a-zA-Z_:][a-zA-Z0-9_:]*");
+}

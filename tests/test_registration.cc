@@ -1,0 +1,131 @@
+// Registration: names, help, label values, sameness across processes,
+// capacity limits; invalid updates are dropped and counted.
+#include "support.h"
+
+#include <shmetrics/shmetrics.h>
+
+#include <catch2/catch.hpp>
+
+using namespace shmetrics;
+using testing::ScopedName;
+
+namespace {
+
+Segment open_small(const ScopedName& name, std::uint32_t series = 64, std::uint32_t families = 16) {
+  SegmentOptions o;
+  o.name = name.str();
+  o.capacities.thread_slots = 4;
+  o.capacities.process_records = 4;
+  o.capacities.families = families;
+  o.capacities.series = series;
+  o.capacities.string_bytes = 8192;
+  o.capacities.info_families = 2;
+  o.capacities.info_value_bytes = 64;
+  return Segment::open(o);
+}
+
+}  // namespace
+
+TEST_CASE("metric_and_label_names_are_checked_with_the_rule_in_the_message") {
+  ScopedName name("names");
+  Segment s = open_small(name);
+  CHECK_THROWS_WITH(s.counter("9bad_total", "h"),
+                    "metric name \"9bad_total\" is invalid: must match [a-zA-Z_:][a-zA-Z0-9_:]*");
+  CHECK_THROWS_WITH(s.counter_family("ok_total", "h", {"a-b"}), Catch::Contains("label name \"a-b\" is invalid"));
+  CHECK_THROWS_WITH(s.counter_family("ok_total", "h", {"__x"}), Catch::Contains("reserved"));
+  CHECK_THROWS_WITH(s.counter_family("ok_total", "h", {"a", "a"}), Catch::Contains("appears twice"));
+  CHECK_THROWS_WITH(s.counter("requests", "h"), Catch::Contains("must end in \"_total\""));
+  CHECK_THROWS_WITH(s.counter("shmetrics_x_total", "h"), Catch::Contains("exporter's own"));
+  CHECK_THROWS_WITH(s.gauge_family("g", "h", {"pid"}, GaugeMode::kLiveAll), Catch::Contains("reserved"));
+  CHECK_NOTHROW(s.gauge_family("g2", "h", {"pid"}, GaugeMode::kLiveSum));
+}
+
+TEST_CASE("help_is_required_and_must_be_utf8") {
+  ScopedName name("help");
+  Segment s = open_small(name);
+  CHECK_THROWS_WITH(s.counter("a_total", ""), Catch::Contains("help is required"));
+  CHECK_THROWS_WITH(s.counter("a_total", "bad \xff help"), Catch::Contains("not valid UTF-8"));
+}
+
+TEST_CASE("label_values_must_be_utf8_and_match_the_label_count") {
+  ScopedName name("values");
+  Segment s = open_small(name);
+  CounterFamily f = s.counter_family("req_total", "Requests.", {"route", "code"});
+  CHECK_THROWS_WITH(f.labels({"/a"}), Catch::Contains("has 2 label names but 1 label values"));
+  CHECK_THROWS_WITH(f.labels({"/a", "2\xc0\x80"}),
+                    Catch::Contains("label value for \"code\"") && Catch::Contains("not valid UTF-8"));
+  CHECK(f.labels({"/é", "200"}).attached());
+}
+
+TEST_CASE("same_registration_in_another_process_returns_the_same_metric") {
+  ScopedName name("same");
+  Segment s = open_small(name);
+  s.counter_family("hits_total", "Hits.", {"route"}).labels({"/x"}).inc(5);
+  pid_t child = testing::fork_child([&] {
+    Segment again = open_small(name);
+    again.counter_family("hits_total", "Other help is fine.", {"route"}).labels({"/x"}).inc(7);
+    return true;
+  });
+  REQUIRE(testing::wait_child(child) == 0);
+  std::string text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "hits_total{route=\"/x\"}") == 12.0);
+  CHECK(testing::count_lines(text, "# HELP hits_total Hits.") == 1);
+}
+
+TEST_CASE("conflicting_registration_fails_naming_both_sides") {
+  ScopedName name("conflict");
+  Segment s = open_small(name);
+  s.counter_family("x_total", "X.", {"a"});
+  CHECK_THROWS_WITH(s.counter_family("x_total", "X.", {"b"}),
+                    Catch::Contains("counter with labels [a]") && Catch::Contains("counter with labels [b]"));
+  CHECK_THROWS_WITH(s.counter_family("x_total", "X.", {"a"}, ValueType::kDouble),
+                    Catch::Contains("(integer values)") && Catch::Contains("(double values)"));
+  s.gauge_family("g", "G.", {}, GaugeMode::kLiveSum);
+  CHECK_THROWS_WITH(s.gauge_family("g", "G.", {}, GaugeMode::kLiveMax),
+                    Catch::Contains("mode livesum") && Catch::Contains("mode livemax"));
+}
+
+TEST_CASE("a_full_segment_refuses_series_and_counts_them_without_throwing") {
+  ScopedName name("full");
+  Segment s = open_small(name, /*series=*/4, /*families=*/2);
+  CounterFamily f = s.counter_family("c_total", "C.", {"k"});
+  std::vector<Counter> kept;
+  for (int i = 0; i < 4; ++i) kept.push_back(f.labels({std::to_string(i)}));
+  Counter refused = f.labels({"one too many"});
+  CHECK_FALSE(refused.attached());
+  refused.inc();
+  refused.inc(3);
+  for (auto& c : kept) c.inc();
+  s.gauge("g", "G.", GaugeMode::kLiveSum);  // the second family fits, its series does not
+  CHECK_THROWS_WITH(s.counter("third_total", "T."), Catch::Contains("all 2 families are registered"));
+
+  std::string text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "shmetrics_series_refused_total{role=\"test\"}") == 3.0);
+  CHECK(testing::sample(text, "shmetrics_refused_series_updates_total{role=\"test\"}") == 2.0);
+  for (int i = 0; i < 4; ++i)
+    CHECK(testing::sample(text, "c_total{k=\"" + std::to_string(i) + "\"}") == 1.0);
+}
+
+TEST_CASE("invalid_updates_are_dropped_and_counted") {
+  ScopedName name("invalid");
+  Segment s = open_small(name);
+  Counter c = s.counter("c_total", "C.");
+  Counter d = s.counter("d_total", "D.", ValueType::kDouble);
+  Gauge g = s.gauge("g", "G.", GaugeMode::kLiveSum);
+  c.inc(-1);
+  c.inc(0.5);                 // fractional on an integer family
+  c.inc(std::nan(""));
+  d.inc(-0.25);
+  d.inc(HUGE_VAL);
+  g.set(std::nan(""));
+  g.inc(std::nan(""));
+  c.inc(2.0);                 // a whole double is fine
+  d.inc(0.25);
+  d.inc(0.5);
+  g.set(4);
+  std::string text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "shmetrics_invalid_updates_total{role=\"test\"}") == 7.0);
+  CHECK(testing::sample(text, "c_total") == 2.0);
+  CHECK(testing::sample(text, "d_total") == 0.75);
+  CHECK(testing::sample(text, "g") == 4.0);
+}

@@ -1,0 +1,142 @@
+// Segment: one role's shared metrics segment as this process sees it, and the
+// registration of metric families and their series in it.
+#pragma once
+
+#include <shmetrics/counter.h>
+#include <shmetrics/gauge.h>
+#include <shmetrics/shm/layout.h>
+
+#include <chrono>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+#include <vector>
+
+namespace shmetrics {
+
+using shm::Capacities;
+using shm::ValueType;
+
+struct SegmentOptions {
+  // The segment is /dev/shm/shmetrics.<instance>.<role> unless `name` is set.
+  std::string instance = "default";
+  std::string role;
+  std::string name;
+  // Fixed when the segment is created; opening it with others fails.
+  Capacities capacities{};
+  // File mode at creation, set with fchmod so the umask cannot strip it.
+  mode_t mode = 0600;
+  // Longest wait for the registration lock (a holder stopped with SIGSTOP).
+  std::chrono::milliseconds lock_timeout{1000};
+};
+
+// A family of counter series sharing a name, help and label names.
+// Thread-safe: labels() may be called from any thread.
+class CounterFamily {
+ public:
+  // The series with these label values, registered on first use. Throws
+  // std::invalid_argument when the number of values differs from the label
+  // names or a value is not valid UTF-8. When the segment has no room left the
+  // handle is refused: its updates are dropped and counted, never thrown.
+  Counter labels(const std::vector<std::string_view>& values) const;
+  Counter labels(std::initializer_list<std::string_view> values) const {
+    return labels(std::vector<std::string_view>(values));
+  }
+
+ private:
+  friend class Segment;
+  std::uint16_t segment_ = detail::kDetachedSegment;
+  std::uint32_t family_ = 0;
+  bool is_double_ = false;
+};
+
+// A family of gauge series; see Gauge for how processes' values combine.
+// Thread-safe: labels() may be called from any thread.
+class GaugeFamily {
+ public:
+  // As CounterFamily::labels.
+  Gauge labels(const std::vector<std::string_view>& values) const;
+  Gauge labels(std::initializer_list<std::string_view> values) const {
+    return labels(std::vector<std::string_view>(values));
+  }
+
+ private:
+  friend class Segment;
+  std::uint16_t segment_ = detail::kDetachedSegment;
+  std::uint32_t family_ = 0;
+};
+
+// An info metric: each process holds one current value (a set of label
+// values), rendered with value 1. The exporter shows every distinct value held
+// by a live process, so during a rollout old and new values show side by side.
+// Thread-safe.
+class Info {
+ public:
+  // Replaces this process's value. Never throws: values of the wrong count or
+  // not valid UTF-8, or too long for the segment's info_value_bytes, are
+  // refused and counted, and this process's previous value is cleared so a
+  // stale one never shows.
+  void set(const std::vector<std::string_view>& values) const noexcept;
+  void set(std::initializer_list<std::string_view> values) const noexcept {
+    set(std::vector<std::string_view>(values));
+  }
+  // Removes this process's value.
+  void clear() const noexcept;
+
+ private:
+  friend class Segment;
+  std::uint16_t segment_ = detail::kDetachedSegment;
+  std::uint32_t family_ = 0;
+};
+
+// One role's segment, mapped into this process for its lifetime. Cheap to
+// copy: every copy refers to the same mapping. Thread-safe.
+//
+// Registering a name that exists (in this or any process) with the same type,
+// value type, label names and gauge mode returns the same family; any other
+// difference throws std::invalid_argument naming both sides. The first help
+// text registered is kept.
+class Segment {
+ public:
+  // Opens the segment, creating it when absent. Opening the same name twice
+  // in one process returns the same segment. Throws shm::SegmentError when the
+  // segment cannot be created, opened or trusted (another layout version or
+  // other capacities), std::invalid_argument for bad options.
+  static Segment open(const SegmentOptions& options);
+
+  // Registration. Names must match [a-zA-Z_:][a-zA-Z0-9_:]* and not start with
+  // "shmetrics_" (the exporter's own); counter names end in "_total"; label
+  // names match [a-zA-Z_][a-zA-Z0-9_]* and do not start with "__"; help is
+  // required, valid UTF-8. Throws std::invalid_argument, or shm::SegmentError
+  // when the segment has no room for another family or its registration lock
+  // cannot be had within lock_timeout.
+  CounterFamily counter_family(std::string_view name, std::string_view help,
+                               const std::vector<std::string>& label_names = {},
+                               ValueType value_type = ValueType::kInteger) const;
+  GaugeFamily gauge_family(std::string_view name, std::string_view help,
+                           const std::vector<std::string>& label_names, GaugeMode mode) const;
+  Info info(std::string_view name, std::string_view help,
+            const std::vector<std::string>& label_names) const;
+
+  // Unlabelled shorthands.
+  Counter counter(std::string_view name, std::string_view help,
+                  ValueType value_type = ValueType::kInteger) const {
+    return counter_family(name, help, {}, value_type).labels({});
+  }
+  Gauge gauge(std::string_view name, std::string_view help, GaugeMode mode) const {
+    return gauge_family(name, help, {}, mode).labels({});
+  }
+
+  const std::string& name() const;
+  // The descriptor this process keeps of the segment (its fcntl locks live on
+  // it); in-process readers reuse it.
+  int fd() const;
+
+ private:
+  explicit Segment(std::uint16_t index) : index_(index) {}
+  std::uint16_t index_;
+};
+
+}  // namespace shmetrics

@@ -1,0 +1,61 @@
+// This process's view of the segments it writes: the table behind Segment
+// handles, local caches of what the segment registers, and what this process
+// owns in each segment. Internal to libshmetrics.
+#pragma once
+
+#include <shmetrics/detail/hot_path.h>
+#include <shmetrics/shm/layout.h>
+#include <shmetrics/shm/segment_file.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace shmetrics::detail {
+
+struct LocalFamily {
+  std::string name;
+  shm::MetricType type;
+  shm::ValueType value_type;
+  shm::GaugeMode gauge_mode;
+  std::vector<std::string> label_names;
+  std::uint32_t info_index;
+  std::unordered_map<std::string, std::uint32_t> cells;  // encoded label values -> cell
+};
+
+struct ProcessSegment {
+  std::unique_ptr<shm::MappedSegment> mapped;
+  std::chrono::milliseconds lock_timeout{1000};
+
+  // Guards everything below. Held for a whole registration, so fork() (whose
+  // prepare handler takes it) never copies a half-done one into the child.
+  std::mutex mutex;
+  std::vector<LocalFamily> families;
+  std::unordered_map<std::string, std::uint32_t> family_by_name;
+  std::uint32_t synced_families = 0;  // entries of the segment read into families
+  std::uint32_t synced_series = 0;
+  std::vector<std::uint8_t> slots_held;  // by some thread of this process
+  std::int32_t record = -1;              // this process's record, -1: none yet
+  std::atomic<std::uint32_t> record_retry_countdown{0};
+
+  shm::Header& header() const { return *mapped->header(); }
+  const shm::Geometry& geometry() const { return mapped->geometry(); }
+  std::uint8_t* base() const { return mapped->base(); }
+};
+
+// nullptr when `index` names no open segment.
+ProcessSegment* segment_at(std::uint16_t index) noexcept;
+void count_event(std::uint16_t index, shm::Event event, std::uint64_t n = 1) noexcept;
+
+// Reads families and series registered by any process since the last sync.
+// Caller holds seg.mutex.
+void sync_from_segment(ProcessSegment& seg);
+
+// Encodes strings as repeated [uint32 LE length][bytes], the segment's format.
+std::string encode_strings(const std::vector<std::string_view>& values);
+
+}  // namespace shmetrics::detail

@@ -1,0 +1,441 @@
+// Registering families and series in the segment, the process-local caches of
+// what is registered, and info values.
+//
+// Registration is the one cross-process synchronised step. Under the robust
+// registration lock a registrar writes the strings and the entry, then stores
+// string_used and finally the count (release) that publishes the entry. A
+// registrar killed at any instruction leaves the count unchanged, so its
+// half-written entry is invisible and the next registrar overwrites it.
+#include "process_segments.h"
+
+#include <shmetrics/segment.h>
+#include <shmetrics/shm/names.h>
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+
+namespace shmetrics::detail {
+
+namespace {
+
+const char* type_name(shm::MetricType type) {
+  switch (type) {
+    case shm::MetricType::kCounter: return "counter";
+    case shm::MetricType::kGauge: return "gauge";
+    case shm::MetricType::kInfo: return "info";
+  }
+  return "unknown";
+}
+
+const char* mode_name(shm::GaugeMode mode) {
+  switch (mode) {
+    case shm::GaugeMode::kNone: return "none";
+    case shm::GaugeMode::kLiveSum: return "livesum";
+    case shm::GaugeMode::kLiveMax: return "livemax";
+    case shm::GaugeMode::kLiveMin: return "livemin";
+    case shm::GaugeMode::kLiveAll: return "liveall";
+  }
+  return "unknown";
+}
+
+std::string describe_family(shm::MetricType type, shm::ValueType value_type,
+                            shm::GaugeMode mode, const std::vector<std::string>& labels) {
+  std::string out = type_name(type);
+  out += " with labels [";
+  for (std::size_t i = 0; i < labels.size(); ++i) out += (i ? ", " : "") + labels[i];
+  out += "]";
+  if (type == shm::MetricType::kCounter)
+    out += value_type == shm::ValueType::kDouble ? " (double values)" : " (integer values)";
+  if (type == shm::MetricType::kGauge) out += std::string(" (mode ") + mode_name(mode) + ")";
+  return out;
+}
+
+std::string_view pool_string(const ProcessSegment& seg, std::uint32_t offset, std::uint32_t length) {
+  const std::uint32_t pool = seg.mapped->capacities().string_bytes;
+  if (offset > pool || length > pool - offset) return {};
+  return {reinterpret_cast<const char*>(seg.base() + seg.geometry().strings_offset + offset), length};
+}
+
+std::vector<std::string> decode_strings(std::string_view bytes) {
+  std::vector<std::string> out;
+  while (bytes.size() >= 4) {
+    std::uint32_t n;
+    std::memcpy(&n, bytes.data(), 4);
+    bytes.remove_prefix(4);
+    if (n > bytes.size()) break;
+    out.emplace_back(bytes.substr(0, n));
+    bytes.remove_prefix(n);
+  }
+  return out;
+}
+
+shm::FamilyEntry* family_entries(ProcessSegment& seg) {
+  return reinterpret_cast<shm::FamilyEntry*>(seg.base() + seg.geometry().families_offset);
+}
+shm::SeriesEntry* series_entries(ProcessSegment& seg) {
+  return reinterpret_cast<shm::SeriesEntry*>(seg.base() + seg.geometry().series_offset);
+}
+
+// Holds the registration lock for one registration. Caller holds seg.mutex.
+class RegistrationLock {
+ public:
+  explicit RegistrationLock(ProcessSegment& seg)
+      : seg_(seg), held_(shm::lock_registration(seg.header(), seg.lock_timeout)) {}
+  ~RegistrationLock() {
+    if (held_) shm::unlock_registration(seg_.header());
+  }
+  bool held() const { return held_; }
+
+ private:
+  ProcessSegment& seg_;
+  bool held_;
+};
+
+// Appends `parts` to the string pool (not yet published). Returns their
+// offsets, or false when the pool has no room.
+bool write_strings(ProcessSegment& seg, const std::vector<std::string_view>& parts,
+                   std::vector<std::uint32_t>& offsets, std::uint32_t& new_used) {
+  std::uint64_t used = seg.header().string_used.load(std::memory_order_relaxed);
+  std::uint64_t total = 0;
+  for (auto p : parts) total += p.size();
+  if (used + total > seg.mapped->capacities().string_bytes) return false;
+  std::uint8_t* pool = seg.base() + seg.geometry().strings_offset;
+  for (auto p : parts) {
+    offsets.push_back(static_cast<std::uint32_t>(used));
+    std::memcpy(pool + used, p.data(), p.size());
+    used += p.size();
+  }
+  new_used = static_cast<std::uint32_t>(used);
+  return true;
+}
+
+LocalFamily& family_of(ProcessSegment& seg, std::uint32_t family) {
+  return seg.families.at(family);
+}
+
+std::string check_label_values(const LocalFamily& fam, const std::vector<std::string_view>& values) {
+  if (values.size() != fam.label_names.size())
+    return "metric \"" + fam.name + "\" has " + std::to_string(fam.label_names.size()) +
+           " label names but " + std::to_string(values.size()) + " label values were given";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (values[i].size() > shm::kMaxLabelValueBytes)
+      return "label value for \"" + fam.label_names[i] + "\" of metric \"" + fam.name + "\" is " +
+             std::to_string(values[i].size()) + " bytes, more than the " +
+             std::to_string(shm::kMaxLabelValueBytes) + " allowed";
+    std::string err = shm::check_utf8(values[i], "label value for \"" + fam.label_names[i] + "\"");
+    if (!err.empty()) return err;
+  }
+  return "";
+}
+
+// The cell of the series (family, values), registering it when new; nullopt
+// when the segment has no room or its lock cannot be had (counted).
+std::optional<std::uint32_t> find_or_register_series(std::uint16_t index, std::uint32_t family,
+                                                     const std::vector<std::string_view>& values) {
+  ProcessSegment* seg = segment_at(index);
+  if (seg == nullptr) throw std::invalid_argument("family handle of a segment that is not open");
+  std::string key = encode_strings(values);
+  std::lock_guard lock(seg->mutex);
+  LocalFamily* fam = &family_of(*seg, family);
+  if (std::string err = check_label_values(*fam, values); !err.empty())
+    throw std::invalid_argument(err);
+  if (auto it = fam->cells.find(key); it != fam->cells.end()) return it->second;
+  sync_from_segment(*seg);
+  fam = &family_of(*seg, family);
+  if (auto it = fam->cells.find(key); it != fam->cells.end()) return it->second;
+
+  RegistrationLock reg(*seg);
+  if (!reg.held()) {
+    count_event(index, shm::kEventLockTimeouts);
+    count_event(index, shm::kEventSeriesRefused);
+    return std::nullopt;
+  }
+  sync_from_segment(*seg);
+  fam = &family_of(*seg, family);
+  if (auto it = fam->cells.find(key); it != fam->cells.end()) return it->second;
+
+  shm::Header& h = seg->header();
+  std::uint32_t count = h.series_count.load(std::memory_order_relaxed);
+  std::vector<std::uint32_t> offsets;
+  std::uint32_t new_used = 0;
+  if (count >= seg->mapped->capacities().series ||
+      !write_strings(*seg, {key}, offsets, new_used)) {
+    count_event(index, shm::kEventSeriesRefused);
+    return std::nullopt;
+  }
+  series_entries(*seg)[count] = shm::SeriesEntry{family, count, offsets[0],
+                                                 static_cast<std::uint32_t>(key.size())};
+  h.string_used.store(new_used, std::memory_order_release);
+  h.series_count.store(count + 1, std::memory_order_release);
+  sync_from_segment(*seg);
+  return count;
+}
+
+std::uint32_t register_family(std::uint16_t index, std::string_view name, std::string_view help,
+                              shm::MetricType type, shm::ValueType value_type,
+                              shm::GaugeMode mode, const std::vector<std::string>& label_names) {
+  if (std::string err = shm::check_metric_name(name); !err.empty()) throw std::invalid_argument(err);
+  if (name.size() > shm::kMaxNameBytes)
+    throw std::invalid_argument("metric name \"" + std::string(name.substr(0, 64)) + "...\" is " +
+                                std::to_string(name.size()) + " bytes, more than the " +
+                                std::to_string(shm::kMaxNameBytes) + " allowed");
+  if (name.starts_with("shmetrics_"))
+    throw std::invalid_argument("metric name \"" + std::string(name) +
+                                "\" is reserved: names starting with \"shmetrics_\" are the exporter's own");
+  if (type == shm::MetricType::kCounter && !name.ends_with("_total"))
+    throw std::invalid_argument("counter name \"" + std::string(name) +
+                                "\" is invalid: counter names must end in \"_total\"");
+  if (help.empty())
+    throw std::invalid_argument("metric \"" + std::string(name) + "\" has no help text: help is required");
+  if (help.size() > shm::kMaxHelpBytes)
+    throw std::invalid_argument("help text of \"" + std::string(name) + "\" is " +
+                                std::to_string(help.size()) + " bytes, more than the " +
+                                std::to_string(shm::kMaxHelpBytes) + " allowed");
+  if (std::string err = shm::check_utf8(help, "help text of \"" + std::string(name) + "\"");
+      !err.empty())
+    throw std::invalid_argument(err);
+  if (label_names.size() > shm::kMaxLabels)
+    throw std::invalid_argument("metric \"" + std::string(name) + "\" has " +
+                                std::to_string(label_names.size()) + " label names, more than the " +
+                                std::to_string(shm::kMaxLabels) + " allowed");
+  for (std::size_t i = 0; i < label_names.size(); ++i) {
+    if (std::string err = shm::check_label_name(label_names[i]); !err.empty())
+      throw std::invalid_argument(err);
+    if (mode == shm::GaugeMode::kLiveAll && label_names[i] == "pid")
+      throw std::invalid_argument("label name \"pid\" of gauge \"" + std::string(name) +
+                                  "\" is reserved: liveall gauges add a pid label themselves");
+    for (std::size_t j = 0; j < i; ++j)
+      if (label_names[j] == label_names[i])
+        throw std::invalid_argument("label name \"" + label_names[i] + "\" appears twice in metric \"" +
+                                    std::string(name) + "\": label names must be distinct");
+  }
+
+  ProcessSegment* seg = segment_at(index);
+  if (seg == nullptr) throw std::invalid_argument("segment handle does not name an open segment");
+  std::string key(name);
+  auto matches = [&](std::uint32_t f) {
+    const LocalFamily& fam = seg->families[f];
+    if (fam.type == type && fam.value_type == value_type && fam.gauge_mode == mode &&
+        fam.label_names == label_names)
+      return f;
+    throw std::invalid_argument(
+        "metric \"" + key + "\" is already registered in segment \"" + seg->mapped->name() +
+        "\" as " + describe_family(fam.type, fam.value_type, fam.gauge_mode, fam.label_names) +
+        "; this registration asks for " + describe_family(type, value_type, mode, label_names));
+  };
+
+  std::lock_guard lock(seg->mutex);
+  sync_from_segment(*seg);
+  if (auto it = seg->family_by_name.find(key); it != seg->family_by_name.end())
+    return matches(it->second);
+
+  RegistrationLock reg(*seg);
+  if (!reg.held()) {
+    count_event(index, shm::kEventLockTimeouts);
+    throw shm::SegmentError("cannot register \"" + key + "\": the registration lock of segment \"" +
+                            seg->mapped->name() + "\" was not had within " +
+                            std::to_string(seg->lock_timeout.count()) +
+                            " ms (is a writer stopped while registering?)");
+  }
+  sync_from_segment(*seg);
+  if (auto it = seg->family_by_name.find(key); it != seg->family_by_name.end())
+    return matches(it->second);
+
+  shm::Header& h = seg->header();
+  const auto& caps = seg->mapped->capacities();
+  std::uint32_t count = h.family_count.load(std::memory_order_relaxed);
+  auto refuse = [&](const std::string& why) {
+    count_event(index, shm::kEventSeriesRefused);
+    return shm::SegmentError("cannot register \"" + key + "\" in segment \"" + seg->mapped->name() +
+                             "\": " + why + "; create the segment with larger capacities");
+  };
+  if (count >= caps.families)
+    throw refuse("all " + std::to_string(caps.families) + " families are registered");
+  std::uint32_t info_index = 0;
+  if (type == shm::MetricType::kInfo) {
+    info_index = h.info_count.load(std::memory_order_relaxed);
+    if (info_index >= caps.info_families)
+      throw refuse("all " + std::to_string(caps.info_families) + " info families are registered");
+  }
+  std::vector<std::string_view> label_views(label_names.begin(), label_names.end());
+  std::string encoded_labels = encode_strings(label_views);
+  std::vector<std::uint32_t> offsets;
+  std::uint32_t new_used = 0;
+  if (!write_strings(*seg, {name, help, encoded_labels}, offsets, new_used))
+    throw refuse("its string pool of " + std::to_string(caps.string_bytes) + " bytes is full");
+
+  family_entries(*seg)[count] = shm::FamilyEntry{
+      offsets[0], static_cast<std::uint32_t>(name.size()),
+      offsets[1], static_cast<std::uint32_t>(help.size()),
+      offsets[2], static_cast<std::uint32_t>(encoded_labels.size()),
+      type, value_type, mode, static_cast<std::uint8_t>(label_names.size()), info_index};
+  h.string_used.store(new_used, std::memory_order_release);
+  if (type == shm::MetricType::kInfo) h.info_count.store(info_index + 1, std::memory_order_release);
+  h.family_count.store(count + 1, std::memory_order_release);
+  sync_from_segment(*seg);
+  return count;
+}
+
+std::uint8_t* info_area(ProcessSegment& seg, std::uint32_t info_index) {
+  const auto& g = seg.geometry();
+  return seg.base() + g.info_area_offset(static_cast<std::uint32_t>(seg.record), info_index);
+}
+
+// Writes one info area under its seqlock. Threads of this process serialise
+// on the odd sequence number; the exporter retries while it is odd.
+void write_info(std::uint8_t* area, const std::string* encoded) {
+  auto* h = reinterpret_cast<shm::InfoAreaHeader*>(area);
+  std::uint64_t s = h->seq.load(std::memory_order_relaxed);
+  for (;;) {
+    if (s & 1) {
+      s = h->seq.load(std::memory_order_relaxed);
+      continue;
+    }
+    if (h->seq.compare_exchange_weak(s, s + 1, std::memory_order_acquire)) break;
+  }
+  std::atomic_thread_fence(std::memory_order_release);
+  if (encoded == nullptr) {
+    h->length.store(0, std::memory_order_relaxed);
+  } else {
+    auto* words = reinterpret_cast<std::atomic<std::uint64_t>*>(area + sizeof(shm::InfoAreaHeader));
+    for (std::size_t i = 0; i * 8 < encoded->size(); ++i) {
+      std::uint64_t w = 0;
+      std::memcpy(&w, encoded->data() + i * 8, std::min<std::size_t>(8, encoded->size() - i * 8));
+      words[i].store(w, std::memory_order_relaxed);
+    }
+    h->length.store(encoded->size() + 1, std::memory_order_relaxed);
+  }
+  h->seq.store(s + 2, std::memory_order_release);
+}
+
+}  // namespace
+
+std::string encode_strings(const std::vector<std::string_view>& values) {
+  std::string out;
+  for (auto v : values) {
+    auto n = static_cast<std::uint32_t>(v.size());
+    out.append(reinterpret_cast<const char*>(&n), 4);
+    out.append(v);
+  }
+  return out;
+}
+
+void sync_from_segment(ProcessSegment& seg) {
+  shm::Header& h = seg.header();
+  const auto& caps = seg.mapped->capacities();
+  // Series first: every family a series names was published before it.
+  std::uint32_t series = std::min(h.series_count.load(std::memory_order_acquire), caps.series);
+  std::uint32_t families = std::min(h.family_count.load(std::memory_order_acquire), caps.families);
+  for (std::uint32_t f = seg.synced_families; f < families; ++f) {
+    const shm::FamilyEntry e = family_entries(seg)[f];
+    LocalFamily fam{std::string(pool_string(seg, e.name_offset, e.name_length)),
+                    e.type,
+                    e.value_type,
+                    e.gauge_mode,
+                    decode_strings(pool_string(seg, e.label_names_offset, e.label_names_length)),
+                    e.info_index,
+                    {}};
+    seg.family_by_name.emplace(fam.name, f);
+    seg.families.push_back(std::move(fam));
+  }
+  seg.synced_families = families;
+  for (std::uint32_t s = seg.synced_series; s < series; ++s) {
+    const shm::SeriesEntry e = series_entries(seg)[s];
+    if (e.family_index >= seg.families.size() || e.cell_index >= caps.series) continue;
+    seg.families[e.family_index].cells.emplace(
+        std::string(pool_string(seg, e.label_values_offset, e.label_values_length)), e.cell_index);
+  }
+  seg.synced_series = series;
+}
+
+}  // namespace shmetrics::detail
+
+namespace shmetrics {
+
+CounterFamily Segment::counter_family(std::string_view name, std::string_view help,
+                                      const std::vector<std::string>& label_names,
+                                      ValueType value_type) const {
+  if (value_type != ValueType::kInteger && value_type != ValueType::kDouble)
+    throw std::invalid_argument("counter \"" + std::string(name) +
+                                "\": value type must be kInteger or kDouble");
+  CounterFamily f;
+  f.segment_ = index_;
+  f.family_ = detail::register_family(index_, name, help, shm::MetricType::kCounter, value_type,
+                                      shm::GaugeMode::kNone, label_names);
+  f.is_double_ = value_type == ValueType::kDouble;
+  return f;
+}
+
+GaugeFamily Segment::gauge_family(std::string_view name, std::string_view help,
+                                  const std::vector<std::string>& label_names, GaugeMode mode) const {
+  if (mode != GaugeMode::kLiveSum && mode != GaugeMode::kLiveMax && mode != GaugeMode::kLiveMin &&
+      mode != GaugeMode::kLiveAll)
+    throw std::invalid_argument("gauge \"" + std::string(name) +
+                                "\": mode must be one of livesum, livemax, livemin, liveall");
+  GaugeFamily f;
+  f.segment_ = index_;
+  f.family_ = detail::register_family(index_, name, help, shm::MetricType::kGauge,
+                                      ValueType::kDouble, mode, label_names);
+  return f;
+}
+
+Info Segment::info(std::string_view name, std::string_view help,
+                   const std::vector<std::string>& label_names) const {
+  Info i;
+  i.segment_ = index_;
+  i.family_ = detail::register_family(index_, name, help, shm::MetricType::kInfo,
+                                      ValueType::kInteger, shm::GaugeMode::kNone, label_names);
+  return i;
+}
+
+Counter CounterFamily::labels(const std::vector<std::string_view>& values) const {
+  auto cell = detail::find_or_register_series(segment_, family_, values);
+  if (!cell) return Counter(detail::kDetachedSegment, segment_, is_double_);
+  return Counter(segment_, *cell, is_double_);
+}
+
+Gauge GaugeFamily::labels(const std::vector<std::string_view>& values) const {
+  auto cell = detail::find_or_register_series(segment_, family_, values);
+  if (!cell) return Gauge(detail::kDetachedSegment, segment_);
+  return Gauge(segment_, *cell);
+}
+
+void Info::set(const std::vector<std::string_view>& values) const noexcept {
+  detail::ProcessSegment* seg = detail::segment_at(segment_);
+  if (seg == nullptr) return;
+  // Claim the record first (it takes seg->mutex itself).
+  if (detail::process_gauge_cells[segment_].load(std::memory_order_acquire) == nullptr &&
+      detail::gauge_cells_slow(segment_, 0) == nullptr)
+    return;
+  try {
+    std::lock_guard lock(seg->mutex);
+    const detail::LocalFamily& fam = detail::family_of(*seg, family_);
+    std::uint8_t* area = detail::info_area(*seg, fam.info_index);
+    if (!detail::check_label_values(fam, values).empty()) {
+      detail::write_info(area, nullptr);
+      detail::count_event(segment_, shm::kEventInvalidUpdates);
+      return;
+    }
+    std::string encoded = detail::encode_strings(values);
+    if (encoded.size() > seg->mapped->capacities().info_value_bytes) {
+      detail::write_info(area, nullptr);
+      detail::count_event(segment_, shm::kEventInfoRefused);
+      return;
+    }
+    detail::write_info(area, &encoded);
+  } catch (...) {
+    detail::count_event(segment_, shm::kEventInvalidUpdates);
+  }
+}
+
+void Info::clear() const noexcept {
+  detail::ProcessSegment* seg = detail::segment_at(segment_);
+  if (seg == nullptr) return;
+  std::lock_guard lock(seg->mutex);
+  if (seg->record < 0) return;
+  detail::write_info(detail::info_area(*seg, detail::family_of(*seg, family_).info_index), nullptr);
+}
+
+}  // namespace shmetrics
