@@ -129,3 +129,69 @@ TEST_CASE("invalid_updates_are_dropped_and_counted") {
   CHECK(testing::sample(text, "d_total") == 0.75);
   CHECK(testing::sample(text, "g") == 4.0);
 }
+
+namespace {
+
+// A child that takes the segment's registration lock and keeps it until killed,
+// as a registrar stopped or killed mid-registration would.
+pid_t hold_registration_lock(const std::string& segment) {
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  pid_t pid = testing::fork_child([&] {
+    auto caps = shm::MappedSegment::open_read_only(segment)->capacities();
+    auto m = shm::MappedSegment::open_or_create(segment, caps, 0600);
+    if (!shm::lock_registration(*m->header(), std::chrono::seconds(5))) return false;
+    char byte = 1;
+    (void)!::write(ready[1], &byte, 1);
+    for (;;) ::pause();
+  });
+  char byte = 0;
+  CHECK(::read(ready[0], &byte, 1) == 1);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  return pid;
+}
+
+}  // namespace
+
+TEST_CASE("a_registration_lock_held_too_long_times_out_clearly") {
+  ScopedName name("lock-held");
+  SegmentOptions o;
+  o.name = name.str();
+  o.capacities.series = 64;
+  o.lock_timeout = std::chrono::milliseconds(200);
+  Segment s = Segment::open(o);
+  CounterFamily f = s.counter_family("before_total", "Registered before.", {"k"});
+  pid_t holder = hold_registration_lock(name.str());
+  ::kill(holder, SIGSTOP);  // alive, but going nowhere
+
+  CHECK_THROWS_WITH(s.counter("blocked_total", "Blocked."),
+                    Catch::Contains("registration lock") && Catch::Contains("200 ms"));
+  Counter refused = f.labels({"new"});
+  CHECK_FALSE(refused.attached());
+  std::string text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "shmetrics_registration_lock_timeouts_total{role=\"test\"}") == 2.0);
+  CHECK(testing::sample(text, "shmetrics_series_refused_total{role=\"test\"}") == 1.0);
+
+  ::kill(holder, SIGKILL);
+  REQUIRE(testing::wait_child(holder) == 128 + SIGKILL);
+}
+
+TEST_CASE("registration_recovers_the_lock_of_a_registrar_killed_holding_it") {
+  ScopedName name("lock-dead");
+  SegmentOptions o;
+  o.name = name.str();
+  o.capacities.series = 64;
+  o.lock_timeout = std::chrono::milliseconds(5000);
+  Segment s = Segment::open(o);
+  pid_t holder = hold_registration_lock(name.str());
+  ::kill(holder, SIGKILL);
+  REQUIRE(testing::wait_child(holder) == 128 + SIGKILL);
+  // The robust lock reports its owner dead; nothing was half-published.
+  s.counter("after_total", "Registered after the holder died.").inc(3);
+  s.counter_family("labelled_total", "Labelled.", {"k"}).labels({"v"}).inc();
+  std::string text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "after_total") == 3.0);
+  CHECK(testing::sample(text, "labelled_total{k=\"v\"}") == 1.0);
+  CHECK(testing::sample(text, "shmetrics_registration_lock_timeouts_total{role=\"test\"}") == 0.0);
+}

@@ -11,7 +11,7 @@
 
 namespace shmetrics::detail {
 
-thread_local std::uint64_t* tls_cells[kMaxSegments] __attribute__((tls_model("initial-exec")));
+constinit thread_local std::uint64_t* tls_cells[kMaxSegments] __attribute__((tls_model("initial-exec")));
 std::atomic<shm::GaugeCell*> process_gauge_cells[kMaxSegments];
 
 namespace {

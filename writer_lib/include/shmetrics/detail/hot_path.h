@@ -19,7 +19,7 @@ inline constexpr std::uint16_t kDetachedSegment = kMaxSegments - 1;
 // This thread's cells in each segment, or nullptr before the thread has
 // claimed a slot there (and while it writes through the overflow slot).
 // initial-exec: a plain %fs-relative load from the application, no call.
-extern thread_local std::uint64_t* tls_cells[kMaxSegments]
+extern thread_local constinit std::uint64_t* tls_cells[kMaxSegments]
     __attribute__((tls_model("initial-exec")));
 
 // This process's gauge cells in each segment, or nullptr before its first gauge
