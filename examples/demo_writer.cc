@@ -51,7 +51,7 @@ Options parse(int argc, char** argv) {
 }
 
 // What one worker does: the RBAC middleware's counters on every request, the
-// map version as an info metric, and on the Judge role the readyz counters.
+// map version as an info metric, and on the Judge role readyz samples.
 [[noreturn]] void run_worker(const shmetrics::Segment& segment, const std::string& role, int number) {
   auto checks = segment.counter("rbac_reload_checks_total", "Every freshness check of the RBAC map.");
   auto hits = segment.counter("rbac_reload_hit_total", "Checks that found the RBAC map changed and reloaded it.");
@@ -61,11 +61,8 @@ Options parse(int argc, char** argv) {
   auto map_info = segment.info("rbac_map_info", "The RBAC map version in force (SHA-256 of the map file).", {"etag"});
   auto inflight = segment.gauge("demo_inflight_requests", "Requests being served, over live workers.",
                                 shmetrics::GaugeMode::kLiveSum);
-  shmetrics::Counter readyz_checks, readyz_failures;
-  if (role == "judge") {
-    readyz_checks = segment.counter("readyz_checks_total", "readyz checks run.");
-    readyz_failures = segment.counter("readyz_failures_total", "readyz checks that failed.");
-  }
+  shmetrics::Readyz readyz;
+  if (role == "judge") readyz = segment.readyz();
 
   map_info.set({"5bcdd633308d109fdad6fd5e6697406ea1182086da3c46b04633a63bbf2e2358"});
   hits.inc();
@@ -76,8 +73,7 @@ Options parse(int argc, char** argv) {
     matches.inc();
     (allow ? allowed : forbidden).inc();
     if (role == "judge") {
-      readyz_checks.inc();
-      if (i % 10 == 0) readyz_failures.inc();
+      readyz.observe(i % 10 != 0);
     }
     inflight.dec();
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

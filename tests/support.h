@@ -5,6 +5,8 @@
 
 #include "role_source.h"
 
+#include <shmetrics/clock.h>
+
 #include <shmetrics/shm/segment_file.h>
 
 #include <atomic>
@@ -15,6 +17,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -93,9 +96,33 @@ inline int wait_child(pid_t pid) {
   return -1;
 }
 
+// A clock word in shared memory: the test moves time for every process it
+// forked, and scrapes at the same time, exactly and without sleeping.
+class SharedClock final : public Clock {
+ public:
+  SharedClock() {
+    void* p = ::mmap(nullptr, sizeof(std::atomic<std::uint64_t>), PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    word_ = new (p) std::atomic<std::uint64_t>(1'000'000'000'000ULL);  // 1000 s
+  }
+  ~SharedClock() override { ::munmap(word_, sizeof *word_); }
+  std::uint64_t now_ns() const noexcept override { return word_->load(); }
+  void set_ns(std::uint64_t ns) { word_->store(ns); }
+  void advance_ms(std::uint64_t ms) { word_->fetch_add(ms * 1'000'000ULL); }
+
+ private:
+  std::atomic<std::uint64_t>* word_;
+};
+
 // One exposition of the segment, read and rendered exactly as the exporter does.
 inline std::string scrape(const std::string& segment) {
   exporter::RoleSource source("test", segment);
+  return source.scrape();
+}
+
+// The same, with the readyz windows computed for the time `now_ns`.
+inline std::string scrape_at(const std::string& segment, std::uint64_t now_ns) {
+  exporter::RoleSource source("test", segment, [now_ns] { return now_ns; });
   return source.scrape();
 }
 

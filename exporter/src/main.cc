@@ -1,4 +1,5 @@
 // shmetrics-exporter: serves each role's segment on its own /metrics listener.
+#include "http_server.h"
 #include "log.h"
 #include "role_source.h"
 #include "sigbus_guard.h"
@@ -21,8 +22,6 @@ namespace {
 
 using shmetrics::exporter::log_event;
 using shmetrics::exporter::RoleSource;
-
-constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
 
 struct RoleConfig {
   std::string role;
@@ -131,21 +130,6 @@ int run_once(const std::string& segment) {
   return text.find("shmetrics_segment_up{role=\"once\"} 1") == std::string::npos ? 1 : 0;
 }
 
-std::unique_ptr<httplib::Server> make_server(std::shared_ptr<RoleSource> source) {
-  auto server = std::make_unique<httplib::Server>();
-  server->Get("/metrics", [source](const httplib::Request&, httplib::Response& res) {
-    auto body = std::make_shared<std::string>(source->scrape());
-    // A fixed-length provider: the library never recompresses it.
-    res.set_content_provider(
-        body->size(), kContentType,
-        [body](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
-          if (offset > body->size()) return false;
-          return sink.write(body->data() + offset, std::min(length, body->size() - offset));
-        });
-  });
-  return server;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -162,7 +146,7 @@ int main(int argc, char** argv) {
 
   std::vector<std::unique_ptr<httplib::Server>> servers;
   for (const RoleConfig& r : options.roles) {
-    auto server = make_server(std::make_shared<RoleSource>(r.role, r.segment));
+    auto server = shmetrics::exporter::make_metrics_server(std::make_shared<RoleSource>(r.role, r.segment));
     int port = r.port;
     if (port == 0) {
       port = server->bind_to_any_port(r.host);

@@ -4,6 +4,7 @@
 #include "sigbus_guard.h"
 #include "text_format.h"
 
+#include <ctime>
 #include <unistd.h>
 
 namespace shmetrics::exporter {
@@ -46,8 +47,15 @@ RecordLiveness kernel_liveness(const shm::MappedSegment& segment) {
   };
 }
 
-RoleSource::RoleSource(std::string role, std::string segment_name)
-    : role_(std::move(role)), segment_name_(std::move(segment_name)) {}
+std::uint64_t monotonic_now_ns() {
+  struct timespec ts {};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+RoleSource::RoleSource(std::string role, std::string segment_name,
+                       std::function<std::uint64_t()> now_ns)
+    : role_(std::move(role)), segment_name_(std::move(segment_name)), now_ns_(std::move(now_ns)) {}
 
 void RoleSource::set_down(const std::string& reason) {
   mapped_.reset();
@@ -94,7 +102,7 @@ std::string RoleSource::scrape() {
     std::string err;
     {
       SigbusGuard guard(mapped_->base(), mapped_->size_bytes());
-      err = reader_->render(out, kernel_liveness(*mapped_));
+      err = reader_->render(out, kernel_liveness(*mapped_), now_ns_());
       if (guard.faulted()) err = "segment \"" + segment_name_ + "\" was truncated while being read";
     }
     if (!err.empty()) {

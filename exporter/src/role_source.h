@@ -7,16 +7,23 @@
 
 #include <shmetrics/shm/segment_file.h>
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 
 namespace shmetrics::exporter {
 
+// CLOCK_MONOTONIC in nanoseconds, the writers' readyz clock.
+std::uint64_t monotonic_now_ns();
+
 // Thread-safe: scrapes of one role are serialised; roles are independent.
 class RoleSource {
  public:
-  RoleSource(std::string role, std::string segment_name);
+  // `now_ns` is the clock of the readyz windows: CLOCK_MONOTONIC unless given.
+  RoleSource(std::string role, std::string segment_name,
+             std::function<std::uint64_t()> now_ns = monotonic_now_ns);
 
   // The whole exposition for the role. While the segment is missing or cannot
   // be trusted it holds only the exporter's own metrics, with
@@ -33,6 +40,7 @@ class RoleSource {
 
   const std::string role_;
   const std::string segment_name_;
+  const std::function<std::uint64_t()> now_ns_;
   std::mutex mutex_;
   std::unique_ptr<shm::MappedSegment> mapped_;
   std::unique_ptr<SegmentReader> reader_;

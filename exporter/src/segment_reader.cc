@@ -115,7 +115,7 @@ bool SegmentReader::parse_family(std::uint32_t index, Family& f) {
     return false;
   f.name.assign(name);
   std::string help_copy(help);
-  if (!shm::check_metric_name(f.name).empty() || f.name.starts_with("shmetrics_") ||
+  if (!shm::check_metric_name(f.name).empty() || shm::is_reserved_metric_name(f.name) ||
       !shm::is_valid_utf8(help_copy))
     return false;
   if (!decode_strings(labels, e.label_count, shm::kMaxNameBytes, f.label_names)) return false;
@@ -308,7 +308,64 @@ void SegmentReader::render_info(const Family& f, std::string& out,
   }
 }
 
-std::string SegmentReader::render(std::string& out, const RecordLiveness& live) {
+void SegmentReader::render_readyz(std::string& out, std::uint64_t now_ns) {
+  if (load_relaxed<std::uint32_t>(base_ + offsetof(shm::Header, readyz_used)) == 0) return;
+  const auto now = static_cast<std::int64_t>(now_ns / 1'000'000'000u);
+  const std::int64_t short_window = capacities_.readyz_short_window_seconds;
+  const std::int64_t long_window = capacities_.readyz_long_window_seconds;
+  std::uint64_t checks = 0, failures = 0, newest = 0;
+  std::uint64_t ok_short = 0, total_short = 0, ok_long = 0, total_long = 0;
+  for (std::uint32_t slot = 0; slot <= capacities_.thread_slots; ++slot) {
+    const std::uint8_t* header = base_ + geometry_.slot_offset(slot);
+    if (slot < capacities_.thread_slots &&
+        load_acquire<std::uint32_t>(header + offsetof(shm::SlotHeader, claims)) == 0)
+      continue;
+    const std::uint8_t* area = header + geometry_.readyz_offset_in_slot;
+    checks += load_relaxed<std::uint64_t>(area + offsetof(shm::ReadyzArea, checks));
+    failures += load_relaxed<std::uint64_t>(area + offsetof(shm::ReadyzArea, failures));
+    std::uint64_t last = load_relaxed<std::uint64_t>(area + offsetof(shm::ReadyzArea, last_sample));
+    if ((last >> 1) > (newest >> 1)) newest = last;
+    const std::uint8_t* buckets = area + sizeof(shm::ReadyzArea);
+    for (std::uint64_t b = 0; b < geometry_.readyz_ring_buckets; ++b) {
+      std::uint64_t word = load_relaxed<std::uint64_t>(buckets + b * 8);
+      std::uint32_t ok = shm::bucket_ok(word), total = shm::bucket_total(word);
+      // Truncated to 32 bits like the writer's stamp; past or future buckets drop out.
+      std::int64_t age = static_cast<std::int32_t>(static_cast<std::uint32_t>(now) - shm::bucket_second(word));
+      if (ok > total || age < 0) continue;
+      if (age < short_window) {
+        ok_short += ok;
+        total_short += total;
+      }
+      if (age < long_window) {
+        ok_long += ok;
+        total_long += total;
+      }
+    }
+  }
+  auto counter = [&](const char* name, const char* help, std::uint64_t v) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " ";
+    append_uint(out, v);
+    out += '\n';
+  };
+  auto ratio = [&](const char* name, std::int64_t window, std::uint64_t ok, std::uint64_t total) {
+    out += std::string("# HELP ") + name + " Share of readyz checks that succeeded in the last " +
+           std::to_string(window) + " s (1 when there were none).\n# TYPE " + name + " gauge\n" + name + " ";
+    append_double(out, total == 0 ? 1.0 : static_cast<double>(ok) / static_cast<double>(total));
+    out += '\n';
+  };
+  counter("readyz_checks_total", "readyz checks recorded by all workers.", checks);
+  counter("readyz_failures_total", "readyz checks that failed.", failures);
+  ratio("readyz_success_ratio_1m", short_window, ok_short, total_short);
+  ratio("readyz_success_ratio_5m", long_window, ok_long, total_long);
+  // No sample yet counts as ready, as an empty window counts as all good.
+  bool ready = newest == 0 || (newest & 1) != 0;
+  out += "# HELP readyz_status Outcome of the newest readyz check (1 on its status).\n"
+         "# TYPE readyz_status gauge\n";
+  out += ready ? "readyz_status{status=\"ready\"} 1\nreadyz_status{status=\"degraded\"} 0\n"
+               : "readyz_status{status=\"ready\"} 0\nreadyz_status{status=\"degraded\"} 1\n";
+}
+
+std::string SegmentReader::render(std::string& out, const RecordLiveness& live, std::uint64_t now_ns) {
   if (!error_.empty()) return error_;
   if (load_relaxed<std::uint64_t>(base_ + offsetof(shm::Header, magic)) != shm::kMagic ||
       load_relaxed<std::uint32_t>(base_ + offsetof(shm::Header, layout_version)) !=
@@ -354,6 +411,7 @@ std::string SegmentReader::render(std::string& out, const RecordLiveness& live) 
     }
     if (out.size() == samples) out.resize(start);  // no samples: leave the family out
   }
+  render_readyz(out, now_ns);
   return "";
 }
 

@@ -33,10 +33,11 @@ class SegmentReader {
   const std::string& error() const { return error_; }
   const shm::Capacities& capacities() const { return capacities_; }
 
-  // Appends the exposition of every trusted family to `out`. Returns "" or,
-  // when the image stopped being trustworthy (its magic or version changed),
-  // a message; `out` is then unspecified.
-  std::string render(std::string& out, const RecordLiveness& live);
+  // Appends the exposition of every trusted family to `out`, and the readyz
+  // families computed for the time `now_ns` (CLOCK_MONOTONIC nanoseconds).
+  // Returns "" or, when the image stopped being trustworthy (its magic or
+  // version changed), a message; `out` is then unspecified.
+  std::string render(std::string& out, const RecordLiveness& live, std::uint64_t now_ns);
 
   // Events counted by writers (shm::Event), as read during the last render.
   std::uint64_t event(shm::Event e) const { return events_[e]; }
@@ -68,6 +69,7 @@ class SegmentReader {
   bool parse_series(std::uint32_t index, std::uint32_t& family, Series& out);
   std::string_view pool_string(std::uint32_t offset, std::uint32_t length) const;
   void sum_counters();
+  void render_readyz(std::string& out, std::uint64_t now_ns);
   void render_gauge(const Family& f, std::string& out, const std::vector<std::uint32_t>& live_records);
   void render_info(const Family& f, std::string& out, const std::vector<std::uint32_t>& live_records);
 

@@ -183,4 +183,10 @@ std::string printable(std::string_view text, std::size_t max_bytes) {
     return out;
 }
 
+bool is_reserved_metric_name(std::string_view name) noexcept {
+  return name.starts_with("shmetrics_") || name == "readyz_checks_total" ||
+         name == "readyz_failures_total" || name == "readyz_success_ratio_1m" ||
+         name == "readyz_success_ratio_5m" || name == "readyz_status";
+}
+
 }  // namespace shmetrics::shm

@@ -179,7 +179,9 @@ std::string describe(const Capacities& c) {
          ", families=" + std::to_string(c.families) + ", series=" + std::to_string(c.series) +
          ", string_bytes=" + std::to_string(c.string_bytes) +
          ", info_families=" + std::to_string(c.info_families) +
-         ", info_value_bytes=" + std::to_string(c.info_value_bytes) + "}";
+         ", info_value_bytes=" + std::to_string(c.info_value_bytes) +
+         ", readyz_short_window_seconds=" + std::to_string(c.readyz_short_window_seconds) +
+         ", readyz_long_window_seconds=" + std::to_string(c.readyz_long_window_seconds) + "}";
 }
 
 std::string check_header(const Header& h, std::uint64_t file_bytes, Geometry& g) {

@@ -125,10 +125,6 @@ std::uint64_t* claim_slot(std::uint16_t index, ProcessSegment& seg) {
   return nullptr;
 }
 
-std::uint64_t* overflow_cells(ProcessSegment& seg) {
-  return slot_cells(seg, seg.mapped->capacities().thread_slots);
-}
-
 // The thread's cells, claiming a slot when due; nullptr while it must use the
 // overflow slot.
 std::uint64_t* cells_for_thread(std::uint16_t index, ProcessSegment& seg) noexcept {
@@ -189,6 +185,15 @@ shm::GaugeCell* claim_record(std::uint16_t index, ProcessSegment& seg) {
 
 }  // namespace
 
+std::uint64_t* overflow_cells(ProcessSegment& seg) noexcept {
+  return slot_cells(seg, seg.mapped->capacities().thread_slots);
+}
+
+std::uint64_t* cells_of_this_thread(std::uint16_t index, ProcessSegment& seg) noexcept {
+  if (std::uint64_t* cells = tls_cells[index]) return cells;
+  return cells_for_thread(index, seg);
+}
+
 ProcessSegment* segment_at(std::uint16_t index) noexcept {
   if (index >= g_table_size.load(std::memory_order_acquire)) return nullptr;
   return g_table[index];
@@ -208,7 +213,7 @@ void counter_add_slow(std::uint16_t segment, std::uint32_t cell, std::uint64_t n
     return count_event(static_cast<std::uint16_t>(cell), shm::kEventRefusedUpdates);
   ProcessSegment* seg = segment_at(segment);
   if (seg == nullptr) return;
-  if (std::uint64_t* cells = cells_for_thread(segment, *seg)) {
+  if (std::uint64_t* cells = cells_of_this_thread(segment, *seg)) {
     std::atomic_ref<std::uint64_t> c(cells[cell]);
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   } else {
@@ -221,7 +226,7 @@ void counter_add_double_slow(std::uint16_t segment, std::uint32_t cell, double v
     return count_event(static_cast<std::uint16_t>(cell), shm::kEventRefusedUpdates);
   ProcessSegment* seg = segment_at(segment);
   if (seg == nullptr) return;
-  std::uint64_t* cells = cells_for_thread(segment, *seg);
+  std::uint64_t* cells = cells_of_this_thread(segment, *seg);
   bool shared = cells == nullptr;
   std::atomic_ref<std::uint64_t> c(shared ? overflow_cells(*seg)[cell] : cells[cell]);
   std::uint64_t old = c.load(std::memory_order_relaxed);

@@ -55,6 +55,11 @@ void count_event(std::uint16_t index, shm::Event event, std::uint64_t n = 1) noe
 // Caller holds seg.mutex.
 void sync_from_segment(ProcessSegment& seg);
 
+// This thread's slot cells, claiming a slot when due; nullptr while the
+// thread must write through the overflow slot.
+std::uint64_t* cells_of_this_thread(std::uint16_t index, ProcessSegment& seg) noexcept;
+std::uint64_t* overflow_cells(ProcessSegment& seg) noexcept;
+
 // Encodes strings as repeated [uint32 LE length][bytes], the segment's format.
 std::string encode_strings(const std::vector<std::string_view>& values);
 

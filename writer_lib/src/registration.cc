@@ -181,9 +181,12 @@ std::uint32_t register_family(std::uint16_t index, std::string_view name, std::s
     throw std::invalid_argument("metric name \"" + std::string(name.substr(0, 64)) + "...\" is " +
                                 std::to_string(name.size()) + " bytes, more than the " +
                                 std::to_string(shm::kMaxNameBytes) + " allowed");
-  if (name.starts_with("shmetrics_"))
-    throw std::invalid_argument("metric name \"" + std::string(name) +
-                                "\" is reserved: names starting with \"shmetrics_\" are the exporter's own");
+  if (shm::is_reserved_metric_name(name))
+    throw std::invalid_argument(
+        "metric name \"" + std::string(name) + "\" is reserved: " +
+        (name.starts_with("shmetrics_")
+             ? "names starting with \"shmetrics_\" are the exporter's own"
+             : "the exporter computes it from readyz samples (use Segment::readyz())"));
   if (type == shm::MetricType::kCounter && !name.ends_with("_total"))
     throw std::invalid_argument("counter name \"" + std::string(name) +
                                 "\" is invalid: counter names must end in \"_total\"");

@@ -4,6 +4,7 @@
 
 #include <shmetrics/counter.h>
 #include <shmetrics/gauge.h>
+#include <shmetrics/readyz.h>
 #include <shmetrics/shm/layout.h>
 
 #include <chrono>
@@ -119,6 +120,10 @@ class Segment {
                            const std::vector<std::string>& label_names, GaugeMode mode) const;
   Info info(std::string_view name, std::string_view help,
             const std::vector<std::string>& label_names) const;
+
+  // The segment's readyz recorder. `clock` must outlive every use of the
+  // returned handle; tests pass one they control.
+  Readyz readyz(const Clock& clock = monotonic_clock()) const;
 
   // Unlabelled shorthands.
   Counter counter(std::string_view name, std::string_view help,

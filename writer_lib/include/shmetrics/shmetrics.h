@@ -4,5 +4,6 @@
 
 #include <shmetrics/counter.h>
 #include <shmetrics/gauge.h>
+#include <shmetrics/readyz.h>
 #include <shmetrics/segment.h>
 #include <shmetrics/shm/segment_file.h>

@@ -9,8 +9,8 @@
 // │ FamilyEntry[families]                                                          │
 // │ SeriesEntry[series]                                                            │
 // │ string pool[string_bytes]       names, help, encoded label names/values       │
-// │ thread slots[thread_slots + 1]  SlotHeader + uint64 cells[series]; the last   │
-// │                                 one is the shared overflow slot               │
+// │ thread slots[thread_slots + 1]  SlotHeader + uint64 cells[series]             │
+// │                                 + ReadyzArea; the last is the overflow slot   │
 // │ process records[process_records] RecordHeader + GaugeCell[series]             │
 // │                                 + InfoArea[info_families]                     │
 // └───────────────────────────────────────────────────────────────────────────────┘
@@ -29,10 +29,12 @@
 // FamilyEntry / SeriesEntry    | registrar, before the count     | relaxed             | offsets+lengths inside the
 //                              |                                 |                     | pool, names valid, UTF-8
 // events[]                     | anyone                          | relaxed fetch_add   | none (monotonic counters)
+// readyz_used                  | any process calling readyz()    | relaxed store of 1  | renders readyz families if 1
 // SlotHeader.owner_pid/claims  | the claiming process, holding   | relaxed             | informational only
 //                              | the slot's fcntl lock           |                     |
-// slot cells                   | the one thread owning the slot: | relaxed load+store  | relaxed load; integer cells
-//                              | overflow slot: anyone           | relaxed fetch_add   | summed mod 2^64
+// slot cells, ReadyzArea       | the one thread owning the slot: | relaxed load+store  | relaxed load; integer cells
+//                              | overflow slot: anyone           | relaxed fetch_add / | summed mod 2^64; buckets
+//                              |                                 | CAS                 | outside the window ignored
 // RecordHeader.owner_pid       | the claiming process (holding   | release after reset | liveness comes from the
 //                              | the record's fcntl lock)        | of the cells        | fcntl lock, never the pid
 // GaugeCell.value              | any thread of the owner process | relaxed store / CAS | kGaugeUnset = never set
@@ -57,7 +59,7 @@
 namespace shmetrics::shm {
 
 inline constexpr std::uint64_t kMagic = 0x31434952'54454d53ULL;  // "SMETRIC1" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 1;
+inline constexpr std::uint32_t kLayoutVersion = 2;
 inline constexpr std::size_t kCacheLine = 64;
 
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
@@ -94,6 +96,7 @@ inline constexpr std::uint32_t kMaxSeries = 1u << 24;
 inline constexpr std::uint32_t kMaxStringBytes = 1u << 30;
 inline constexpr std::uint32_t kMaxInfoFamilies = 1024;
 inline constexpr std::uint32_t kMaxInfoValueBytes = 1u << 16;
+inline constexpr std::uint32_t kMaxWindowSeconds = 86400;
 inline constexpr std::uint64_t kMaxSegmentBytes = 1ULL << 36;
 
 // Fixed at creation; opening with other capacities fails.
@@ -105,10 +108,14 @@ struct Capacities {
   std::uint32_t string_bytes = 256 * 1024;
   std::uint32_t info_families = 8;
   std::uint32_t info_value_bytes = 512;   // encoded label values of one info value
+  // readyz success windows (readyz_success_ratio_1m and _5m); each thread
+  // slot keeps a ring of one bucket per second of the longer window.
+  std::uint32_t readyz_short_window_seconds = 60;
+  std::uint32_t readyz_long_window_seconds = 300;
 
   friend bool operator==(const Capacities&, const Capacities&) = default;
 };
-static_assert(sizeof(Capacities) == 28);
+static_assert(sizeof(Capacities) == 36);
 
 // Counters of events that the exporter exposes as its own metrics.
 enum Event : std::uint32_t {
@@ -127,7 +134,6 @@ struct alignas(kCacheLine) Header {
   std::uint32_t layout_version;
   std::uint32_t header_bytes;
   Capacities capacities;
-  std::uint32_t reserved0;
   std::uint64_t total_bytes;
   std::uint64_t families_offset;
   std::uint64_t series_offset;
@@ -144,11 +150,13 @@ struct alignas(kCacheLine) Header {
   std::atomic<std::uint32_t> series_count;
   std::atomic<std::uint32_t> string_used;
   std::atomic<std::uint32_t> info_count;  // info areas handed out to info families
+  std::atomic<std::uint32_t> readyz_used; // 1 once any process asked for readyz
 
   alignas(kCacheLine) std::atomic<std::uint64_t> events[kEventCount];
 };
 static_assert(offsetof(Header, magic) == 0);
 static_assert(offsetof(Header, capacities) == 16);
+static_assert(offsetof(Header, total_bytes) == 56);
 static_assert(offsetof(Header, registration_lock) == 128);
 static_assert(sizeof(pthread_mutex_t) <= 64);
 static_assert(offsetof(Header, family_count) == 192);
@@ -187,6 +195,27 @@ struct alignas(kCacheLine) SlotHeader {
 };
 static_assert(sizeof(SlotHeader) == kCacheLine);
 
+// readyz samples of one thread slot. A bucket packs one second and the
+// outcomes recorded in it: bits 63..32 the second (CLOCK_MONOTONIC, mod 2^32),
+// 31..16 ok, 15..0 total. Both counts saturate at 0xffff together, so no
+// reader ever sees ok > total.
+struct ReadyzArea {
+  std::atomic<std::uint64_t> checks;       // every observe()
+  std::atomic<std::uint64_t> failures;     // observe(false)
+  std::atomic<std::uint64_t> last_sample;  // monotonic ns << 1 | ok, of the newest sample
+  std::atomic<std::uint64_t> reserved;
+  // followed by std::atomic<std::uint64_t> buckets[readyz_ring_buckets()]
+};
+static_assert(sizeof(ReadyzArea) == 32);
+
+inline constexpr std::uint64_t pack_bucket(std::uint32_t second, std::uint32_t ok, std::uint32_t total) {
+  return std::uint64_t{second} << 32 | std::uint64_t{ok} << 16 | total;
+}
+inline constexpr std::uint32_t bucket_second(std::uint64_t b) { return static_cast<std::uint32_t>(b >> 32); }
+inline constexpr std::uint32_t bucket_ok(std::uint64_t b) { return (b >> 16) & 0xffff; }
+inline constexpr std::uint32_t bucket_total(std::uint64_t b) { return b & 0xffff; }
+inline constexpr std::uint32_t kBucketMax = 0xffff;
+
 struct GaugeCell {
   std::atomic<std::uint64_t> value;  // double bits, or kGaugeUnset
   std::atomic<std::uint64_t> stamp;  // reserved for the timestamped gauge modes
@@ -219,6 +248,8 @@ struct Geometry {
   std::uint64_t strings_offset;
   std::uint64_t slots_offset;
   std::uint64_t slot_stride;
+  std::uint64_t readyz_offset_in_slot;
+  std::uint64_t readyz_ring_buckets;
   std::uint64_t records_offset;
   std::uint64_t record_stride;
   std::uint64_t info_area_stride;
@@ -244,7 +275,9 @@ inline bool compute_geometry(const Capacities& c, Geometry& g) {
       c.process_records > kMaxRecords || c.families == 0 || c.families > kMaxFamilies ||
       c.series == 0 || c.series > kMaxSeries || c.string_bytes == 0 ||
       c.string_bytes > kMaxStringBytes || c.info_families > kMaxInfoFamilies ||
-      c.info_value_bytes > kMaxInfoValueBytes)
+      c.info_value_bytes > kMaxInfoValueBytes || c.readyz_short_window_seconds == 0 ||
+      c.readyz_long_window_seconds < c.readyz_short_window_seconds ||
+      c.readyz_long_window_seconds > kMaxWindowSeconds)
     return false;
   std::uint64_t at = sizeof(Header);
   g.families_offset = at;
@@ -254,7 +287,12 @@ inline bool compute_geometry(const Capacities& c, Geometry& g) {
   g.strings_offset = at;
   at = round_up(at + c.string_bytes, kCacheLine);
   g.slots_offset = at;
-  g.slot_stride = sizeof(SlotHeader) + round_up(std::uint64_t{c.series} * 8, kCacheLine);
+  g.readyz_offset_in_slot = sizeof(SlotHeader) + round_up(std::uint64_t{c.series} * 8, kCacheLine);
+  // One bucket more than the window: the current second never overwrites the
+  // oldest second still inside the window.
+  g.readyz_ring_buckets = std::uint64_t{c.readyz_long_window_seconds} + 1;
+  g.slot_stride = g.readyz_offset_in_slot +
+                  round_up(sizeof(ReadyzArea) + g.readyz_ring_buckets * 8, kCacheLine);
   at += g.slot_stride * (std::uint64_t{c.thread_slots} + 1);
   g.records_offset = at;
   g.info_area_stride = sizeof(InfoAreaHeader) + round_up(c.info_value_bytes, 8);

@@ -34,4 +34,9 @@ bool is_valid_utf8(std::string_view text) noexcept;
 /// of input are shown; when more exist, "..." follows the closing quote.
 std::string printable(std::string_view text, std::size_t max_bytes = 64);
 
+// True for names the exporter renders itself: "shmetrics_*" (its own metrics)
+// and the readyz families it computes from readyz samples. Writers cannot
+// register them, and a segment claiming them is not trusted.
+bool is_reserved_metric_name(std::string_view name) noexcept;
+
 }  // namespace shmetrics::shm
