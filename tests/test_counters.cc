@@ -183,3 +183,87 @@ TEST_CASE("double_counters_accept_fractions_across_processes") {
   for (pid_t pid : children) REQUIRE(testing::wait_child(pid) == 0);
   CHECK(testing::sample(testing::scrape(name.str()), "busy_seconds_total") == 2000.0);
 }
+
+TEST_CASE("a_slot_claimed_four_billion_times_keeps_showing_its_counts") {
+  ScopedName name("claims-wrap");
+  Segment s = Segment::open(options(name, /*thread_slots=*/1));
+  Counter c = s.counter("wrapped_total", "Counts in a slot claimed very often.");
+  REQUIRE(testing::wait_child(testing::fork_child([&] { c.inc(5); return true; })) == 0);
+  {
+    // Pretend the slot was claimed UINT32_MAX times already.
+    auto m = shm::MappedSegment::open_or_create(name.str(), options(name, 1).capacities, 0600);
+    auto* h = reinterpret_cast<shm::SlotHeader*>(m->base() + m->geometry().slot_offset(0));
+    h->claims.store(UINT32_MAX);
+  }
+  REQUIRE(testing::wait_child(testing::fork_child([&] { c.inc(); return true; })) == 0);
+  CHECK(testing::sample(testing::scrape(name.str()), "wrapped_total") == 6.0);
+}
+
+TEST_CASE("double_counters_registered_interleaved_keep_their_own_values") {
+  ScopedName name("double-interleaved");
+  Segment s = Segment::open(options(name));
+  CounterFamily a = s.counter_family("a_seconds_total", "A.", {"x"}, ValueType::kDouble);
+  Counter a1 = a.labels({"1"});
+  Counter b = s.counter("b_seconds_total", "B.", ValueType::kDouble);
+  Counter a2 = a.labels({"2"});
+  a1.inc(1.5);
+  b.inc(100.25);
+  a2.inc(20.5);
+  std::string text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "a_seconds_total{x=\"1\"}") == 1.5);
+  CHECK(testing::sample(text, "a_seconds_total{x=\"2\"}") == 20.5);
+  CHECK(testing::sample(text, "b_seconds_total") == 100.25);
+}
+
+TEST_CASE("closing_a_reader_opened_before_the_writer_keeps_the_writer_locks") {
+  ScopedName name("reader-first");
+  SegmentOptions o = options(name, /*thread_slots=*/1);
+  REQUIRE(testing::wait_child(testing::fork_child([&] {
+            Segment::open(o).counter("held_total", "Held.");
+            return true;
+          })) == 0);
+  auto early_reader = shm::MappedSegment::open_read_only(name.str());
+  Counter c = Segment::open(o).counter("held_total", "Held.");
+  c.inc();  // this process now owns the only slot
+  early_reader.reset();  // must not drop this process's fcntl locks
+  REQUIRE(testing::wait_child(testing::fork_child([&] { c.inc(); return true; })) == 0);
+  std::string text = testing::scrape(name.str());
+  CHECK(overflow_writers(text) == 1.0);  // the child found the slot held
+  CHECK(testing::sample(text, "held_total") == 2.0);
+}
+
+TEST_CASE("a_stopped_registrar_does_not_hold_up_claims_of_other_threads") {
+  ScopedName name("stopped-registrar");
+  SegmentOptions o = options(name);
+  o.lock_timeout = std::chrono::milliseconds(3000);
+  Segment s = Segment::open(o);
+  CounterFamily f = s.counter_family("f_total", "F.", {"k"});
+  Counter existing = f.labels({"old"});
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  pid_t holder = testing::fork_child([&] {
+    auto m = shm::MappedSegment::open_or_create(name.str(), o.capacities, 0600);
+    if (!shm::lock_registration(*m->header(), std::chrono::seconds(5))) return false;
+    (void)!::write(ready[1], "x", 1);
+    for (;;) ::pause();
+  });
+  char byte;
+  REQUIRE(::read(ready[0], &byte, 1) == 1);
+  std::atomic<bool> registering_done{false};
+  std::atomic<bool> increment_done_first{false};
+  std::thread registrar([&] {
+    f.labels({"new"});  // waits for the lock, up to 3 s
+    registering_done = true;
+  });
+  std::thread writer([&] {
+    existing.inc();  // a new thread's first update: claims a slot
+    increment_done_first = !registering_done;
+  });
+  writer.join();
+  registrar.join();
+  CHECK(increment_done_first);
+  ::kill(holder, SIGKILL);
+  testing::wait_child(holder);
+  ::close(ready[0]);
+  ::close(ready[1]);
+}

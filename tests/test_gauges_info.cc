@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <latch>
+#include <sched.h>
 #include <thread>
 
 using namespace shmetrics;
@@ -218,4 +219,33 @@ TEST_CASE("gauge_values_render_in_shortest_round_trip_form") {
   std::string text = testing::scrape(name.str());
   CHECK_THAT(text, Catch::Contains("\ntenth 0.1\n") && Catch::Contains("\nbig 1e+300\n") &&
                        Catch::Contains("\nneg_inf -Inf\n") && Catch::Contains("\npos_inf +Inf\n"));
+}
+
+TEST_CASE("an_exporter_in_another_pid_namespace_sees_live_gauges") {
+  ScopedName name("pidns");
+  Segment s = Segment::open(options(name));
+  Gauge g = s.gauge("level", "Level.", GaugeMode::kLiveSum);
+  ParkedChild writer([&] { g.set(42); });
+  int result[2];
+  REQUIRE(::pipe(result) == 0);
+  // A reader in a new pid namespace, like an exporter in a sidecar container:
+  // F_GETLK reports the holder's pid there as 0.
+  pid_t outer = testing::fork_child([&] {
+    if (::unshare(CLONE_NEWPID) != 0) {
+      std::perror("unshare(CLONE_NEWPID)");
+      return false;
+    }
+    pid_t inner = testing::fork_child([&] {
+      std::string text = testing::scrape(name.str());
+      char seen = testing::sample(text, "level") == 42.0 ? 'y' : 'n';
+      return ::write(result[1], &seen, 1) == 1;
+    });
+    return testing::wait_child(inner) == 0;
+  });
+  REQUIRE(testing::wait_child(outer) == 0);
+  char seen = 0;
+  REQUIRE(::read(result[0], &seen, 1) == 1);
+  CHECK(seen == 'y');
+  ::close(result[0]);
+  ::close(result[1]);
 }

@@ -177,3 +177,26 @@ TEST_CASE("reader_rejects_an_image_that_is_not_a_segment") {
   exporter::SegmentReader tiny(junk.data(), 16);
   CHECK_THAT(tiny.error(), Catch::Contains("smaller than a header"));
 }
+
+TEST_CASE("a_fifo_or_symlink_under_the_segment_name_is_refused_without_blocking") {
+  ScopedName name("fifo");
+  REQUIRE(::mkfifo(("/dev/shm/" + name.str()).c_str(), 0600) == 0);
+  CHECK_THAT(open_error(name.str()), Catch::Contains("not a regular file"));
+  CHECK_THROWS_WITH(shm::MappedSegment::open_or_create(name.str(), small_capacities(), 0600),
+                    Catch::Contains("not a regular file"));
+  ScopedName link("symlink");
+  REQUIRE(::symlink(("/dev/shm/" + name.str()).c_str(), ("/dev/shm/" + link.str()).c_str()) == 0);
+  CHECK_THAT(open_error(link.str()), Catch::Contains("symbolic link"));
+}
+
+TEST_CASE("writers_refuse_a_segment_others_may_write_and_modes_that_allow_it") {
+  ScopedName name("loose-mode");
+  shm::MappedSegment::open_or_create(name.str(), small_capacities(), 0600);
+  REQUIRE(::chmod(("/dev/shm/" + name.str()).c_str(), 0666) == 0);
+  CHECK_THROWS_WITH(shm::MappedSegment::open_or_create(name.str(), small_capacities(), 0600),
+                    Catch::Contains("writable by group or others (mode 0666)"));
+  SegmentOptions o;
+  o.name = name.str() + "-new";
+  o.mode = 0660;
+  CHECK_THROWS_WITH(Segment::open(o), Catch::Contains("mode 0660 is invalid"));
+}

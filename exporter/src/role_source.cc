@@ -41,9 +41,15 @@ RecordLiveness kernel_liveness(const shm::MappedSegment& segment) {
   const int fd = segment.fd();
   const shm::Geometry g = segment.geometry();
   const std::uint32_t slots = segment.capacities().thread_slots;
+  const bool own_records_visible = segment.through_writer_descriptor();
   const auto self = static_cast<std::uint32_t>(::getpid());
-  return [fd, g, slots, self](std::uint32_t record, std::uint32_t pid) {
-    return shm::lock_holder(fd, g.record_lock_byte(slots, record)) != 0 || pid == self;
+  return [fd, g, slots, own_records_visible, self](std::uint32_t record, std::uint32_t pid) {
+    shm::LockHolder holder = shm::lock_holder(fd, g.record_lock_byte(slots, record));
+    // The holder must be the owner the record names: while a new owner takes
+    // over a dead one's record, the old values are not shown as live. A
+    // holder in another pid namespace shows as pid 0 and is trusted.
+    if (holder.held) return holder.pid == 0 || static_cast<std::uint32_t>(holder.pid) == pid;
+    return own_records_visible && pid == self;
   };
 }
 
@@ -78,7 +84,15 @@ bool RoleSource::ensure_open() {
     set_down(e.what());
     return false;
   }
-  reader_ = std::make_unique<SegmentReader>(mapped_->base(), mapped_->size_bytes());
+  {
+    // The header is read from the mapping: a file truncated meanwhile faults.
+    SigbusGuard guard(mapped_->base(), mapped_->size_bytes());
+    reader_ = std::make_unique<SegmentReader>(mapped_->base(), mapped_->size_bytes());
+    if (guard.faulted()) {
+      set_down("segment \"" + segment_name_ + "\" was truncated while being opened");
+      return false;
+    }
+  }
   if (!reader_->error().empty()) {
     set_down("segment \"" + segment_name_ + "\" is invalid: " + reader_->error());
     return false;

@@ -47,9 +47,10 @@ class RoleSource {
   std::string last_error_;  // what was logged last, to log each change once
 };
 
-// The liveness the kernel proves: a process holds the record's fcntl lock.
-// A record owned by the calling process counts as live too (its own locks are
-// invisible to F_GETLK), so in-process readers see their own gauges.
+// The liveness the kernel proves: the process the record names holds its
+// fcntl lock. In a process that writes the segment (its mapping goes through
+// the writer's descriptor), that process's own records count as live too:
+// F_GETLK cannot show a process its own locks.
 RecordLiveness kernel_liveness(const shm::MappedSegment& segment);
 
 }  // namespace shmetrics::exporter

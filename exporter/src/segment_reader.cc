@@ -171,6 +171,7 @@ bool SegmentReader::parse_series(std::uint32_t index, std::uint32_t& family, Ser
     return false;
   family = e.family_index;
   s.cell = e.cell_index;
+  s.double_index = -1;
   s.labels = render_labels(f.label_names, values);
   return true;
 }
@@ -199,21 +200,18 @@ void SegmentReader::parse_new_entries() {
     Series s;
     std::uint32_t family = 0;
     bool ok = parse_series(i, family, s);
-    if (ok) {
-      // A label set twice in one family would break the exposition.
-      for (std::uint32_t other : families_[family].series)
-        if (series_[other].labels == s.labels) ok = false;
-    }
-    if (!ok) {
+    // A label set twice in one family would break the exposition.
+    if (!ok || !families_[family].label_sets.insert(s.labels).second) {
       ++series_dropped_;
       continue;
     }
+    if (families_[family].value_type == shm::ValueType::kDouble &&
+        families_[family].type == shm::MetricType::kCounter) {
+      s.double_index = static_cast<std::int32_t>(double_cells_.size());
+      double_cells_.push_back(s.cell);
+    }
     families_[family].series.push_back(static_cast<std::uint32_t>(series_.size()));
     series_.push_back(std::move(s));
-    series_family_.push_back(family);
-    if (families_[family].value_type == shm::ValueType::kDouble &&
-        families_[family].type == shm::MetricType::kCounter)
-      double_cells_.push_back(series_.back().cell);
   }
   parsed_series_ = std::max(parsed_series_, series);
 }
@@ -240,22 +238,22 @@ void SegmentReader::sum_counters() {
 }
 
 void SegmentReader::render_gauge(const Family& f, std::string& out,
-                                 const std::vector<std::uint32_t>& live_records) {
+                                 const std::vector<LiveRecord>& live) {
   for (std::uint32_t index : f.series) {
     const Series& s = series_[index];
     double combined = 0;
     bool any = false;
-    for (std::uint32_t r : live_records) {
-      const std::uint8_t* cell = base_ + geometry_.record_offset(r) + sizeof(shm::RecordHeader) +
+    for (const LiveRecord& r : live) {
+      const std::uint8_t* cell = base_ + geometry_.record_offset(r.record) + sizeof(shm::RecordHeader) +
                                  std::uint64_t{s.cell} * sizeof(shm::GaugeCell);
       std::uint64_t bits = load_relaxed<std::uint64_t>(cell + offsetof(shm::GaugeCell, value));
       if (bits == shm::kGaugeUnset) continue;
       double v = std::bit_cast<double>(bits);
       if (f.gauge_mode == shm::GaugeMode::kLiveAll) {
-        std::uint32_t pid = load_relaxed<std::uint32_t>(base_ + geometry_.record_offset(r));
+        if (!r.first_with_pid) continue;  // two series with one pid label would be a duplicate
         std::string labels = s.labels;
         if (!labels.empty()) labels += ',';
-        labels += "pid=\"" + std::to_string(pid) + "\"";
+        labels += "pid=\"" + std::to_string(r.pid) + "\"";
         append_sample_head(out, f.name, labels);
         append_double(out, v);
         out += '\n';
@@ -276,12 +274,12 @@ void SegmentReader::render_gauge(const Family& f, std::string& out,
 }
 
 void SegmentReader::render_info(const Family& f, std::string& out,
-                                const std::vector<std::uint32_t>& live_records) {
+                                const std::vector<LiveRecord>& live) {
   std::set<std::string> distinct;
   std::vector<std::uint64_t> words((capacities_.info_value_bytes + 7) / 8);
   std::vector<std::string> values;
-  for (std::uint32_t r : live_records) {
-    const std::uint8_t* area = base_ + geometry_.info_area_offset(r, f.info_index);
+  for (const LiveRecord& r : live) {
+    const std::uint8_t* area = base_ + geometry_.info_area_offset(r.record, f.info_index);
     const std::uint8_t* data = area + sizeof(shm::InfoAreaHeader);
     // Seqlock read: a few tries, then this process's value is skipped this time.
     for (int attempt = 0; attempt < 8; ++attempt) {
@@ -376,13 +374,13 @@ std::string SegmentReader::render(std::string& out, const RecordLiveness& live, 
     events_[e] = load_relaxed<std::uint64_t>(base_ + offsetof(shm::Header, events) + e * 8);
   sum_counters();
 
-  std::vector<std::uint32_t> live_records;
+  std::vector<LiveRecord> live_records;
+  std::unordered_set<std::uint32_t> pids;
   for (std::uint32_t r = 0; r < capacities_.process_records; ++r) {
     std::uint32_t pid = load_acquire<std::uint32_t>(base_ + geometry_.record_offset(r));
-    if (pid != 0 && live(r, pid)) live_records.push_back(r);
+    if (pid != 0 && live(r, pid)) live_records.push_back({r, pid, pids.insert(pid).second});
   }
 
-  std::size_t double_index = 0;
   for (const Family& f : families_) {
     if (!f.trusted) continue;
     std::size_t start = out.size();
@@ -393,9 +391,8 @@ std::string SegmentReader::render(std::string& out, const RecordLiveness& live, 
         for (std::uint32_t index : f.series) {
           const Series& s = series_[index];
           append_sample_head(out, f.name, s.labels);
-          if (f.value_type == shm::ValueType::kDouble) {
-            // double_cells_ lists double counters' cells in series order.
-            append_double(out, double_sums_[double_index++]);
+          if (s.double_index >= 0) {
+            append_double(out, double_sums_[static_cast<std::size_t>(s.double_index)]);
           } else {
             append_uint(out, int_sums_[s.cell]);
           }

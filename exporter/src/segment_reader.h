@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 namespace shmetrics::exporter {
@@ -58,10 +59,17 @@ class SegmentReader {
     std::uint32_t info_index;
     bool trusted;
     std::vector<std::uint32_t> series;  // indexes into series_, in registration order
+    std::unordered_set<std::string> label_sets;  // of its series, to refuse duplicates
   };
   struct Series {
     std::uint32_t cell;
-    std::string labels;  // a="x",b="y" escaped, no braces
+    std::int32_t double_index;  // into double_sums_, for double counters; else -1
+    std::string labels;         // a="x",b="y" escaped, no braces
+  };
+  struct LiveRecord {
+    std::uint32_t record;
+    std::uint32_t pid;        // read once, when liveness was decided
+    bool first_with_pid;      // false for a second live record naming the same pid
   };
 
   void parse_new_entries();
@@ -70,8 +78,8 @@ class SegmentReader {
   std::string_view pool_string(std::uint32_t offset, std::uint32_t length) const;
   void sum_counters();
   void render_readyz(std::string& out, std::uint64_t now_ns);
-  void render_gauge(const Family& f, std::string& out, const std::vector<std::uint32_t>& live_records);
-  void render_info(const Family& f, std::string& out, const std::vector<std::uint32_t>& live_records);
+  void render_gauge(const Family& f, std::string& out, const std::vector<LiveRecord>& live);
+  void render_info(const Family& f, std::string& out, const std::vector<LiveRecord>& live);
 
   const std::uint8_t* base_;
   std::uint64_t size_bytes_;
@@ -82,7 +90,6 @@ class SegmentReader {
   std::uint32_t parsed_series_ = 0;
   std::vector<Family> families_;
   std::vector<Series> series_;
-  std::vector<std::uint32_t> series_family_;  // per entry of series_
   std::uint64_t families_dropped_ = 0;
   std::uint64_t series_dropped_ = 0;
   std::uint64_t events_[shm::kEventCount] = {};

@@ -1,9 +1,9 @@
 #include <shmetrics/shm/segment_file.h>
 
 #include <boost/interprocess/mapped_region.hpp>
-#include <boost/interprocess/shared_memory_object.hpp>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <fcntl.h>
@@ -112,50 +112,115 @@ bool create_and_publish(const std::string& name, const Capacities& caps, mode_t 
 
 }  // namespace
 
-struct MappedSegment::BoostHandles {
-  bip::shared_memory_object object;
+struct MappedSegment::Region {
   bip::mapped_region region;
 };
 
-MappedSegment::MappedSegment() = default;
 namespace {
 
-// Descriptors of segments this process writes. fcntl locks are per process
-// and closing *any* descriptor of the file drops them all, so an in-process
-// reader must map through the writer's descriptor instead of opening its own.
-struct WriterDescriptor {
+// Lets Boost.Interprocess map a descriptor we opened ourselves (with
+// O_NOFOLLOW, O_NONBLOCK and a regular-file check its shm_open lacks).
+struct DescriptorMappable {
+  int fd;
+  bip::mapping_handle_t get_mapping_handle() const {
+    return bip::ipcdetail::mapping_handle_from_file_handle(fd);
+  }
+};
+
+// The files this process writes, and their descriptors. A descriptor of a
+// written file is never closed: that would drop the process's fcntl locks.
+struct WrittenFile {
   std::string name;
   int fd;
+  dev_t device;
   ino_t inode;
 };
-std::mutex g_writer_fds_mutex;
-std::vector<WriterDescriptor> g_writer_fds;
+std::mutex g_files_mutex;
+std::vector<WrittenFile> g_written_files;
 
-void remember_writer_descriptor(const std::string& name, int fd, ino_t inode) {
-  std::lock_guard lock(g_writer_fds_mutex);
-  g_writer_fds.push_back({name, fd, inode});
+bool is_written_file(dev_t device, ino_t inode) {
+  std::lock_guard lock(g_files_mutex);
+  for (const auto& w : g_written_files)
+    if (w.device == device && w.inode == inode) return true;
+  return false;
 }
 
-void forget_writer_descriptor(int fd) {
-  std::lock_guard lock(g_writer_fds_mutex);
-  std::erase_if(g_writer_fds, [fd](const WriterDescriptor& w) { return w.fd == fd; });
-}
-
-// The writer descriptor of `name` when this process writes the segment now
-// under that name, else -1.
+// The writer descriptor of `name` when this process writes the file now under
+// that name, else -1.
 int writer_descriptor(const std::string& name) {
-  std::lock_guard lock(g_writer_fds_mutex);
-  ino_t now = current_inode(name);
-  for (const auto& w : g_writer_fds)
-    if (w.name == name && w.inode == now) return w.fd;
+  struct stat st {};
+  if (::stat(path_of(name).c_str(), &st) != 0) return -1;
+  std::lock_guard lock(g_files_mutex);
+  for (const auto& w : g_written_files)
+    if (w.name == name && w.device == st.st_dev && w.inode == st.st_ino) return w.fd;
   return -1;
+}
+
+// Opens /dev/shm/<name> without following symlinks or blocking on a FIFO, and
+// only if it is a regular file.
+int open_segment_file(const std::string& name, bool writable) {
+  int fd = ::open(path_of(name).c_str(),
+                  (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ENOENT)
+      throw SegmentError("segment \"" + name + "\" does not exist in " + kShmDir, true);
+    throw SegmentError("cannot open segment \"" + name + "\": " + errno_text(err) +
+                       (err == ELOOP ? " (it is a symbolic link)" : ""));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw SegmentError("segment \"" + name + "\" is not a regular file");
+  }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  return fd;
 }
 
 }  // namespace
 
+MappedSegment::MappedSegment() = default;
+
 MappedSegment::~MappedSegment() {
-  if (writer_) forget_writer_descriptor(fd_);
-  if (!handles_ && base_ != nullptr) ::munmap(base_, size_bytes_);
+  region_.reset();
+  if (owns_fd_ && !is_written_file(device_, inode_)) ::close(fd_);
+}
+
+void lock_descriptor_table() { g_files_mutex.lock(); }
+void unlock_descriptor_table() { g_files_mutex.unlock(); }
+
+std::unique_ptr<MappedSegment> MappedSegment::map(const std::string& name, int fd, bool owns_fd,
+                                                  bool writable) {
+  auto out = std::unique_ptr<MappedSegment>(new MappedSegment());
+  out->name_ = name;
+  out->fd_ = fd;
+  out->owns_fd_ = owns_fd;  // from here on the destructor closes it (or keeps it)
+  struct stat st {};
+  if (::fstat(fd, &st) != 0)
+    throw SegmentError("cannot stat segment \"" + name + "\": " + errno_text(errno));
+  out->device_ = st.st_dev;
+  out->inode_ = st.st_ino;
+  out->owner_uid_ = st.st_uid;
+  auto file_bytes = static_cast<std::uint64_t>(st.st_size);
+  alignas(Header) unsigned char copy[sizeof(Header)] = {};
+  if (file_bytes >= sizeof(Header) &&
+      ::pread(fd, copy, sizeof copy, 0) != static_cast<ssize_t>(sizeof copy))
+    throw SegmentError("cannot read the header of segment \"" + name + "\": " + errno_text(errno));
+  const auto& header = *reinterpret_cast<const Header*>(copy);
+  std::string err = check_header(header, file_bytes, out->geometry_);
+  if (!err.empty()) throw SegmentError("segment \"" + name + "\" is invalid: " + err);
+  out->capacities_ = header.capacities;
+  try {
+    out->region_ = std::make_unique<Region>();
+    out->region_->region = bip::mapped_region(DescriptorMappable{fd},
+                                              writable ? bip::read_write : bip::read_only, 0,
+                                              out->geometry_.total_bytes);
+  } catch (const bip::interprocess_exception& e) {
+    throw SegmentError("cannot map segment \"" + name + "\": " + e.what());
+  }
+  out->base_ = static_cast<std::uint8_t*>(out->region_->region.get_address());
+  out->size_bytes_ = out->geometry_.total_bytes;
+  return out;
 }
 
 std::string segment_name(std::string_view instance, std::string_view role) {
@@ -216,110 +281,42 @@ std::unique_ptr<MappedSegment> MappedSegment::open_or_create(const std::string& 
   if (std::string err = check_segment_name(name); !err.empty()) throw SegmentError(err);
   // Creators race through linkat(); losers and late comers open what was published.
   for (int attempt = 0;; ++attempt) {
+    int fd;
     try {
-      auto seg = open_read_only(name);  // validates before we map it writable
-      if (!(seg->capacities() == capacities))
-        throw SegmentError("segment \"" + name + "\" has capacities " +
-                           describe(seg->capacities()) + " but this process asked for " +
-                           describe(capacities));
-      auto out = std::unique_ptr<MappedSegment>(new MappedSegment());
-      out->handles_ = std::make_unique<BoostHandles>();
-      out->handles_->object = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
-      out->handles_->region = bip::mapped_region(out->handles_->object, bip::read_write, 0,
-                                                 seg->geometry().total_bytes);
-      out->name_ = name;
-      out->fd_ = out->handles_->object.get_mapping_handle().handle;
-      out->base_ = static_cast<std::uint8_t*>(out->handles_->region.get_address());
-      out->size_bytes_ = seg->geometry().total_bytes;
-      struct stat st {};
-      ::fstat(out->fd_, &st);
-      out->inode_ = st.st_ino;
-      out->owner_uid_ = st.st_uid;
-      out->geometry_ = seg->geometry();
-      out->capacities_ = capacities;
-      if (out->inode_ != seg->inode())
-        continue;  // replaced between the two opens; check the new one
-      remember_writer_descriptor(name, out->fd_, out->inode_);
-      out->writer_ = true;
-      return out;
+      fd = open_segment_file(name, /*writable=*/true);
     } catch (const SegmentError& e) {
       if (!e.missing() || attempt >= 3) throw;
-    } catch (const bip::interprocess_exception& e) {
-      if (attempt >= 3)
-        throw SegmentError("cannot open segment \"" + name + "\" for writing: " + e.what());
+      create_and_publish(name, capacities, mode);
       continue;
     }
-    create_and_publish(name, capacities, mode);
+    auto out = map(name, fd, /*owns_fd=*/true, /*writable=*/true);
+    if (!(out->capacities() == capacities))
+      throw SegmentError("segment \"" + name + "\" has capacities " + describe(out->capacities()) +
+                         " but this process asked for " + describe(capacities));
+    struct stat st {};
+    ::fstat(fd, &st);
+    if (st.st_uid != ::geteuid())
+      throw SegmentError("segment \"" + name + "\" is owned by uid " + std::to_string(st.st_uid) +
+                         ", not by this process's uid " + std::to_string(::geteuid()) +
+                         ": refusing to write into a segment another user controls");
+    if (st.st_mode & 022)
+      throw SegmentError("segment \"" + name + "\" is writable by group or others (mode 0" +
+                         [&] { char b[8]; std::snprintf(b, sizeof b, "%03o", st.st_mode & 0777); return std::string(b); }() +
+                         "): refusing to trust it; remove it and let a writer create it anew");
+    std::lock_guard lock(g_files_mutex);
+    g_written_files.push_back({name, fd, out->device_, out->inode_});
+    return out;
   }
 }
 
 std::unique_ptr<MappedSegment> MappedSegment::open_read_only(const std::string& name) {
   if (std::string err = check_segment_name(name); !err.empty()) throw SegmentError(err);
-  auto out = std::unique_ptr<MappedSegment>(new MappedSegment());
-  if (int fd = writer_descriptor(name); fd >= 0) return map_read_only(name, fd);
-  out->handles_ = std::make_unique<BoostHandles>();
-  try {
-    out->handles_->object = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_only);
-  } catch (const bip::interprocess_exception& e) {
-    bool missing = e.get_native_error() == ENOENT;
-    throw SegmentError(missing ? "segment \"" + name + "\" does not exist in " + kShmDir
-                               : "cannot open segment \"" + name + "\": " + e.what(),
-                       missing);
+  if (int fd = writer_descriptor(name); fd >= 0) {
+    auto out = map(name, fd, /*owns_fd=*/false, /*writable=*/false);
+    out->through_writer_ = true;
+    return out;
   }
-  int fd = out->handles_->object.get_mapping_handle().handle;
-  struct stat st {};
-  if (::fstat(fd, &st) != 0)
-    throw SegmentError("cannot stat segment \"" + name + "\": " + errno_text(errno));
-  std::uint64_t file_bytes = static_cast<std::uint64_t>(st.st_size);
-  Header copy;
-  if (file_bytes >= sizeof(Header)) {
-    if (::pread(fd, &copy, sizeof copy, 0) != static_cast<ssize_t>(sizeof copy))
-      throw SegmentError("cannot read the header of segment \"" + name + "\": " +
-                         errno_text(errno));
-  }
-  Geometry g;
-  std::string err = check_header(copy, file_bytes, g);
-  if (!err.empty()) throw SegmentError("segment \"" + name + "\" is invalid: " + err);
-  try {
-    out->handles_->region =
-        bip::mapped_region(out->handles_->object, bip::read_only, 0, g.total_bytes);
-  } catch (const bip::interprocess_exception& e) {
-    throw SegmentError("cannot map segment \"" + name + "\": " + e.what());
-  }
-  out->name_ = name;
-  out->fd_ = fd;
-  out->base_ = static_cast<std::uint8_t*>(out->handles_->region.get_address());
-  out->size_bytes_ = g.total_bytes;
-  out->inode_ = st.st_ino;
-  out->owner_uid_ = st.st_uid;
-  out->geometry_ = g;
-  out->capacities_ = copy.capacities;
-  return out;
-}
-
-std::unique_ptr<MappedSegment> MappedSegment::map_read_only(const std::string& name, int fd) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0)
-    throw SegmentError("cannot stat segment \"" + name + "\": " + errno_text(errno));
-  Header copy;
-  if (::pread(fd, &copy, sizeof copy, 0) != static_cast<ssize_t>(sizeof copy))
-    throw SegmentError("cannot read the header of segment \"" + name + "\"");
-  Geometry g;
-  std::string err = check_header(copy, static_cast<std::uint64_t>(st.st_size), g);
-  if (!err.empty()) throw SegmentError("segment \"" + name + "\" is invalid: " + err);
-  void* base = ::mmap(nullptr, g.total_bytes, PROT_READ, MAP_SHARED, fd, 0);
-  if (base == MAP_FAILED)
-    throw SegmentError("cannot map segment \"" + name + "\": " + errno_text(errno));
-  auto out = std::unique_ptr<MappedSegment>(new MappedSegment());
-  out->name_ = name;
-  out->fd_ = fd;  // borrowed from the writer side: never closed
-  out->base_ = static_cast<std::uint8_t*>(base);
-  out->size_bytes_ = g.total_bytes;
-  out->inode_ = st.st_ino;
-  out->owner_uid_ = st.st_uid;
-  out->geometry_ = g;
-  out->capacities_ = copy.capacities;
-  return out;
+  return map(name, open_segment_file(name, /*writable=*/false), /*owns_fd=*/true, /*writable=*/false);
 }
 
 ino_t current_inode(const std::string& name) {
@@ -353,14 +350,14 @@ void unlock_byte(int fd, std::uint64_t byte) {
   ::fcntl(fd, F_SETLK, &fl);
 }
 
-pid_t lock_holder(int fd, std::uint64_t byte) {
+LockHolder lock_holder(int fd, std::uint64_t byte) {
   struct flock fl {};
   fl.l_type = F_WRLCK;
   fl.l_whence = SEEK_SET;
   fl.l_start = static_cast<off_t>(byte);
   fl.l_len = 1;
-  if (::fcntl(fd, F_GETLK, &fl) != 0) return 0;
-  return fl.l_type == F_UNLCK ? 0 : fl.l_pid;
+  if (::fcntl(fd, F_GETLK, &fl) != 0) return {};
+  return {fl.l_type != F_UNLCK, fl.l_type == F_UNLCK ? 0 : fl.l_pid};
 }
 
 bool lock_registration(Header& header, std::chrono::milliseconds timeout) {

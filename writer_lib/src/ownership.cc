@@ -56,37 +56,47 @@ void release_thread_slots(void*) {
     tls_cells[i] = nullptr;
     ProcessSegment& seg = *g_table[i];
     auto slot = static_cast<std::uint32_t>(held - 1);
-    std::lock_guard lock(seg.mutex);
+    std::lock_guard lock(seg.claims_mutex);
     slot_header(seg, slot).owner_pid.store(0, std::memory_order_release);
     shm::unlock_byte(seg.mapped->fd(), seg.geometry().slot_lock_byte(slot));
     seg.slots_held[slot] = 0;
   }
 }
 
+// Lock order: table, then each segment's mutex and claims_mutex, then shm's
+// descriptor table.
 void before_fork() {
   g_table_mutex.lock();
-  for (std::uint16_t i = 0; i < g_table_size.load(std::memory_order_relaxed); ++i)
+  for (std::uint16_t i = 0; i < g_table_size.load(std::memory_order_relaxed); ++i) {
     g_table[i]->mutex.lock();
+    g_table[i]->claims_mutex.lock();
+  }
+  shm::lock_descriptor_table();
 }
 
 void after_fork_in_parent() {
-  for (std::uint16_t i = g_table_size.load(std::memory_order_relaxed); i-- > 0;)
+  shm::unlock_descriptor_table();
+  for (std::uint16_t i = g_table_size.load(std::memory_order_relaxed); i-- > 0;) {
+    g_table[i]->claims_mutex.unlock();
     g_table[i]->mutex.unlock();
+  }
   g_table_mutex.unlock();
 }
 
 // The child holds no fcntl locks (they are not inherited): it owns nothing,
 // and claims its own slots and record on first write.
 void after_fork_in_child() {
+  shm::unlock_descriptor_table();
   for (std::uint16_t i = g_table_size.load(std::memory_order_relaxed); i-- > 0;) {
     ProcessSegment& seg = *g_table[i];
     std::fill(seg.slots_held.begin(), seg.slots_held.end(), 0);
-    seg.record = -1;
+    seg.record.store(-1, std::memory_order_relaxed);
     seg.record_retry_countdown.store(0, std::memory_order_relaxed);
     process_gauge_cells[i].store(nullptr, std::memory_order_relaxed);
     tls_cells[i] = nullptr;
     tls_claims.slot[i] = 0;
     tls_claims.overflow_countdown[i] = 0;
+    seg.claims_mutex.unlock();
     seg.mutex.unlock();
   }
   g_table_mutex.unlock();
@@ -102,7 +112,7 @@ void install_process_hooks() {
 
 // Scans for a slot: free ones first, then ones whose owner the kernel proves
 // dead. Returns the slot's cells, or nullptr when every slot is held by a live
-// process. Caller holds seg.mutex.
+// process. Caller holds seg.claims_mutex.
 std::uint64_t* claim_slot(std::uint16_t index, ProcessSegment& seg) {
   const std::uint32_t slots = seg.mapped->capacities().thread_slots;
   const int fd = seg.mapped->fd();
@@ -116,7 +126,9 @@ std::uint64_t* claim_slot(std::uint16_t index, ProcessSegment& seg) {
       // The lock is proof: nobody else owns it. Its cells are kept as they are.
       seg.slots_held[i] = 1;
       h.owner_pid.store(static_cast<std::uint32_t>(::getpid()), std::memory_order_relaxed);
-      h.claims.fetch_add(1, std::memory_order_release);  // before any cell write
+      // Saturates: a count that wrapped to 0 would hide the slot's cells.
+      std::uint32_t claims = h.claims.load(std::memory_order_relaxed);
+      if (claims != UINT32_MAX) h.claims.store(claims + 1, std::memory_order_release);
       tls_claims.slot[index] = static_cast<std::int32_t>(i) + 1;
       pthread_setspecific(g_thread_exit_key, &tls_claims);
       return slot_cells(seg, i);
@@ -134,7 +146,7 @@ std::uint64_t* cells_for_thread(std::uint16_t index, ProcessSegment& seg) noexce
   }
   std::uint64_t* cells = nullptr;
   try {
-    std::lock_guard lock(seg.mutex);
+    std::lock_guard lock(seg.claims_mutex);
     cells = claim_slot(index, seg);
   } catch (...) {
     cells = nullptr;  // an fcntl failure: write exactly, through the overflow slot
@@ -148,8 +160,9 @@ std::uint64_t* cells_for_thread(std::uint16_t index, ProcessSegment& seg) noexce
 }
 
 shm::GaugeCell* claim_record(std::uint16_t index, ProcessSegment& seg) {
-  std::lock_guard lock(seg.mutex);
-  if (seg.record >= 0) return process_gauge_cells[index].load(std::memory_order_relaxed);
+  std::lock_guard lock(seg.claims_mutex);
+  if (seg.record.load(std::memory_order_relaxed) >= 0)
+    return process_gauge_cells[index].load(std::memory_order_relaxed);
   const auto& caps = seg.mapped->capacities();
   const auto& g = seg.geometry();
   const int fd = seg.mapped->fd();
@@ -175,7 +188,7 @@ shm::GaugeCell* claim_record(std::uint16_t index, ProcessSegment& seg) {
       }
       h.generation.fetch_add(1, std::memory_order_relaxed);
       h.owner_pid.store(static_cast<std::uint32_t>(::getpid()), std::memory_order_release);
-      seg.record = static_cast<std::int32_t>(i);
+      seg.record.store(static_cast<std::int32_t>(i), std::memory_order_release);
       process_gauge_cells[index].store(cells, std::memory_order_release);
       return cells;
     }
@@ -273,6 +286,11 @@ Segment Segment::open(const SegmentOptions& options) {
                                           : options.name;
   if (std::string err = shm::check_segment_name(name); !err.empty())
     throw std::invalid_argument(err);
+  if (options.mode & 022)
+    throw std::invalid_argument("mode 0" + std::to_string((options.mode >> 6) & 7) +
+                                std::to_string((options.mode >> 3) & 7) + std::to_string(options.mode & 7) +
+                                " is invalid: segments must not be writable by group or others "
+                                "(0600, or 0640 to let a group read)");
   if (options.lock_timeout.count() <= 0)
     throw std::invalid_argument("lock_timeout must be positive, got " +
                                 std::to_string(options.lock_timeout.count()) + " ms");

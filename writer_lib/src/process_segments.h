@@ -31,15 +31,22 @@ struct ProcessSegment {
   std::unique_ptr<shm::MappedSegment> mapped;
   std::chrono::milliseconds lock_timeout{1000};
 
-  // Guards everything below. Held for a whole registration, so fork() (whose
-  // prepare handler takes it) never copies a half-done one into the child.
+  // Guards the local caches of what is registered. Held while a registration
+  // writes the segment, so fork() (whose prepare handler takes it) never
+  // copies a half-done one into the child; never held while waiting for the
+  // registration lock.
   std::mutex mutex;
   std::vector<LocalFamily> families;
   std::unordered_map<std::string, std::uint32_t> family_by_name;
   std::uint32_t synced_families = 0;  // entries of the segment read into families
   std::uint32_t synced_series = 0;
+
+  // Guards what this process owns. Separate from `mutex` and never held across
+  // a wait, so claims, thread exits and fork() are never held up by a
+  // registration waiting for a stopped process.
+  std::mutex claims_mutex;
   std::vector<std::uint8_t> slots_held;  // by some thread of this process
-  std::int32_t record = -1;              // this process's record, -1: none yet
+  std::atomic<std::int32_t> record{-1};  // this process's record, -1: none yet
   std::atomic<std::uint32_t> record_retry_countdown{0};
 
   shm::Header& header() const { return *mapped->header(); }

@@ -78,7 +78,7 @@ shm::SeriesEntry* series_entries(ProcessSegment& seg) {
   return reinterpret_cast<shm::SeriesEntry*>(seg.base() + seg.geometry().series_offset);
 }
 
-// Holds the registration lock for one registration. Caller holds seg.mutex.
+// Holds the registration lock for one registration. Taken before seg.mutex.
 class RegistrationLock {
  public:
   explicit RegistrationLock(ProcessSegment& seg)
@@ -137,23 +137,27 @@ std::optional<std::uint32_t> find_or_register_series(std::uint16_t index, std::u
   ProcessSegment* seg = segment_at(index);
   if (seg == nullptr) throw std::invalid_argument("family handle of a segment that is not open");
   std::string key = encode_strings(values);
-  std::lock_guard lock(seg->mutex);
-  LocalFamily* fam = &family_of(*seg, family);
-  if (std::string err = check_label_values(*fam, values); !err.empty())
-    throw std::invalid_argument(err);
-  if (auto it = fam->cells.find(key); it != fam->cells.end()) return it->second;
-  sync_from_segment(*seg);
-  fam = &family_of(*seg, family);
-  if (auto it = fam->cells.find(key); it != fam->cells.end()) return it->second;
-
+  {
+    std::lock_guard lock(seg->mutex);
+    LocalFamily* fam = &family_of(*seg, family);
+    if (std::string err = check_label_values(*fam, values); !err.empty())
+      throw std::invalid_argument(err);
+    if (auto it = fam->cells.find(key); it != fam->cells.end()) return it->second;
+    sync_from_segment(*seg);
+    fam = &family_of(*seg, family);
+    if (auto it = fam->cells.find(key); it != fam->cells.end()) return it->second;
+  }
+  // Lock order: the registration lock, then seg->mutex; the wait for the
+  // former never holds up threads that only look up or claim.
   RegistrationLock reg(*seg);
   if (!reg.held()) {
     count_event(index, shm::kEventLockTimeouts);
     count_event(index, shm::kEventSeriesRefused);
     return std::nullopt;
   }
+  std::lock_guard lock(seg->mutex);
   sync_from_segment(*seg);
-  fam = &family_of(*seg, family);
+  LocalFamily* fam = &family_of(*seg, family);
   if (auto it = fam->cells.find(key); it != fam->cells.end()) return it->second;
 
   shm::Header& h = seg->header();
@@ -206,6 +210,10 @@ std::uint32_t register_family(std::uint16_t index, std::string_view name, std::s
   for (std::size_t i = 0; i < label_names.size(); ++i) {
     if (std::string err = shm::check_label_name(label_names[i]); !err.empty())
       throw std::invalid_argument(err);
+    if (label_names[i].size() > shm::kMaxNameBytes)
+      throw std::invalid_argument("label name \"" + label_names[i].substr(0, 64) + "...\" is " +
+                                  std::to_string(label_names[i].size()) + " bytes, more than the " +
+                                  std::to_string(shm::kMaxNameBytes) + " allowed");
     if (mode == shm::GaugeMode::kLiveAll && label_names[i] == "pid")
       throw std::invalid_argument("label name \"pid\" of gauge \"" + std::string(name) +
                                   "\" is reserved: liveall gauges add a pid label themselves");
@@ -229,12 +237,13 @@ std::uint32_t register_family(std::uint16_t index, std::string_view name, std::s
         "; this registration asks for " + describe_family(type, value_type, mode, label_names));
   };
 
-  std::lock_guard lock(seg->mutex);
-  sync_from_segment(*seg);
-  if (auto it = seg->family_by_name.find(key); it != seg->family_by_name.end())
-    return matches(it->second);
-
-  RegistrationLock reg(*seg);
+  {
+    std::lock_guard lock(seg->mutex);
+    sync_from_segment(*seg);
+    if (auto it = seg->family_by_name.find(key); it != seg->family_by_name.end())
+      return matches(it->second);
+  }
+  RegistrationLock reg(*seg);  // before seg->mutex, as for series
   if (!reg.held()) {
     count_event(index, shm::kEventLockTimeouts);
     throw shm::SegmentError("cannot register \"" + key + "\": the registration lock of segment \"" +
@@ -242,6 +251,7 @@ std::uint32_t register_family(std::uint16_t index, std::string_view name, std::s
                             std::to_string(seg->lock_timeout.count()) +
                             " ms (is a writer stopped while registering?)");
   }
+  std::lock_guard lock(seg->mutex);
   sync_from_segment(*seg);
   if (auto it = seg->family_by_name.find(key); it != seg->family_by_name.end())
     return matches(it->second);
@@ -283,7 +293,9 @@ std::uint32_t register_family(std::uint16_t index, std::string_view name, std::s
 
 std::uint8_t* info_area(ProcessSegment& seg, std::uint32_t info_index) {
   const auto& g = seg.geometry();
-  return seg.base() + g.info_area_offset(static_cast<std::uint32_t>(seg.record), info_index);
+  return seg.base() + g.info_area_offset(
+                          static_cast<std::uint32_t>(seg.record.load(std::memory_order_acquire)),
+                          info_index);
 }
 
 // Writes one info area under its seqlock. Threads of this process serialise
@@ -408,7 +420,7 @@ Gauge GaugeFamily::labels(const std::vector<std::string_view>& values) const {
 void Info::set(const std::vector<std::string_view>& values) const noexcept {
   detail::ProcessSegment* seg = detail::segment_at(segment_);
   if (seg == nullptr) return;
-  // Claim the record first (it takes seg->mutex itself).
+  // Claim the record first (it takes seg->claims_mutex itself).
   if (detail::process_gauge_cells[segment_].load(std::memory_order_acquire) == nullptr &&
       detail::gauge_cells_slow(segment_, 0) == nullptr)
     return;
@@ -437,7 +449,7 @@ void Info::clear() const noexcept {
   detail::ProcessSegment* seg = detail::segment_at(segment_);
   if (seg == nullptr) return;
   std::lock_guard lock(seg->mutex);
-  if (seg->record < 0) return;
+  if (seg->record.load(std::memory_order_acquire) < 0) return;
   detail::write_info(detail::info_area(*seg, detail::family_of(*seg, family_).info_index), nullptr);
 }
 

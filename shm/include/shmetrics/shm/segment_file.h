@@ -43,8 +43,11 @@ std::string describe(const Capacities& capacities);
 // trustworthy, else one line naming what is wrong (both sides where there are two).
 std::string check_header(const Header& header, std::uint64_t file_bytes, Geometry& geometry);
 
-// A mapping of one segment file and the one descriptor this process keeps of
-// it. Not copyable; closing the descriptor drops this process's fcntl locks.
+// A mapping of one segment file and the descriptor it came from. Not
+// copyable. fcntl locks belong to the process and closing *any* descriptor of
+// a file drops them all, so a descriptor of a file this process writes is never
+// closed (it is kept for the life of the process), and readers inside a
+// writing process map through the writer's descriptor.
 class MappedSegment {
  public:
   MappedSegment(const MappedSegment&) = delete;
@@ -60,37 +63,50 @@ class MappedSegment {
   const Geometry& geometry() const { return geometry_; }
   const Capacities& capacities() const { return capacities_; }
   Header* header() const { return reinterpret_cast<Header*>(base_); }
+  // True when this read-only mapping goes through the descriptor of a writer
+  // in this process: that process's own records are then live although
+  // F_GETLK cannot show its own locks.
+  bool through_writer_descriptor() const { return through_writer_; }
 
   // Opens the segment `name` for writing, creating it with `capacities` and
   // file mode `mode` when it does not exist. Creation is complete before the
   // name appears (O_TMPFILE, then linkat), so of several concurrent creators
-  // exactly one publishes and the others open it. An existing segment of
-  // another layout version or capacities is refused. Throws SegmentError.
+  // exactly one publishes and the others open it. Refused: an existing segment
+  // of another layout version or capacities, one owned by another user or
+  // writable by group or others, anything but a regular file. Throws
+  // SegmentError.
   static std::unique_ptr<MappedSegment> open_or_create(const std::string& name,
                                                         const Capacities& capacities,
                                                         mode_t mode);
 
   // Maps an existing segment read-only, trusting nothing but the header check.
-  // The exporter's view; throws SegmentError (missing() when absent). In a
-  // process that writes the segment, maps through the writer's descriptor:
-  // closing a descriptor of its own would drop the writer's fcntl locks.
+  // The exporter's view; throws SegmentError (missing() when absent). Never
+  // blocks on a FIFO or follows a symlink planted under the name.
   static std::unique_ptr<MappedSegment> open_read_only(const std::string& name);
 
  private:
-  static std::unique_ptr<MappedSegment> map_read_only(const std::string& name, int fd);
-  struct BoostHandles;  // the shared_memory_object and mapped_region behind it
+  struct Region;  // the Boost.Interprocess mapped_region behind base_
   MappedSegment();
-  std::unique_ptr<BoostHandles> handles_;
-  bool writer_ = false;  // its descriptor is lent to in-process readers
+  static std::unique_ptr<MappedSegment> map(const std::string& name, int fd, bool owns_fd,
+                                            bool writable);
+  std::unique_ptr<Region> region_;
   std::string name_;
   int fd_ = -1;
+  bool owns_fd_ = false;
+  bool through_writer_ = false;
   std::uint8_t* base_ = nullptr;
   std::uint64_t size_bytes_ = 0;
+  dev_t device_ = 0;
   ino_t inode_ = 0;
   uid_t owner_uid_ = 0;
   Geometry geometry_{};
   Capacities capacities_{};
 };
+
+// Around fork(): the process-wide table of descriptors stays consistent in the
+// child. libshmetrics calls these from its pthread_atfork handlers.
+void lock_descriptor_table();
+void unlock_descriptor_table();
 
 // The inode behind /dev/shm/<name> now, or 0 when there is none. Lets a reader
 // notice a segment removed and created anew under the same name.
@@ -103,9 +119,14 @@ bool remove_segment(const std::string& name);
 // now holds it; false when another live process does. Throws on other errors.
 bool try_lock_byte(int fd, std::uint64_t byte);
 void unlock_byte(int fd, std::uint64_t byte);
-// The pid of the process holding a write lock on `byte`, or 0 when no other
-// process holds it (a process never sees its own locks this way).
-pid_t lock_holder(int fd, std::uint64_t byte);
+
+// Who holds a write lock on `byte`, by F_GETLK. A process never sees its own
+// locks this way. pid is 0 when the holder is in another pid namespace.
+struct LockHolder {
+  bool held = false;
+  pid_t pid = 0;
+};
+LockHolder lock_holder(int fd, std::uint64_t byte);
 
 // Takes the segment's robust registration lock, waiting at most `timeout`.
 // Returns false on timeout. A lock whose holder died is recovered: the
