@@ -28,8 +28,21 @@ stage_meson_test() {
   return "$rc"
 }
 
+# integration: both example servers, the exporter and a real Prometheus
+# server, with known traffic and exact totals (scripts/integration.sh).
+stage_integration() {
+  local log="$BUILD_DIR/integration.log" rc=0
+  bash scripts/integration.sh "$BUILD_DIR" 2>&1 | tee "$log" || rc=$?
+  local counts
+  counts=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n1 | awk '{print $1, $3}')
+  if [[ -n $counts ]]; then
+    # shellcheck disable=SC2086 # two numbers
+    record_counts $counts 0
+  fi
+  return "$rc"
+}
+
 # --- Later stages go here, each as stage_NAME plus an entry in STAGES. ---
-# stage_integration() { ... }   # exporter + writers, scraped by Prometheus
 # stage_sanitizers()  { ... }   # ASan/UBSan/TSan builds in their own dirs
 # stage_fuzz()        { ... }   # bounded fuzz runs
 # -------------------------------------------------------------------------
@@ -37,7 +50,7 @@ stage_meson_test() {
 # The stages, in the order they run.
 STAGES=(
   meson-test
-  # integration
+  integration
   # sanitizers
   # fuzz
 )

@@ -5,8 +5,8 @@
 // missing, malformed and unreadable maps, invalid patterns, X-Scopes values.
 #include "support.h"
 
-#include "rbac/rbac_state.h"
-#include "rbac/scopes.h"
+#include "../examples/rbac/rbac_state.h"
+#include "../examples/rbac/scopes.h"
 
 #include <shmetrics/shmetrics.h>
 
@@ -41,6 +41,7 @@ namespace {
 constexpr std::int64_t kReloadSec = 5;
 constexpr std::int64_t kSecondNs = 1'000'000'000;
 
+// The example map of rbac_map.h.
 const std::string kMapV1 = R"({
   "require_all": false,
   "routes": [
@@ -64,7 +65,9 @@ const std::string kMapV2 = R"({
 const std::string kMapV1Sha256 = "23e1274892db895c565cf5359cb478d2b47d1e4c53e2546864aeb472bbf46b16";
 const std::string kMapV2Sha256 = "5d688e76de582ffb3129fd55f2eda6883eb0c3ca486bf813551ee1a8a934bb92";
 
-std::string etag_series(const std::string& sha256) { return "rbac_map_info{etag=\"" + sha256 + "\"}"; }
+std::string etag_series(const std::string& sha256) {
+  return "rbac_map_info{etag=\"" + sha256 + "\"}";
+}
 
 // Replaces `path` atomically: written beside it, then renamed over it, as a
 // deploy tool does.
@@ -171,10 +174,10 @@ std::set<int>& parent_pipe_ends() {
 // The test sends it one command line at a time, so it can change the map and
 // the clock between commands and scrape while the workers live (their
 // rbac_map_info values live with them). The worker's stderr goes to a file.
-//   refresh N                   ensure_fresh() N times; replies "ok"
-//   check N METHOD PATH X-SCOPES   check() N times; replies "<matched> <allowed>"
-//                                  of the last, with parse_scopes(X-SCOPES) or
-//                                  no scopes when it is malformed
+//   refresh N                     ensure_fresh() N times; replies "ok"
+//   check N METHOD PATH X-SCOPES  check() N times with parse_scopes(X-SCOPES),
+//                                 or no scopes when malformed; replies
+//                                 "<matched> <allowed>" of the last
 class Worker {
  public:
   Worker(const Fixture& fx, std::string log_path) : log_path_(std::move(log_path)) {
@@ -257,7 +260,8 @@ class Worker {
         std::string method, path, header;
         command >> method >> path >> std::ws;
         std::getline(command, header);
-        std::vector<std::string> scopes = rbac::parse_scopes(header).value_or(std::vector<std::string>{});
+        std::vector<std::string> scopes =
+            rbac::parse_scopes(header).value_or(std::vector<std::string>{});
         Decision d;
         for (int i = 0; i < times; ++i) d = state.check(method, path, scopes);
         if (!answer(std::to_string(d.matched) + " " + std::to_string(d.allowed))) return false;
@@ -286,7 +290,8 @@ class Workers {
  public:
   Workers(const Fixture& fx, int count) {
     for (int i = 0; i < count; ++i)
-      list_.push_back(std::make_unique<Worker>(fx, fx.dir.file("worker-" + std::to_string(i) + ".log")));
+      list_.push_back(
+          std::make_unique<Worker>(fx, fx.dir.file("worker-" + std::to_string(i) + ".log")));
   }
 
   void refresh(int times = 1) {
@@ -315,10 +320,12 @@ class Workers {
 };
 
 bool is_metric_name(std::string_view name) {
-  auto first = [](char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_' || c == ':'; };
-  return !name.empty() && first(name[0]) &&
-         std::all_of(name.begin(), name.end(),
-                     [&](char c) { return first(c) || std::isdigit(static_cast<unsigned char>(c)); });
+  auto first = [](char c) {
+    return std::isalpha(static_cast<unsigned char>(c)) || c == '_' || c == ':';
+  };
+  return !name.empty() && first(name[0]) && std::all_of(name.begin(), name.end(), [&](char c) {
+    return first(c) || std::isdigit(static_cast<unsigned char>(c));
+  });
 }
 
 // Splits a sample line of the text format, `name{label="value",...} value`,
@@ -350,12 +357,14 @@ bool parse_sample_line(std::string_view line, std::string& name, std::string& va
   return !value.empty() && value.find(' ') == std::string::npos;
 }
 
+// A map whose second route has `pattern`.
 std::string route(const std::string& pattern) {
   return R"({"routes": [{"pattern": "/ok", "methods": ["GET"], "scopes": ["a"]},
                         {"pattern": ")" +
          pattern + R"(", "methods": ["GET"], "scopes": ["a"]}]})";
 }
 
+// What RbacMap::parse throws for `json`.
 std::string parse_error(const std::string& json) {
   try {
     RbacMap::parse(json);
@@ -439,11 +448,11 @@ TEST_CASE("test_rbac_allowed_forbidden_counters") {
   Workers workers(fx, 4);
   CHECK(workers.check("GET", "/ops/status", "ops:read", 10).allowed == 4);
   CHECK(workers.check("POST", "/ops/jobs/7", "ops:read,ops:write", 5).allowed == 4);
-  CHECK(workers.check("POST", "/ops/jobs/7", "ops:read", 3).allowed == 0);  // require_all
-  CHECK(workers.check("GET", "/ops/status", "", 2).allowed == 0);           // no scopes
+  CHECK(workers.check("POST", "/ops/jobs/7", "ops:read", 3).allowed == 0);   // require_all
+  CHECK(workers.check("GET", "/ops/status", "", 2).allowed == 0);            // no scopes
   CHECK(workers.check("GET", "/ops/status", "ops:read;x", 1).allowed == 0);  // malformed X-Scopes
   CHECK(workers.check("GET", "/unmapped", "ops:read", 1).allowed == 0);      // fails closed
-  CHECK(workers.check("GET", "/readyz", "", 7).allowed == 4);               // public: not counted
+  CHECK(workers.check("GET", "/readyz", "", 7).allowed == 4);                // public: not counted
   std::string text = fx.scrape();
   CHECK(testing::sample(text, "rbac_allowed_total") == 4.0 * (10 + 5));
   CHECK(testing::sample(text, "rbac_forbidden_total") == 4.0 * (3 + 2 + 1 + 1));
@@ -454,7 +463,7 @@ TEST_CASE("test_rbac_route_matches_counter") {
   fx.write_map(kMapV1);
   Workers workers(fx, 4);
   CHECK(workers.check("GET", "/ops/status", "ops:read", 3).matched == 4);
-  CHECK(workers.check("PUT", "/judge/runs/9", "", 2).matched == 4);           // matched, then refused
+  CHECK(workers.check("PUT", "/judge/runs/9", "", 2).matched == 4);  // matched, then refused
   CHECK(workers.check("DELETE", "/ops/status", "ops:read", 4).matched == 0);  // method not covered
   CHECK(workers.check("GET", "/ops/jobs", "ops:read", 1).matched == 0);       // "*" needs a segment
   CHECK(workers.check("GET", "/ops/status/", "ops:read", 1).matched == 0);    // empty segment
@@ -513,8 +522,9 @@ TEST_CASE("test_metrics_render_text_prometheus_format") {
     CHECK(n == 1);
     CHECK(helps[name] == 1);
   }
-  for (const char* counter : {"rbac_reload_checks_total", "rbac_reload_hit_total", "rbac_reload_errors_total",
-                              "rbac_allowed_total", "rbac_forbidden_total", "rbac_route_matches_total"}) {
+  for (const char* counter :
+       {"rbac_reload_checks_total", "rbac_reload_hit_total", "rbac_reload_errors_total",
+        "rbac_allowed_total", "rbac_forbidden_total", "rbac_route_matches_total"}) {
     INFO("family " << counter);
     CHECK(type_of[counter] == "counter");
   }
@@ -555,8 +565,10 @@ TEST_CASE("a_map_missing_at_start_refuses_everything") {
 }
 
 TEST_CASE("a_malformed_map_at_start_refuses_everything") {
-  for (const std::string& broken : {std::string(R"({"routes": [)"),
-                                    std::string(R"({"routes": [{"pattern": "/ops/status", "methods": ["GET"], "scopes": ["ops read"]}]})")}) {
+  const std::string not_json = R"({"routes": [)";
+  const std::string bad_scope =
+      R"({"routes": [{"pattern": "/ops/status", "methods": ["GET"], "scopes": ["ops read"]}]})";
+  for (const std::string& broken : {not_json, bad_scope}) {
     INFO(broken);
     Fixture fx("malformed-start");
     fx.write_map(broken);
@@ -569,11 +581,12 @@ TEST_CASE("a_malformed_map_at_start_refuses_everything") {
     CHECK(testing::sample(text, "rbac_forbidden_total") == 2.0);
     CHECK(testing::sample(text, "rbac_reload_errors_total") == 2.0);
     CHECK(testing::count_lines(text, "rbac_map_info{") == 0);
-    CHECK(workers[0].log_lines("event=rbac_reload_failed file=" + fx.map_path + " error=\"RBAC map ") == 1);
+    CHECK(workers[0].log_lines("event=rbac_reload_failed file=" + fx.map_path +
+                               " error=\"RBAC map ") == 1);
   }
 }
 
-TEST_CASE("a_map_becoming_malformed_keeps_the_last_good_one_counting_errors_once_per_worker_and_version") {
+TEST_CASE("a_broken_map_keeps_the_last_good_one_counting_once_per_worker_and_version") {
   Fixture fx("becoming-malformed");
   fx.write_map(kMapV1);
   Workers workers(fx, 4);
@@ -584,7 +597,7 @@ TEST_CASE("a_map_becoming_malformed_keeps_the_last_good_one_counting_errors_once
   fx.clock.advance_seconds(kReloadSec);
   workers.refresh();
   CHECK(fx.value("rbac_reload_errors_total") == 4.0);
-  CHECK(workers.check("GET", "/ops/status", "ops:read").allowed == 4);  // v1 still in force
+  CHECK(workers.check("GET", "/ops/status", "ops:read").allowed == 4);   // v1 still in force
   CHECK(workers.check("GET", "/ops/status", "new:scope").allowed == 0);  // none of v2 applied
   CHECK(fx.value(etag_series(kMapV1Sha256)) == 1.0);
 
@@ -602,11 +615,12 @@ TEST_CASE("a_map_becoming_malformed_keeps_the_last_good_one_counting_errors_once
   workers.refresh();
   CHECK(fx.value("rbac_reload_errors_total") == 8.0);
   CHECK(fx.value("rbac_reload_hit_total") == 0.0);
+  const std::string failed = "event=rbac_reload_failed file=" + fx.map_path + " error=";
   for (std::size_t i = 0; i < workers.size(); ++i) {
     INFO(workers[i].log());
     CHECK(workers[i].log_lines("event=rbac_reload_failed") == 2);
-    CHECK(workers[i].log_lines("file=" + fx.map_path + " error=\"RBAC map is not valid JSON: ") == 1);
-    CHECK(workers[i].log_lines("file=" + fx.map_path + " error=\"RBAC map routes[1]: pattern \\\"/ops//status\\\"") == 1);
+    CHECK(workers[i].log_lines(failed + "\"RBAC map is not valid JSON: ") == 1);
+    CHECK(workers[i].log_lines(failed + "\"RBAC map routes[1]: pattern \\\"/ops//status\\\"") == 1);
   }
 
   // A good version ends it.
@@ -651,8 +665,10 @@ TEST_CASE("a_map_breaking_the_other_rules_is_rejected_naming_the_route_and_rule"
       {"[]", "RBAC map document: must be a JSON object"},
       {R"({})", "RBAC map document: \"routes\" is required and must be an array"},
       {R"({"routes": {}})", "RBAC map document: \"routes\" is required and must be an array"},
-      {R"({"routes": [], "require_all": "yes"})", "RBAC map document: \"require_all\" must be true or false"},
-      {R"({"routes": [], "reload_sec": 1})", "RBAC map document: unknown key \"reload_sec\" (allowed: require_all, routes)"},
+      {R"({"routes": [], "require_all": "yes"})",
+       "RBAC map document: \"require_all\" must be true or false"},
+      {R"({"routes": [], "reload_sec": 1})",
+       "RBAC map document: unknown key \"reload_sec\" (allowed: require_all, routes)"},
       {R"({"routes": [], "routes": []})", "RBAC map has the key \"routes\" twice in one object"},
       {R"({"routes": [)" + ok_route + R"(, "x"]})", "RBAC map routes[1]: must be an object"},
       {R"({"routes": [{"methods": ["GET"], "scopes": ["a"]}]})",
@@ -662,11 +678,14 @@ TEST_CASE("a_map_breaking_the_other_rules_is_rejected_naming_the_route_and_rule"
       {R"({"routes": [{"pattern": "/x", "methods": ["GET"], "scopes": ["a"], "scope": "b"}]})",
        "RBAC map routes[0] (pattern \"/x\"): unknown key \"scope\""},
       {R"({"routes": [{"pattern": "/x", "methods": [], "scopes": ["a"]}]})",
-       "RBAC map routes[0] (pattern \"/x\"): \"methods\" is required and must be a non-empty array"},
+       "RBAC map routes[0] (pattern \"/x\"): \"methods\" is required and must be a non-empty "
+       "array"},
       {R"({"routes": [{"pattern": "/x", "methods": "GET", "scopes": ["a"]}]})",
-       "RBAC map routes[0] (pattern \"/x\"): \"methods\" is required and must be a non-empty array"},
+       "RBAC map routes[0] (pattern \"/x\"): \"methods\" is required and must be a non-empty "
+       "array"},
       {R"({"routes": [{"pattern": "/x", "methods": ["get"], "scopes": ["a"]}]})",
-       "RBAC map routes[0] (pattern \"/x\"): \"methods\" has \"get\": methods are upper-case HTTP methods"},
+       "RBAC map routes[0] (pattern \"/x\"): \"methods\" has \"get\": methods are upper-case HTTP "
+       "methods"},
       {R"({"routes": [{"pattern": "/x", "methods": ["GET", 1], "scopes": ["a"]}]})",
        "RBAC map routes[0] (pattern \"/x\"): \"methods\" must hold only strings"},
       {R"({"routes": [{"pattern": "/x", "methods": ["GET"]}]})",
@@ -674,10 +693,12 @@ TEST_CASE("a_map_breaking_the_other_rules_is_rejected_naming_the_route_and_rule"
       {R"({"routes": [{"pattern": "/x", "methods": ["GET"], "scopes": []}]})",
        "RBAC map routes[0] (pattern \"/x\"): \"scopes\" is required and must be a non-empty array"},
       {R"({"routes": [{"pattern": "/x", "methods": ["GET"], "scopes": ["ops read"]}]})",
-       "RBAC map routes[0] (pattern \"/x\"): \"scopes\" has \"ops read\": scopes are 1-64 characters"},
+       "RBAC map routes[0] (pattern \"/x\"): \"scopes\" has \"ops read\": scopes are 1-64 "
+       "characters"},
       {R"({"routes": [{"pattern": "/x", "methods": ["GET"], "scopes": [""]}]})",
        "RBAC map routes[0] (pattern \"/x\"): \"scopes\" has \"\": scopes are 1-64 characters"},
-      {R"({"routes": [{"pattern": "/x", "methods": ["GET"], "scopes": [")" + std::string(65, 'a') + R"("]}]})",
+      {R"({"routes": [{"pattern": "/x", "methods": ["GET"], "scopes": [")" + std::string(65, 'a') +
+           R"("]}]})",
        "RBAC map routes[0] (pattern \"/x\"): \"scopes\" has \"" + std::string(65, 'a') +
            "\": scopes are 1-64 characters of [A-Za-z0-9:._-]"},
       {R"({"routes": [{"pattern": "/x", "methods": ["GET"], "scopes": ["a"], "require_all": 1}]})",
@@ -770,13 +791,44 @@ TEST_CASE("checks_and_reloads_from_many_threads_are_exact") {
       state.ensure_fresh();
     }
     for (auto& t : threads) t.join();
-    return all_allowed.load();
+    return all_allowed.load() && state.etag() == kMapV1Sha256;  // the last written
   });
   REQUIRE(testing::wait_child(worker) == 0);
   std::string text = fx.scrape();
   CHECK(testing::sample(text, "rbac_allowed_total") == 80'000.0);
   CHECK(testing::sample(text, "rbac_route_matches_total") == 80'000.0);
   CHECK(testing::sample(text, "rbac_reload_hit_total") == 20.0);
+}
+
+TEST_CASE("a_reload_interval_out_of_range_is_rejected") {
+  Fixture fx("reload-sec");
+  fx.write_map(kMapV1);
+  pid_t worker = testing::fork_child([&] {
+    rbac::RbacMetrics metrics(Segment::open(fx.options()));
+    for (std::int64_t reload_sec : {std::int64_t{-1}, std::int64_t{1} << 62}) {
+      try {
+        RbacMapState state(fx.map_path, reload_sec, metrics, fx.clock.clock());
+        return false;
+      } catch (const std::invalid_argument& e) {
+        if (!std::string_view(e.what()).starts_with("reload_sec " + std::to_string(reload_sec) +
+                                                    " is out of range [0, "))
+          return false;
+      }
+    }
+    RbacMapState zero(fx.map_path, 0, metrics, fx.clock.clock());
+    return zero.etag() == kMapV1Sha256;
+  });
+  CHECK(testing::wait_child(worker) == 0);
+}
+
+TEST_CASE("public_routes_are_exactly_readyz_and_healthz") {
+  CHECK(rbac::is_public("/readyz"));
+  CHECK(rbac::is_public("/healthz"));
+  CHECK_FALSE(rbac::is_public("/readyz/"));
+  CHECK_FALSE(rbac::is_public("/readyz/x"));
+  CHECK_FALSE(rbac::is_public("/healthz?x=1"));
+  CHECK_FALSE(rbac::is_public("/metrics"));
+  CHECK_FALSE(rbac::is_public("/"));
 }
 
 TEST_CASE("parse_scopes_accepts_spaces_and_commas_and_refuses_malformed_headers") {
@@ -868,11 +920,12 @@ TEST_CASE("the_first_matching_route_decides_and_unmatched_routes_are_refused") {
     Decision d = map.decide(method, path, scopes);
     return std::pair{d.matched, d.allowed};
   };
-  CHECK(decide("GET", "/ops/jobs/latest", {"ops:read"}) == std::pair{true, true});  // first wins
-  CHECK(decide("GET", "/ops/jobs/7", {"ops:read"}) == std::pair{true, false});  // map-wide require_all
-  CHECK(decide("GET", "/ops/jobs/7", {"ops:write", "ops:read"}) == std::pair{true, true});
-  CHECK(decide("DELETE", "/ops/jobs/7", {"ops:read"}) == std::pair{true, false});  // falls to /ops/**
-  CHECK(decide("DELETE", "/ops/jobs/7", {"ops:root"}) == std::pair{true, true});    // any of, per route
-  CHECK(decide("GET", "/judge/x", {"ops:root"}) == std::pair{false, false});       // fails closed
-  CHECK(decide("GET", "/ops/jobs/latest", {}) == std::pair{true, false});
+  const std::pair refused{true, false}, allowed{true, true}, unmatched{false, false};
+  CHECK(decide("GET", "/ops/jobs/latest", {"ops:read"}) == allowed);  // the first match wins
+  CHECK(decide("GET", "/ops/jobs/latest", {}) == refused);
+  CHECK(decide("GET", "/ops/jobs/7", {"ops:read"}) == refused);  // the map-wide require_all
+  CHECK(decide("GET", "/ops/jobs/7", {"ops:write", "ops:read"}) == allowed);
+  CHECK(decide("DELETE", "/ops/jobs/7", {"ops:read"}) == refused);  // DELETE falls to /ops/**
+  CHECK(decide("DELETE", "/ops/jobs/7", {"ops:root"}) == allowed);  // any one, as that route says
+  CHECK(decide("GET", "/judge/x", {"ops:root"}) == unmatched);       // fails closed
 }

@@ -29,6 +29,8 @@
 //
 // A request matches a route when its method is listed (or "*" is) and its path
 // matches the pattern; the first matching route in file order decides.
+// Paths are matched decoded and without the query string; a path with an
+// empty, "." or ".." segment ("/a//b", "/judge/../ops") matches no pattern.
 // Requests that match no route are refused: the map fails closed. Unknown
 // keys, duplicate keys, wrong types and anything breaking the rules above
 // reject the whole map.
@@ -44,13 +46,15 @@
 namespace rbac {
 
 // The outcome for one request: whether a route matched, and whether the
-// caller's scopes satisfy it. Unmatched requests are never allowed.
+// caller's scopes satisfy it. Unmatched requests are never allowed. A plain
+// value.
 struct Decision {
   bool matched = false;
   bool allowed = false;
 };
 
-// One route of the map; `methods` holds "*" for any method.
+// One route of the map as parsed; `methods` holds "*" for any method. A plain
+// value, immutable inside an RbacMap.
 struct Route {
   RoutePattern pattern;
   std::vector<std::string> methods;
@@ -67,8 +71,6 @@ class RbacMap {
 
   Decision decide(std::string_view method, std::string_view path,
                   std::span<const std::string> caller_scopes) const;
-
-  const std::vector<Route>& routes() const { return routes_; }
 
  private:
   std::vector<Route> routes_;

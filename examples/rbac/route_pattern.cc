@@ -29,9 +29,9 @@ bool is_literal_char(char c) { return c > ' ' && c < 0x7f && c != '*' && c != '?
 }  // namespace
 
 RoutePattern RoutePattern::parse(std::string_view pattern) {
-  if (pattern.empty() || pattern.front() != '/') reject(pattern, "must be an absolute path starting with \"/\"");
+  if (pattern.empty() || pattern.front() != '/')
+    reject(pattern, "must be an absolute path starting with \"/\"");
   RoutePattern result;
-  result.text_ = pattern;
   if (pattern == "/") return result;
   std::string_view rest = pattern;
   while (!rest.empty()) {

@@ -27,10 +27,7 @@ class RoutePattern {
 
   bool matches(std::string_view path) const;
 
-  const std::string& text() const { return text_; }
-
  private:
-  std::string text_;
   std::vector<std::string> segments_;  // "/" has none
 };
 

@@ -1,0 +1,36 @@
+// What the preforked Ops and Judge workers share: serving on the master's
+// socket, the RBAC check before every handler, JSON replies.
+#pragma once
+
+#include "../rbac/rbac_state.h"
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+namespace shmetrics::examples {
+
+// A cpp-httplib server that serves on a socket the master bound and listens
+// on. cpp-httplib 0.11 has no public call for that; svr_sock_ is protected.
+// Never call stop() in a worker: it shuts the socket down for every worker.
+class AdoptedServer : public httplib::Server {
+ public:
+  bool serve_on(int listen_fd) {
+    svr_sock_ = listen_fd;
+    return listen_after_bind();
+  }
+};
+
+// Replies `status` with `body` as JSON.
+void json_reply(httplib::Response& res, int status, const nlohmann::json& body);
+
+// Runs the RBAC check before every handler: public routes (/readyz, /healthz)
+// pass; anything else needs the scopes of the X-Scopes header (space- or
+// comma-separated) to satisfy the map in force. A refusal answers 403, a
+// malformed header 400, both with a JSON error body; either way the RBAC
+// counters say what happened. Also gives 404s and other errors a JSON body.
+void install_rbac(httplib::Server& server, rbac::RbacMapState& state);
+
+// Worker defaults: bounded request sizes and timeouts.
+void apply_server_limits(httplib::Server& server);
+
+}  // namespace shmetrics::examples

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# scripts/integration.sh: the whole path for real. Starts the preforked Ops and
+# Judge servers, shmetrics-exporter and a Prometheus server (Debian's, on
+# 127.0.0.1, scraping both roles every second), drives known traffic, and asks
+# Prometheus's HTTP API for exact totals and the work order's PromQL examples.
+#
+# Usage: scripts/integration.sh [BUILD_DIR]   (default: build, already built)
+# Prints "N passed, N failed"; exits non-zero when a check fails. Stops
+# everything it started and removes its files, also on failure.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+build_dir=${1:-build}
+exporter=$build_dir/exporter/shmetrics-exporter
+ops_server=$build_dir/examples/shmetrics-ops-server
+judge_server=$build_dir/examples/shmetrics-judge-server
+for bin in "$exporter" "$ops_server" "$judge_server"; do
+  [[ -x $bin ]] || { echo "integration: $bin is missing: build first (scripts/test.sh)"; exit 2; }
+done
+command -v prometheus >/dev/null || { echo "integration: prometheus is not installed"; exit 2; }
+
+workers=2
+instance=it-$$-$RANDOM
+work=$(mktemp -d)
+pids=()
+passed=0 failed=0
+
+cleanup() {
+  local rc=$?
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  if [[ $failed -gt 0 || $rc -ne 0 ]]; then
+    for log in "$work"/*.log; do echo "--- last lines of $(basename "$log")"; tail -n 15 "$log"; done
+  fi
+  rm -f "/dev/shm/shmetrics.$instance.ops" "/dev/shm/shmetrics.$instance.judge"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+check() {  # check DESCRIPTION EXPECTED ACTUAL
+  if [[ "$2" == "$3" ]]; then
+    passed=$((passed + 1)); echo "ok: $1 = $3"
+  else
+    failed=$((failed + 1)); echo "FAILED: $1: expected $2, got $3"
+  fi
+}
+
+# wait_for DESCRIPTION COMMAND...: polls every 0.2 s, up to 30 s.
+wait_for() {
+  local what=$1; shift
+  for _ in $(seq 150); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "integration: timed out waiting for $what"; return 1
+}
+
+address_in_log() {  # the address a server logged as event=listening
+  grep -o 'event=listening[^\n]*address=127.0.0.1:[0-9]*' "$1" | head -n1 | grep -o '[0-9]*$'
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# --- the RBAC map both servers enforce ---------------------------------------
+cat >"$work/map.json" <<'EOF'
+{
+  "require_all": false,
+  "routes": [
+    {"pattern": "/ops/status", "methods": ["GET"], "scopes": ["ops:read"]},
+    {"pattern": "/ops/jobs", "methods": ["GET", "POST"], "scopes": ["ops:write"]},
+    {"pattern": "/judge/submit", "methods": ["POST"], "scopes": ["judge:submit"]},
+    {"pattern": "/judge/results/*", "methods": ["GET"], "scopes": ["judge:read"]}
+  ]
+}
+EOF
+touch "$work/ready"
+
+# --- start everything ---------------------------------------------------------
+"$exporter" --instance "$instance" --ops-listen 127.0.0.1:0 --judge-listen 127.0.0.1:0 \
+  2>"$work/exporter.log" & pids+=($!)
+"$ops_server" --instance "$instance" --listen 127.0.0.1:0 --workers $workers \
+  --rbac-map "$work/map.json" --reload-sec 1 2>"$work/ops-server.log" & pids+=($!)
+"$judge_server" --instance "$instance" --listen 127.0.0.1:0 --workers $workers \
+  --rbac-map "$work/map.json" --reload-sec 1 --readyz-file "$work/ready" \
+  2>"$work/judge-server.log" & pids+=($!)
+wait_for "the exporter's listeners" grep -q 'role=judge address' "$work/exporter.log"
+wait_for "the servers' listeners" bash -c "grep -q listening '$work/ops-server.log' && grep -q listening '$work/judge-server.log'"
+exporter_ops=$(grep -o 'role=ops address=127.0.0.1:[0-9]*' "$work/exporter.log" | grep -o '[0-9]*$')
+exporter_judge=$(grep -o 'role=judge address=127.0.0.1:[0-9]*' "$work/exporter.log" | grep -o '[0-9]*$')
+ops=$(address_in_log "$work/ops-server.log")
+judge=$(address_in_log "$work/judge-server.log")
+
+prom_port=$(free_port)
+cat >"$work/prometheus.yml" <<EOF
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: ops
+    static_configs: [{targets: ['127.0.0.1:$exporter_ops']}]
+  - job_name: judge
+    static_configs: [{targets: ['127.0.0.1:$exporter_judge']}]
+EOF
+prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/data" \
+  --web.listen-address="127.0.0.1:$prom_port" 2>"$work/prometheus.log" & pids+=($!)
+
+# query EXPR: the value of the first sample of an instant query, or "none".
+query() {
+  curl -fsS --max-time 5 "http://127.0.0.1:$prom_port/api/v1/query" --data-urlencode "query=$1" |
+    python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "none")'
+}
+is_value() { [[ "$(query "$1")" == "$2" ]]; }
+
+wait_for "prometheus to be ready" curl -fsS "http://127.0.0.1:$prom_port/-/ready"
+# Traffic starts only once both targets are up and the series exist (at 0).
+wait_for "both targets up" bash -c "[[ \$(curl -fsS 'http://127.0.0.1:$prom_port/api/v1/query' --data-urlencode 'query=sum(up)') == *'\"2\"'* ]]"
+wait_for "ops series in prometheus" is_value 'rbac_allowed_total{job="ops"}' 0
+wait_for "judge series in prometheus" is_value 'readyz_checks_total{job="judge"}' 0
+
+# --- known traffic -------------------------------------------------------------
+request() {  # request METHOD URL [SCOPES]: prints the HTTP status
+  local args=(-s -o /dev/null -w '%{http_code}' --max-time 5 -X "$1" "$2")
+  [[ $1 == POST ]] && args+=(--data '')   # Content-Length: 0, as real clients send
+  [[ $# -ge 3 ]] && args+=(-H "X-Scopes: $3")
+  curl "${args[@]}" || true
+}
+ops_allowed=0 ops_forbidden=0 ops_matched=0
+send_ops() {  # send_ops EXPECTED_STATUS MATCHED METHOD PATH [SCOPES]
+  local status
+  status=$(request "$3" "http://127.0.0.1:$ops$4" "${@:5}")
+  [[ $status == "$1" ]] || { echo "FAILED: $3 $4 answered $status, expected $1"; failed=$((failed + 1)); }
+  if [[ $1 == 200 || $1 == 201 ]]; then ops_allowed=$((ops_allowed + 1)); else ops_forbidden=$((ops_forbidden + 1)); fi
+  [[ $2 == yes ]] && ops_matched=$((ops_matched + 1))
+  return 0
+}
+for _ in $(seq 20); do send_ops 200 yes GET /ops/status ops:read; done
+for _ in $(seq 5); do send_ops 403 yes GET /ops/status; done            # no scopes
+for _ in $(seq 3); do send_ops 403 yes POST /ops/jobs ops:read; done    # wrong scope
+for _ in $(seq 2); do send_ops 403 no GET /ops/unknown ops:read; done   # no rule: refused
+for _ in $(seq 2); do send_ops 400 yes GET /ops/status 'ops:read, bad!'; done  # malformed
+send_ops 201 yes POST /ops/jobs 'ops:read ops:write'
+
+judge_allowed=0 judge_forbidden=0
+for _ in $(seq 6); do
+  [[ $(request POST "http://127.0.0.1:$judge/judge/submit" judge:submit) == 202 ]] && judge_allowed=$((judge_allowed + 1))
+done
+for _ in $(seq 4); do
+  [[ $(request POST "http://127.0.0.1:$judge/judge/submit") == 403 ]] && judge_forbidden=$((judge_forbidden + 1))
+done
+readyz_ok=0 readyz_failed=0
+for _ in $(seq 6); do [[ $(request GET "http://127.0.0.1:$judge/readyz") == 200 ]] && readyz_ok=$((readyz_ok + 1)); done
+rm "$work/ready"
+for _ in $(seq 2); do [[ $(request GET "http://127.0.0.1:$judge/readyz") == 503 ]] && readyz_failed=$((readyz_failed + 1)); done
+check "judge requests answered as expected" "6 4 6 2" "$judge_allowed $judge_forbidden $readyz_ok $readyz_failed"
+
+# One map change, replaced atomically; then allowed requests until a worker
+# reports the reload (each request is counted like the others).
+python3 - "$work/map.json" <<'EOF'
+import json, os, sys
+path = sys.argv[1]
+m = json.load(open(path))
+m["routes"].append({"pattern": "/ops/audit", "methods": ["GET"], "scopes": ["ops:audit"]})
+open(path + ".new", "w").write(json.dumps(m, indent=2))
+os.rename(path + ".new", path)
+EOF
+hits() { "$exporter" --once "shmetrics.$instance.ops" 2>/dev/null | awk '$1 == "rbac_reload_hit_total" {print $2}'; }
+for _ in $(seq 150); do
+  [[ $(hits) -ge 1 ]] && break
+  send_ops 200 yes GET /ops/status ops:read
+  sleep 0.2
+done
+
+# --- what Prometheus saw ---------------------------------------------------------
+wait_for "prometheus to see the final ops totals" is_value 'rbac_allowed_total{job="ops"}' "$ops_allowed"
+wait_for "prometheus to see the final readyz totals" is_value 'readyz_checks_total{job="judge"}' 8
+check 'rbac_allowed_total{job="ops"}' "$ops_allowed" "$(query 'rbac_allowed_total{job="ops"}')"
+check 'rbac_forbidden_total{job="ops"}' "$ops_forbidden" "$(query 'rbac_forbidden_total{job="ops"}')"
+check 'rbac_route_matches_total{job="ops"}' "$ops_matched" "$(query 'rbac_route_matches_total{job="ops"}')"
+check 'rbac_allowed_total{job="judge"}' 6 "$(query 'rbac_allowed_total{job="judge"}')"
+check 'rbac_forbidden_total{job="judge"}' 4 "$(query 'rbac_forbidden_total{job="judge"}')"
+check 'readyz_checks_total{job="judge"}' 8 "$(query 'readyz_checks_total{job="judge"}')"
+check 'readyz_failures_total{job="judge"}' 2 "$(query 'readyz_failures_total{job="judge"}')"
+check 'readyz_success_ratio_5m{job="judge"}' 0.75 "$(query 'readyz_success_ratio_5m{job="judge"}')"
+check 'readyz_success_ratio_1m{job="judge"}' 0.75 "$(query 'readyz_success_ratio_1m{job="judge"}')"
+check 'readyz_status{job="judge",status="degraded"}' 1 "$(query 'readyz_status{job="judge",status="degraded"}')"
+ops_hits=$(query 'rbac_reload_hit_total{job="ops"}')
+check "rbac_reload_hit_total{job=\"ops\"} within 1..$workers" yes \
+  "$([[ $ops_hits -ge 1 && $ops_hits -le $workers ]] && echo yes || echo "no ($ops_hits)")"
+check 'rbac_map_info of the new version shown' 1 \
+  "$(query "count(rbac_map_info{job=\"ops\",etag=\"$(sha256sum "$work/map.json" | cut -c1-64)\"})")"
+# The work order's PromQL examples.
+wait_for "a positive reload rate" bash -c "[[ \$(curl -fsS 'http://127.0.0.1:$prom_port/api/v1/query' --data-urlencode 'query=rate(rbac_reload_hit_total{job=\"ops\"}[5m]) > 0') == *'\"value\"'* ]]"
+check 'rate(rbac_reload_hit_total[5m]) > 0' yes \
+  "$(python3 -c "print('yes' if float('$(query 'rate(rbac_reload_hit_total{job="ops"}[5m])')') > 0 else 'no')")"
+check 'rate(rbac_forbidden_total[1m]) > 0' yes \
+  "$(python3 -c "print('yes' if float('$(query 'rate(rbac_forbidden_total{job="ops"}[1m])')') > 0 else 'no')")"
+check 'readyz_success_ratio_5m' 0.75 "$(query 'readyz_success_ratio_5m')"
+check 'servers stayed up' "0 0" "$(kill -0 "${pids[1]}"; echo -n "$? "; kill -0 "${pids[2]}"; echo $?)"
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]
