@@ -141,6 +141,13 @@ for _ in $(seq 3); do send_ops 403 yes POST /ops/jobs ops:read; done    # wrong 
 for _ in $(seq 2); do send_ops 403 no GET /ops/unknown ops:read; done   # no rule: refused
 for _ in $(seq 2); do send_ops 400 yes GET /ops/status 'ops:read, bad!'; done  # malformed
 send_ops 201 yes POST /ops/jobs 'ops:read ops:write'
+# An oversized header: refused by cpp-httplib before routing (not counted),
+# and the worker stays up.
+big=$(head -c 20000 /dev/zero | tr '\0' a)
+oversized=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "X-Big: $big" \
+  -H 'X-Scopes: ops:read' "http://127.0.0.1:$ops/ops/status" || true)
+check "an oversized header answers 400" 400 "$oversized"
+send_ops 200 yes GET /ops/status ops:read
 
 judge_allowed=0 judge_forbidden=0
 for _ in $(seq 6); do
