@@ -1,4 +1,5 @@
 #include <shmetrics/shm/segment_file.h>
+#include <shmetrics/shm/test_hooks.h>
 
 #include <boost/interprocess/mapped_region.hpp>
 
@@ -54,6 +55,7 @@ void initialise(std::uint8_t* base, const Capacities& caps, const Geometry& g) {
   h->records_offset = g.records_offset;
   h->record_stride = g.record_stride;
   h->lock_bytes_offset = g.lock_bytes_offset;
+  park_point("create.mid_header");
 
   pthread_mutexattr_t attr;
   pthread_mutexattr_init(&attr);
@@ -102,6 +104,7 @@ bool create_and_publish(const std::string& name, const Capacities& caps, mode_t 
   }
   ::munmap(base, g.total_bytes);
 
+  park_point("create.before_link");
   std::string proc = "/proc/self/fd/" + std::to_string(fd);
   if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, path_of(name).c_str(), AT_SYMLINK_FOLLOW) == 0)
     return true;

@@ -3,6 +3,7 @@
 #include "process_segments.h"
 
 #include <shmetrics/segment.h>
+#include <shmetrics/shm/test_hooks.h>
 
 #include <bit>
 #include <cstring>
@@ -124,6 +125,7 @@ std::uint64_t* claim_slot(std::uint16_t index, ProcessSegment& seg) {
       if (looks_free != (pass == 0)) continue;
       if (!shm::try_lock_byte(fd, seg.geometry().slot_lock_byte(i))) continue;
       // The lock is proof: nobody else owns it. Its cells are kept as they are.
+      shm::park_point("claim_slot.after_lock");
       seg.slots_held[i] = 1;
       h.owner_pid.store(static_cast<std::uint32_t>(::getpid()), std::memory_order_relaxed);
       // Saturates: a count that wrapped to 0 would hide the slot's cells.
@@ -178,6 +180,7 @@ shm::GaugeCell* claim_record(std::uint16_t index, ProcessSegment& seg) {
       for (std::uint32_t c = 0; c < caps.series; ++c) {
         cells[c].value.store(shm::kGaugeUnset, std::memory_order_relaxed);
         cells[c].stamp.store(0, std::memory_order_relaxed);
+        if (c == caps.series / 2) shm::park_point("claim_record.mid_reset");
       }
       for (std::uint32_t a = 0; a < caps.info_families; ++a) {
         auto* area = reinterpret_cast<shm::InfoAreaHeader*>(seg.base() + g.info_area_offset(i, a));

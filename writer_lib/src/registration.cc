@@ -10,6 +10,7 @@
 
 #include <shmetrics/segment.h>
 #include <shmetrics/shm/names.h>
+#include <shmetrics/shm/test_hooks.h>
 
 #include <algorithm>
 #include <cstring>
@@ -169,8 +170,10 @@ std::optional<std::uint32_t> find_or_register_series(std::uint16_t index, std::u
     count_event(index, shm::kEventSeriesRefused);
     return std::nullopt;
   }
+  shm::park_point("register_series.after_strings");
   series_entries(*seg)[count] = shm::SeriesEntry{family, count, offsets[0],
                                                  static_cast<std::uint32_t>(key.size())};
+  shm::park_point("register_series.before_publish");
   h.string_used.store(new_used, std::memory_order_release);
   h.series_count.store(count + 1, std::memory_order_release);
   sync_from_segment(*seg);
@@ -279,11 +282,13 @@ std::uint32_t register_family(std::uint16_t index, std::string_view name, std::s
   if (!write_strings(*seg, {name, help, encoded_labels}, offsets, new_used))
     throw refuse("its string pool of " + std::to_string(caps.string_bytes) + " bytes is full");
 
+  shm::park_point("register_family.after_strings");
   family_entries(*seg)[count] = shm::FamilyEntry{
       offsets[0], static_cast<std::uint32_t>(name.size()),
       offsets[1], static_cast<std::uint32_t>(help.size()),
       offsets[2], static_cast<std::uint32_t>(encoded_labels.size()),
       type, value_type, mode, static_cast<std::uint8_t>(label_names.size()), info_index};
+  shm::park_point("register_family.before_publish");
   h.string_used.store(new_used, std::memory_order_release);
   if (type == shm::MetricType::kInfo) h.info_count.store(info_index + 1, std::memory_order_release);
   h.family_count.store(count + 1, std::memory_order_release);

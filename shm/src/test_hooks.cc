@@ -1,0 +1,27 @@
+#include <shmetrics/shm/test_hooks.h>
+
+#include <atomic>
+#include <cstring>
+#include <unistd.h>
+
+namespace shmetrics::shm {
+
+namespace {
+std::atomic<const char*> g_park_at{nullptr};
+std::atomic<int> g_report_fd{-1};
+}  // namespace
+
+void set_park_point(const char* name, int report_fd) {
+  g_report_fd.store(report_fd, std::memory_order_relaxed);
+  g_park_at.store(name, std::memory_order_release);
+}
+
+void park_point(const char* name) {
+  const char* armed = g_park_at.load(std::memory_order_acquire);
+  if (armed == nullptr || std::strcmp(armed, name) != 0) return;
+  char byte = 'p';
+  (void)!::write(g_report_fd.load(std::memory_order_relaxed), &byte, 1);
+  for (;;) ::pause();
+}
+
+}  // namespace shmetrics::shm
