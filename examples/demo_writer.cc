@@ -26,11 +26,12 @@ struct Options {
   std::string instance = "default";
   std::string role;
   int workers = 3;
+  bool busy = false;  // no pause between requests: writers at full speed
 };
 
 [[noreturn]] void usage_error(const std::string& message) {
   std::cerr << "shmetrics-demo-writer: " << message
-            << "\nusage: shmetrics-demo-writer --role ops|judge [--instance NAME] [--workers N]\n";
+            << "\nusage: shmetrics-demo-writer --role ops|judge [--instance NAME] [--workers N] [--busy]\n";
   std::exit(2);
 }
 
@@ -38,6 +39,10 @@ Options parse(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
+    if (a == "--busy") {
+      o.busy = true;
+      continue;
+    }
     if (i + 1 >= argc) usage_error(a + " needs a value");
     std::string v = argv[++i];
     if (a == "--instance") o.instance = v;
@@ -52,7 +57,8 @@ Options parse(int argc, char** argv) {
 
 // What one worker does: the RBAC middleware's counters on every request, the
 // map version as an info metric, and on the Judge role readyz samples.
-[[noreturn]] void run_worker(const shmetrics::Segment& segment, const std::string& role, int number) {
+[[noreturn]] void run_worker(const shmetrics::Segment& segment, const std::string& role, int number,
+                             bool busy) {
   auto checks = segment.counter("rbac_reload_checks_total", "Every freshness check of the RBAC map.");
   auto hits = segment.counter("rbac_reload_hit_total", "Checks that found the RBAC map changed and reloaded it.");
   auto allowed = segment.counter("rbac_allowed_total", "Requests the RBAC middleware allowed.");
@@ -76,7 +82,7 @@ Options parse(int argc, char** argv) {
       readyz.observe(i % 10 != 0);
     }
     inflight.dec();
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!busy) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   _exit(0);
 }
@@ -105,7 +111,7 @@ int main(int argc, char** argv) {
       std::cerr << "event=fork_failed reason=\"" << std::strerror(errno) << "\"\n";
       break;
     }
-    if (pid == 0) run_worker(*segment, o.role, n);
+    if (pid == 0) run_worker(*segment, o.role, n, o.busy);
     workers.push_back(pid);
   }
   std::cerr << "event=ready role=" << o.role << " segment=" << segment->name()

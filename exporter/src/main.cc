@@ -8,6 +8,9 @@
 
 #include <httplib.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +25,7 @@ namespace {
 
 using shmetrics::exporter::log_event;
 using shmetrics::exporter::RoleSource;
+using shmetrics::exporter::ServerOptions;
 
 struct RoleConfig {
   std::string role;
@@ -35,6 +39,7 @@ struct Options {
   std::string instance = "default";
   std::vector<RoleConfig> roles{{"ops", "", "127.0.0.1:8081", "", 0}, {"judge", "", "127.0.0.1:8082", "", 0}};
   std::string once_segment;
+  ServerOptions server;
 };
 
 void print_help() {
@@ -54,7 +59,30 @@ format, each role on its own listener: GET /metrics.
   --judge-segment NAME    segment of the Judge role (default: shmetrics.INSTANCE.judge)
   --once SEGMENT          print one exposition of SEGMENT to stdout and exit
                           (status 0 when the segment was read, 1 when not)
+
+HTTP limits, per role listener:
+  --threads N             worker threads, 1-1024 (default 8). A connection holds
+                          its thread for its whole keep-alive life, so N is how
+                          many clients are served at once; others queue
+  --read-timeout-ms N     give up on a client when one receive waits this long,
+                          1-600000 (default 5000). It is per receive, not per
+                          request: a client sending a byte at a time within it
+                          keeps its thread
+  --write-timeout-ms N    give up on a client when one send waits this long,
+                          1-600000 (default 5000)
+  --keep-alive-max N      requests served on one connection, 1-100000 (default 100)
+  --keep-alive-timeout-s N
+                          close a connection that sends no request for N
+                          seconds, 1-3600 (default 5); also bounds the wait for
+                          the first byte of a new connection
+  --max-request-bytes N   largest request line and headers, 256-1048576
+                          (default 4096); larger heads get 431 (a single header
+                          line over 8 KiB gets 400 from cpp-httplib first)
   --help                  print this help and exit
+
+Only GET and HEAD /metrics are served: other methods on /metrics get 405, any
+request body gets 413 and its connection is closed, unknown paths get 404 and
+methods cpp-httplib does not know get 400. The listen backlog is 128.
 
 Logs one key=value line per event on stderr. SIGTERM and SIGINT stop it.
 A missing or invalid segment leaves its role answering 200 with
@@ -80,6 +108,38 @@ void parse_listen(RoleConfig& r) {
   r.port = static_cast<int>(value);
 }
 
+// The integer value of `flag`, which must lie in [lo, hi].
+long parse_number(std::string_view flag, const std::string& value, long lo, long hi) {
+  char* end = nullptr;
+  errno = 0;
+  long n = std::strtol(value.c_str(), &end, 10);
+  if (value.empty() || *end != '\0' || errno == ERANGE || n < lo || n > hi)
+    usage_error(std::string(flag) + " \"" + value + "\" is invalid: expected an integer from " +
+                std::to_string(lo) + " to " + std::to_string(hi));
+  return n;
+}
+
+constexpr std::string_view kServerFlags[] = {"--threads", "--read-timeout-ms", "--write-timeout-ms",
+                                            "--keep-alive-max", "--keep-alive-timeout-s",
+                                            "--max-request-bytes"};
+
+bool is_server_flag(std::string_view flag) {
+  return std::find(std::begin(kServerFlags), std::end(kServerFlags), flag) != std::end(kServerFlags);
+}
+
+// Parses the HTTP limit `flag` (one of kServerFlags) into `s`.
+void parse_server_flag(std::string_view flag, const std::string& value, ServerOptions& s) {
+  using std::chrono::milliseconds;
+  using std::chrono::seconds;
+  auto count = [&](long lo, long hi) { return static_cast<std::size_t>(parse_number(flag, value, lo, hi)); };
+  if (flag == "--threads") s.threads = count(1, 1024);
+  else if (flag == "--read-timeout-ms") s.read_timeout = milliseconds(parse_number(flag, value, 1, 600000));
+  else if (flag == "--write-timeout-ms") s.write_timeout = milliseconds(parse_number(flag, value, 1, 600000));
+  else if (flag == "--keep-alive-max") s.keep_alive_max = count(1, 100000);
+  else if (flag == "--keep-alive-timeout-s") s.keep_alive_timeout = seconds(parse_number(flag, value, 1, 3600));
+  else if (flag == "--max-request-bytes") s.max_request_bytes = count(256, 1048576);
+}
+
 Options parse_options(int argc, char** argv) {
   Options o;
   auto value_of = [&](int& i) -> std::string {
@@ -103,6 +163,8 @@ Options parse_options(int argc, char** argv) {
       o.roles[1].segment = value_of(i);
     } else if (a == "--once") {
       o.once_segment = value_of(i);
+    } else if (is_server_flag(a)) {
+      parse_server_flag(a, value_of(i), o.server);
     } else {
       usage_error("unknown flag \"" + std::string(a) + "\"");
     }
@@ -144,18 +206,14 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  std::vector<std::unique_ptr<httplib::Server>> servers;
+  std::vector<std::unique_ptr<shmetrics::exporter::MetricsServer>> servers;
   for (const RoleConfig& r : options.roles) {
-    auto server = shmetrics::exporter::make_metrics_server(std::make_shared<RoleSource>(r.role, r.segment));
-    int port = r.port;
-    if (port == 0) {
-      port = server->bind_to_any_port(r.host);
-    } else if (!server->bind_to_port(r.host, port)) {
-      port = -1;
-    }
+    auto server = shmetrics::exporter::make_metrics_server(std::make_shared<RoleSource>(r.role, r.segment),
+                                                           options.server);
+    std::string error;
+    int port = server->bind_listener(r.host, r.port, error);
     if (port <= 0) {
-      log_event("error", "listen_failed", {{"role", r.role}, {"address", r.listen},
-                {"reason", "cannot bind (address in use, or not an address of this host?)"}});
+      log_event("error", "listen_failed", {{"role", r.role}, {"address", r.listen}, {"reason", error}});
       return 1;
     }
     log_event("info", "listening", {{"role", r.role}, {"address", r.host + ":" + std::to_string(port)},
@@ -169,6 +227,7 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &signal_number);
   log_event("info", "stopping", {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
   for (auto& server : servers) server->stop();
+  for (auto& server : servers) server->disconnect_clients();
   for (auto& t : threads) t.join();
   log_event("info", "stopped");
   return 0;

@@ -1,0 +1,358 @@
+// libFuzzer target: the exporter's untrusted segment reader over arbitrary
+// segment images (DESIGN.md invariant 7). Built and run by scripts/fuzz.sh.
+//
+// Whatever the bytes, SegmentReader must give an error or an exposition:
+// never a crash, a hang or a read outside the image. The image lives in a heap
+// buffer of exactly the image's size, so AddressSanitizer reports any read past
+// its end. The exposition it produces is checked here (valid UTF-8, every line a
+// comment or a well-formed sample, no duplicate family or series); a violation
+// is a __builtin_trap, which libFuzzer reports as a crash with its input.
+//
+// How the input becomes an image:
+//
+//   raw       the input is the image, byte for byte (real segments, truncated
+//             ones, broken headers).
+//   0xA5 ...  the first byte 0xA5 asks for a *valid* header for small
+//             capacities taken from the next 10 bytes (see kParamBytes), and the
+//             rest of the image, from the end of the header's immutable prefix
+//             (offset 128: registration lock, counts, events, entries, strings,
+//             slots, records) to total_bytes, is filled with the remaining input
+//             bytes, repeated as often as needed. So mutations land in the
+//             families, series, strings, cells, info and readyz areas instead
+//             of dying in the header check.
+//
+// Taken from the image itself (bytes the reader never reads, the padding of
+// the header after readyz_used; zero in a real segment):
+//   bytes 216..223  now_ns given to render() (CLOCK_MONOTONIC nanoseconds)
+//   bytes 224..231  a mask: record r counts as dead when bit r % 64 is set,
+//                   so a real segment (zeros) has every record live.
+//
+// Between the two renders (the second goes through the reader's incremental
+// parse: families and series already parsed are kept, only new ones parsed),
+// the image is changed as a writer or an attacker could change it: the last
+// input byte's low 2 bits give 0-3 flips, each described by the 3 input bytes
+// before it (walking backwards): a, b, x. When a's top bit is set the flip hits
+// the header's published counts (offset 192 + b % 20: family_count,
+// series_count, string_used, info_count, readyz_used), else offset
+// ((a & 0x7f) << 8 | b) % size. The byte there is XORed with x. After flips a
+// fresh reader also renders the changed image.
+//
+// SHMETRICS_FUZZ_PRINT=1 in the environment prints each exposition or error
+// to stderr (to look at what a seed renders: run the binary on the file).
+
+#include "segment_reader.h"
+
+#include <shmetrics/shm/layout.h>
+#include <shmetrics/shm/names.h>
+
+#include <charconv>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <unordered_set>
+
+namespace {
+
+namespace shm = shmetrics::shm;
+using shmetrics::exporter::RecordLiveness;
+using shmetrics::exporter::SegmentReader;
+
+constexpr std::size_t kImmutablePrefix = offsetof(shm::Header, registration_lock);  // 128
+constexpr std::size_t kCountsOffset = offsetof(shm::Header, family_count);          // 192
+constexpr std::size_t kCountsBytes = 20;  // five uint32 counts
+constexpr std::size_t kNowOffset = 216;
+constexpr std::size_t kMaskOffset = 224;
+static_assert(offsetof(shm::Header, readyz_used) + 4 == kCountsOffset + kCountsBytes);
+static_assert(kCountsOffset + kCountsBytes <= kNowOffset, "now_ns must lie in header padding");
+static_assert(kMaskOffset + 8 <= offsetof(shm::Header, events), "mask must lie in header padding");
+
+constexpr std::uint8_t kSyntheticTag = 0xA5;
+constexpr std::size_t kParamBytes = 10;  // after the tag
+
+bool print_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("SHMETRICS_FUZZ_PRINT");
+    return v != nullptr && *v != '\0' && *v != '0';
+  }();
+  return enabled;
+}
+
+[[noreturn]] void fail(const char* what, std::string_view line) {
+  std::fprintf(stderr, "segment_reader_fuzz: invariant violated: %s: line \"%.*s\"\n", what,
+               static_cast<int>(line.size() > 300 ? 300 : line.size()), line.data());
+  __builtin_trap();
+}
+
+// Heap copy of exactly `size` bytes, 64-byte aligned like a mapping (the reader
+// loads atomics at the layout's offsets).
+struct Image {
+  std::uint8_t* data = nullptr;
+  std::size_t size = 0;
+  explicit Image(std::size_t n) : size(n) {
+    void* p = nullptr;
+    if (::posix_memalign(&p, shm::kCacheLine, n == 0 ? 1 : n) != 0) std::abort();
+    data = static_cast<std::uint8_t*>(p);
+  }
+  ~Image() { std::free(data); }
+  Image(const Image&) = delete;
+  Image& operator=(const Image&) = delete;
+};
+
+template <typename T>
+void put(std::uint8_t* image, std::size_t offset, T value) {
+  std::memcpy(image + offset, &value, sizeof value);
+}
+
+std::uint64_t get_u64(const std::uint8_t* image, std::size_t size, std::size_t offset) {
+  std::uint64_t v = 0;
+  if (size >= offset + 8) std::memcpy(&v, image + offset, 8);
+  return v;
+}
+
+// The small capacities of the synthetic mode, from 10 parameter bytes.
+shm::Capacities synthetic_capacities(const std::uint8_t* p) {
+  shm::Capacities c;
+  c.thread_slots = 1 + p[0] % 4;
+  c.process_records = 1 + p[1] % 4;
+  c.families = 1 + p[2] % 8;
+  c.series = 1 + p[3] % 16;
+  c.string_bytes = 64 + (static_cast<std::uint32_t>(p[4]) | std::uint32_t{p[5]} << 8) % 449;
+  c.info_families = p[6] % 3;
+  c.info_value_bytes = 8 + p[7] % 57;
+  c.readyz_short_window_seconds = 1 + p[8] % 5;
+  c.readyz_long_window_seconds =
+      c.readyz_short_window_seconds + p[9] % (11 - c.readyz_short_window_seconds);
+  return c;
+}
+
+// Builds the synthetic image: a valid header for the capacities, then the
+// payload repeated from offset 128 to the end.
+bool build_synthetic(const std::uint8_t* data, std::size_t size, std::unique_ptr<Image>& out) {
+  if (size < 1 + kParamBytes) return false;
+  const shm::Capacities c = synthetic_capacities(data + 1);
+  shm::Geometry g{};
+  if (!shm::compute_geometry(c, g)) __builtin_trap();  // cannot happen for these ranges
+  out = std::make_unique<Image>(g.total_bytes);
+  std::uint8_t* img = out->data;
+  std::memset(img, 0, kImmutablePrefix);
+  put(img, offsetof(shm::Header, magic), shm::kMagic);
+  put(img, offsetof(shm::Header, layout_version), shm::kLayoutVersion);
+  put(img, offsetof(shm::Header, header_bytes), static_cast<std::uint32_t>(sizeof(shm::Header)));
+  put(img, offsetof(shm::Header, capacities), c);
+  put(img, offsetof(shm::Header, total_bytes), g.total_bytes);
+  put(img, offsetof(shm::Header, families_offset), g.families_offset);
+  put(img, offsetof(shm::Header, series_offset), g.series_offset);
+  put(img, offsetof(shm::Header, strings_offset), g.strings_offset);
+  put(img, offsetof(shm::Header, slots_offset), g.slots_offset);
+  put(img, offsetof(shm::Header, slot_stride), g.slot_stride);
+  put(img, offsetof(shm::Header, records_offset), g.records_offset);
+  put(img, offsetof(shm::Header, record_stride), g.record_stride);
+  put(img, offsetof(shm::Header, lock_bytes_offset), g.lock_bytes_offset);
+  const std::uint8_t* payload = data + 1 + kParamBytes;
+  const std::size_t n = size - 1 - kParamBytes;
+  std::uint8_t* at = img + kImmutablePrefix;
+  std::size_t left = g.total_bytes - kImmutablePrefix;
+  if (n == 0) {
+    std::memset(at, 0, left);
+  } else {
+    while (left > 0) {
+      std::size_t k = left < n ? left : n;
+      std::memcpy(at, payload, k);
+      at += k;
+      left -= k;
+    }
+  }
+  return true;
+}
+
+bool is_metric_name(std::string_view s) { return shm::check_metric_name(s).empty(); }
+
+bool is_label_name_char(char c, bool first) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+         (!first && c >= '0' && c <= '9');
+}
+
+bool is_sample_value(std::string_view v) {
+  if (v == "NaN" || v == "+Inf" || v == "-Inf") return true;
+  if (v.empty()) return false;
+  // Integers first: counters up to 2^64-1 do not all fit a double exactly but
+  // from_chars<double> parses them anyway; both must consume the whole text.
+  double d = 0;
+  auto r = std::from_chars(v.data(), v.data() + v.size(), d);
+  return (r.ec == std::errc() || r.ec == std::errc::result_out_of_range) &&
+         r.ptr == v.data() + v.size();
+}
+
+// Parses `{name="value",...}` starting at line[i] == '{'; returns the index
+// after '}' or npos.
+std::size_t parse_labels(std::string_view line, std::size_t i) {
+  ++i;  // '{'
+  if (i < line.size() && line[i] == '}') return i + 1;
+  for (;;) {
+    std::size_t start = i;
+    while (i < line.size() && is_label_name_char(line[i], i == start)) ++i;
+    if (i == start || i + 1 >= line.size() || line[i] != '=' || line[i + 1] != '"')
+      return std::string_view::npos;
+    i += 2;
+    for (;;) {
+      if (i >= line.size()) return std::string_view::npos;
+      char c = line[i];
+      if (c == '"') break;
+      if (c == '\\') {
+        if (i + 1 >= line.size()) return std::string_view::npos;
+        char e = line[i + 1];
+        if (e != '\\' && e != '"' && e != 'n') return std::string_view::npos;
+        i += 2;
+        continue;
+      }
+      ++i;
+    }
+    ++i;  // closing quote
+    if (i >= line.size()) return std::string_view::npos;
+    if (line[i] == '}') return i + 1;
+    if (line[i] != ',') return std::string_view::npos;
+    ++i;
+  }
+}
+
+// Checks an exposition in the text format 0.0.4 as this exporter writes it:
+// "# HELP name text" then "# TYPE name counter|gauge" then at least one sample
+// of exactly that name; no family or series twice.
+void check_exposition(const std::string& out) {
+  if (!shm::is_valid_utf8(out)) fail("exposition is not valid UTF-8", out);
+  if (out.empty()) return;
+  if (out.back() != '\n') fail("exposition does not end with a newline", out);
+  std::unordered_set<std::string_view> families;
+  std::unordered_set<std::string_view> series;
+  std::string_view family;       // of the last TYPE line
+  std::string_view help_family;  // of a HELP line waiting for its TYPE
+  bool family_has_sample = true;
+  std::string_view text(out);
+  while (!text.empty()) {
+    std::size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text.remove_prefix(nl + 1);
+    if (line.starts_with('#')) {
+      if (!help_family.empty() && !line.starts_with("# TYPE ")) fail("HELP without TYPE", line);
+      if (line.starts_with("# HELP ")) {
+        if (!family_has_sample) fail("family without samples", family);
+        std::string_view rest = line.substr(7);
+        std::string_view name = rest.substr(0, rest.find(' '));
+        if (name.size() == rest.size() || !is_metric_name(name)) fail("bad HELP line", line);
+        help_family = name;
+        // Help text: escaped (no raw newline, by construction of `line`);
+        // a backslash only before '\' or 'n'.
+        std::string_view help = rest.substr(name.size() + 1);
+        for (std::size_t i = 0; i < help.size(); ++i) {
+          if (help[i] != '\\') continue;
+          if (i + 1 >= help.size() || (help[i + 1] != '\\' && help[i + 1] != 'n'))
+            fail("bad escape in HELP", line);
+          ++i;
+        }
+      } else if (line.starts_with("# TYPE ")) {
+        std::string_view rest = line.substr(7);
+        std::size_t sp = rest.find(' ');
+        if (sp == std::string_view::npos) fail("bad TYPE line", line);
+        std::string_view name = rest.substr(0, sp), type = rest.substr(sp + 1);
+        if (!is_metric_name(name) || (type != "counter" && type != "gauge"))
+          fail("bad TYPE line", line);
+        if (name != help_family) fail("TYPE does not follow its HELP", line);
+        if (!families.insert(name).second) fail("family twice", line);
+        family = name;
+        help_family = {};
+        family_has_sample = false;
+      } else {
+        fail("comment neither HELP nor TYPE", line);
+      }
+      continue;
+    }
+    if (!help_family.empty()) fail("HELP without TYPE", line);
+    std::size_t i = 0;
+    while (i < line.size() && line[i] != '{' && line[i] != ' ') ++i;
+    std::string_view name = line.substr(0, i);
+    if (!is_metric_name(name)) fail("bad sample name", line);
+    if (name != family) fail("sample outside its family", line);
+    if (i < line.size() && line[i] == '{') {
+      i = parse_labels(line, i);
+      if (i == std::string_view::npos) fail("bad labels", line);
+    }
+    if (i >= line.size() || line[i] != ' ') fail("no space before the value", line);
+    if (!series.insert(line.substr(0, i)).second) fail("series twice", line);
+    if (!is_sample_value(line.substr(i + 1))) fail("bad sample value", line);
+    family_has_sample = true;
+  }
+  if (!help_family.empty()) fail("HELP without TYPE", help_family);
+  if (!family_has_sample) fail("family without samples", family);
+}
+
+// Renders and checks; returns the exposition, or "error: ..." when render()
+// gave an error.
+std::string render_and_check(SegmentReader& reader, const Image& image, const char* what) {
+  const std::uint64_t now_ns = get_u64(image.data, image.size, kNowOffset);
+  const std::uint64_t dead_mask = get_u64(image.data, image.size, kMaskOffset);
+  // Records past this reader's capacities never get asked about.
+  const std::uint32_t records = reader.capacities().process_records;
+  RecordLiveness live = [dead_mask, records](std::uint32_t record, std::uint32_t pid) {
+    if (record >= records || pid == 0) __builtin_trap();  // the reader asked about nonsense
+    return ((dead_mask >> (record % 64)) & 1) == 0;
+  };
+  std::string out;
+  std::string err = reader.render(out, live, now_ns);
+  if (print_enabled()) {
+    if (err.empty())
+      std::fprintf(stderr, "--- %s: %zu bytes of exposition\n%s", what, out.size(), out.c_str());
+    else
+      std::fprintf(stderr, "--- %s: error: %s\n", what, err.c_str());
+  }
+  if (!err.empty()) {
+    if (!shm::is_valid_utf8(err)) fail("error message is not valid UTF-8", err);
+    return "error: " + err;
+  }
+  check_exposition(out);
+  return out;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  std::unique_ptr<Image> image;
+  if (size > 0 && data[0] == kSyntheticTag) {
+    if (!build_synthetic(data, size, image)) return 0;
+  } else {
+    image = std::make_unique<Image>(size);
+    if (size > 0) std::memcpy(image->data, data, size);
+  }
+
+  SegmentReader reader(image->data, image->size);
+  if (print_enabled() && !reader.error().empty())
+    std::fprintf(stderr, "--- header: %s\n", reader.error().c_str());
+  if (!reader.error().empty() && reader.error().find_first_of('\n') != std::string::npos)
+    fail("header error spans lines", reader.error());
+  const std::string first = render_and_check(reader, *image, "render 1");
+
+  // Flips from the input's tail, then the incremental render.
+  int flips = size > 0 ? data[size - 1] & 3 : 0;
+  std::size_t at = size > 0 ? size - 1 : 0;
+  int done = 0;
+  for (int k = 0; k < flips && at >= 3 && image->size > 0; ++k, ++done) {
+    std::uint8_t a = data[at - 3], b = data[at - 2], x = data[at - 1];
+    at -= 3;
+    std::size_t offset = (a & 0x80) ? kCountsOffset + b % kCountsBytes
+                                    : ((std::size_t{a} & 0x7f) << 8 | b) % image->size;
+    if (offset < image->size) image->data[offset] ^= x;
+  }
+  const std::string second = render_and_check(reader, *image, "render 2");
+  // The same image, the same liveness and time: the same exposition.
+  if (done == 0 && second != first) fail("second render of an unchanged image differs", second);
+  if (done > 0) {
+    SegmentReader fresh(image->data, image->size);
+    render_and_check(fresh, *image, "fresh reader after flips");
+  }
+  return 0;
+}
