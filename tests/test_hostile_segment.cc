@@ -1,0 +1,190 @@
+// Live attacks on a segment while the exporter's reader serves it: bytes
+// flipped in the header, descriptor tables, strings and counts; the file
+// truncated under the mapping (SIGBUS); the segment removed and created anew
+// with other capacities. The attacked role answers shmetrics_segment_up 0 or
+// serves what it can validate; the other role keeps working; nothing crashes.
+#include "sigbus_guard.h"
+#include "support.h"
+
+#include <shmetrics/shm/names.h>
+#include <shmetrics/shmetrics.h>
+
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <random>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+using namespace shmetrics;
+using testing::ScopedName;
+
+namespace {
+
+SegmentOptions options(const std::string& name) {
+  SegmentOptions o;
+  o.name = name;
+  o.capacities.thread_slots = 4;
+  o.capacities.process_records = 4;
+  o.capacities.series = 32;
+  o.capacities.families = 16;
+  o.capacities.string_bytes = 4096;
+  o.capacities.info_families = 2;
+  o.capacities.info_value_bytes = 64;
+  o.capacities.readyz_short_window_seconds = 2;
+  o.capacities.readyz_long_window_seconds = 4;
+  return o;
+}
+
+// Fills a segment the way a worker would, from a child process (the test
+// process itself stays a pure reader, like the exporter).
+void populate(const std::string& name) {
+  REQUIRE(testing::wait_child(testing::fork_child([&] {
+            Segment s = Segment::open(options(name));
+            s.counter("plain_total", "Plain.").inc(3);
+            auto f = s.counter_family("req_total", "Requests \"quoted\".", {"route", "code"});
+            f.labels({"/a", "200"}).inc(5);
+            f.labels({"/b\n", "5é"}).inc(7);
+            s.counter("secs_total", "Seconds.", ValueType::kDouble).inc(0.5);
+            s.gauge("g", "G.", GaugeMode::kLiveSum).set(2);
+            s.info("map_info", "Map.", {"etag"}).set({"abc"});
+            s.readyz().observe(true);
+            return true;
+          })) == 0);
+}
+
+// A scrape is whole: valid UTF-8, every line a comment or `name[{...}] value`,
+// and it says whether the segment was up.
+bool well_formed(const std::string& text) {
+  if (!shm::is_valid_utf8(text) || text.empty() || text.back() != '\n') return false;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    std::size_t end = text.find('\n', at);
+    std::string line = text.substr(at, end - at);
+    at = end + 1;
+    if (line.starts_with("# HELP ") || line.starts_with("# TYPE ")) continue;
+    std::size_t space = line.rfind(' ');
+    if (space == std::string::npos || space == 0) return false;
+    std::string value = line.substr(space + 1);
+    if (value != "NaN" && value != "+Inf" && value != "-Inf") {
+      char* stop = nullptr;
+      std::strtod(value.c_str(), &stop);
+      if (*stop != '\0') return false;
+    }
+  }
+  return text.find("shmetrics_segment_up{role=") != std::string::npos;
+}
+
+// A writable view of the segment file, as an attacker with write access has.
+struct Attacker {
+  int fd;
+  std::uint8_t* base;
+  std::size_t size;
+  explicit Attacker(const std::string& name) {
+    fd = ::open(("/dev/shm/" + name).c_str(), O_RDWR);
+    REQUIRE(fd >= 0);
+    struct stat st {};
+    ::fstat(fd, &st);
+    size = static_cast<std::size_t>(st.st_size);
+    base = static_cast<std::uint8_t*>(::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+    REQUIRE(base != MAP_FAILED);
+  }
+  ~Attacker() {
+    ::munmap(base, size);
+    ::close(fd);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("flipped_bytes_anywhere_never_crash_the_reader_and_spare_the_other_role") {
+  exporter::install_sigbus_handler();
+  ScopedName target("attacked"), bystander("bystander");
+  populate(target.str());
+  populate(bystander.str());
+  exporter::RoleSource attacked("judge", target.str()), other("ops", bystander.str());
+  std::string clean = attacked.scrape();
+  REQUIRE(testing::sample(clean, "req_total{route=\"/a\",code=\"200\"}") == 5.0);
+
+  auto m = shm::MappedSegment::open_read_only(target.str());
+  const shm::Geometry g = m->geometry();
+  m.reset();
+  struct Region {
+    const char* what;
+    std::uint64_t begin, end;
+  };
+  const Region regions[] = {
+      {"header", 0, sizeof(shm::Header)},
+      {"counts", offsetof(shm::Header, family_count), offsetof(shm::Header, events)},
+      {"family table", g.families_offset, g.series_offset},
+      {"series table", g.series_offset, g.strings_offset},
+      {"strings", g.strings_offset, g.strings_offset + 512},
+      {"slots", g.slots_offset, g.records_offset},
+      {"records", g.records_offset, g.total_bytes},
+  };
+  std::mt19937 rng(7);
+  Attacker attacker(target.str());
+  int up = 0, down = 0;
+  for (const Region& r : regions) {
+    for (int round = 0; round < 60; ++round) {
+      // Flip a few bytes, scrape both roles, put the bytes back.
+      std::vector<std::pair<std::uint64_t, std::uint8_t>> saved;
+      for (int k = 0; k < 1 + static_cast<int>(rng() % 4); ++k) {
+        std::uint64_t at = r.begin + rng() % (r.end - r.begin);
+        saved.emplace_back(at, attacker.base[at]);
+        attacker.base[at] = static_cast<std::uint8_t>(rng());
+      }
+      std::string text = attacked.scrape();
+      INFO(r.what << " round " << round << "\n" << text);
+      REQUIRE(well_formed(text));
+      (testing::sample(text, "shmetrics_segment_up{role=\"judge\"}") == 1.0 ? up : down)++;
+      REQUIRE(testing::sample(other.scrape(), "req_total{route=\"/a\",code=\"200\"}") == 5.0);
+      for (auto [at, byte] : saved) attacker.base[at] = byte;
+    }
+  }
+  // Both outcomes happened: some attacks were survived, some took the role down.
+  CHECK(up > 0);
+  CHECK(down > 0);
+}
+
+TEST_CASE("a_segment_truncated_under_the_reader_takes_only_its_role_down") {
+  exporter::install_sigbus_handler();
+  ScopedName target("truncated"), bystander("bystander2");
+  populate(target.str());
+  populate(bystander.str());
+  exporter::RoleSource attacked("judge", target.str()), other("ops", bystander.str());
+  REQUIRE(testing::sample(attacked.scrape(), "shmetrics_segment_up{role=\"judge\"}") == 1.0);
+  auto size = static_cast<off_t>(shm::MappedSegment::open_read_only(target.str())->size_bytes());
+
+  REQUIRE(::truncate(("/dev/shm/" + target.str()).c_str(), 4096) == 0);
+  std::string text = attacked.scrape();  // reads past the end: SIGBUS, handled
+  REQUIRE(well_formed(text));
+  CHECK(testing::sample(text, "shmetrics_segment_up{role=\"judge\"}") == 0.0);
+  text = attacked.scrape();  // reopened: too short for its capacities
+  CHECK(testing::sample(text, "shmetrics_segment_up{role=\"judge\"}") == 0.0);
+  CHECK(testing::sample(other.scrape(), "shmetrics_segment_up{role=\"ops\"}") == 1.0);
+
+  REQUIRE(::truncate(("/dev/shm/" + target.str()).c_str(), size) == 0);  // back, zero-filled
+  text = attacked.scrape();
+  REQUIRE(well_formed(text));
+}
+
+TEST_CASE("a_segment_recreated_with_other_capacities_is_followed") {
+  exporter::install_sigbus_handler();
+  ScopedName target("recreated");
+  populate(target.str());
+  exporter::RoleSource attacked("judge", target.str());
+  REQUIRE(testing::sample(attacked.scrape(), "plain_total") == 3.0);
+  shm::remove_segment(target.str());
+  REQUIRE(testing::wait_child(testing::fork_child([&] {
+            SegmentOptions o = options(target.str());
+            o.capacities.series = 64;
+            o.capacities.thread_slots = 8;
+            Segment::open(o).counter("plain_total", "Plain.").inc(11);
+            return true;
+          })) == 0);
+  std::string text = attacked.scrape();
+  REQUIRE(well_formed(text));
+  CHECK(testing::sample(text, "plain_total") == 11.0);
+  CHECK(testing::sample(text, "shmetrics_segment_up{role=\"judge\"}") == 1.0);
+}
