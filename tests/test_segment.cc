@@ -200,3 +200,48 @@ TEST_CASE("writers_refuse_a_segment_others_may_write_and_modes_that_allow_it") {
   o.mode = 0660;
   CHECK_THROWS_WITH(Segment::open(o), Catch::Contains("mode 0660 is invalid"));
 }
+
+TEST_CASE("recreating_a_segment_refuses_while_live_processes_hold_it_and_names_them") {
+  ScopedName name("recreate");
+  SegmentOptions o;
+  o.name = name.str();
+  o.capacities = small_capacities();
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  pid_t holder = testing::fork_child([&] {
+    Segment::open(o).counter("kept_total", "Kept.").inc(5);
+    (void)!::write(ready[1], "x", 1);
+    for (;;) ::pause();
+    return true;
+  });
+  char byte;
+  REQUIRE(::read(ready[0], &byte, 1) == 1);
+  CHECK_THROWS_WITH(Segment::recreate(o), Catch::Contains("in use by live processes " + std::to_string(holder)));
+  CHECK(testing::sample(testing::scrape(name.str()), "kept_total") == 5.0);  // untouched
+  ::kill(holder, SIGKILL);
+  testing::wait_child(holder);
+  ino_t before = shm::current_inode(name.str());
+  Segment::recreate(o);
+  CHECK(shm::current_inode(name.str()) != before);
+  CHECK_FALSE(testing::sample(testing::scrape(name.str()), "kept_total"));  // a fresh, empty segment
+  // This process writing it counts as a holder too.
+  Segment::open(o).counter("mine_total", "Mine.").inc();
+  CHECK_THROWS_WITH(Segment::recreate(o), Catch::Contains("(this process)"));
+  ::close(ready[0]);
+  ::close(ready[1]);
+}
+
+TEST_CASE("the_exporter_refuses_a_segment_owned_by_another_user_unless_told") {
+  ScopedName name("foreign");
+  shm::MappedSegment::open_or_create(name.str(), small_capacities(), 0600);
+  REQUIRE(::chown(("/dev/shm/" + name.str()).c_str(), 65534, 65534) == 0);  // tests run as root
+  exporter::RoleSource strict("test", name.str());
+  std::string text = strict.scrape();
+  CHECK(testing::sample(text, "shmetrics_segment_up{role=\"test\"}") == 0.0);
+  exporter::RoleSource trusting("test", name.str());
+  trusting.accept_foreign_owner(true);
+  CHECK(testing::sample(trusting.scrape(), "shmetrics_segment_up{role=\"test\"}") == 1.0);
+  // Writers never write into it.
+  CHECK_THROWS_WITH(shm::MappedSegment::open_or_create(name.str(), small_capacities(), 0600),
+                    Catch::Contains("owned by uid 65534"));
+}

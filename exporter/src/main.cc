@@ -39,6 +39,7 @@ struct Options {
   std::string instance = "default";
   std::vector<RoleConfig> roles{{"ops", "", "127.0.0.1:8081", "", 0}, {"judge", "", "127.0.0.1:8082", "", 0}};
   std::string once_segment;
+  bool accept_foreign_owner = false;
   ServerOptions server;
 };
 
@@ -59,6 +60,9 @@ format, each role on its own listener: GET /metrics.
   --judge-segment NAME    segment of the Judge role (default: shmetrics.INSTANCE.judge)
   --once SEGMENT          print one exposition of SEGMENT to stdout and exit
                           (status 0 when the segment was read, 1 when not)
+  --accept-foreign-owner  serve segments owned by another user than the
+                          exporter's (by default such a role is down: anyone
+                          able to write /dev/shm could have made it)
 
 HTTP limits, per role listener:
   --threads N             worker threads, 1-1024 (default 8). A connection holds
@@ -163,6 +167,8 @@ Options parse_options(int argc, char** argv) {
       o.roles[1].segment = value_of(i);
     } else if (a == "--once") {
       o.once_segment = value_of(i);
+    } else if (a == "--accept-foreign-owner") {
+      o.accept_foreign_owner = true;
     } else if (is_server_flag(a)) {
       parse_server_flag(a, value_of(i), o.server);
     } else {
@@ -184,9 +190,10 @@ Options parse_options(int argc, char** argv) {
   return o;
 }
 
-int run_once(const std::string& segment) {
+int run_once(const std::string& segment, bool accept_foreign_owner) {
   if (std::string err = shmetrics::shm::check_segment_name(segment); !err.empty()) usage_error(err);
   RoleSource source("once", segment);
+  source.accept_foreign_owner(accept_foreign_owner);
   std::string text = source.scrape();
   std::fwrite(text.data(), 1, text.size(), stdout);
   return text.find("shmetrics_segment_up{role=\"once\"} 1") == std::string::npos ? 1 : 0;
@@ -197,7 +204,8 @@ int run_once(const std::string& segment) {
 int main(int argc, char** argv) {
   Options options = parse_options(argc, argv);
   shmetrics::exporter::install_sigbus_handler();
-  if (!options.once_segment.empty()) return run_once(options.once_segment);
+  if (!options.once_segment.empty())
+    return run_once(options.once_segment, options.accept_foreign_owner);
 
   // Signals go to the waiting main thread only: block them before any thread.
   sigset_t stop_signals;
@@ -208,8 +216,9 @@ int main(int argc, char** argv) {
 
   std::vector<std::unique_ptr<shmetrics::exporter::MetricsServer>> servers;
   for (const RoleConfig& r : options.roles) {
-    auto server = shmetrics::exporter::make_metrics_server(std::make_shared<RoleSource>(r.role, r.segment),
-                                                           options.server);
+    auto source = std::make_shared<RoleSource>(r.role, r.segment);
+    source->accept_foreign_owner(options.accept_foreign_owner);
+    auto server = shmetrics::exporter::make_metrics_server(source, options.server);
     std::string error;
     int port = server->bind_listener(r.host, r.port, error);
     if (port <= 0) {

@@ -97,10 +97,16 @@ bool RoleSource::ensure_open() {
     set_down("segment \"" + segment_name_ + "\" is invalid: " + reader_->error());
     return false;
   }
-  if (mapped_->owner_uid() != ::geteuid())
-    log_event("warn", "segment_foreign_owner",
-              {{"role", role_}, {"segment", segment_name_},
-               {"owner_uid", std::to_string(mapped_->owner_uid())}});
+  if (mapped_->owner_uid() != ::geteuid()) {
+    std::string who = "segment \"" + segment_name_ + "\" is owned by uid " +
+                      std::to_string(mapped_->owner_uid()) + ", not by the exporter's uid " +
+                      std::to_string(::geteuid());
+    if (!accept_foreign_owner_) {
+      set_down(who + " (start the exporter with --accept-foreign-owner to serve it)");
+      return false;
+    }
+    log_event("warn", "segment_foreign_owner", {{"role", role_}, {"reason", who}});
+  }
   last_error_.clear();
   log_event("info", "segment_opened",
             {{"role", role_}, {"segment", segment_name_}, {"inode", std::to_string(mapped_->inode())},

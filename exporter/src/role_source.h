@@ -30,6 +30,10 @@ class RoleSource {
   // shmetrics_segment_up 0; the reason is logged once per change.
   std::string scrape();
 
+  // By default a segment owned by another user than the exporter's is not
+  // served (its owner could be anyone able to write /dev/shm).
+  void accept_foreign_owner(bool accept) { accept_foreign_owner_ = accept; }
+
   const std::string& role() const { return role_; }
   const std::string& segment_name() const { return segment_name_; }
 
@@ -45,6 +49,7 @@ class RoleSource {
   std::unique_ptr<shm::MappedSegment> mapped_;
   std::unique_ptr<SegmentReader> reader_;
   std::string last_error_;  // what was logged last, to log each change once
+  bool accept_foreign_owner_ = false;
 };
 
 // The liveness the kernel proves: the process the record names holds its

@@ -3,6 +3,7 @@
 
 #include <boost/interprocess/mapped_region.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -330,6 +331,36 @@ ino_t current_inode(const std::string& name) {
 
 bool remove_segment(const std::string& name) {
   return ::unlink(path_of(name).c_str()) == 0;
+}
+
+void recreate_segment(const std::string& name, const Capacities& capacities, mode_t mode) {
+  if (std::string err = check_segment_name(name); !err.empty()) throw SegmentError(err);
+  std::vector<std::string> holders;
+  if (writer_descriptor(name) >= 0) holders.push_back(std::to_string(::getpid()) + " (this process)");
+  try {
+    auto old = MappedSegment::open_read_only(name);
+    const Geometry& g = old->geometry();
+    const std::uint32_t slots = old->capacities().thread_slots;
+    auto note = [&](std::uint64_t byte) {
+      LockHolder h = lock_holder(old->fd(), byte);
+      if (!h.held) return;
+      std::string who = h.pid == 0 ? "a process in another pid namespace" : std::to_string(h.pid);
+      if (std::find(holders.begin(), holders.end(), who) == holders.end()) holders.push_back(who);
+    };
+    for (std::uint32_t i = 0; i < slots; ++i) note(g.slot_lock_byte(i));
+    for (std::uint32_t i = 0; i < old->capacities().process_records; ++i)
+      note(g.record_lock_byte(slots, i));
+  } catch (const SegmentError&) {
+    // Missing or invalid: no writer can hold it (writers refuse invalid ones).
+  }
+  if (!holders.empty()) {
+    std::string list;
+    for (const auto& h : holders) list += (list.empty() ? "" : ", ") + h;
+    throw SegmentError("cannot recreate segment \"" + name + "\": it is in use by live processes " +
+                       list + "; stop them first");
+  }
+  remove_segment(name);
+  create_and_publish(name, capacities, mode);
 }
 
 bool try_lock_byte(int fd, std::uint64_t byte) {

@@ -321,6 +321,14 @@ Segment Segment::open(const SegmentOptions& options) {
   return Segment(size);
 }
 
+void Segment::recreate(const SegmentOptions& options) {
+  std::string name = options.name.empty() ? shm::segment_name(options.instance, options.role)
+                                          : options.name;
+  if (std::string err = shm::check_segment_name(name); !err.empty())
+    throw std::invalid_argument(err);
+  shm::recreate_segment(name, options.capacities, options.mode);
+}
+
 const std::string& Segment::name() const { return detail::g_table[index_]->mapped->name(); }
 int Segment::fd() const { return detail::g_table[index_]->mapped->fd(); }
 

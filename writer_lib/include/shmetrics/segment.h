@@ -107,6 +107,11 @@ class Segment {
   // other capacities), std::invalid_argument for bad options.
   static Segment open(const SegmentOptions& options);
 
+  // Replaces the segment with a new, empty one of options.capacities: every
+  // counter starts again from 0. Refuses (shm::SegmentError naming their pids)
+  // while any process — this one included — holds a slot or record of it.
+  static void recreate(const SegmentOptions& options);
+
   // Registration. Names must match [a-zA-Z_:][a-zA-Z0-9_:]* and not start with
   // "shmetrics_" (the exporter's own); counter names end in "_total"; label
   // names match [a-zA-Z_][a-zA-Z0-9_]* and do not start with "__"; help is

@@ -115,6 +115,13 @@ ino_t current_inode(const std::string& name);
 // Removes /dev/shm/<name>; true if it existed.
 bool remove_segment(const std::string& name);
 
+// Replaces the segment `name` with a new, empty one (a counter reset): refuses,
+// naming their pids, while any slot or record of the old segment is held by a
+// live process — this one included. A process that claims between the check
+// and the replacement writes into the old, unnamed segment; stop writers
+// first. Throws SegmentError.
+void recreate_segment(const std::string& name, const Capacities& capacities, mode_t mode);
+
 // fcntl write lock on one byte of `fd`, without waiting. True when this process
 // now holds it; false when another live process does. Throws on other errors.
 bool try_lock_byte(int fd, std::uint64_t byte);
