@@ -23,8 +23,8 @@
 //
 // Taken from the image itself (bytes the reader never reads, the padding of
 // the header after readyz_used; zero in a real segment):
-//   bytes 216..223  now_ns given to render() (CLOCK_MONOTONIC nanoseconds)
-//   bytes 224..231  a mask: record r counts as dead when bit r % 64 is set,
+//   bytes counts+24..+31  now_ns given to render() (CLOCK_MONOTONIC nanoseconds)
+//   bytes counts+32..+39  a mask: record r counts as dead when bit r % 64 is set,
 //                   so a real segment (zeros) has every record live.
 //
 // Between the two renders (the second goes through the reader's incremental
@@ -32,7 +32,7 @@
 // the image is changed as a writer or an attacker could change it: the last
 // input byte's low 2 bits give 0-3 flips, each described by the 3 input bytes
 // before it (walking backwards): a, b, x. When a's top bit is set the flip hits
-// the header's published counts (offset 192 + b % 20: family_count,
+// the header's published counts (offset of family_count + b % 20: family_count,
 // series_count, string_used, info_count, readyz_used), else offset
 // ((a & 0x7f) << 8 | b) % size. The byte there is XORed with x. After flips a
 // fresh reader also renders the changed image.
@@ -64,10 +64,11 @@ using shmetrics::exporter::RecordLiveness;
 using shmetrics::exporter::SegmentReader;
 
 constexpr std::size_t kImmutablePrefix = offsetof(shm::Header, registration_lock);  // 128
-constexpr std::size_t kCountsOffset = offsetof(shm::Header, family_count);          // 192
+constexpr std::size_t kCountsOffset = offsetof(shm::Header, family_count);
 constexpr std::size_t kCountsBytes = 20;  // five uint32 counts
-constexpr std::size_t kNowOffset = 216;
-constexpr std::size_t kMaskOffset = 224;
+// Header padding after the counts, never read by the reader.
+constexpr std::size_t kNowOffset = kCountsOffset + 24;
+constexpr std::size_t kMaskOffset = kCountsOffset + 32;
 static_assert(offsetof(shm::Header, readyz_used) + 4 == kCountsOffset + kCountsBytes);
 static_assert(kCountsOffset + kCountsBytes <= kNowOffset, "now_ns must lie in header padding");
 static_assert(kMaskOffset + 8 <= offsetof(shm::Header, events), "mask must lie in header padding");

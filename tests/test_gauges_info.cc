@@ -1,6 +1,7 @@
 // Gauges in the live modes and info metrics, with processes living and dying.
 #include "support.h"
 
+#include <shmetrics/shm/test_hooks.h>
 #include <shmetrics/shmetrics.h>
 
 #include <catch2/catch.hpp>
@@ -248,4 +249,108 @@ TEST_CASE("an_exporter_in_another_pid_namespace_sees_live_gauges") {
   CHECK(seen == 'y');
   ::close(result[0]);
   ::close(result[1]);
+}
+
+TEST_CASE("sum_max_min_keep_dead_values_and_fold_them_exactly_once") {
+  ScopedName name("dead-modes");
+  Segment s = Segment::open(options(name, /*records=*/3));
+  Gauge sum = s.gauge("jobs_done", "Jobs done.", GaugeMode::kSum);
+  Gauge max = s.gauge("peak", "Peak.", GaugeMode::kMax);
+  Gauge min = s.gauge("low", "Low.", GaugeMode::kMin);
+  auto worker = [&](double v) {
+    return [&, v] {
+      sum.set(v);
+      max.set(v);
+      min.set(v);
+    };
+  };
+  ParkedChild a(worker(1)), b(worker(5)), c(worker(3));
+  b.kill();  // dead, its record not yet reused: still counted
+  std::string text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "jobs_done") == 9.0);
+  CHECK(testing::sample(text, "peak") == 5.0);
+  CHECK(testing::sample(text, "low") == 1.0);
+  a.kill();
+  // A newcomer takes over a dead record: its values are folded, not lost.
+  ParkedChild d(worker(0.5));
+  text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "jobs_done") == 9.5);
+  CHECK(testing::sample(text, "peak") == 5.0);
+  CHECK(testing::sample(text, "low") == 0.5);
+  ParkedChild e(worker(2));  // takes over the other dead record
+  text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "jobs_done") == 11.5);
+  CHECK(testing::sample(text, "peak") == 5.0);
+}
+
+TEST_CASE("a_folder_killed_before_or_after_publishing_never_double_counts") {
+  const char* point = GENERATE("fold.before_publish", "fold.after_publish");
+  ScopedName name("fold-kill");
+  Segment s = Segment::open(options(name, /*records=*/1));
+  Gauge sum = s.gauge("total_items", "Items.", GaugeMode::kSum);
+  REQUIRE(testing::wait_child(testing::fork_child([&] { sum.set(4); return true; })) == 0);
+  CHECK(testing::sample(testing::scrape(name.str()), "total_items") == 4.0);  // dead, kept
+  // The next claimer parks mid-fold and is killed there.
+  int report[2];
+  REQUIRE(::pipe(report) == 0);
+  pid_t folder = testing::fork_child([&] {
+    shm::set_park_point(point, report[1]);
+    sum.set(100);
+    return false;
+  });
+  char byte;
+  REQUIRE(::read(report[0], &byte, 1) == 1);
+  ::kill(folder, SIGKILL);
+  testing::wait_child(folder);
+  CHECK(testing::sample(testing::scrape(name.str()), "total_items") == 4.0);
+  ParkedChild next([&] { sum.set(1); });
+  CHECK(testing::sample(testing::scrape(name.str()), "total_items") == 5.0);
+  ::close(report[0]);
+  ::close(report[1]);
+}
+
+TEST_CASE("all_keeps_dead_pids_until_reused_and_never_shows_a_pid_twice") {
+  ScopedName name("all-mode");
+  Segment s = Segment::open(options(name, /*records=*/4));
+  Gauge g = s.gauge("conns", "Connections.", GaugeMode::kAll);
+  ParkedChild a([&] { g.set(1); }), b([&] { g.set(2); });
+  pid_t dead_pid = b.pid();
+  b.kill();
+  std::string text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "conns{pid=\"" + std::to_string(a.pid()) + "\"}") == 1.0);
+  CHECK(testing::sample(text, "conns{pid=\"" + std::to_string(dead_pid) + "\"}") == 2.0);
+  // Pretend the dead pid was reused by a live process: the dead one is dropped.
+  auto m = shm::MappedSegment::open_or_create(name.str(), options(name, 4).capacities, 0600);
+  for (std::uint32_t r = 0; r < 4; ++r) {
+    auto* h = reinterpret_cast<shm::RecordHeader*>(m->base() + m->geometry().record_offset(r));
+    if (h->owner_pid.load() == static_cast<std::uint32_t>(dead_pid))
+      h->owner_pid.store(static_cast<std::uint32_t>(a.pid()));
+  }
+  text = testing::scrape(name.str());
+  CHECK(testing::count_lines(text, "conns{") == 1);
+  CHECK(testing::sample(text, "conns{pid=\"" + std::to_string(a.pid()) + "\"}") == 1.0);
+}
+
+TEST_CASE("mostrecent_shows_the_value_set_last_and_livemostrecent_only_live_ones") {
+  ScopedName name("mostrecent");
+  Segment s = Segment::open(options(name));
+  Gauge any = s.gauge("config_version", "Config.", GaugeMode::kMostRecent);
+  Gauge live = s.gauge("live_config_version", "Live config.", GaugeMode::kLiveMostRecent);
+  ParkedChild first([&] {
+    any.set(1);
+    live.set(1);
+  });
+  ParkedChild second([&] {
+    any.set(2);
+    live.set(2);
+  });
+  std::string text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "config_version") == 2.0);
+  CHECK(testing::sample(text, "live_config_version") == 2.0);
+  second.kill();
+  text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "config_version") == 2.0);       // the dead one set it last
+  CHECK(testing::sample(text, "live_config_version") == 1.0);  // among the living
+  any.inc(10);  // this process, later still: 0 + 10
+  CHECK(testing::sample(testing::scrape(name.str()), "config_version") == 10.0);
 }

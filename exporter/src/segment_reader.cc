@@ -135,9 +135,9 @@ bool SegmentReader::parse_family(std::uint32_t index, Family& f) {
         return false;
       break;
     case shm::MetricType::kGauge:
-      if (e.gauge_mode < shm::GaugeMode::kLiveSum || e.gauge_mode > shm::GaugeMode::kLiveAll)
+      if (e.gauge_mode < shm::GaugeMode::kLiveSum || e.gauge_mode > shm::GaugeMode::kLiveMostRecent)
         return false;
-      if (e.gauge_mode == shm::GaugeMode::kLiveAll &&
+      if ((e.gauge_mode == shm::GaugeMode::kLiveAll || e.gauge_mode == shm::GaugeMode::kAll) &&
           std::find(f.label_names.begin(), f.label_names.end(), "pid") != f.label_names.end())
         return false;
       break;
@@ -237,33 +237,83 @@ void SegmentReader::sum_counters() {
   }
 }
 
-void SegmentReader::render_gauge(const Family& f, std::string& out,
-                                 const std::vector<LiveRecord>& live) {
+namespace {
+
+// A gauge cell's value and, for the timestamped modes, the time it was set,
+// read under its seqlock; false when unset or never stable across a few tries.
+bool read_gauge_cell(const std::uint8_t* cell, bool stamped, std::uint64_t& bits, std::uint64_t& stamp) {
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    std::uint64_t s1 = stamped ? load_acquire<std::uint64_t>(cell + offsetof(shm::GaugeCell, stamp)) : 0;
+    if (s1 & 1) continue;
+    bits = load_relaxed<std::uint64_t>(cell + offsetof(shm::GaugeCell, value));
+    if (!stamped) return bits != shm::kGaugeUnset;
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (load_relaxed<std::uint64_t>(cell + offsetof(shm::GaugeCell, stamp)) != s1) continue;
+    stamp = s1;
+    return bits != shm::kGaugeUnset;
+  }
+  return false;
+}
+
+bool keeps_dead_values(shm::GaugeMode m) {
+  return m == shm::GaugeMode::kSum || m == shm::GaugeMode::kMax || m == shm::GaugeMode::kMin ||
+         m == shm::GaugeMode::kAll || m == shm::GaugeMode::kMostRecent;
+}
+
+bool per_process(shm::GaugeMode m) { return m == shm::GaugeMode::kLiveAll || m == shm::GaugeMode::kAll; }
+
+}  // namespace
+
+void SegmentReader::render_gauge(const Family& f, std::string& out, const GaugeSources& sources) {
+  const shm::GaugeMode mode = f.gauge_mode;
+  const bool stamped = shm::is_timestamped(mode);
   for (std::uint32_t index : f.series) {
     const Series& s = series_[index];
     double combined = 0;
+    std::uint64_t newest = 0;
     bool any = false;
-    for (const LiveRecord& r : live) {
-      const std::uint8_t* cell = base_ + geometry_.record_offset(r.record) + sizeof(shm::RecordHeader) +
-                                 std::uint64_t{s.cell} * sizeof(shm::GaugeCell);
-      std::uint64_t bits = load_relaxed<std::uint64_t>(cell + offsetof(shm::GaugeCell, value));
-      if (bits == shm::kGaugeUnset) continue;
+    auto take = [&](std::uint64_t bits, std::uint64_t stamp) {
       double v = std::bit_cast<double>(bits);
-      if (f.gauge_mode == shm::GaugeMode::kLiveAll) {
+      if (!any || (stamped && stamp > newest)) {
+        combined = v;
+        newest = stamp;
+      } else if (mode == shm::GaugeMode::kLiveSum || mode == shm::GaugeMode::kSum) {
+        combined += v;
+      } else if (mode == shm::GaugeMode::kLiveMax || mode == shm::GaugeMode::kMax) {
+        combined = std::max(combined, v);
+      } else if (mode == shm::GaugeMode::kLiveMin || mode == shm::GaugeMode::kMin) {
+        combined = std::min(combined, v);
+      }
+      any = true;
+    };
+    auto from_records = [&](const std::vector<LiveRecord>& records) {
+      for (const LiveRecord& r : records) {
+        const std::uint8_t* cell = base_ + geometry_.record_offset(r.record) + sizeof(shm::RecordHeader) +
+                                   std::uint64_t{s.cell} * sizeof(shm::GaugeCell);
+        std::uint64_t bits = 0, stamp = 0;
+        if (!read_gauge_cell(cell, stamped, bits, stamp)) continue;
+        if (!per_process(mode)) {
+          take(bits, stamp);
+          continue;
+        }
         if (!r.first_with_pid) continue;  // two series with one pid label would be a duplicate
         std::string labels = s.labels;
         if (!labels.empty()) labels += ',';
         labels += "pid=\"" + std::to_string(r.pid) + "\"";
         append_sample_head(out, f.name, labels);
-        append_double(out, v);
+        append_double(out, std::bit_cast<double>(bits));
         out += '\n';
-        continue;
       }
-      if (!any) combined = v;
-      else if (f.gauge_mode == shm::GaugeMode::kLiveSum) combined += v;
-      else if (f.gauge_mode == shm::GaugeMode::kLiveMax) combined = std::max(combined, v);
-      else combined = std::min(combined, v);
-      any = true;
+    };
+    from_records(sources.live);
+    if (keeps_dead_values(mode)) {
+      from_records(sources.dead);
+      if (!per_process(mode)) {
+        const std::uint8_t* cell = sources.folded_cells + std::uint64_t{s.cell} * sizeof(shm::GaugeCell);
+        std::uint64_t bits = load_relaxed<std::uint64_t>(cell + offsetof(shm::GaugeCell, value));
+        if (bits != shm::kGaugeUnset)
+          take(bits, load_relaxed<std::uint64_t>(cell + offsetof(shm::GaugeCell, stamp)));
+      }
     }
     if (any) {
       append_sample_head(out, f.name, s.labels);
@@ -363,24 +413,36 @@ void SegmentReader::render_readyz(std::string& out, std::uint64_t now_ns) {
                : "readyz_status{status=\"ready\"} 0\nreadyz_status{status=\"degraded\"} 1\n";
 }
 
-std::string SegmentReader::render(std::string& out, const RecordLiveness& live, std::uint64_t now_ns) {
-  if (!error_.empty()) return error_;
-  if (load_relaxed<std::uint64_t>(base_ + offsetof(shm::Header, magic)) != shm::kMagic ||
-      load_relaxed<std::uint32_t>(base_ + offsetof(shm::Header, layout_version)) !=
-          shm::kLayoutVersion)
-    return "the segment's magic or layout version changed under the exporter";
-  parse_new_entries();
-  for (std::uint32_t e = 0; e < shm::kEventCount; ++e)
-    events_[e] = load_relaxed<std::uint64_t>(base_ + offsetof(shm::Header, events) + e * 8);
-  sum_counters();
-
-  std::vector<LiveRecord> live_records;
-  std::unordered_set<std::uint32_t> pids;
+SegmentReader::GaugeSources SegmentReader::gauge_sources(const RecordLiveness& live,
+                                                         std::uint64_t& dead_state) {
+  GaugeSources sources;
+  dead_state = load_acquire<std::uint64_t>(base_ + geometry_.dead_offset);
+  const std::uint8_t* active = base_ + geometry_.dead_buffer_offset(static_cast<std::uint32_t>(dead_state & 1));
+  const auto folded_record = load_relaxed<std::uint32_t>(active + offsetof(shm::DeadBufferHeader, folded_record));
+  const auto folded_generation =
+      load_relaxed<std::uint32_t>(active + offsetof(shm::DeadBufferHeader, folded_generation));
+  sources.folded_cells = active + sizeof(shm::DeadBufferHeader);
+  std::unordered_set<std::uint32_t> live_pids, dead_pids;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> dead;
   for (std::uint32_t r = 0; r < capacities_.process_records; ++r) {
-    std::uint32_t pid = load_acquire<std::uint32_t>(base_ + geometry_.record_offset(r));
-    if (pid != 0 && live(r, pid)) live_records.push_back({r, pid, pids.insert(pid).second});
+    const std::uint8_t* header = base_ + geometry_.record_offset(r);
+    std::uint32_t pid = load_acquire<std::uint32_t>(header + offsetof(shm::RecordHeader, owner_pid));
+    if (pid == 0) continue;
+    if (live(r, pid)) {
+      sources.live.push_back({r, pid, live_pids.insert(pid).second});
+      continue;
+    }
+    std::uint32_t generation = load_relaxed<std::uint32_t>(header + offsetof(shm::RecordHeader, generation));
+    if (r == folded_record && generation == folded_generation) continue;  // already in the dead buffer
+    dead.emplace_back(r, pid);
   }
+  // A dead pid alive again elsewhere is not shown twice (the all mode).
+  for (auto [r, pid] : dead)
+    sources.dead.push_back({r, pid, !live_pids.contains(pid) && dead_pids.insert(pid).second});
+  return sources;
+}
 
+void SegmentReader::render_families(std::string& out, const GaugeSources& sources) {
   for (const Family& f : families_) {
     if (!f.trusted) continue;
     std::size_t start = out.size();
@@ -400,13 +462,38 @@ std::string SegmentReader::render(std::string& out, const RecordLiveness& live, 
         }
         break;
       case shm::MetricType::kGauge:
-        render_gauge(f, out, live_records);
+        render_gauge(f, out, sources);
         break;
       case shm::MetricType::kInfo:
-        render_info(f, out, live_records);
+        render_info(f, out, sources.live);
         break;
     }
     if (out.size() == samples) out.resize(start);  // no samples: leave the family out
+  }
+}
+
+std::string SegmentReader::render(std::string& out, const RecordLiveness& live, std::uint64_t now_ns) {
+  if (!error_.empty()) return error_;
+  if (load_relaxed<std::uint64_t>(base_ + offsetof(shm::Header, magic)) != shm::kMagic ||
+      load_relaxed<std::uint32_t>(base_ + offsetof(shm::Header, layout_version)) !=
+          shm::kLayoutVersion)
+    return "the segment's magic or layout version changed under the exporter";
+  parse_new_entries();
+  for (std::uint32_t e = 0; e < shm::kEventCount; ++e)
+    events_[e] = load_relaxed<std::uint64_t>(base_ + offsetof(shm::Header, events) + e * 8);
+  sum_counters();
+
+  // Gauges of the modes that keep dead values read the dead buffers; a fold
+  // published meanwhile would be missed or counted twice, so the families are
+  // rendered again when the dead state moved (folds are rare: one per takeover).
+  const std::size_t start = out.size();
+  for (int attempt = 0;; ++attempt) {
+    std::uint64_t state_before = 0;
+    GaugeSources sources = gauge_sources(live, state_before);
+    render_families(out, sources);
+    std::uint64_t state_after = load_acquire<std::uint64_t>(base_ + geometry_.dead_offset);
+    if (state_after == state_before || attempt == 3) break;
+    out.resize(start);
   }
   render_readyz(out, now_ns);
   return "";

@@ -69,7 +69,13 @@ class SegmentReader {
   struct LiveRecord {
     std::uint32_t record;
     std::uint32_t pid;        // read once, when liveness was decided
-    bool first_with_pid;      // false for a second live record naming the same pid
+    bool first_with_pid;      // false for a second record naming a pid already shown
+  };
+  // Where gauge values come from in one render.
+  struct GaugeSources {
+    std::vector<LiveRecord> live;
+    std::vector<LiveRecord> dead;       // dead owners, values not folded yet
+    const std::uint8_t* folded_cells;   // the active dead buffer's GaugeCells
   };
 
   void parse_new_entries();
@@ -78,7 +84,9 @@ class SegmentReader {
   std::string_view pool_string(std::uint32_t offset, std::uint32_t length) const;
   void sum_counters();
   void render_readyz(std::string& out, std::uint64_t now_ns);
-  void render_gauge(const Family& f, std::string& out, const std::vector<LiveRecord>& live);
+  void render_gauge(const Family& f, std::string& out, const GaugeSources& sources);
+  void render_families(std::string& out, const GaugeSources& sources);
+  GaugeSources gauge_sources(const RecordLiveness& live, std::uint64_t& dead_state);
   void render_info(const Family& f, std::string& out, const std::vector<LiveRecord>& live);
 
   const std::uint8_t* base_;

@@ -63,9 +63,17 @@ void initialise(std::uint8_t* base, const Capacities& caps, const Geometry& g) {
   pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
   pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
   int rc = pthread_mutex_init(&h->registration_lock, &attr);
+  if (rc == 0) rc = pthread_mutex_init(&h->fold_lock, &attr);
   pthread_mutexattr_destroy(&attr);
   if (rc != 0)
-    throw SegmentError("cannot initialise the registration lock: " + errno_text(rc));
+    throw SegmentError("cannot initialise the segment's locks: " + errno_text(rc));
+  for (std::uint32_t b = 0; b < 2; ++b) {
+    std::uint8_t* buffer = base + g.dead_buffer_offset(b);
+    auto* marker = reinterpret_cast<DeadBufferHeader*>(buffer);
+    marker->folded_record.store(kNoRecord, std::memory_order_relaxed);
+    auto* cells = reinterpret_cast<GaugeCell*>(buffer + sizeof(DeadBufferHeader));
+    for (std::uint32_t c = 0; c < caps.series; ++c) cells[c].value.store(kGaugeUnset, std::memory_order_relaxed);
+  }
   // Magic last: a header without it was never finished.
   h->magic = kMagic;
 }

@@ -5,7 +5,11 @@
 #include <shmetrics/segment.h>
 #include <shmetrics/shm/test_hooks.h>
 
+#include <algorithm>
 #include <bit>
+#include <optional>
+#include <cerrno>
+#include <ctime>
 #include <cstring>
 #include <pthread.h>
 #include <unistd.h>
@@ -161,6 +165,141 @@ std::uint64_t* cells_for_thread(std::uint16_t index, ProcessSegment& seg) noexce
   return cells;
 }
 
+shm::GaugeCell* record_cells(ProcessSegment& seg, std::uint32_t record) {
+  return reinterpret_cast<shm::GaugeCell*>(seg.base() + seg.geometry().record_offset(record) +
+                                           sizeof(shm::RecordHeader));
+}
+
+// Empties a record's gauge cells and info areas and starts a new generation.
+void reset_record(ProcessSegment& seg, std::uint32_t record) {
+  const auto& caps = seg.mapped->capacities();
+  const auto& g = seg.geometry();
+  shm::GaugeCell* cells = record_cells(seg, record);
+  for (std::uint32_t c = 0; c < caps.series; ++c) {
+    cells[c].value.store(shm::kGaugeUnset, std::memory_order_relaxed);
+    cells[c].stamp.store(0, std::memory_order_relaxed);
+    if (c == caps.series / 2) shm::park_point("claim_record.mid_reset");
+  }
+  for (std::uint32_t a = 0; a < caps.info_families; ++a) {
+    auto* area = reinterpret_cast<shm::InfoAreaHeader*>(seg.base() + g.info_area_offset(record, a));
+    // A dead writer may have left it odd; even it out, empty.
+    std::uint64_t s = area->seq.load(std::memory_order_relaxed);
+    area->seq.store((s | 1) + 1, std::memory_order_relaxed);
+    area->length.store(0, std::memory_order_relaxed);
+  }
+  record_header(seg, record).generation.fetch_add(1, std::memory_order_release);
+}
+
+std::uint8_t* dead_buffer(ProcessSegment& seg, std::uint64_t state_word, bool active) {
+  std::uint32_t buffer = static_cast<std::uint32_t>(state_word & 1) ^ (active ? 0u : 1u);
+  return seg.base() + seg.geometry().dead_buffer_offset(buffer);
+}
+
+// Combines a dead process's value into the folded one, per mode.
+void combine(shm::GaugeMode mode, shm::GaugeCell& into, const shm::GaugeCell& from) {
+  std::uint64_t v = from.value.load(std::memory_order_relaxed);
+  std::uint64_t stamp = from.stamp.load(std::memory_order_relaxed);
+  if (v == shm::kGaugeUnset || (shm::is_timestamped(mode) && (stamp & 1))) return;  // unset, or torn
+  std::uint64_t have = into.value.load(std::memory_order_relaxed);
+  double x = std::bit_cast<double>(v), y = std::bit_cast<double>(have);
+  std::uint64_t out = v;
+  if (have != shm::kGaugeUnset) {
+    switch (mode) {
+      case shm::GaugeMode::kSum: out = std::bit_cast<std::uint64_t>(y + x); break;
+      case shm::GaugeMode::kMax: out = y >= x ? have : v; break;
+      case shm::GaugeMode::kMin: out = y <= x ? have : v; break;
+      case shm::GaugeMode::kMostRecent:
+        if (into.stamp.load(std::memory_order_relaxed) > stamp) return;
+        break;
+      default: return;
+    }
+  }
+  into.value.store(out, std::memory_order_relaxed);
+  into.stamp.store(stamp, std::memory_order_relaxed);
+}
+
+// Under fold_lock: the values of dead record `record` in the modes that keep
+// them go into the inactive dead buffer, on top of the active one's, and that
+// buffer is published. Exactly once per record generation: a buffer already
+// marked with it means the fold happened.
+void fold_record(ProcessSegment& seg, std::uint32_t record) {
+  shm::Header& h = seg.header();
+  const auto& caps = seg.mapped->capacities();
+  auto& dead = *reinterpret_cast<shm::DeadState*>(seg.base() + seg.geometry().dead_offset);
+  const std::uint32_t generation = record_header(seg, record).generation.load(std::memory_order_acquire);
+  const std::uint64_t state = dead.state.load(std::memory_order_acquire);
+  std::uint8_t* active = dead_buffer(seg, state, true);
+  std::uint8_t* next = dead_buffer(seg, state, false);
+  auto* active_marker = reinterpret_cast<shm::DeadBufferHeader*>(active);
+  if (active_marker->folded_record.load(std::memory_order_relaxed) == record &&
+      active_marker->folded_generation.load(std::memory_order_relaxed) == generation)
+    return;
+  auto* from = reinterpret_cast<shm::GaugeCell*>(active + sizeof(shm::DeadBufferHeader));
+  auto* to = reinterpret_cast<shm::GaugeCell*>(next + sizeof(shm::DeadBufferHeader));
+  for (std::uint32_t c = 0; c < caps.series; ++c) {
+    to[c].value.store(from[c].value.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    to[c].stamp.store(from[c].stamp.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
+  // Which cells fold, and how, comes from the segment's own tables.
+  const auto* series = reinterpret_cast<const shm::SeriesEntry*>(seg.base() + seg.geometry().series_offset);
+  const auto* families = reinterpret_cast<const shm::FamilyEntry*>(seg.base() + seg.geometry().families_offset);
+  const std::uint32_t series_count = std::min(h.series_count.load(std::memory_order_acquire), caps.series);
+  const std::uint32_t family_count = std::min(h.family_count.load(std::memory_order_acquire), caps.families);
+  const shm::GaugeCell* values = record_cells(seg, record);
+  for (std::uint32_t s = 0; s < series_count; ++s) {
+    const shm::SeriesEntry e = series[s];
+    if (e.family_index >= family_count || e.cell_index >= caps.series) continue;
+    const shm::GaugeMode mode = families[e.family_index].gauge_mode;
+    if (mode == shm::GaugeMode::kSum || mode == shm::GaugeMode::kMax ||
+        mode == shm::GaugeMode::kMin || mode == shm::GaugeMode::kMostRecent)
+      combine(mode, to[e.cell_index], values[e.cell_index]);
+  }
+  auto* marker = reinterpret_cast<shm::DeadBufferHeader*>(next);
+  marker->folded_record.store(record, std::memory_order_relaxed);
+  marker->folded_generation.store(generation, std::memory_order_relaxed);
+  shm::park_point("fold.before_publish");
+  dead.state.store(((state >> 1) + 1) << 1 | ((state & 1) ^ 1), std::memory_order_release);
+  shm::park_point("fold.after_publish");
+}
+
+// A holder of fold_lock died: if its fold was published but the record not yet
+// reset, finish that (the record is then free).
+void finish_dead_folder(ProcessSegment& seg) {
+  auto& dead = *reinterpret_cast<shm::DeadState*>(seg.base() + seg.geometry().dead_offset);
+  auto* marker = reinterpret_cast<shm::DeadBufferHeader*>(
+      dead_buffer(seg, dead.state.load(std::memory_order_acquire), true));
+  std::uint32_t record = marker->folded_record.load(std::memory_order_relaxed);
+  if (record >= seg.mapped->capacities().process_records) return;
+  shm::RecordHeader& h = record_header(seg, record);
+  if (h.generation.load(std::memory_order_acquire) != marker->folded_generation.load(std::memory_order_relaxed))
+    return;
+  reset_record(seg, record);
+  h.owner_pid.store(0, std::memory_order_release);
+}
+
+// Held while a record is folded and reset, never waited for: a claimer that
+// finds it busy tries another record.
+class FoldLock {
+ public:
+  explicit FoldLock(ProcessSegment& seg) : seg_(seg) {
+    int rc = ::pthread_mutex_trylock(&seg.header().fold_lock);
+    if (rc == EOWNERDEAD) {
+      ::pthread_mutex_consistent(&seg.header().fold_lock);
+      finish_dead_folder(seg);
+      rc = 0;
+    }
+    held_ = rc == 0;
+  }
+  ~FoldLock() {
+    if (held_) ::pthread_mutex_unlock(&seg_.header().fold_lock);
+  }
+  bool held() const { return held_; }
+
+ private:
+  ProcessSegment& seg_;
+  bool held_;
+};
+
 shm::GaugeCell* claim_record(std::uint16_t index, ProcessSegment& seg) {
   std::lock_guard lock(seg.claims_mutex);
   if (seg.record.load(std::memory_order_relaxed) >= 0)
@@ -173,23 +312,21 @@ shm::GaugeCell* claim_record(std::uint16_t index, ProcessSegment& seg) {
       shm::RecordHeader& h = record_header(seg, i);
       bool looks_free = h.owner_pid.load(std::memory_order_relaxed) == 0;
       if (looks_free != (pass == 0)) continue;
-      if (!shm::try_lock_byte(fd, g.record_lock_byte(caps.thread_slots, i))) continue;
-      // A dead owner's values do not carry over in the live modes: reset.
-      auto* cells = reinterpret_cast<shm::GaugeCell*>(seg.base() + g.record_offset(i) +
-                                                      sizeof(shm::RecordHeader));
-      for (std::uint32_t c = 0; c < caps.series; ++c) {
-        cells[c].value.store(shm::kGaugeUnset, std::memory_order_relaxed);
-        cells[c].stamp.store(0, std::memory_order_relaxed);
-        if (c == caps.series / 2) shm::park_point("claim_record.mid_reset");
+      const std::uint64_t lock_byte = g.record_lock_byte(caps.thread_slots, i);
+      if (!shm::try_lock_byte(fd, lock_byte)) continue;
+      // A record a dead process left: its values in the modes that keep them
+      // are folded first, then the record is reset, both under fold_lock.
+      std::optional<FoldLock> fold;
+      if (pass == 1) {
+        fold.emplace(seg);
+        if (!fold->held()) {
+          shm::unlock_byte(fd, lock_byte);
+          continue;
+        }
+        fold_record(seg, i);
       }
-      for (std::uint32_t a = 0; a < caps.info_families; ++a) {
-        auto* area = reinterpret_cast<shm::InfoAreaHeader*>(seg.base() + g.info_area_offset(i, a));
-        // A dead writer may have left it odd; even it out, empty.
-        std::uint64_t s = area->seq.load(std::memory_order_relaxed);
-        area->seq.store((s | 1) + 1, std::memory_order_relaxed);
-        area->length.store(0, std::memory_order_relaxed);
-      }
-      h.generation.fetch_add(1, std::memory_order_relaxed);
+      reset_record(seg, i);
+      shm::GaugeCell* cells = record_cells(seg, i);
       h.owner_pid.store(static_cast<std::uint32_t>(::getpid()), std::memory_order_release);
       seg.record.store(static_cast<std::int32_t>(i), std::memory_order_release);
       process_gauge_cells[index].store(cells, std::memory_order_release);
@@ -251,6 +388,26 @@ void counter_add_double_slow(std::uint16_t segment, std::uint32_t cell, double v
     if (!shared) return c.store(next, std::memory_order_relaxed);
     if (c.compare_exchange_weak(old, next, std::memory_order_relaxed)) return;
   }
+}
+
+void gauge_update_stamped(shm::GaugeCell& cell, double v, bool add) noexcept {
+  // Threads of this process take turns on the odd sequence number.
+  std::uint64_t s = cell.stamp.load(std::memory_order_relaxed);
+  for (;;) {
+    if (s & 1) {
+      s = cell.stamp.load(std::memory_order_relaxed);
+      continue;
+    }
+    if (cell.stamp.compare_exchange_weak(s, s | 1, std::memory_order_acquire)) break;
+  }
+  std::atomic_thread_fence(std::memory_order_release);
+  std::uint64_t old = cell.value.load(std::memory_order_relaxed);
+  double base = add && old != shm::kGaugeUnset ? std::bit_cast<double>(old) : 0.0;
+  cell.value.store(std::bit_cast<std::uint64_t>(add ? base + v : v), std::memory_order_relaxed);
+  struct timespec ts {};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  std::uint64_t now_ns = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+  cell.stamp.store(std::max(now_ns << 1, (s | 1) + 1), std::memory_order_release);
 }
 
 shm::GaugeCell* gauge_cells_slow(std::uint16_t segment, std::uint32_t cell) noexcept {

@@ -37,6 +37,12 @@ const char* mode_name(shm::GaugeMode mode) {
     case shm::GaugeMode::kLiveMax: return "livemax";
     case shm::GaugeMode::kLiveMin: return "livemin";
     case shm::GaugeMode::kLiveAll: return "liveall";
+    case shm::GaugeMode::kSum: return "sum";
+    case shm::GaugeMode::kMax: return "max";
+    case shm::GaugeMode::kMin: return "min";
+    case shm::GaugeMode::kAll: return "all";
+    case shm::GaugeMode::kMostRecent: return "mostrecent";
+    case shm::GaugeMode::kLiveMostRecent: return "livemostrecent";
   }
   return "unknown";
 }
@@ -217,9 +223,9 @@ std::uint32_t register_family(std::uint16_t index, std::string_view name, std::s
       throw std::invalid_argument("label name \"" + label_names[i].substr(0, 64) + "...\" is " +
                                   std::to_string(label_names[i].size()) + " bytes, more than the " +
                                   std::to_string(shm::kMaxNameBytes) + " allowed");
-    if (mode == shm::GaugeMode::kLiveAll && label_names[i] == "pid")
+    if ((mode == shm::GaugeMode::kLiveAll || mode == shm::GaugeMode::kAll) && label_names[i] == "pid")
       throw std::invalid_argument("label name \"pid\" of gauge \"" + std::string(name) +
-                                  "\" is reserved: liveall gauges add a pid label themselves");
+                                  "\" is reserved: liveall and all gauges add a pid label themselves");
     for (std::size_t j = 0; j < i; ++j)
       if (label_names[j] == label_names[i])
         throw std::invalid_argument("label name \"" + label_names[i] + "\" appears twice in metric \"" +
@@ -390,14 +396,15 @@ CounterFamily Segment::counter_family(std::string_view name, std::string_view he
 
 GaugeFamily Segment::gauge_family(std::string_view name, std::string_view help,
                                   const std::vector<std::string>& label_names, GaugeMode mode) const {
-  if (mode != GaugeMode::kLiveSum && mode != GaugeMode::kLiveMax && mode != GaugeMode::kLiveMin &&
-      mode != GaugeMode::kLiveAll)
+  if (mode < GaugeMode::kLiveSum || mode > GaugeMode::kLiveMostRecent)
     throw std::invalid_argument("gauge \"" + std::string(name) +
-                                "\": mode must be one of livesum, livemax, livemin, liveall");
+                                "\": mode must be one of livesum, livemax, livemin, liveall, sum, "
+                                "max, min, all, mostrecent, livemostrecent");
   GaugeFamily f;
   f.segment_ = index_;
   f.family_ = detail::register_family(index_, name, help, shm::MetricType::kGauge,
                                       ValueType::kDouble, mode, label_names);
+  f.stamped_ = shm::is_timestamped(mode);
   return f;
 }
 
@@ -418,8 +425,8 @@ Counter CounterFamily::labels(const std::vector<std::string_view>& values) const
 
 Gauge GaugeFamily::labels(const std::vector<std::string_view>& values) const {
   auto cell = detail::find_or_register_series(segment_, family_, values);
-  if (!cell) return Gauge(detail::kDetachedSegment, segment_);
-  return Gauge(segment_, *cell);
+  if (!cell) return Gauge(detail::kDetachedSegment, segment_, false);
+  return Gauge(segment_, *cell, stamped_);
 }
 
 void Info::set(const std::vector<std::string_view>& values) const noexcept {

@@ -18,12 +18,14 @@ using shm::GaugeMode;
 // process writes the same cell, so set() is an atomic store and inc()/dec() a
 // compare-and-swap loop, all inlined here.
 //
-// How the exporter combines the processes' values (see README.md):
-//   livesum  sum over live processes      livemax  largest of the live values
-//   livemin  smallest of the live values  liveall  one sample per live process,
-//                                                   labelled pid="<pid>"
-// A process contributes only once it has set the series. When it dies its
-// value disappears from the exposition.
+// How the exporter combines the processes' values (the table in README.md
+// says what happens when a process dies):
+//   livesum, livemax, livemin, liveall   live processes only
+//   sum, max, min, all                   dead processes' values kept
+//   mostrecent, livemostrecent           the value set last (by a timestamp
+//                                        written with it under a seqlock)
+// liveall and all give one sample per process, labelled pid="<pid>". A process
+// contributes only once it has set the series.
 //
 // Thread-safe: any thread of any process may call any method concurrently.
 // NaN values are dropped and counted in shmetrics_invalid_updates_total.
@@ -33,8 +35,10 @@ class Gauge {
 
   void set(double v) noexcept {
     if (std::isnan(v)) return detail::count_invalid_update(real_segment());
-    if (shm::GaugeCell* cells = process_cells())
-      cells[cell_].value.store(std::bit_cast<std::uint64_t>(v), std::memory_order_relaxed);
+    shm::GaugeCell* cells = process_cells();
+    if (cells == nullptr) return;
+    if (stamped_) return detail::gauge_update_stamped(cells[cell_], v, /*add=*/false);
+    cells[cell_].value.store(std::bit_cast<std::uint64_t>(v), std::memory_order_relaxed);
   }
 
   void inc(double v = 1.0) noexcept { add(v); }
@@ -44,7 +48,8 @@ class Gauge {
 
  private:
   friend class GaugeFamily;
-  Gauge(std::uint16_t segment, std::uint32_t cell) : segment_(segment), cell_(cell) {}
+  Gauge(std::uint16_t segment, std::uint32_t cell, bool stamped)
+      : segment_(segment), stamped_(stamped), cell_(cell) {}
 
   std::uint16_t real_segment() const noexcept {
     return attached() ? segment_ : static_cast<std::uint16_t>(cell_);
@@ -61,6 +66,7 @@ class Gauge {
     if (std::isnan(d)) return detail::count_invalid_update(real_segment());
     shm::GaugeCell* cells = process_cells();
     if (cells == nullptr) return;
+    if (stamped_) return detail::gauge_update_stamped(cells[cell_], d, /*add=*/true);
     std::atomic<std::uint64_t>& cell = cells[cell_].value;
     std::uint64_t old = cell.load(std::memory_order_relaxed);
     for (;;) {
@@ -71,6 +77,7 @@ class Gauge {
   }
 
   std::uint16_t segment_ = detail::kDetachedSegment;
+  bool stamped_ = false;  // mostrecent modes: value and timestamp under a seqlock
   std::uint32_t cell_ = 0;
 };
 

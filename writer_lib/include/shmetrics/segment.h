@@ -67,6 +67,7 @@ class GaugeFamily {
   friend class Segment;
   std::uint16_t segment_ = detail::kDetachedSegment;
   std::uint32_t family_ = 0;
+  bool stamped_ = false;
 };
 
 // An info metric: each process holds one current value (a set of label

@@ -13,6 +13,8 @@
 // │                                 + ReadyzArea; the last is the overflow slot   │
 // │ process records[process_records] RecordHeader + GaugeCell[series]             │
 // │                                 + InfoArea[info_families]                     │
+// │ DeadArea                        state + 2 × (marker + GaugeCell[series]): the │
+// │                                 folded values of dead processes               │
 // └───────────────────────────────────────────────────────────────────────────────┘
 //
 // Who writes what, with which ordering, and what a reader must check:
@@ -40,6 +42,22 @@
 // GaugeCell.value              | any thread of the owner process | relaxed store / CAS | kGaugeUnset = never set
 // InfoArea                     | threads of the owner process    | seqlock: seq odd    | seq even and unchanged
 //                              |                                 | while writing       | around the copy
+// GaugeCell.stamp (timestamped | threads of the owner process    | seqlock: odd while  | even and unchanged around
+//   modes)                     |                                 | writing; then ts<<1 | the value read
+// DeadArea.state               | the folder, holding fold_lock   | release, after the  | acquire; re-read after the
+//                              |                                 | inactive buffer     | families that use it
+// DeadBuffer (inactive one)    | the folder, holding fold_lock   | relaxed             | only the active one is read
+//
+// Folding. The modes sum/max/min/mostrecent keep dead processes' values. A
+// record whose owner died still holds its values and the exporter counts them
+// ("dead, unfolded"). When another process takes the record over it first
+// folds those values into the dead buffers, under fold_lock: it writes the
+// combination of the active buffer and the record into the inactive buffer,
+// marks that buffer with (record, generation), publishes it by flipping
+// DeadArea.state, then resets the record and bumps its generation. The
+// marker makes the fold happen exactly once: a folder killed before the flip
+// left nothing visible; one killed after it is finished by the next holder of
+// fold_lock, which sees the marker still naming the record's generation.
 //
 // Ownership. A thread slot belongs to one thread of one process, a process
 // record to one process. A process proves it owns slot or record i by holding a
@@ -59,7 +77,7 @@
 namespace shmetrics::shm {
 
 inline constexpr std::uint64_t kMagic = 0x31434952'54454d53ULL;  // "SMETRIC1" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 2;
+inline constexpr std::uint32_t kLayoutVersion = 3;
 inline constexpr std::size_t kCacheLine = 64;
 
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
@@ -82,7 +100,18 @@ enum class GaugeMode : std::uint8_t {
   kLiveMax = 2,
   kLiveMin = 3,
   kLiveAll = 4,
+  // Dead processes' values are kept (folded on takeover, see above).
+  kSum = 5,
+  kMax = 6,
+  kMin = 7,
+  kAll = 8,          // one sample per process holding a value, labelled pid
+  kMostRecent = 9,   // the value set last by any process, dead ones included
+  kLiveMostRecent = 10,  // the value set last by a live process
 };
+
+inline constexpr bool is_timestamped(GaugeMode m) {
+  return m == GaugeMode::kMostRecent || m == GaugeMode::kLiveMostRecent;
+}
 
 // Limits every reader enforces on a segment, whatever its header claims.
 inline constexpr std::uint32_t kMaxLabels = 32;
@@ -145,6 +174,7 @@ struct alignas(kCacheLine) Header {
   std::uint64_t lock_bytes_offset;  // first fcntl lock byte (past the end of the file)
 
   alignas(kCacheLine) pthread_mutex_t registration_lock;  // robust, process-shared
+  alignas(kCacheLine) pthread_mutex_t fold_lock;          // robust, process-shared; try-locked
 
   alignas(kCacheLine) std::atomic<std::uint32_t> family_count;
   std::atomic<std::uint32_t> series_count;
@@ -159,9 +189,10 @@ static_assert(offsetof(Header, capacities) == 16);
 static_assert(offsetof(Header, total_bytes) == 56);
 static_assert(offsetof(Header, registration_lock) == 128);
 static_assert(sizeof(pthread_mutex_t) <= 64);
-static_assert(offsetof(Header, family_count) == 192);
-static_assert(offsetof(Header, events) == 256);
-static_assert(sizeof(Header) == 320);
+static_assert(offsetof(Header, fold_lock) == 192);
+static_assert(offsetof(Header, family_count) == 256);
+static_assert(offsetof(Header, events) == 320);
+static_assert(sizeof(Header) == 384);
 
 // Strings are (offset, length) pairs relative to the string pool. A list of
 // strings (label names, label values) is encoded as repeated
@@ -236,6 +267,22 @@ struct InfoAreaHeader {
 };
 static_assert(sizeof(InfoAreaHeader) == 16);
 
+inline constexpr std::uint32_t kNoRecord = 0xffffffff;
+
+// The dead processes' folded gauge values: two buffers, one active.
+struct alignas(kCacheLine) DeadState {
+  std::atomic<std::uint64_t> state;  // folds << 1 | active buffer
+};
+static_assert(sizeof(DeadState) == kCacheLine);
+
+struct alignas(kCacheLine) DeadBufferHeader {
+  std::atomic<std::uint32_t> folded_record;      // the record whose fold made this buffer
+  std::atomic<std::uint32_t> folded_generation;  // ... at that record generation
+  // followed by GaugeCell cells[series]: kGaugeUnset where nothing was folded
+  // (set at creation; the record index kNoRecord marks "no fold yet")
+};
+static_assert(sizeof(DeadBufferHeader) == kCacheLine);
+
 inline constexpr std::uint64_t round_up(std::uint64_t n, std::uint64_t to) {
   return (n + to - 1) / to * to;
 }
@@ -254,11 +301,16 @@ struct Geometry {
   std::uint64_t record_stride;
   std::uint64_t info_area_stride;
   std::uint64_t info_offset_in_record;
+  std::uint64_t dead_offset;         // DeadState
+  std::uint64_t dead_buffer_stride;  // DeadBufferHeader + GaugeCell[series]
   std::uint64_t total_bytes;
   std::uint64_t lock_bytes_offset;
 
   std::uint64_t slot_offset(std::uint32_t i) const { return slots_offset + i * slot_stride; }
   std::uint64_t record_offset(std::uint32_t i) const { return records_offset + i * record_stride; }
+  std::uint64_t dead_buffer_offset(std::uint32_t buffer) const {
+    return dead_offset + sizeof(DeadState) + buffer * dead_buffer_stride;
+  }
   std::uint64_t info_area_offset(std::uint32_t record, std::uint32_t info) const {
     return record_offset(record) + info_offset_in_record + info * info_area_stride;
   }
@@ -302,6 +354,10 @@ inline bool compute_geometry(const Capacities& c, Geometry& g) {
       g.info_offset_in_record + std::uint64_t{c.info_families} * g.info_area_stride,
       kCacheLine);
   at += g.record_stride * c.process_records;
+  g.dead_offset = at;
+  g.dead_buffer_stride = round_up(sizeof(DeadBufferHeader) + std::uint64_t{c.series} * sizeof(GaugeCell),
+                                  kCacheLine);
+  at += sizeof(DeadState) + 2 * g.dead_buffer_stride;
   g.total_bytes = at;
   // Lock bytes start past the file, on a round number, so they never overlap
   // a byte anyone reads or writes.

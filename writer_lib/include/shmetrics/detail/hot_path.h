@@ -34,6 +34,9 @@ void counter_add_double_slow(std::uint16_t segment, std::uint32_t cell, double v
 // dropped and counted) or for a refused handle (segment == kDetachedSegment,
 // `cell` holding its real segment).
 shm::GaugeCell* gauge_cells_slow(std::uint16_t segment, std::uint32_t cell) noexcept;
+// Sets (or adds to) a timestamped gauge cell: the value and the monotonic time
+// it was written, under the cell's seqlock.
+void gauge_update_stamped(shm::GaugeCell& cell, double v, bool add) noexcept;
 // Counts an update refused as invalid (negative increment, NaN, ...).
 void count_invalid_update(std::uint16_t segment) noexcept;
 
