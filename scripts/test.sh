@@ -3,7 +3,8 @@
 #
 # Usage: scripts/test.sh [STAGE...]
 #   With no STAGE, every stage runs, in order. Stages: see STAGES below.
-#   Env: BUILD_DIR (default: build, at the repository root).
+#   Env: BUILD_DIR (default: build, at the repository root; sanitizer stages
+#   build in build-asan and build-tsan).
 # Exits non-zero when the build or any stage fails (with the first failing
 # stage's exit status). Ends with one line "summary: N passed, N failed, N
 # skipped" counting the tests of every stage that ran.
@@ -28,6 +29,133 @@ stage_meson_test() {
   return "$rc"
 }
 
+# Sanitizer stages. Each builds the tree in a directory of its own (configured
+# the first time), runs tests there and fails on any finding: the runtimes halt
+# the process at the first report, and every report is also written to a file
+# under DIR/sanitizer-reports (log_path), so a finding in a process whose exit
+# status no test looks at (a background exporter, a forked child) still fails
+# the stage. Each stage has a time budget covering configure, compile and
+# test (seconds; env ASAN_BUDGET_S, TSAN_BUDGET_S); a hang is killed at the
+# budget and fails the stage. The per-test meson timeouts apply as well.
+ASAN_BUILD_DIR=build-asan
+ASAN_BUDGET_S="${ASAN_BUDGET_S:-900}"
+TSAN_BUILD_DIR=build-tsan
+TSAN_BUDGET_S="${TSAN_BUDGET_S:-600}"
+# The concurrency tests, the ones run under ThreadSanitizer.
+TSAN_TESTS=(
+  test_counters
+  test_gauges_info
+  test_registration
+  test_readyz_metrics_text_v1
+  test_rbac_metrics_hit_miss_v1
+  test_segment
+  test_crash
+  test_chaos
+)
+
+# within_budget DEADLINE_S COMMAND...: run COMMAND, killed (with everything in
+# its process group) when the epoch second DEADLINE_S passes.
+within_budget() {
+  local deadline="$1" left rc=0
+  shift
+  left=$((deadline - $(now_ms) / 1000))
+  if ((left <= 0)); then
+    warn "stage time budget used up before: $*"
+    return 124
+  fi
+  timeout --kill-after=30 "$left" "$@" || rc=$?
+  if ((rc == 124 || rc == 137)); then
+    warn "stage time budget used up (killed after ${left}s): $*"
+  fi
+  return "$rc"
+}
+
+# sanitizer_build DIR DEADLINE_S MESON_OPTION...: configure DIR with the
+# options when it has no build.ninja yet, then compile it.
+sanitizer_build() {
+  local dir="$1" deadline="$2" t0
+  shift 2
+  t0="$(now_ms)"
+  if [[ ! -f "$dir/build.ninja" ]]; then
+    step "meson setup $dir $*"
+    within_budget "$deadline" meson setup "$dir" "$@"
+  fi
+  step "meson compile -C $dir"
+  within_budget "$deadline" meson compile -C "$dir"
+  step "$dir built in $(fmt_ms $(($(now_ms) - t0)))"
+}
+
+# fresh_reports_dir DIR: an empty DIR/sanitizer-reports; prints its absolute
+# path (tests run in other directories).
+fresh_reports_dir() {
+  local reports="$SHMETRICS_ROOT/$1/sanitizer-reports"
+  rm -rf "$reports"
+  mkdir -p "$reports"
+  printf '%s\n' "$reports"
+}
+
+# check_reports DIR: false when DIR holds sanitizer reports. Prints every
+# report's SUMMARY line and the first few reports in full.
+check_reports() {
+  local dir="$1" files=() f
+  for f in "$dir"/*; do
+    [[ -e $f ]] && files+=("$f")
+  done
+  ((${#files[@]} == 0)) && return 0
+  step "${#files[@]} sanitizer report file(s) in $dir:"
+  grep -h 'SUMMARY:' "${files[@]}" | sort | uniq -c || true
+  for f in "${files[@]:0:3}"; do
+    step "report $f"
+    cat "$f"
+  done
+  return 1
+}
+
+# sanitize-asan: the whole meson test suite built with AddressSanitizer (leak
+# checks included) and UndefinedBehaviorSanitizer.
+stage_sanitize_asan() {
+  local dir="$ASAN_BUILD_DIR" deadline reports rc=0
+  deadline=$(($(now_ms) / 1000 + ASAN_BUDGET_S))
+  sanitizer_build "$dir" "$deadline" \
+    -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized
+  reports="$(fresh_reports_dir "$dir")"
+  rm -f "$dir/meson-logs/testlog.json"
+  within_budget "$deadline" env \
+    ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:halt_on_error=1:log_path=$reports/asan" \
+    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$reports/ubsan" \
+    meson test -C "$dir" --no-rebuild --print-errorlogs --num-processes 2 || rc=$?
+  count_meson_log "$dir/meson-logs/testlog.json"
+  check_reports "$reports" || ((rc != 0)) || rc=1
+  return "$rc"
+}
+
+# sanitize-tsan: the concurrency tests (TSAN_TESTS) built with
+# ThreadSanitizer. tests/tsan.supp silences only the uninstrumented
+# cpp-httplib library, never our code.
+stage_sanitize_tsan() {
+  local dir="$TSAN_BUILD_DIR" deadline reports rc=0 norandom=()
+  deadline=$(($(now_ms) / 1000 + TSAN_BUDGET_S))
+  sanitizer_build "$dir" "$deadline" \
+    -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debugoptimized
+  reports="$(fresh_reports_dir "$dir")"
+  # GCC 12's TSan cannot place its shadow memory when the kernel randomises
+  # mmap with more than 28 bits ("unexpected memory mapping"): run without
+  # address randomisation there.
+  local bits
+  bits="$(cat /proc/sys/vm/mmap_rnd_bits 2>/dev/null || echo 28)"
+  if ((bits > 28)); then
+    warn "vm.mmap_rnd_bits=$bits: running the TSan tests under setarch -R"
+    norandom=(setarch "$(uname -m)" -R)
+  fi
+  rm -f "$dir/meson-logs/testlog.json"
+  within_budget "$deadline" "${norandom[@]}" env \
+    TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$SHMETRICS_ROOT/tests/tsan.supp:log_path=$reports/tsan" \
+    meson test -C "$dir" --no-rebuild --print-errorlogs --num-processes 2 "${TSAN_TESTS[@]}" || rc=$?
+  count_meson_log "$dir/meson-logs/testlog.json"
+  check_reports "$reports" || ((rc != 0)) || rc=1
+  return "$rc"
+}
+
 # integration: both example servers, the exporter and a real Prometheus
 # server, with known traffic and exact totals (scripts/integration.sh).
 stage_integration() {
@@ -42,17 +170,30 @@ stage_integration() {
   return "$rc"
 }
 
+# fuzz: libFuzzer over the exporter's untrusted segment reader, starting from
+# fuzz/corpus/, for FUZZ_SECONDS seconds (default 60) (scripts/fuzz.sh).
+stage_fuzz() {
+  local log="$BUILD_DIR/fuzz.log" rc=0
+  bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}" 2>&1 | tee "$log" || rc=$?
+  local counts
+  counts=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n1 | awk '{print $1, $3}')
+  if [[ -n $counts ]]; then
+    # shellcheck disable=SC2086 # two numbers
+    record_counts $counts 0
+  fi
+  return "$rc"
+}
+
 # --- Later stages go here, each as stage_NAME plus an entry in STAGES. ---
-# stage_sanitizers()  { ... }   # ASan/UBSan/TSan builds in their own dirs
-# stage_fuzz()        { ... }   # bounded fuzz runs
 # -------------------------------------------------------------------------
 
 # The stages, in the order they run.
 STAGES=(
   meson-test
+  sanitize-asan
+  sanitize-tsan
   integration
-  # sanitizers
-  # fuzz
+  fuzz
 )
 
 # ---------------------------------------------------------------------------
@@ -102,7 +243,7 @@ sum_counts() {
 }
 
 usage() {
-  sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+  sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
   printf 'Stages: %s\n' "${STAGES[*]}"
 }
 

@@ -12,6 +12,9 @@
 #include <mutex>
 #include <vector>
 #include <sys/mman.h>
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#endif
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -192,6 +195,17 @@ int open_segment_file(const std::string& name, bool writable) {
 }  // namespace
 
 MappedSegment::MappedSegment() = default;
+
+void note_recovered_lock(pthread_mutex_t* mutex) {
+#if defined(__SANITIZE_THREAD__)
+  // ThreadSanitizer records a lock only when the call returns 0; a robust
+  // mutex recovered from a dead holder returns EOWNERDEAD.
+  __tsan_mutex_pre_lock(mutex, __tsan_mutex_try_lock);
+  __tsan_mutex_post_lock(mutex, __tsan_mutex_try_lock, 0);
+#else
+  (void)mutex;
+#endif
+}
 
 MappedSegment::~MappedSegment() {
   region_.reset();
@@ -419,6 +433,7 @@ bool lock_registration(Header& header, std::chrono::milliseconds timeout) {
   if (rc == EOWNERDEAD) {
     // Nothing to repair: see the comment in the header.
     ::pthread_mutex_consistent(&header.registration_lock);
+    note_recovered_lock(&header.registration_lock);
     return true;
   }
   return rc == 0;

@@ -285,6 +285,7 @@ class FoldLock {
     int rc = ::pthread_mutex_trylock(&seg.header().fold_lock);
     if (rc == EOWNERDEAD) {
       ::pthread_mutex_consistent(&seg.header().fold_lock);
+      shm::note_recovered_lock(&seg.header().fold_lock);
       finish_dead_folder(seg);
       rc = 0;
     }

@@ -142,4 +142,8 @@ LockHolder lock_holder(int fd, std::uint64_t byte);
 bool lock_registration(Header& header, std::chrono::milliseconds timeout);
 void unlock_registration(Header& header);
 
+// Tells ThreadSanitizer (when built with it) that `mutex`, a robust mutex whose
+// lock returned EOWNERDEAD, is now held by the calling thread.
+void note_recovered_lock(pthread_mutex_t* mutex);
+
 }  // namespace shmetrics::shm
