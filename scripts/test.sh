@@ -156,12 +156,12 @@ stage_sanitize_tsan() {
   return "$rc"
 }
 
-# integration: both example servers, the exporter and a real Prometheus
-# server, with known traffic and exact totals (scripts/integration.sh).
-stage_integration() {
-  local log="$BUILD_DIR/integration.log" rc=0
-  bash scripts/integration.sh "$BUILD_DIR" 2>&1 | tee "$log" || rc=$?
-  local counts
+# run_counted LOG COMMAND...: runs a stage's script with its output also in
+# LOG, and records the "N passed, N failed" line the script ends with.
+run_counted() {
+  local log="$1" rc=0 counts
+  shift
+  "$@" 2>&1 | tee "$log" || rc=$?
   counts=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n1 | awk '{print $1, $3}')
   if [[ -n $counts ]]; then
     # shellcheck disable=SC2086 # two numbers
@@ -170,18 +170,16 @@ stage_integration() {
   return "$rc"
 }
 
+# integration: both example servers, the exporter and a real Prometheus
+# server, with known traffic and exact totals (scripts/integration.sh).
+stage_integration() {
+  run_counted "$BUILD_DIR/integration.log" bash scripts/integration.sh "$BUILD_DIR"
+}
+
 # fuzz: libFuzzer over the exporter's untrusted segment reader, starting from
 # fuzz/corpus/, for FUZZ_SECONDS seconds (default 60) (scripts/fuzz.sh).
 stage_fuzz() {
-  local log="$BUILD_DIR/fuzz.log" rc=0
-  bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}" 2>&1 | tee "$log" || rc=$?
-  local counts
-  counts=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n1 | awk '{print $1, $3}')
-  if [[ -n $counts ]]; then
-    # shellcheck disable=SC2086 # two numbers
-    record_counts $counts 0
-  fi
-  return "$rc"
+  run_counted "$BUILD_DIR/fuzz.log" bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 }
 
 # --- Later stages go here, each as stage_NAME plus an entry in STAGES. ---

@@ -66,41 +66,32 @@ bool run_check(const ServerFlags& flags, std::string& reason) {
 
 int main(int argc, char** argv) {
   ServerFlags flags = parse_server_flags(argc, argv, "shmetrics-judge-server", 8092, /*judge=*/true);
-  std::optional<rbac::RbacMetrics> metrics;
-  shmetrics::Readyz readyz;
   try {
-    shmetrics::SegmentOptions options;
-    options.instance = flags.instance;
-    options.role = "judge";
-    shmetrics::Segment segment = shmetrics::Segment::open(options);
-    metrics.emplace(segment);
-    readyz = segment.readyz();
+    shmetrics::Segment segment = open_role_segment(flags.instance, "judge");
+    rbac::RbacMetrics metrics(segment);  // registered once, inherited by workers
+    shmetrics::Readyz readyz = segment.readyz();
+    PreforkOptions prefork{"judge-server", flags.host, flags.port, flags.workers, 128};
+    return run_preforked(prefork, [&](int listen_fd, int worker) {
+      rbac::RbacMapState state(flags.rbac_map, flags.reload_sec, metrics);
+      AdoptedServer server;
+      prepare_worker_server(server, state);
+      server.Get("/readyz", [&](const httplib::Request&, httplib::Response& res) {
+        std::string reason;
+        bool ok = run_check(flags, reason);
+        readyz.observe(ok);
+        if (ok) json_reply(res, 200, {{"status", "ready"}});
+        else json_reply(res, 503, {{"status", "degraded"}, {"reason", reason}});
+      });
+      server.Post("/judge/submit", [worker](const httplib::Request&, httplib::Response& res) {
+        json_reply(res, 202, {{"accepted", true}, {"worker", worker}});
+      });
+      server.Get(R"(/judge/results/([A-Za-z0-9_-]{1,64}))", [](const httplib::Request& req, httplib::Response& res) {
+        json_reply(res, 200, {{"id", req.matches[1].str()}, {"verdict", "pending"}});
+      });
+      server.serve_on(listen_fd);
+    });
   } catch (const std::exception& e) {
-    std::cerr << "event=segment_failed server=judge-server reason=\"" << e.what() << "\"\n";
+    std::cerr << "event=start_failed server=judge-server reason=\"" << e.what() << "\"\n";
     return 1;
   }
-  PreforkOptions prefork{"judge-server", flags.host, flags.port, flags.workers, 128};
-  return run_preforked(prefork, [&](int listen_fd, int worker) {
-    rbac::RbacMapState state(flags.rbac_map, flags.reload_sec, *metrics);
-    AdoptedServer server;
-    apply_server_limits(server);
-    install_rbac(server, state);
-    server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-      json_reply(res, 200, {{"status", "ok"}});
-    });
-    server.Get("/readyz", [&](const httplib::Request&, httplib::Response& res) {
-      std::string reason;
-      bool ok = run_check(flags, reason);
-      readyz.observe(ok);
-      if (ok) json_reply(res, 200, {{"status", "ready"}});
-      else json_reply(res, 503, {{"status", "degraded"}, {"reason", reason}});
-    });
-    server.Post("/judge/submit", [worker](const httplib::Request&, httplib::Response& res) {
-      json_reply(res, 202, {{"accepted", true}, {"worker", worker}});
-    });
-    server.Get(R"(/judge/results/([A-Za-z0-9_-]{1,64}))", [](const httplib::Request& req, httplib::Response& res) {
-      json_reply(res, 200, {{"id", req.matches[1].str()}, {"verdict", "pending"}});
-    });
-    server.serve_on(listen_fd);
-  });
 }

@@ -14,35 +14,27 @@ using namespace shmetrics::examples;
 
 int main(int argc, char** argv) {
   ServerFlags flags = parse_server_flags(argc, argv, "shmetrics-ops-server", 8091, /*judge=*/false);
-  std::optional<rbac::RbacMetrics> metrics;
   try {
-    shmetrics::SegmentOptions options;
-    options.instance = flags.instance;
-    options.role = "ops";
-    metrics.emplace(shmetrics::Segment::open(options));  // registered once, inherited by workers
+    rbac::RbacMetrics metrics(open_role_segment(flags.instance, "ops"));  // inherited by workers
+    PreforkOptions prefork{"ops-server", flags.host, flags.port, flags.workers, 128};
+    return run_preforked(prefork, [&](int listen_fd, int worker) {
+      rbac::RbacMapState state(flags.rbac_map, flags.reload_sec, metrics);
+      AdoptedServer server;
+      prepare_worker_server(server, state);
+      server.Get("/ops/status", [&](const httplib::Request&, httplib::Response& res) {
+        json_reply(res, 200, {{"role", "ops"}, {"pid", ::getpid()}, {"worker", worker},
+                              {"rbac_etag", state.etag()}});
+      });
+      server.Get("/ops/jobs", [](const httplib::Request&, httplib::Response& res) {
+        json_reply(res, 200, {{"jobs", nlohmann::json::array()}});
+      });
+      server.Post("/ops/jobs", [](const httplib::Request&, httplib::Response& res) {
+        json_reply(res, 201, {{"accepted", true}});
+      });
+      server.serve_on(listen_fd);
+    });
   } catch (const std::exception& e) {
-    std::cerr << "event=segment_failed server=ops-server reason=\"" << e.what() << "\"\n";
+    std::cerr << "event=start_failed server=ops-server reason=\"" << e.what() << "\"\n";
     return 1;
   }
-  PreforkOptions prefork{"ops-server", flags.host, flags.port, flags.workers, 128};
-  return run_preforked(prefork, [&](int listen_fd, int worker) {
-    rbac::RbacMapState state(flags.rbac_map, flags.reload_sec, *metrics);
-    AdoptedServer server;
-    apply_server_limits(server);
-    install_rbac(server, state);
-    server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-      json_reply(res, 200, {{"status", "ok"}});
-    });
-    server.Get("/ops/status", [&](const httplib::Request&, httplib::Response& res) {
-      json_reply(res, 200, {{"role", "ops"}, {"pid", ::getpid()}, {"worker", worker},
-                            {"rbac_etag", state.etag()}});
-    });
-    server.Get("/ops/jobs", [](const httplib::Request&, httplib::Response& res) {
-      json_reply(res, 200, {{"jobs", nlohmann::json::array()}});
-    });
-    server.Post("/ops/jobs", [](const httplib::Request&, httplib::Response& res) {
-      json_reply(res, 201, {{"accepted", true}});
-    });
-    server.serve_on(listen_fd);
-  });
 }

@@ -2,6 +2,9 @@
 
 #include "../rbac/scopes.h"
 
+#include <cstdlib>
+#include <iostream>
+
 namespace shmetrics::examples {
 
 namespace {
@@ -54,11 +57,27 @@ void install_rbac(httplib::Server& server, rbac::RbacMapState& state) {
   }));
 }
 
-void apply_server_limits(httplib::Server& server) {
+void prepare_worker_server(httplib::Server& server, rbac::RbacMapState& state) {
   server.set_read_timeout(5, 0);
   server.set_write_timeout(5, 0);
   server.set_keep_alive_timeout(5);
   server.set_payload_max_length(64 * 1024);
+  install_rbac(server, state);
+  server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    json_reply(res, 200, {{"status", "ok"}});
+  });
+}
+
+shmetrics::Segment open_role_segment(const std::string& instance, const std::string& role) {
+  try {
+    shmetrics::SegmentOptions options;
+    options.instance = instance;
+    options.role = role;
+    return shmetrics::Segment::open(options);
+  } catch (const std::exception& e) {
+    std::cerr << "event=segment_failed server=" << role << "-server reason=\"" << e.what() << "\"\n";
+    std::exit(1);
+  }
 }
 
 }  // namespace shmetrics::examples

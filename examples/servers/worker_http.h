@@ -4,6 +4,8 @@
 
 #include "../rbac/rbac_state.h"
 
+#include <shmetrics/shmetrics.h>
+
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
@@ -30,7 +32,13 @@ void json_reply(httplib::Response& res, int status, const nlohmann::json& body);
 // counters say what happened. Also gives 404s and other errors a JSON body.
 void install_rbac(httplib::Server& server, rbac::RbacMapState& state);
 
-// Worker defaults: bounded request sizes and timeouts.
-void apply_server_limits(httplib::Server& server);
+// What every worker's server has: bounded request sizes and timeouts, the
+// RBAC check before every handler (install_rbac) and GET /healthz.
+void prepare_worker_server(httplib::Server& server, rbac::RbacMapState& state);
+
+// The master's segment of `role` ("ops", "judge"), opened before forking so
+// workers inherit it and the families registered in it; exits 1 with a log
+// line naming the reason when it cannot be opened.
+shmetrics::Segment open_role_segment(const std::string& instance, const std::string& role);
 
 }  // namespace shmetrics::examples
