@@ -193,3 +193,26 @@ TEST_CASE("a_segment_recreated_with_other_capacities_is_followed") {
   CHECK(testing::sample(text, "plain_total") == 11.0);
   CHECK(testing::sample(text, "shmetrics_segment_up{role=\"judge\"}") == 1.0);
 }
+
+TEST_CASE("a_label_value_that_is_not_utf8_in_the_segment_is_left_out_and_counted") {
+  ScopedName target("bad-utf8");
+  populate(target.str());
+  {
+    // Corrupt the bytes of the label value "/a" of one series in place.
+    Attacker attacker(target.str());
+    auto m = shm::MappedSegment::open_read_only(target.str());
+    std::string_view pool(reinterpret_cast<const char*>(attacker.base + m->geometry().strings_offset),
+                          m->capacities().string_bytes);
+    std::size_t at = pool.find("/a");
+    REQUIRE(at != std::string_view::npos);
+    attacker.base[m->geometry().strings_offset + at + 1] = 0xff;
+  }
+  exporter::RoleSource source("test", target.str());
+  std::string text = source.scrape();
+  INFO(text);
+  CHECK(well_formed(text));
+  CHECK(testing::count_lines(text, "req_total{route=\"/a") == 0);               // left out
+  CHECK(testing::sample(text, "req_total{route=\"/b\\n\",code=\"5é\"}") == 7.0);  // the rest served
+  CHECK(testing::sample(text, "plain_total") == 3.0);
+  CHECK(testing::sample(text, "shmetrics_untrusted_entries_dropped_total{role=\"test\",kind=\"series\"}") == 1.0);
+}
