@@ -13,142 +13,20 @@
 # exits 0 only when nothing failed.
 set -euo pipefail
 
-if [ $# -ne 2 ]; then
-  echo "usage: $0 EXPORTER DEMO_WRITER" >&2
-  exit 2
-fi
-EXPORTER=$1
-DEMO_WRITER=$2
-HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=script_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/script_lib.sh"
+take_script_args "$@"
 PARSE=$HERE/parse_exposition.py
-PYTHON=/usr/bin/python3   # Debian's python3-prometheus-client imports only here
 CONTENT_TYPE='text/plain; version=0.0.4; charset=utf-8'
 ETAG=5bcdd633308d109fdad6fd5e6697406ea1182086da3c46b04633a63bbf2e2358
 WORKERS=3            # first ops writer
 WORKERS_AGAIN=2      # the writer that recreates the ops segment
 SCRAPES=5
-POLL_SECONDS=20
-STOP_SECONDS=10
+REQUEST_SECONDS=5    # curl --max-time of a request
 
-INSTANCE=test-$$-$RANDOM
-OPS_SEGMENT=/dev/shm/shmetrics.$INSTANCE.ops
-JUDGE_SEGMENT=/dev/shm/shmetrics.$INSTANCE.judge
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/exporter_http_test.XXXXXX")
-LOG=$WORK/exporter.err
-PASSED=0
-FAILED=0
-PIDS=()
-
-pass() { PASSED=$((PASSED + 1)); echo "ok: $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*" >&2; }
-# check DESCRIPTION COMMAND...: one check; passes when COMMAND succeeds.
-check() {
-  local desc=$1
-  shift
-  if "$@"; then pass "$desc"; else fail "$desc"; fi
-}
-# die MESSAGE: a failed check after which the script cannot go on.
-die() {
-  fail "$*"
-  exit 1
-}
-
-# alive PID: the process exists and is not a zombie.
-alive() {
-  local state
-  state=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-  [ -n "$state" ] && [ "$state" != Z ]
-}
-
-# poll_until SECONDS COMMAND...: run COMMAND every 0.1 s until it succeeds;
-# fails when SECONDS pass first.
-poll_until() {
-  local tries=$(($1 * 10))
-  shift
-  local i
-  for ((i = 0; i < tries; i++)); do
-    if "$@"; then return 0; fi
-    sleep 0.1
-  done
-  "$@"
-}
-
-# start_bg NAME COMMAND...: start COMMAND in the background, in its own
-# process group (setsid without a fork, so the pid is the group id) so that
-# forked workers can be stopped with it; stdout/stderr go to $WORK/NAME.out
-# and $WORK/NAME.err; the pid is left in $BG_PID.
-start_bg() {
-  local name=$1
-  shift
-  setsid "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-  BG_PID=$!
-  PIDS+=("$BG_PID")
-}
-
-# stop_process PID SECONDS [SIGNAL]: send SIGNAL (TERM), then wait up to
-# SECONDS for the exit; the exit status is left in $STOP_RC (KILLED when it
-# had to be killed). Also kills whatever is left of its process group
-# (orphaned workers).
-stop_process() {
-  local pid=$1 secs=$2 sig=${3:-TERM}
-  STOP_RC=
-  kill "-$sig" "$pid" 2>/dev/null || true
-  if ! poll_until "$secs" eval "! alive $pid"; then
-    kill -KILL "$pid" 2>/dev/null || true
-    STOP_RC=KILLED
-  fi
-  local rc=0
-  wait "$pid" 2>/dev/null || rc=$?
-  [ -n "$STOP_RC" ] || STOP_RC=$rc
-  if kill -0 -- "-$pid" 2>/dev/null; then
-    poll_until "$secs" eval "! kill -0 -- -$pid 2>/dev/null" || kill -KILL -- "-$pid" 2>/dev/null || true
-  fi
-  local kept=()
-  local p
-  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
-  PIDS=("${kept[@]+"${kept[@]}"}")
-}
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  local pid
-  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_process "$pid" 5; done
-  rm -f "$OPS_SEGMENT" "$JUDGE_SEGMENT"
-  if [ "$FAILED" -gt 0 ] || [ "$rc" -ne 0 ]; then
-    echo "--- logs of $WORK (instance $INSTANCE) ---" >&2
-    local f
-    for f in "$WORK"/*.err; do
-      [ -e "$f" ] || continue
-      echo "--- $(basename "$f")" >&2
-      tail -n 30 "$f" >&2
-    done
-  fi
-  rm -rf "$WORK"
-  echo "$PASSED passed, $FAILED failed"
-  if [ "$FAILED" -gt 0 ] || [ "$rc" -ne 0 ]; then exit 1; fi
-  exit 0
-}
-trap cleanup EXIT
-trap 'echo "interrupted" >&2; exit 1' INT TERM
+begin_test_run test
 
 # ------------------------------------------------------------------- helpers
-# scrape NAME PORT PATH [CURL ARGS...]: GET http://127.0.0.1:PORT/PATH; body in
-# $WORK/NAME.body, headers in $WORK/NAME.headers, status in $HTTP_STATUS
-# (000 when there was no answer).
-scrape() {
-  local name=$1 port=$2 path=$3
-  shift 3
-  HTTP_STATUS=$(curl -sS --max-time 5 "$@" -o "$WORK/$name.body" -D "$WORK/$name.headers" \
-    -w '%{http_code}' "http://127.0.0.1:$port$path" 2>"$WORK/curl.err") || true
-  [ -n "$HTTP_STATUS" ] || HTTP_STATUS=000
-}
-
-# header NAME HEADER: the value of HEADER in $WORK/NAME.headers ("" if none).
-header() {
-  { grep -i "^$2:" "$WORK/$1.headers" || true; } | tail -n 1 | tr -d '\r' | sed 's/^[^:]*:[[:space:]]*//'
-}
-
 # lacks_header NAME HEADER: HEADER is absent (and headers were received).
 lacks_header() {
   [ -s "$WORK/$1.headers" ] && ! grep -qi "^$2:" "$WORK/$1.headers"
@@ -162,10 +40,10 @@ parse() {
 
 # count_log REGEX: lines of the exporter log matching the extended REGEX.
 count_log() {
-  { grep -cE "$1" "$LOG" || true; }
+  { grep -cE "$1" "$EXPORTER_LOG" || true; }
 }
 
-# answered_down NAME ROLE: the scrape NAME answered 200 with what a role
+# answered_down NAME ROLE: the http_request NAME was answered 200 with what a role
 # whose segment is missing answers: only shmetrics_segment_up{role=ROLE} 0.
 answered_down() {
   if [ "$HTTP_STATUS" != 200 ]; then
@@ -184,20 +62,16 @@ OPS_FAMILIES=(--expect-family rbac_reload_checks_total=counter --expect-family r
 # ops_up_with N: the ops listener answers 200 with segment_up 1, every family
 # of the demo writer, a moved checks counter and at least N reload hits.
 ops_up_with() {
-  scrape ops-poll "$OPS_PORT" /metrics
+  http_request ops-poll "$OPS_PORT" /metrics
   [ "$HTTP_STATUS" = 200 ] || return 1
   parse "$WORK/ops-poll.body" "${OPS_FAMILIES[@]}" --expect-sample 'shmetrics_segment_up{role="ops"}=1' \
     --expect-min rbac_reload_checks_total=1 --expect-min "rbac_reload_hit_total=$1" 2>"$WORK/ops-poll.why"
 }
 
 # ---------------------------------------------------------------- preconditions
-[ -x "$EXPORTER" ] || die "exporter $EXPORTER is not an executable file"
-[ -x "$DEMO_WRITER" ] || die "demo writer $DEMO_WRITER is not an executable file"
 command -v curl >/dev/null || die "curl not found"
-"$PYTHON" -c 'import prometheus_client.parser' 2>"$WORK/python.err" ||
-  die "$PYTHON cannot import prometheus_client.parser (python3-prometheus-client): $(cat "$WORK/python.err")"
-check "segments of instance $INSTANCE do not exist before the test" \
-  test ! -e "$OPS_SEGMENT" -a ! -e "$JUDGE_SEGMENT"
+require_prometheus_parser
+check "segments of instance $INSTANCE do not exist before the test" no_segments_exist
 
 # ------------------------------------------------------- --help, unknown flag
 rc=0
@@ -215,53 +89,39 @@ check "an unknown flag exits 2 (got $rc)" [ "$rc" -eq 2 ]
 check "an unknown flag is named in a message on stderr" grep -q -e '--no-such-flag' "$WORK/badflag.err"
 
 # ------------------------------------------------------------ start exporter
-start_bg exporter "$EXPORTER" --instance "$INSTANCE" --ops-listen 127.0.0.1:0 --judge-listen 127.0.0.1:0
-EXPORTER_PID=$BG_PID
-
-listening() {
-  alive "$EXPORTER_PID" &&
-    grep -qs 'event=listening role=ops address=127\.0\.0\.1:[1-9]' "$LOG" &&
-    grep -qs 'event=listening role=judge address=127\.0\.0\.1:[1-9]' "$LOG"
-}
-poll_until "$POLL_SECONDS" listening ||
-  die "exporter did not log event=listening for both roles on 127.0.0.1 within ${POLL_SECONDS}s (alive: $(alive "$EXPORTER_PID" && echo yes || echo no))"
-port_of() {
-  grep -o "event=listening role=$1 address=127\.0\.0\.1:[0-9]*" "$LOG" | head -n 1 | sed 's/.*://'
-}
-OPS_PORT=$(port_of ops)
-JUDGE_PORT=$(port_of judge)
+start_exporter exporter
 check "exporter logged a distinct listening port per role on 127.0.0.1 (ops $OPS_PORT, judge $JUDGE_PORT)" \
   test -n "$OPS_PORT" -a -n "$JUDGE_PORT" -a "$OPS_PORT" != "$JUDGE_PORT"
 
 # ------------------------------------------------ both segments missing: down
 for role in ops judge; do
   if [ "$role" = ops ]; then port=$OPS_PORT; else port=$JUDGE_PORT; fi
-  scrape "down-$role" "$port" /metrics
+  http_request "down-$role" "$port" /metrics
   check "$role /metrics answers 200 while its segment is missing (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 200 ]
   ct=$(header "down-$role" Content-Type)
   check "$role /metrics Content-Type is exactly '$CONTENT_TYPE' (got '$ct')" [ "$ct" = "$CONTENT_TYPE" ]
   check "$role /metrics shows only shmetrics_segment_up{role=\"$role\"} 0" answered_down "down-$role" "$role"
   for ((i = 2; i <= SCRAPES; i++)); do
-    scrape "down-$role-$i" "$port" /metrics
+    http_request "down-$role-$i" "$port" /metrics
     check "$role scrape $i of $SCRAPES answers 200 with only segment_up 0" answered_down "down-$role-$i" "$role"
   done
 done
 for role in ops judge; do
   pattern="event=segment_down role=$role .*reason="
-  poll_until "$POLL_SECONDS" grep -qE "$pattern" "$LOG" || true
+  poll_until "$POLL_SECONDS" grep -qE "$pattern" "$EXPORTER_LOG" || true
   n=$(count_log "$pattern")
   check "exporter logged segment_down with a reason once for $role over $SCRAPES scrapes (got $n lines)" [ "$n" -eq 1 ]
 done
 
 # --------------------------------------------------- ops writer: ops comes up
-start_bg writer1 "$DEMO_WRITER" --instance "$INSTANCE" --role ops --workers "$WORKERS"
+start_demo_writer writer1 ops "$WORKERS"
 WRITER_PID=$BG_PID
 if poll_until "$POLL_SECONDS" ops_up_with "$WORKERS"; then
   pass "ops /metrics shows shmetrics_segment_up{role=\"ops\"} 1 and the writer's families"
 else
   die "ops /metrics did not come up within ${POLL_SECONDS}s of starting the writer: $(cat "$WORK/ops-poll.why" 2>/dev/null)"
 fi
-scrape ops-up "$OPS_PORT" /metrics
+http_request ops-up "$OPS_PORT" /metrics
 check "ops /metrics answers 200 with the segment up (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 200 ]
 ct=$(header ops-up Content-Type)
 check "ops /metrics Content-Type with data is exactly '$CONTENT_TYPE' (got '$ct')" [ "$ct" = "$CONTENT_TYPE" ]
@@ -272,21 +132,21 @@ check "ops /metrics: families, rbac_reload_hit_total == $WORKERS, map info, no j
   --expect-min rbac_allowed_total=0 \
   --expect-sample "rbac_map_info{etag=\"$ETAG\"}=1" \
   --expect-absent readyz_checks_total --expect-absent readyz_failures_total
-check "exporter logged segment_opened for ops" grep -qE 'event=segment_opened role=ops ' "$LOG"
+check "exporter logged segment_opened for ops" grep -qE 'event=segment_opened role=ops ' "$EXPORTER_LOG"
 
-scrape judge-still-down "$JUDGE_PORT" /metrics
+http_request judge-still-down "$JUDGE_PORT" /metrics
 check "judge /metrics still shows only segment_up{role=\"judge\"} 0 with the ops writer running" \
   answered_down judge-still-down judge
 
 # -------------------------------------------------------------- unknown path
 for role in ops judge; do
   if [ "$role" = ops ]; then port=$OPS_PORT; else port=$JUDGE_PORT; fi
-  scrape "nope-$role" "$port" /nope
+  http_request "nope-$role" "$port" /nope
   check "$role GET /nope answers 404 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 404 ]
 done
 
 # -------------------------------------------------------------- no compression
-scrape gzip "$OPS_PORT" /metrics -H 'Accept-Encoding: gzip, br'
+http_request gzip "$OPS_PORT" /metrics -H 'Accept-Encoding: gzip, br'
 check "ops /metrics with Accept-Encoding: gzip, br answers 200 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 200 ]
 check "ops /metrics with Accept-Encoding: gzip, br has no Content-Encoding header (got '$(header gzip Content-Encoding)')" \
   lacks_header gzip Content-Encoding
@@ -299,7 +159,7 @@ stop_process "$WRITER_PID" "$STOP_SECONDS"
 check "first ops writer exits 0 on SIGTERM (got $STOP_RC)" [ "$STOP_RC" = 0 ]
 rm -f "$OPS_SEGMENT"
 check "ops segment file removed" [ ! -e "$OPS_SEGMENT" ]
-start_bg writer2 "$DEMO_WRITER" --instance "$INSTANCE" --role ops --workers "$WORKERS_AGAIN"
+start_demo_writer writer2 ops "$WORKERS_AGAIN"
 WRITER_PID=$BG_PID
 check "new ops writer recreated $OPS_SEGMENT" poll_until "$POLL_SECONDS" test -e "$OPS_SEGMENT"
 
@@ -316,13 +176,13 @@ if poll_until "$POLL_SECONDS" replaced; then
 else
   fail "exporter did not log segment_opened/segment_replaced for the recreated ops segment within ${POLL_SECONDS}s (lines before $opened_before, now $(count_log 'event=segment_(opened|replaced) role=ops '); last scrape: $(cat "$WORK/ops-poll.why" 2>/dev/null))"
 fi
-scrape ops-again "$OPS_PORT" /metrics
+http_request ops-again "$OPS_PORT" /metrics
 check "ops /metrics after recreation: rbac_reload_hit_total == $WORKERS_AGAIN (the new writer's workers), segment up" \
   parse "$WORK/ops-again.body" "${OPS_FAMILIES[@]}" \
   --expect-sample 'shmetrics_segment_up{role="ops"}=1' \
   --expect-sample "rbac_reload_hit_total=$WORKERS_AGAIN" \
   --expect-sample "rbac_map_info{etag=\"$ETAG\"}=1"
-scrape judge-down-again "$JUDGE_PORT" /metrics
+http_request judge-down-again "$JUDGE_PORT" /metrics
 check "judge /metrics still down after the ops segment was recreated" \
   answered_down judge-down-again judge
 
@@ -333,4 +193,4 @@ check "second ops writer exits 0 on SIGTERM (got $STOP_RC)" [ "$STOP_RC" = 0 ]
 check "exporter still running before SIGTERM" alive "$EXPORTER_PID"
 stop_process "$EXPORTER_PID" "$STOP_SECONDS"
 check "exporter exits 0 within ${STOP_SECONDS}s of SIGTERM (got $STOP_RC)" [ "$STOP_RC" = 0 ]
-check "exporter logged event=stopped" grep -q 'event=stopped' "$LOG"
+check "exporter logged event=stopped" grep -q 'event=stopped' "$EXPORTER_LOG"

@@ -38,124 +38,16 @@
 # "N passed, N failed"; exits 0 only when nothing failed.
 set -euo pipefail
 
-if [ $# -ne 2 ]; then
-  echo "usage: $0 EXPORTER DEMO_WRITER" >&2
-  exit 2
-fi
-EXPORTER=$1
-DEMO_WRITER=$2
-HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=script_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/script_lib.sh"
+take_script_args "$@"
 CLIENT=$HERE/exporter_load_client.py
-PYTHON=/usr/bin/python3
 THREADS=8
 BURST=200
 HOLD=6               # seconds the slow clients hold their threads
 SLOW_HOLD_ON_STOP=30 # longer than STOP_SECONDS: the stop must not wait for them
-POLL_SECONDS=20
-STOP_SECONDS=10
 
-INSTANCE=load-$$-$RANDOM
-OPS_SEGMENT=/dev/shm/shmetrics.$INSTANCE.ops
-JUDGE_SEGMENT=/dev/shm/shmetrics.$INSTANCE.judge
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/exporter_load_test.XXXXXX")
-PASSED=0
-FAILED=0
-PIDS=()
-
-pass() { PASSED=$((PASSED + 1)); echo "ok: $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*" >&2; }
-check() {
-  local desc=$1
-  shift
-  if "$@"; then pass "$desc"; else fail "$desc"; fi
-}
-die() {
-  fail "$*"
-  exit 1
-}
-
-alive() {
-  local state
-  state=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-  [ -n "$state" ] && [ "$state" != Z ]
-}
-
-# poll_until SECONDS COMMAND...: run COMMAND every 0.1 s until it succeeds.
-poll_until() {
-  local tries=$(($1 * 10))
-  shift
-  local i
-  for ((i = 0; i < tries; i++)); do
-    if "$@"; then return 0; fi
-    sleep 0.1
-  done
-  "$@"
-}
-
-# start_bg NAME COMMAND...: COMMAND in the background in its own process
-# group; output in $WORK/NAME.out and .err; pid in $BG_PID.
-start_bg() {
-  local name=$1
-  shift
-  setsid "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-  BG_PID=$!
-  PIDS+=("$BG_PID")
-}
-
-# stop_process PID SECONDS: SIGTERM, wait, SIGKILL when it takes too long; the
-# exit status is left in $STOP_RC (KILLED when killed). Also stops what is
-# left of its process group.
-stop_process() {
-  local pid=$1 secs=$2
-  STOP_RC=
-  kill -TERM "$pid" 2>/dev/null || true
-  if ! poll_until "$secs" eval "! alive $pid"; then
-    kill -KILL "$pid" 2>/dev/null || true
-    STOP_RC=KILLED
-  fi
-  local rc=0
-  wait "$pid" 2>/dev/null || rc=$?
-  [ -n "$STOP_RC" ] || STOP_RC=$rc
-  if kill -0 -- "-$pid" 2>/dev/null; then
-    poll_until "$secs" eval "! kill -0 -- -$pid 2>/dev/null" || kill -KILL -- "-$pid" 2>/dev/null || true
-  fi
-  local kept=() p
-  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
-  PIDS=("${kept[@]+"${kept[@]}"}")
-}
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  local pid
-  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_process "$pid" 5; done
-  rm -f "$OPS_SEGMENT" "$JUDGE_SEGMENT"
-  if [ "$FAILED" -gt 0 ] || [ "$rc" -ne 0 ]; then
-    echo "--- logs of $WORK (instance $INSTANCE) ---" >&2
-    local f
-    for f in "$WORK"/*.err; do
-      [ -e "$f" ] || continue
-      echo "--- $(basename "$f")" >&2
-      tail -n 30 "$f" >&2
-    done
-  fi
-  rm -rf "$WORK"
-  echo "$PASSED passed, $FAILED failed"
-  if [ "$FAILED" -gt 0 ] || [ "$rc" -ne 0 ]; then exit 1; fi
-  exit 0
-}
-trap cleanup EXIT
-trap 'echo "interrupted" >&2; exit 1' INT TERM
-
-# request NAME CURL ARGS...: one curl request; body in $WORK/NAME.body,
-# headers in $WORK/NAME.headers, status in $HTTP_STATUS (000: no answer).
-request() {
-  local name=$1
-  shift
-  HTTP_STATUS=$(curl -sS --max-time 10 -o "$WORK/$name.body" -D "$WORK/$name.headers" \
-    -w '%{http_code}' "$@" 2>"$WORK/$name.curl-err") || true
-  [ -n "$HTTP_STATUS" ] || HTTP_STATUS=000
-}
+begin_test_run load
 
 # status_in STATUS...: $HTTP_STATUS is one of them.
 status_in() {
@@ -164,38 +56,27 @@ status_in() {
   return 1
 }
 
-# header NAME HEADER: the value of HEADER in $WORK/NAME.headers ("" if none).
-header() {
-  { grep -i "^$2:" "$WORK/$1.headers" || true; } | tail -n 1 | tr -d '\r' | sed 's/^[^:]*:[[:space:]]*//'
-}
-
-# start_exporter NAME FLAGS...: starts the exporter for $INSTANCE on
-# 127.0.0.1:0 and leaves its pid in $EXPORTER_PID and the ops port in $PORT.
-start_exporter() {
-  local name=$1
-  shift
-  start_bg "$name" "$EXPORTER" --instance "$INSTANCE" --ops-listen 127.0.0.1:0 \
-    --judge-listen 127.0.0.1:0 "$@"
-  EXPORTER_PID=$BG_PID
-  local log=$WORK/$name.err
-  poll_until "$POLL_SECONDS" eval "alive $EXPORTER_PID && grep -qs 'event=listening role=ops address=127\.0\.0\.1:[1-9]' '$log'" ||
-    die "exporter $name did not log event=listening role=ops within ${POLL_SECONDS}s"
-  PORT=$(grep -o 'event=listening role=ops address=127\.0\.0\.1:[0-9]*' "$log" | head -n 1 | sed 's/.*://')
-}
-
-ops_up() {
-  request up "http://127.0.0.1:$PORT/metrics"
-  [ "$HTTP_STATUS" = 200 ] && grep -q '^shmetrics_segment_up{role="ops"} 1$' "$WORK/up.body"
+# twelve_slow_clients NAME READ_TIMEOUT_MS SUBJECT [WHEN]: 12 slow clients
+# hold on for HOLD s while 20 scrapes run; the check "SUBJECT, 20 scrapes were
+# all answered[WHEN]" passes when every scrape was answered. Prints what was
+# measured (the exporter runs with --read-timeout-ms READ_TIMEOUT_MS).
+twelve_slow_clients() {
+  local name=$1 read_timeout_ms=$2 subject=$3 when=${4:-}
+  if "$PYTHON" "$CLIENT" slow "$OPS_PORT" --slow 12 --scrapes 20 --hold "$HOLD" \
+    >"$WORK/$name.out" 2>"$WORK/$name.err"; then
+    pass "$subject, 20 scrapes were all answered$when"
+  else
+    fail "$subject, scrapes failed: $(cat "$WORK/$name.err")"
+  fi
+  echo "  measured (12 slow clients, $THREADS threads, read timeout $read_timeout_ms ms, hold ${HOLD}s):"
+  sed 's/^/    /' "$WORK/$name.out"
 }
 
 # ---------------------------------------------------------------- preconditions
-[ -x "$EXPORTER" ] || die "exporter $EXPORTER is not an executable file"
-[ -x "$DEMO_WRITER" ] || die "demo writer $DEMO_WRITER is not an executable file"
 command -v curl >/dev/null || die "curl not found"
 [ -x "$PYTHON" ] || die "$PYTHON not found"
 [ -r "$CLIENT" ] || die "$CLIENT not found"
-check "segments of instance $INSTANCE do not exist before the test" \
-  test ! -e "$OPS_SEGMENT" -a ! -e "$JUDGE_SEGMENT"
+check "segments of instance $INSTANCE do not exist before the test" no_segments_exist
 
 # ------------------------------------------------------------------------ flags
 "$EXPORTER" --help >"$WORK/help.out" 2>&1 || true
@@ -232,26 +113,26 @@ rc=0
 check "--threads without a value exits 2 (got $rc)" [ "$rc" -eq 2 ]
 
 # ---------------------------------------------------------- writer, exporter
-start_bg writer "$DEMO_WRITER" --instance "$INSTANCE" --role ops --workers 2
+start_demo_writer writer ops 2
 start_exporter exporter --threads "$THREADS" --keep-alive-max 50 --keep-alive-timeout-s 4 \
   --read-timeout-ms 5000 --write-timeout-ms 5000 --max-request-bytes 4096
-check "ops /metrics comes up with the writer's segment" poll_until "$POLL_SECONDS" ops_up
+check "ops /metrics comes up with the writer's segment" poll_until "$POLL_SECONDS" ops_segment_up
 
 # ------------------------------------------------------------ (a) 200 at once
 start=$(date +%s%N)
-if "$PYTHON" "$CLIENT" burst "$PORT" "$BURST" >"$WORK/burst.out" 2>"$WORK/burst.err"; then
+if "$PYTHON" "$CLIENT" burst "$OPS_PORT" "$BURST" >"$WORK/burst.out" 2>"$WORK/burst.err"; then
   pass "$BURST scrapes at once all answered 200 with a complete body"
 else
   fail "$BURST scrapes at once: not all answered 200 with a complete body: $(cat "$WORK/burst.err")"
 fi
 echo "  measured: $(cat "$WORK/burst.out") (wall $((($(date +%s%N) - start) / 1000000)) ms)"
 if command -v ss >/dev/null; then
-  backlog=$(ss -Hltn "sport = :$PORT" | awk '{print $3}' | head -n 1)
+  backlog=$(ss -Hltn "sport = :$OPS_PORT" | awk '{print $3}' | head -n 1)
   check "the ops listener's backlog is 128 (got '$backlog')" [ "$backlog" = 128 ]
 fi
 
 # ----------------------------------------------- (b) slow clients < threads
-if "$PYTHON" "$CLIENT" slow "$PORT" --slow 4 --scrapes 20 --hold "$HOLD" --expect-during-hold \
+if "$PYTHON" "$CLIENT" slow "$OPS_PORT" --slow 4 --scrapes 20 --hold "$HOLD" --expect-during-hold \
   >"$WORK/slow4.out" 2>"$WORK/slow4.err"; then
   pass "with 4 slow clients on $THREADS threads, 20 scrapes all answered while they held on"
 else
@@ -261,41 +142,34 @@ sed 's/^/  measured: /' "$WORK/slow4.out"
 
 # ------------------------------------------ more slow clients than threads
 # Documented above; only that the scrapes are answered in the end is checked.
-if "$PYTHON" "$CLIENT" slow "$PORT" --slow 12 --scrapes 20 --hold "$HOLD" \
-  >"$WORK/slow12.out" 2>"$WORK/slow12.err"; then
-  pass "with 12 slow clients on $THREADS threads, 20 scrapes were all answered in the end"
-else
-  fail "with 12 slow clients on $THREADS threads, scrapes failed: $(cat "$WORK/slow12.err")"
-fi
-echo "  measured (12 slow clients, $THREADS threads, read timeout 5000 ms, hold ${HOLD}s):"
-sed 's/^/    /' "$WORK/slow12.out"
+twelve_slow_clients slow12 5000 "with 12 slow clients on $THREADS threads" " in the end"
 
 # ------------------------------------------------------------ (c) abuse
-request big20k "http://127.0.0.1:$PORT/metrics" -H "X-Big: $(head -c 20000 /dev/zero | tr '\0' a)"
+http_request big20k "$OPS_PORT" /metrics -H "X-Big: $(head -c 20000 /dev/zero | tr '\0' a)"
 check "a 20 KB header line is refused with 400 or 431 (got $HTTP_STATUS)" status_in 400 431
-request big5k "http://127.0.0.1:$PORT/metrics" -H "X-Big: $(head -c 5000 /dev/zero | tr '\0' a)"
+http_request big5k "$OPS_PORT" /metrics -H "X-Big: $(head -c 5000 /dev/zero | tr '\0' a)"
 check "a 5 KB head over --max-request-bytes 4096 gets 431 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 431 ]
-request big3k "http://127.0.0.1:$PORT/metrics" -H "X-Big: $(head -c 3000 /dev/zero | tr '\0' a)"
+http_request big3k "$OPS_PORT" /metrics -H "X-Big: $(head -c 3000 /dev/zero | tr '\0' a)"
 check "a 3 KB head under --max-request-bytes 4096 is served (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 200 ]
 
-request nope "http://127.0.0.1:$PORT/nope"
+http_request nope "$OPS_PORT" /nope
 check "GET /nope answers 404 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 404 ]
-request brew -X BREW "http://127.0.0.1:$PORT/metrics"
+http_request brew "$OPS_PORT" /metrics -X BREW
 check "BREW /metrics answers 400 or 405 (got $HTTP_STATUS)" status_in 400 405
 for method in POST PUT DELETE OPTIONS; do
-  request "m-$method" -X "$method" "http://127.0.0.1:$PORT/metrics"
+  http_request "m-$method" "$OPS_PORT" /metrics -X "$method"
   allow=$(header "m-$method" Allow)
   check "$method /metrics answers 405 (got $HTTP_STATUS)" status_in 405
   check "$method /metrics names GET, HEAD in its Allow header (got '$allow')" [ "$allow" = "GET, HEAD" ]
 done
 
-request head --head "http://127.0.0.1:$PORT/metrics"
+http_request head "$OPS_PORT" /metrics --head
 length=$(header head Content-Length)
 check "HEAD /metrics answers 200 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 200 ]
 check "HEAD /metrics has a Content-Length > 0 (got '$length')" [ "${length:-0}" -gt 0 ]
 # curl prints HEAD's headers as its output; read the raw answer instead.
 raw_head() {
-  exec 3<>"/dev/tcp/127.0.0.1/$PORT" || return 1
+  exec 3<>"/dev/tcp/127.0.0.1/$OPS_PORT" || return 1
   printf 'HEAD /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
   timeout 10 cat <&3 >"$WORK/head.raw" || true
   exec 3<&-
@@ -308,27 +182,27 @@ ka=$(header head Keep-Alive)
 check "the Keep-Alive header shows --keep-alive-timeout-s 4 and --keep-alive-max 50 (got '$ka')" \
   [ "$ka" = "timeout=4, max=50" ]
 
-request body -X GET --data 'x=1' "http://127.0.0.1:$PORT/metrics"
+http_request body "$OPS_PORT" /metrics -X GET --data 'x=1'
 check "GET /metrics with a body answers 413 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 413 ]
 check "GET /metrics with a body gets a short text body" grep -q 'not accepted' "$WORK/body.body"
 check "GET /metrics with a body is answered Connection: close (got '$(header body Connection)')" \
   [ "$(header body Connection)" = close ]
-request chunked -X GET -H 'Transfer-Encoding: chunked' --data 'x=1' "http://127.0.0.1:$PORT/metrics"
+http_request chunked "$OPS_PORT" /metrics -X GET -H 'Transfer-Encoding: chunked' --data 'x=1'
 check "GET /metrics with a chunked body answers 413 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 413 ]
-request postbody -X POST --data-binary "@$WORK/help.out" "http://127.0.0.1:$PORT/nope"
+http_request postbody "$OPS_PORT" /nope -X POST --data-binary "@$WORK/help.out"
 check "POST /nope with a body is refused with 413 unread (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 413 ]
-if "$PYTHON" "$CLIENT" smuggle "$PORT" >"$WORK/smuggle.out" 2>"$WORK/smuggle.err"; then
+if "$PYTHON" "$CLIENT" smuggle "$OPS_PORT" >"$WORK/smuggle.out" 2>"$WORK/smuggle.err"; then
   pass "a refused body is never parsed as a request: one 4xx answer, then the connection closes"
 else
   fail "a request inside a refused body: $(cat "$WORK/smuggle.out" "$WORK/smuggle.err")"
 fi
 
 check "exporter still running after the abuse" alive "$EXPORTER_PID"
-check "ops /metrics still answers 200 with the segment up after the abuse" ops_up
+check "ops /metrics still answers 200 with the segment up after the abuse" ops_segment_up
 
 # SIGTERM while 12 slow clients hold every thread: stop() alone would wait
 # for them (they would go on for SLOW_HOLD_ON_STOP s).
-start_bg slow-at-stop "$PYTHON" "$CLIENT" slow "$PORT" --slow 12 --scrapes 0 --hold "$SLOW_HOLD_ON_STOP"
+start_bg slow-at-stop "$PYTHON" "$CLIENT" slow "$OPS_PORT" --slow 12 --scrapes 0 --hold "$SLOW_HOLD_ON_STOP"
 SLOW_PID=$BG_PID
 sleep 3
 stop_start=$(date +%s%N)
@@ -337,20 +211,13 @@ stop_ms=$((($(date +%s%N) - stop_start) / 1000000))
 check "exporter exits 0 on SIGTERM while 12 slow clients hold its threads (got $STOP_RC after $stop_ms ms)" \
   [ "$STOP_RC" = 0 ]
 check "exporter logged event=stopped" grep -q 'event=stopped' "$WORK/exporter.err"
-poll_until "$STOP_SECONDS" eval "! alive $SLOW_PID" || true
+poll_until "$STOP_SECONDS" process_gone "$SLOW_PID" || true
 stop_process "$SLOW_PID" "$STOP_SECONDS"
 echo "  measured: SIGTERM to exit with 12 slow clients connected: $stop_ms ms; the slow clients saw:"
 sed 's/^/    /' "$WORK/slow-at-stop.out"
 
 # --------------------------------- slow clients cut by a short read timeout
 start_exporter exporter-rt500 --threads "$THREADS" --read-timeout-ms 500
-if "$PYTHON" "$CLIENT" slow "$PORT" --slow 12 --scrapes 20 --hold "$HOLD" \
-  >"$WORK/slow12rt.out" 2>"$WORK/slow12rt.err"; then
-  pass "with --read-timeout-ms 500 and 12 slow clients, 20 scrapes were all answered"
-else
-  fail "with --read-timeout-ms 500 and 12 slow clients, scrapes failed: $(cat "$WORK/slow12rt.err")"
-fi
-echo "  measured (12 slow clients, $THREADS threads, read timeout 500 ms, hold ${HOLD}s):"
-sed 's/^/    /' "$WORK/slow12rt.out"
+twelve_slow_clients slow12rt 500 "with --read-timeout-ms 500 and 12 slow clients"
 stop_process "$EXPORTER_PID" "$STOP_SECONDS"
 check "exporter with --read-timeout-ms 500 exits 0 on SIGTERM (got $STOP_RC)" [ "$STOP_RC" = 0 ]

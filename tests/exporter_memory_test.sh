@@ -19,15 +19,10 @@
 # exits 0 only when nothing failed.
 set -euo pipefail
 
-if [ $# -ne 2 ]; then
-  echo "usage: $0 EXPORTER DEMO_WRITER" >&2
-  exit 2
-fi
-EXPORTER=$1
-DEMO_WRITER=$2
-HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=script_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/script_lib.sh"
+take_script_args "$@"
 CLIENT=$HERE/exporter_load_client.py
-PYTHON=/usr/bin/python3
 WARMUP=100
 SCRAPES=10000
 CONCURRENCY=4
@@ -35,8 +30,6 @@ SLACK_KB=$((8 * 1024))
 DEADLINE_SECONDS=240
 WRITERS=2
 WORKERS=6
-POLL_SECONDS=20
-STOP_SECONDS=10
 SERIES=(rbac_reload_checks_total rbac_allowed_total rbac_forbidden_total rbac_route_matches_total)
 
 if ldd "$EXPORTER" 2>/dev/null | grep -Eq 'lib(a|t|ub|l)san'; then
@@ -44,94 +37,7 @@ if ldd "$EXPORTER" 2>/dev/null | grep -Eq 'lib(a|t|ub|l)san'; then
   exit 77
 fi
 
-INSTANCE=memory-$$-$RANDOM
-OPS_SEGMENT=/dev/shm/shmetrics.$INSTANCE.ops
-JUDGE_SEGMENT=/dev/shm/shmetrics.$INSTANCE.judge
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/exporter_memory_test.XXXXXX")
-PASSED=0
-FAILED=0
-PIDS=()
-
-pass() { PASSED=$((PASSED + 1)); echo "ok: $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*" >&2; }
-check() {
-  local desc=$1
-  shift
-  if "$@"; then pass "$desc"; else fail "$desc"; fi
-}
-die() {
-  fail "$*"
-  exit 1
-}
-
-alive() {
-  local state
-  state=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-  [ -n "$state" ] && [ "$state" != Z ]
-}
-
-poll_until() {
-  local tries=$(($1 * 10))
-  shift
-  local i
-  for ((i = 0; i < tries; i++)); do
-    if "$@"; then return 0; fi
-    sleep 0.1
-  done
-  "$@"
-}
-
-start_bg() {
-  local name=$1
-  shift
-  setsid "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-  BG_PID=$!
-  PIDS+=("$BG_PID")
-}
-
-# stop_process PID SECONDS: SIGTERM, wait, SIGKILL when it takes too long;
-# status in $STOP_RC (KILLED when killed); also stops its process group.
-stop_process() {
-  local pid=$1 secs=$2
-  STOP_RC=
-  kill -TERM "$pid" 2>/dev/null || true
-  if ! poll_until "$secs" eval "! alive $pid"; then
-    kill -KILL "$pid" 2>/dev/null || true
-    STOP_RC=KILLED
-  fi
-  local rc=0
-  wait "$pid" 2>/dev/null || rc=$?
-  [ -n "$STOP_RC" ] || STOP_RC=$rc
-  if kill -0 -- "-$pid" 2>/dev/null; then
-    poll_until "$secs" eval "! kill -0 -- -$pid 2>/dev/null" || kill -KILL -- "-$pid" 2>/dev/null || true
-  fi
-  local kept=() p
-  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
-  PIDS=("${kept[@]+"${kept[@]}"}")
-}
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  local pid
-  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_process "$pid" 5; done
-  rm -f "$OPS_SEGMENT" "$JUDGE_SEGMENT"
-  if [ "$FAILED" -gt 0 ] || [ "$rc" -ne 0 ]; then
-    echo "--- logs of $WORK (instance $INSTANCE) ---" >&2
-    local f
-    for f in "$WORK"/*.err; do
-      [ -e "$f" ] || continue
-      echo "--- $(basename "$f")" >&2
-      tail -n 30 "$f" >&2
-    done
-  fi
-  rm -rf "$WORK"
-  echo "$PASSED passed, $FAILED failed"
-  if [ "$FAILED" -gt 0 ] || [ "$rc" -ne 0 ]; then exit 1; fi
-  exit 0
-}
-trap cleanup EXIT
-trap 'echo "interrupted" >&2; exit 1' INT TERM
+begin_test_run memory
 
 rss_kb() {
   awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
@@ -142,18 +48,11 @@ rss_kb() {
 scrapes() {
   local name=$1 count=$2 args=() s
   for s in "${SERIES[@]}"; do args+=(--series "$s"); done
-  "$PYTHON" "$CLIENT" scrapes "$PORT" --count "$count" --concurrency "$CONCURRENCY" \
+  "$PYTHON" "$CLIENT" scrapes "$OPS_PORT" --count "$count" --concurrency "$CONCURRENCY" \
     --deadline "$DEADLINE_SECONDS" "${args[@]}" >"$WORK/$name.out" 2>"$WORK/$name.err"
 }
 
-ops_up() {
-  curl -sS --max-time 5 "http://127.0.0.1:$PORT/metrics" 2>/dev/null |
-    grep -q '^shmetrics_segment_up{role="ops"} 1$'
-}
-
 # ---------------------------------------------------------------- preconditions
-[ -x "$EXPORTER" ] || die "exporter $EXPORTER is not an executable file"
-[ -x "$DEMO_WRITER" ] || die "demo writer $DEMO_WRITER is not an executable file"
 [ -r /proc/self/status ] || die "/proc/PID/status is not readable here"
 command -v curl >/dev/null || die "curl not found"
 [ -r "$CLIENT" ] || die "$CLIENT not found"
@@ -162,15 +61,11 @@ command -v curl >/dev/null || die "curl not found"
 busy=()
 if "$DEMO_WRITER" --help 2>&1 | grep -q -e '--busy'; then busy=(--busy); fi
 for ((w = 1; w <= WRITERS; w++)); do
-  start_bg "writer$w" "$DEMO_WRITER" --instance "$INSTANCE" --role ops --workers "$WORKERS" "${busy[@]+"${busy[@]}"}"
+  start_demo_writer "writer$w" ops "$WORKERS" "${busy[@]+"${busy[@]}"}"
 done
 echo "  writers: $WRITERS demo writers of $WORKERS workers each${busy[*]:+ with ${busy[*]}}"
-start_bg exporter "$EXPORTER" --instance "$INSTANCE" --ops-listen 127.0.0.1:0 --judge-listen 127.0.0.1:0
-EXPORTER_PID=$BG_PID
-poll_until "$POLL_SECONDS" eval "alive $EXPORTER_PID && grep -qs 'event=listening role=ops address=127\.0\.0\.1:[1-9]' '$WORK/exporter.err'" ||
-  die "exporter did not log event=listening role=ops within ${POLL_SECONDS}s"
-PORT=$(grep -o 'event=listening role=ops address=127\.0\.0\.1:[0-9]*' "$WORK/exporter.err" | head -n 1 | sed 's/.*://')
-poll_until "$POLL_SECONDS" ops_up || die "ops /metrics did not show the writers' segment within ${POLL_SECONDS}s"
+start_exporter exporter
+poll_until "$POLL_SECONDS" ops_segment_up || die "ops /metrics did not show the writers' segment within ${POLL_SECONDS}s"
 
 # --------------------------------------------------------------------- warm-up
 if scrapes warmup "$WARMUP"; then

@@ -12,133 +12,26 @@
 # exits 0 only when nothing failed.
 set -euo pipefail
 
-if [ $# -ne 2 ]; then
-  echo "usage: $0 EXPORTER DEMO_WRITER" >&2
-  exit 2
-fi
-EXPORTER=$1
-DEMO_WRITER=$2
-HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=script_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/script_lib.sh"
+take_script_args "$@"
 PARSE=$HERE/parse_exposition.py
-PYTHON=/usr/bin/python3   # Debian's python3-prometheus-client imports only here
 WORKERS=3
 ETAG=5bcdd633308d109fdad6fd5e6697406ea1182086da3c46b04633a63bbf2e2358
-POLL_SECONDS=20
-STOP_SECONDS=10
+LOG_TAIL_LINES=20
 
-INSTANCE=test-$$-$RANDOM
-SEGMENTS=("/dev/shm/shmetrics.$INSTANCE.ops" "/dev/shm/shmetrics.$INSTANCE.judge")
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/exposition_check.XXXXXX")
-PASSED=0
-FAILED=0
-PIDS=()
-
-pass() { PASSED=$((PASSED + 1)); echo "ok: $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*" >&2; }
-# check DESCRIPTION COMMAND...: one check; passes when COMMAND succeeds.
-check() {
-  local desc=$1
-  shift
-  if "$@"; then pass "$desc"; else fail "$desc"; fi
-}
-# die MESSAGE: a failed check after which the script cannot go on.
-die() {
-  fail "$*"
-  exit 1
-}
-
-# alive PID: the process exists and is not a zombie.
-alive() {
-  local state
-  state=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-  [ -n "$state" ] && [ "$state" != Z ]
-}
-
-# poll_until SECONDS COMMAND...: run COMMAND every 0.1 s until it succeeds;
-# fails when SECONDS pass first.
-poll_until() {
-  local tries=$(($1 * 10))
-  shift
-  local i
-  for ((i = 0; i < tries; i++)); do
-    if "$@"; then return 0; fi
-    sleep 0.1
-  done
-  "$@"
-}
-
-# start_bg NAME COMMAND...: start COMMAND in the background, in its own
-# process group (setsid without a fork, so the pid is the group id) so that
-# forked workers can be stopped with it; stdout/stderr go to $WORK/NAME.out
-# and $WORK/NAME.err; the pid is left in $BG_PID.
-start_bg() {
-  local name=$1
-  shift
-  setsid "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-  BG_PID=$!
-  PIDS+=("$BG_PID")
-}
-
-# stop_process PID SECONDS: SIGTERM, then wait up to SECONDS for the exit;
-# the exit status is left in $STOP_RC (KILLED when it had to be killed).
-# Also kills whatever is left of its process group (orphaned workers).
-stop_process() {
-  local pid=$1 secs=$2
-  STOP_RC=
-  kill -TERM "$pid" 2>/dev/null || true
-  if ! poll_until "$secs" eval "! alive $pid"; then
-    kill -KILL "$pid" 2>/dev/null || true
-    STOP_RC=KILLED
-  fi
-  local rc=0
-  wait "$pid" 2>/dev/null || rc=$?
-  [ -n "$STOP_RC" ] || STOP_RC=$rc
-  # Orphaned members of its group: give them the same time, then kill them.
-  if kill -0 -- "-$pid" 2>/dev/null; then
-    poll_until "$secs" eval "! kill -0 -- -$pid 2>/dev/null" || kill -KILL -- "-$pid" 2>/dev/null || true
-  fi
-  local kept=()
-  local p
-  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
-  PIDS=("${kept[@]+"${kept[@]}"}")
-}
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  local pid
-  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_process "$pid" 5; done
-  rm -f "${SEGMENTS[@]}"
-  if [ "$FAILED" -gt 0 ] || [ "$rc" -ne 0 ]; then
-    echo "--- logs of $WORK (instance $INSTANCE) ---" >&2
-    local f
-    for f in "$WORK"/*.err; do
-      [ -e "$f" ] || continue
-      echo "--- $(basename "$f")" >&2
-      tail -n 20 "$f" >&2
-    done
-  fi
-  rm -rf "$WORK"
-  echo "$PASSED passed, $FAILED failed"
-  if [ "$FAILED" -gt 0 ] || [ "$rc" -ne 0 ]; then exit 1; fi
-  exit 0
-}
-trap cleanup EXIT
-trap 'echo "interrupted" >&2; exit 1' INT TERM
+begin_test_run test
 
 # ---------------------------------------------------------------- preconditions
-[ -x "$EXPORTER" ] || die "exporter $EXPORTER is not an executable file"
-[ -x "$DEMO_WRITER" ] || die "demo writer $DEMO_WRITER is not an executable file"
 PROMTOOL=$(command -v promtool) || die "promtool not found (Debian package prometheus)"
-"$PYTHON" -c 'import prometheus_client.parser' 2>"$WORK/python.err" ||
-  die "$PYTHON cannot import prometheus_client.parser (python3-prometheus-client): $(cat "$WORK/python.err")"
-for seg in "${SEGMENTS[@]}"; do
+require_prometheus_parser
+for seg in "$OPS_SEGMENT" "$JUDGE_SEGMENT"; do
   [ ! -e "$seg" ] || die "segment $seg exists before the test started"
 done
 
 # -------------------------------------------------------------- start writers
 for role in ops judge; do
-  start_bg "writer-$role" "$DEMO_WRITER" --instance "$INSTANCE" --role "$role" --workers "$WORKERS"
+  start_demo_writer "writer-$role" "$role" "$WORKERS"
   eval "WRITER_PID_$role=\$BG_PID"
 done
 for role in ops judge; do
