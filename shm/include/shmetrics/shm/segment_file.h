@@ -48,6 +48,9 @@ std::string check_header(const Header& header, std::uint64_t file_bytes, Geometr
 // a file drops them all, so a descriptor of a file this process writes is never
 // closed (it is kept for the life of the process), and readers inside a
 // writing process map through the writer's descriptor.
+//
+// Thread-safe: its accessors may be called from any thread; the mapping it
+// gives is shared memory, accessed under the protocol of layout.h.
 class MappedSegment {
  public:
   MappedSegment(const MappedSegment&) = delete;
