@@ -182,6 +182,20 @@ stage_fuzz() {
   run_counted "$BUILD_DIR/fuzz.log" bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 }
 
+# bench-quick: the benchmark suite's reduced set in a release build, to catch
+# breakage (every scenario checks its own counts); its timings are not judged
+# here — these machines are shared and noisy (scripts/bench.sh, BENCHMARKS.md).
+stage_bench_quick() {
+  local json="$BUILD_DIR/bench-quick.json" rc=0 ops=0
+  rm -f "$json"
+  bash scripts/bench.sh --quick --json "$json" || rc=$?
+  if [[ -s $json ]]; then
+    ops="$(python3 -c 'import json, sys; print(len({r["op"] for r in json.load(open(sys.argv[1]))}))' "$json")"
+  fi
+  if ((rc == 0)); then record_counts "$ops" 0 0; else record_counts 0 1 0; fi
+  return "$rc"
+}
+
 # --- Later stages go here, each as stage_NAME plus an entry in STAGES. ---
 # -------------------------------------------------------------------------
 
@@ -192,6 +206,7 @@ STAGES=(
   sanitize-tsan
   integration
   fuzz
+  bench-quick
 )
 
 # ---------------------------------------------------------------------------

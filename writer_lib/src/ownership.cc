@@ -115,18 +115,23 @@ void install_process_hooks() {
   });
 }
 
-// Scans for a slot: free ones first, then ones whose owner the kernel proves
-// dead. Returns the slot's cells, or nullptr when every slot is held by a live
+// Scans for a slot, preferring slots that were used before: first ones handed
+// back, then ones whose owner the kernel proves dead, and only then ones never
+// claimed — so recycled workers reuse slots and a scrape sums few of them.
+// Returns the slot's cells, or nullptr when every slot is held by a live
 // process. Caller holds seg.claims_mutex.
 std::uint64_t* claim_slot(std::uint16_t index, ProcessSegment& seg) {
   const std::uint32_t slots = seg.mapped->capacities().thread_slots;
   const int fd = seg.mapped->fd();
-  for (int pass = 0; pass < 2; ++pass) {
+  enum Pass { kHandedBack, kOwnerMaybeDead, kNeverClaimed };
+  for (int pass = kHandedBack; pass <= kNeverClaimed; ++pass) {
     for (std::uint32_t i = 0; i < slots; ++i) {
       if (seg.slots_held[i]) continue;
       shm::SlotHeader& h = slot_header(seg, i);
-      bool looks_free = h.owner_pid.load(std::memory_order_relaxed) == 0;
-      if (looks_free != (pass == 0)) continue;
+      const bool owned = h.owner_pid.load(std::memory_order_relaxed) != 0;
+      const bool used = h.claims.load(std::memory_order_relaxed) != 0;
+      const Pass kind = owned ? kOwnerMaybeDead : used ? kHandedBack : kNeverClaimed;
+      if (kind != pass) continue;
       if (!shm::try_lock_byte(fd, seg.geometry().slot_lock_byte(i))) continue;
       // The lock is proof: nobody else owns it. Its cells are kept as they are.
       shm::park_point("claim_slot.after_lock");

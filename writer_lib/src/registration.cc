@@ -147,9 +147,11 @@ std::optional<std::uint32_t> find_or_register_series(std::uint16_t index, std::u
   {
     std::lock_guard lock(seg->mutex);
     LocalFamily* fam = &family_of(*seg, family);
+    // Look up first: a registered key was valid when it was registered, and
+    // checking every call would cost more than the lookup itself.
+    if (auto it = fam->cells.find(key); it != fam->cells.end()) return it->second;
     if (std::string err = check_label_values(*fam, values); !err.empty())
       throw std::invalid_argument(err);
-    if (auto it = fam->cells.find(key); it != fam->cells.end()) return it->second;
     sync_from_segment(*seg);
     fam = &family_of(*seg, family);
     if (auto it = fam->cells.find(key); it != fam->cells.end()) return it->second;

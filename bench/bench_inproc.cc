@@ -1,0 +1,584 @@
+// shmetrics-bench: the in-process operations, with Google Benchmark, next to
+// prometheus-cpp and the floor (a relaxed fetch_add and a relaxed load+store on
+// a cache line this process owns).
+//
+// Benchmark names are SCENARIO/VARIANT, SCENARIO being the key of the table in
+// BENCHMARKS.md (counter_inc, labelled_inc_lookup, new_series, scrape_16x1000,
+// scrape_64x10000, scrape_after_churn). Every shmetrics benchmark reads its
+// segment back through the exporter's renderer after its timed loop and checks
+// that the counts it wrote are the counts rendered; a mismatch skips the
+// benchmark with an error and the program exits 3.
+//
+// Own flags (before Google Benchmark's): --quick (smaller new_series batches),
+// --new-series=N (series created per repetition of new_series).
+#include "common.h"
+
+#include <benchmark/benchmark.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <array>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+using namespace shmetrics;
+namespace sb = shmetrics::bench;
+
+namespace {
+
+int g_check_failures = 0;
+std::uint32_t g_new_series_batch = 20'000;
+std::uint32_t g_max_repetitions = 12;
+
+// Records a failed check: the benchmark is reported as an error, the program
+// exits non-zero.
+bool check(benchmark::State& st, const std::string& bench, bool ok, const std::string& what) {
+  if (ok) return true;
+  ++g_check_failures;
+  std::string msg = "check failed: " + what;
+  std::fprintf(stderr, "%s: %s\n", bench.c_str(), msg.c_str());
+  st.SkipWithError(msg.c_str());
+  return false;
+}
+
+std::string fmt(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+// Children forked by the fixtures, and the gates that hold the long-lived ones.
+std::vector<pid_t> g_children;
+std::vector<std::unique_ptr<sb::Gate>> g_gates;
+
+void teardown() {
+  for (auto& g : g_gates) g->release();
+  for (pid_t pid : g_children) sb::wait_child(pid);
+  g_children.clear();
+  g_gates.clear();
+}
+
+// Waits until *count reaches n (children report readiness there).
+void await_count(const std::atomic<int>* count, int n) {
+  while (count->load(std::memory_order_acquire) < n) sb::sleep_ms(1);
+}
+
+// ---------------------------------------------------------------------------
+// The in-process segment: one counter, one labelled family, gauges of every
+// mode. Default capacities.
+// ---------------------------------------------------------------------------
+
+constexpr std::array<std::string_view, 8> kRoutes = {"/api/items", "/api/users", "/api/orders",
+                                                     "/api/carts", "/login",     "/logout",
+                                                     "/healthz",   "/static"};
+
+struct Inproc {
+  std::string name;
+  Counter counter;
+  std::uint64_t counter_expected = 0;
+  CounterFamily labelled;
+  std::uint64_t labelled_expected = 0;
+  struct GaugeCase {
+    Gauge inc, dec, set;
+    double inc_expected = 0, dec_expected = 0;
+    std::uint64_t sets = 0;
+  };
+  std::map<std::string, GaugeCase> gauges;
+};
+
+const std::vector<std::pair<std::string, GaugeMode>>& gauge_modes() {
+  static const std::vector<std::pair<std::string, GaugeMode>> modes = {
+      {"livesum", GaugeMode::kLiveSum},       {"livemax", GaugeMode::kLiveMax},
+      {"livemin", GaugeMode::kLiveMin},       {"liveall", GaugeMode::kLiveAll},
+      {"mostrecent", GaugeMode::kMostRecent}, {"livemostrecent", GaugeMode::kLiveMostRecent}};
+  return modes;
+}
+
+Inproc& inproc() {
+  static Inproc* in = [] {
+    auto* p = new Inproc{sb::unique_segment_name("inproc"), {}, 0, {}, 0, {}};
+    SegmentOptions o;
+    o.name = p->name;
+    Segment segment = Segment::open(o);
+    p->counter = segment.counter("bench_counter_inc_total", "Increments of the counter_inc benchmark.");
+    p->counter.inc();  // the thread's first update claims its slot: out of the timed loop
+    p->counter_expected = 1;
+    p->labelled = segment.counter_family("bench_labelled_total", "Labelled increments.",
+                                            {"route", "method"});
+    for (auto r : kRoutes) p->labelled.labels({r, "GET"}).inc();
+    p->labelled_expected = kRoutes.size();
+    for (const auto& [mode_name, mode] : gauge_modes()) {
+      GaugeFamily f = segment.gauge_family("bench_gauge_" + mode_name, "Gauge benchmark.", {"op"}, mode);
+      Inproc::GaugeCase c;
+      c.inc = f.labels({"inc"});
+      c.dec = f.labels({"dec"});
+      c.set = f.labels({"set"});
+      c.inc.inc(0.0);  // claims the process record
+      c.dec.dec(0.0);
+      c.set.set(0.0);
+      p->gauges.emplace(mode_name, c);
+    }
+    return p;
+  }();
+  return *in;
+}
+
+// The rendered sample of gauge `mode`, series op=`op`, for this process.
+double gauge_sample(const std::string& text, const std::string& mode, const std::string& op) {
+  std::string series = "bench_gauge_" + mode + "{op=\"" + op + "\"";
+  if (mode == "liveall") series += ",pid=\"" + std::to_string(::getpid()) + "\"";
+  return sb::sample(text, series + "}");
+}
+
+// ---------------------------------------------------------------------------
+// counter_inc: a held handle, one thread, integer cells; gauges; the overflow
+// slot; the floor; prometheus-cpp.
+// ---------------------------------------------------------------------------
+
+void bm_counter_inc_shmetrics(benchmark::State& st) {
+  Inproc& in = inproc();
+  Counter c = in.counter;
+  for (auto _ : st) c.inc();
+  in.counter_expected += static_cast<std::uint64_t>(st.iterations());
+  std::string text = sb::scrape(in.name);
+  double got = sb::sample(text, "bench_counter_inc_total");
+  check(st, "counter_inc/shmetrics", got == static_cast<double>(in.counter_expected),
+        "rendered " + fmt(got) + ", wrote " + std::to_string(in.counter_expected));
+}
+
+void bm_floor_fetch_add(benchmark::State& st) {
+  alignas(64) static std::atomic<std::uint64_t> line{0};
+  static std::uint64_t expected = 0;
+  for (auto _ : st) line.fetch_add(1, std::memory_order_relaxed);
+  expected += static_cast<std::uint64_t>(st.iterations());
+  check(st, "counter_inc/floor_fetch_add", line.load() == expected, "floor count");
+}
+
+void bm_floor_load_store(benchmark::State& st) {
+  alignas(64) static std::atomic<std::uint64_t> line{0};
+  static std::uint64_t expected = 0;
+  for (auto _ : st) line.store(line.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  expected += static_cast<std::uint64_t>(st.iterations());
+  check(st, "counter_inc/floor_load_store", line.load() == expected, "floor count");
+}
+
+void bm_counter_inc_prometheus_cpp(benchmark::State& st) {
+  static auto registry = std::make_shared<prometheus::Registry>();
+  static prometheus::Counter& c =
+      prometheus::BuildCounter().Name("bench_counter_inc_total").Help("Increments.").Register(*registry).Add({});
+  static double expected = 0;
+  for (auto _ : st) c.Increment();
+  expected += static_cast<double>(st.iterations());
+  check(st, "counter_inc/prometheus_cpp", c.Value() == expected, "prometheus-cpp count");
+}
+
+constexpr std::array<double, 8> kSetValues = {1.5, 2.5, 3.25, 4.0, 5.5, 6.75, 7.0, 8.125};
+
+void bm_gauge(benchmark::State& st, const std::string& mode, const std::string& op) {
+  Inproc& in = inproc();
+  Inproc::GaugeCase& gc = in.gauges.at(mode);
+  const std::string bench = "counter_inc/gauge_" + mode + "_" + op;
+  double expected = 0;
+  if (op == "inc") {
+    Gauge g = gc.inc;
+    for (auto _ : st) g.inc();
+    gc.inc_expected += static_cast<double>(st.iterations());
+    expected = gc.inc_expected;
+  } else if (op == "dec") {
+    Gauge g = gc.dec;
+    for (auto _ : st) g.dec();
+    gc.dec_expected -= static_cast<double>(st.iterations());
+    expected = gc.dec_expected;
+  } else {
+    Gauge g = gc.set;
+    std::uint64_t i = gc.sets;
+    for (auto _ : st) g.set(kSetValues[i++ & 7]);
+    gc.sets = i;
+    expected = i == 0 ? 0.0 : kSetValues[(i - 1) & 7];
+  }
+  std::string text = sb::scrape(in.name);
+  double got = gauge_sample(text, mode, op);
+  check(st, bench, got == expected, "rendered " + fmt(got) + ", expected " + fmt(expected));
+}
+
+// The overflow slot: every thread slot held by another live process, so this
+// thread writes through the shared slot with atomic read-modify-writes.
+struct Overflow {
+  std::string name;
+  Counter counter;
+  std::uint64_t expected = 0;
+};
+
+Overflow& overflow(std::uint32_t slots) {
+  static std::map<std::uint32_t, Overflow*> fixtures;
+  auto it = fixtures.find(slots);
+  if (it != fixtures.end()) return *it->second;
+  auto* f = new Overflow{sb::unique_segment_name("overflow" + std::to_string(slots)), {}, 0};
+  SegmentOptions o;
+  o.name = f->name;
+  o.capacities.thread_slots = slots;
+  o.capacities.series = 16;
+  o.capacities.families = 16;
+  o.capacities.string_bytes = 4096;
+  Segment s = Segment::open(o);
+  f->counter = s.counter("bench_overflow_total", "Increments through the overflow slot.");
+  auto* ready = sb::shared_block<std::atomic<int>>();
+  g_gates.push_back(std::make_unique<sb::Gate>());
+  sb::Gate* gate = g_gates.back().get();
+  Counter c = f->counter;
+  for (std::uint32_t k = 0; k < slots; ++k)
+    g_children.push_back(sb::fork_child([&] {
+      c.inc();  // claims a slot, held until the gate opens
+      ready->fetch_add(1, std::memory_order_release);
+      gate->wait();
+      return true;
+    }));
+  await_count(ready, static_cast<int>(slots));
+  f->expected = slots;
+  f->counter.inc();  // this thread finds no slot: the overflow slot from now on
+  f->expected += 1;
+  fixtures[slots] = f;
+  return *f;
+}
+
+void bm_overflow(benchmark::State& st, std::uint32_t slots) {
+  Overflow& f = overflow(slots);
+  Counter c = f.counter;
+  for (auto _ : st) c.inc();
+  f.expected += static_cast<std::uint64_t>(st.iterations());
+  std::string text = sb::scrape(f.name);
+  double got = sb::sample(text, "bench_overflow_total");
+  double overflowed = sb::sample(text, "shmetrics_overflow_writers_total{role=\"bench\"}");
+  const std::string bench = "counter_inc/overflow_slot_" + std::to_string(slots) + "held";
+  if (!check(st, bench, got == static_cast<double>(f.expected),
+             "rendered " + fmt(got) + ", wrote " + std::to_string(f.expected)))
+    return;
+  check(st, bench, overflowed >= 1, "shmetrics_overflow_writers_total is " + fmt(overflowed));
+}
+
+// ---------------------------------------------------------------------------
+// labelled_inc_lookup: label lookup on every call, existing series.
+// ---------------------------------------------------------------------------
+
+void bm_labelled_shmetrics(benchmark::State& st) {
+  Inproc& in = inproc();
+  CounterFamily fam = in.labelled;
+  std::uint64_t i = 0;
+  for (auto _ : st) fam.labels({kRoutes[i++ & 7], "GET"}).inc();
+  in.labelled_expected += i;
+  std::string text = sb::scrape(in.name);
+  double sum = 0;
+  for (auto r : kRoutes)
+    sum += sb::sample(text, "bench_labelled_total{route=\"" + std::string(r) + "\",method=\"GET\"}");
+  check(st, "labelled_inc_lookup/shmetrics", sum == static_cast<double>(in.labelled_expected),
+        "rendered sum " + fmt(sum) + ", wrote " + std::to_string(in.labelled_expected));
+}
+
+void bm_labelled_prometheus_cpp(benchmark::State& st) {
+  static auto registry = std::make_shared<prometheus::Registry>();
+  static auto& fam =
+      prometheus::BuildCounter().Name("bench_labelled_total").Help("Labelled.").Register(*registry);
+  static const std::vector<std::string> routes(kRoutes.begin(), kRoutes.end());
+  static double expected = [] {
+    for (const auto& r : routes) fam.Add({{"route", r}, {"method", "GET"}}).Increment();
+    return static_cast<double>(routes.size());
+  }();
+  std::uint64_t i = 0;
+  for (auto _ : st) fam.Add({{"route", routes[i++ & 7]}, {"method", "GET"}}).Increment();
+  expected += static_cast<double>(i);
+  double sum = 0;
+  for (const auto& r : routes) sum += fam.Add({{"route", r}, {"method", "GET"}}).Value();
+  check(st, "labelled_inc_lookup/prometheus_cpp", sum == expected, "prometheus-cpp sum");
+}
+
+// ---------------------------------------------------------------------------
+// new_series: the first touch of a new label set (registration included).
+// ---------------------------------------------------------------------------
+
+struct NewSeries {
+  std::string name;
+  CounterFamily family;
+  std::uint64_t created = 0;
+};
+
+NewSeries& new_series() {
+  static NewSeries* f = [] {
+    auto* p = new NewSeries{sb::unique_segment_name("new_series"), {}, 0};
+    SegmentOptions o;
+    o.name = p->name;
+    o.capacities.thread_slots = 2;
+    o.capacities.process_records = 2;
+    o.capacities.families = 16;
+    o.capacities.series = g_new_series_batch * g_max_repetitions + 64;
+    o.capacities.string_bytes = o.capacities.series * 16 + 4096;
+    Segment s = Segment::open(o);
+    p->family = s.counter_family("bench_new_series_total", "First touches.", {"id"});
+    p->family.labels({"warmup"}).inc();  // claims the slot
+    return p;
+  }();
+  return *f;
+}
+
+void bm_new_series_shmetrics(benchmark::State& st) {
+  NewSeries& f = new_series();
+  CounterFamily fam = f.family;
+  std::uint64_t next = f.created;
+  for (auto _ : st) fam.labels({std::to_string(next++)}).inc();
+  f.created = next;
+  std::string text = sb::scrape(f.name);
+  auto samples = sb::parse_samples(text);
+  std::uint64_t ones = 0;
+  for (std::uint64_t i = 0; i < f.created; ++i) {
+    auto it = samples.find("bench_new_series_total{id=\"" + std::to_string(i) + "\"}");
+    if (it != samples.end() && it->second == 1.0) ++ones;
+  }
+  check(st, "new_series/shmetrics", ones == f.created,
+        std::to_string(ones) + " of " + std::to_string(f.created) + " new series rendered with 1");
+}
+
+// ---------------------------------------------------------------------------
+// Scrapes: W writer processes x S counter series, every cell touched, then the
+// exporter's in-process render to a string (RoleSource::scrape, kept between
+// scrapes as the exporter keeps it).
+// ---------------------------------------------------------------------------
+
+struct ScrapeFixture {
+  std::string name;
+  std::uint32_t series = 0;
+  double expected_each = 0;
+  std::unique_ptr<exporter::RoleSource> source;
+  std::string extra_check;  // a sample that must be present, "" if none
+  double extra_expected = 0;
+};
+
+bool verify_scrape(benchmark::State& st, const std::string& bench, const ScrapeFixture& f,
+                   const std::string& family, const std::string& text) {
+  auto samples = sb::parse_samples(text);
+  std::uint32_t good = 0;
+  for (std::uint32_t i = 0; i < f.series; ++i) {
+    auto it = samples.find(family + "{series=\"" + sb::series_label(i) + "\"}");
+    if (it != samples.end() && it->second == f.expected_each) ++good;
+  }
+  if (!check(st, bench, good == f.series,
+             std::to_string(good) + " of " + std::to_string(f.series) + " series rendered " +
+                 fmt(f.expected_each)))
+    return false;
+  if (!f.extra_check.empty()) {
+    auto it = samples.find(f.extra_check);
+    double got = it == samples.end() ? std::nan("") : it->second;
+    return check(st, bench, got == f.extra_expected,
+                 f.extra_check + " rendered " + fmt(got) + ", expected " + fmt(f.extra_expected));
+  }
+  return true;
+}
+
+ScrapeFixture& scrape_fixture(std::uint32_t writers, std::uint32_t series) {
+  static std::map<std::pair<std::uint32_t, std::uint32_t>, ScrapeFixture*> fixtures;
+  auto key = std::make_pair(writers, series);
+  if (auto it = fixtures.find(key); it != fixtures.end()) return *it->second;
+  auto* f = new ScrapeFixture;
+  f->name = sb::unique_segment_name("scrape" + std::to_string(writers) + "x" + std::to_string(series));
+  f->series = series;
+  SegmentOptions o;
+  o.name = f->name;
+  o.capacities.thread_slots = std::max<std::uint32_t>(64, writers);
+  o.capacities.series = series + 16;
+  o.capacities.families = 16;
+  o.capacities.string_bytes = series * 16 + 4096;
+  Segment s = Segment::open(o);
+  CounterFamily fam = s.counter_family("bench_scrape_total", "Scrape benchmark series.", {"series"});
+  std::vector<Counter> handles;
+  handles.reserve(series);
+  for (std::uint32_t i = 0; i < series; ++i) handles.push_back(fam.labels({sb::series_label(i)}));
+  std::vector<pid_t> pids;
+  for (std::uint32_t w = 0; w < writers; ++w)
+    pids.push_back(sb::fork_child([&] {
+      for (Counter& h : handles) h.inc(w + 1);
+      return true;
+    }));
+  int failed = 0;
+  for (pid_t pid : pids) failed += sb::wait_child(pid) != 0;
+  if (failed) std::fprintf(stderr, "scrape fixture: %d writer(s) failed\n", failed);
+  f->expected_each = static_cast<double>(writers) * (writers + 1) / 2;
+  f->source = std::make_unique<exporter::RoleSource>("bench", f->name);
+  fixtures[key] = f;
+  return *f;
+}
+
+void bm_scrape_shmetrics(benchmark::State& st, const std::string& bench, ScrapeFixture& (*make)()) {
+  ScrapeFixture& f = make();
+  std::string out;
+  for (auto _ : st) {
+    out = f.source->scrape();
+    benchmark::DoNotOptimize(out.data());
+  }
+  st.counters["bytes"] = static_cast<double>(out.size());
+  const std::string family = bench.starts_with("scrape_after_churn") ? "bench_churn_total" : "bench_scrape_total";
+  verify_scrape(st, bench, f, family, out);
+}
+
+ScrapeFixture& scrape_16x1000() { return scrape_fixture(16, 1000); }
+ScrapeFixture& scrape_64x10000() { return scrape_fixture(64, 10000); }
+
+// prometheus-cpp collecting and serialising 10,000 series of one process.
+void bm_scrape_prometheus_cpp(benchmark::State& st, std::uint32_t series) {
+  static std::map<std::uint32_t, std::shared_ptr<prometheus::Registry>> registries;
+  auto& registry = registries[series];
+  if (!registry) {
+    registry = std::make_shared<prometheus::Registry>();
+    auto& fam = prometheus::BuildCounter().Name("bench_scrape_total").Help("Scrape benchmark series.").Register(*registry);
+    for (std::uint32_t i = 0; i < series; ++i) fam.Add({{"series", sb::series_label(i)}}).Increment(2080);
+  }
+  prometheus::TextSerializer serializer;
+  std::string out;
+  for (auto _ : st) {
+    auto families = registry->Collect();
+    out = serializer.Serialize(families);
+    benchmark::DoNotOptimize(out.data());
+  }
+  st.counters["bytes"] = static_cast<double>(out.size());
+  std::size_t lines = 0, at = 0;
+  while ((at = out.find("\nbench_scrape_total{", at)) != std::string::npos) {
+    ++lines;
+    ++at;
+  }
+  check(st, "scrape/prometheus_cpp", lines == series,
+        std::to_string(lines) + " of " + std::to_string(series) + " series serialised");
+}
+
+// scrape_after_churn: G generations of 2 workers; each worker raises a livesum
+// gauge and increments every one of 1,000 series, the workers of all but the
+// last generation exit. The last two stay alive while the scrapes run.
+ScrapeFixture& churn_fixture(std::uint32_t generations) {
+  static std::map<std::uint32_t, ScrapeFixture*> fixtures;
+  if (auto it = fixtures.find(generations); it != fixtures.end()) return *it->second;
+  constexpr std::uint32_t kSeries = 1000;
+  auto* f = new ScrapeFixture;
+  f->name = sb::unique_segment_name("churn" + std::to_string(generations));
+  f->series = kSeries;
+  SegmentOptions o;
+  o.name = f->name;
+  o.capacities.series = kSeries + 16;
+  o.capacities.families = 16;
+  o.capacities.string_bytes = 64 * 1024;
+  Segment s = Segment::open(o);
+  CounterFamily fam = s.counter_family("bench_churn_total", "Churn benchmark series.", {"series"});
+  Gauge busy = s.gauge("bench_busy_workers", "Workers alive.", GaugeMode::kLiveSum);
+  std::vector<Counter> handles;
+  for (std::uint32_t i = 0; i < kSeries; ++i) handles.push_back(fam.labels({sb::series_label(i)}));
+  auto* ready = sb::shared_block<std::atomic<int>>();
+  g_gates.push_back(std::make_unique<sb::Gate>());
+  sb::Gate* gate = g_gates.back().get();
+  for (std::uint32_t g = 0; g < generations; ++g) {
+    const bool last = g + 1 == generations;
+    std::vector<pid_t> pids;
+    for (int k = 0; k < 2; ++k)
+      pids.push_back(sb::fork_child([&] {
+        busy.inc();
+        for (Counter& h : handles) h.inc();
+        if (last) {
+          ready->fetch_add(1, std::memory_order_release);
+          gate->wait();
+        }
+        return true;
+      }));
+    if (last) {
+      g_children.insert(g_children.end(), pids.begin(), pids.end());
+    } else {
+      for (pid_t pid : pids)
+        if (sb::wait_child(pid) != 0) std::fprintf(stderr, "churn worker failed\n");
+    }
+  }
+  await_count(ready, 2);
+  f->expected_each = 2.0 * generations;
+  f->extra_check = "bench_busy_workers";
+  f->extra_expected = 2;
+  f->source = std::make_unique<exporter::RoleSource>("bench", f->name);
+  fixtures[generations] = f;
+  return *f;
+}
+
+ScrapeFixture& churn_1() { return churn_fixture(1); }
+ScrapeFixture& churn_50() { return churn_fixture(50); }
+
+void register_all() {
+  using benchmark::RegisterBenchmark;
+  RegisterBenchmark("counter_inc/shmetrics", bm_counter_inc_shmetrics)->UseRealTime();
+  RegisterBenchmark("counter_inc/prometheus_cpp", bm_counter_inc_prometheus_cpp)->UseRealTime();
+  RegisterBenchmark("counter_inc/floor_fetch_add", bm_floor_fetch_add)->UseRealTime();
+  RegisterBenchmark("counter_inc/floor_load_store", bm_floor_load_store)->UseRealTime();
+  for (const auto& [mode, m] : gauge_modes()) {
+    const bool stamped = m == GaugeMode::kMostRecent || m == GaugeMode::kLiveMostRecent;
+    for (std::string op : {"inc", "dec", "set"}) {
+      if (stamped && op == "dec") continue;  // same path as inc
+      RegisterBenchmark(("counter_inc/gauge_" + mode + "_" + op).c_str(),
+                        [mode = mode, op](benchmark::State& st) { bm_gauge(st, mode, op); })
+          ->UseRealTime();
+    }
+  }
+  RegisterBenchmark("counter_inc/overflow_slot_1held", [](benchmark::State& st) { bm_overflow(st, 1); })
+      ->UseRealTime();
+  RegisterBenchmark("counter_inc/overflow_slot_64held", [](benchmark::State& st) { bm_overflow(st, 64); })
+      ->UseRealTime();
+  RegisterBenchmark("labelled_inc_lookup/shmetrics", bm_labelled_shmetrics)->UseRealTime();
+  RegisterBenchmark("labelled_inc_lookup/prometheus_cpp", bm_labelled_prometheus_cpp)->UseRealTime();
+  RegisterBenchmark("new_series/shmetrics", bm_new_series_shmetrics)
+      ->Iterations(g_new_series_batch)
+      ->UseRealTime();
+  RegisterBenchmark("scrape_16x1000/shmetrics", [](benchmark::State& st) {
+    bm_scrape_shmetrics(st, "scrape_16x1000/shmetrics", scrape_16x1000);
+  })->UseRealTime()->Unit(benchmark::kMillisecond);
+  RegisterBenchmark("scrape_64x10000/shmetrics", [](benchmark::State& st) {
+    bm_scrape_shmetrics(st, "scrape_64x10000/shmetrics", scrape_64x10000);
+  })->UseRealTime()->Unit(benchmark::kMillisecond);
+  RegisterBenchmark("scrape_64x10000/prometheus_cpp", [](benchmark::State& st) {
+    bm_scrape_prometheus_cpp(st, 10000);
+  })->UseRealTime()->Unit(benchmark::kMillisecond);
+  RegisterBenchmark("scrape_after_churn/shmetrics_1gen", [](benchmark::State& st) {
+    bm_scrape_shmetrics(st, "scrape_after_churn/shmetrics_1gen", churn_1);
+  })->UseRealTime()->Unit(benchmark::kMillisecond);
+  RegisterBenchmark("scrape_after_churn/shmetrics_50gen", [](benchmark::State& st) {
+    bm_scrape_shmetrics(st, "scrape_after_churn/shmetrics_50gen", churn_50);
+  })->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Our own flags first; Google Benchmark rejects what it does not know.
+  std::vector<char*> rest;
+  for (int i = 0; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (i > 0 && a == "--quick") {
+      g_new_series_batch = 2'000;
+    } else if (i > 0 && a.starts_with("--new-series=")) {
+      g_new_series_batch = static_cast<std::uint32_t>(std::stoul(std::string(a.substr(13))));
+    } else {
+      if (a.starts_with("--benchmark_repetitions="))
+        g_max_repetitions = std::max<std::uint32_t>(
+            g_max_repetitions, static_cast<std::uint32_t>(std::stoul(std::string(a.substr(24)))) + 2);
+      rest.push_back(argv[i]);
+    }
+  }
+  int rest_argc = static_cast<int>(rest.size());
+  rest.push_back(nullptr);
+  // One writer, one CPU: the process (and the writers its fixtures fork) run on CPU 0.
+  sb::pin_to_cpu(0);
+  sb::install_cleanup();
+  benchmark::Initialize(&rest_argc, rest.data());
+  if (benchmark::ReportUnrecognizedArguments(rest_argc, rest.data())) return 1;
+  register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  teardown();
+  sb::remove_created_segments();
+  if (g_check_failures > 0) {
+    std::fprintf(stderr, "shmetrics-bench: %d check(s) failed\n", g_check_failures);
+    return 3;
+  }
+  return 0;
+}

@@ -1,0 +1,648 @@
+#!/usr/bin/python3
+"""Runs every benchmark scenario of shmetrics and its peers, and prints one
+table: for each operation, shmetrics and each peer, median and min-max over
+the repetitions, the ratio peer/shmetrics, the target and a verdict.
+
+Called by scripts/bench.sh (which installs the packages and builds in release
+mode); usable on its own:
+
+    bench/run.py --build-dir build-release [--quick] [--json FILE] [--only KEY,...]
+
+Exit status: 0 when every scenario ran and every check passed (targets missed
+are reported, not failed: benchmarks measure, tests assert); 3 when a check
+failed (a scenario rendered other counts than it wrote); 1 when a scenario
+could not run.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYTHON = "/usr/bin/python3"  # Debian's python3-prometheus-client imports only here
+
+SCENARIOS = [
+    "counter_inc", "counter_inc_2writers", "labelled_inc_lookup", "new_series",
+    "scrape_16x1000", "scrape_64x10000", "scrape_after_churn",
+    "segment_bytes_64x10000", "segment_bytes_sparse", "exporter_wrk",
+]
+
+
+class Failure(Exception):
+    pass
+
+
+class Runner:
+    def __init__(self, args):
+        self.args = args
+        self.quick = args.quick
+        self.build = os.path.abspath(args.build_dir)
+        self.bin = os.path.join(self.build, "bench")
+        self.log_dir = args.log_dir or os.path.join(self.build, "bench-logs")
+        os.makedirs(self.log_dir, exist_ok=True)
+        self.only = set(args.only.split(",")) if args.only else set(SCENARIOS)
+        unknown = self.only - set(SCENARIOS)
+        if unknown:
+            raise SystemExit("unknown scenario(s): %s (known: %s)" % (", ".join(sorted(unknown)), ", ".join(SCENARIOS)))
+        self.rows = []
+        self.check_failures = []
+        self.errors = []
+        self.results = {}  # raw results by source
+        self.probes = {}
+
+    # ------------------------------------------------------------------ util
+    def want(self, *keys):
+        return any(k in self.only for k in keys)
+
+    def log_path(self, name):
+        return os.path.join(self.log_dir, name)
+
+    def say(self, msg):
+        print("==> " + msg, flush=True)
+
+    def run_json(self, name, cmd, timeout):
+        """Runs cmd, stderr to a log, returns the JSON object it printed last."""
+        err_path = self.log_path(name + ".stderr.log")
+        t0 = time.time()
+        with open(err_path, "w") as err:
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, timeout=timeout, text=True)
+        with open(self.log_path(name + ".stdout.log"), "w") as f:
+            f.write(p.stdout)
+        try:
+            obj = json.loads(p.stdout[p.stdout.index("{"):]) if "{" in p.stdout else None
+        except ValueError:
+            obj = None
+        self.say("%s: %.1fs, exit %d" % (name, time.time() - t0, p.returncode))
+        if obj is None:
+            raise Failure("%s exited %d without a result; see %s" % (name, p.returncode, err_path))
+        if not obj.get("ok", True):
+            for c in obj.get("check_failures", []):
+                self.check_failures.append("%s: %s" % (name, c))
+        elif p.returncode != 0:
+            raise Failure("%s exited %d; see %s" % (name, p.returncode, err_path))
+        return obj
+
+    def probe(self, when):
+        iters = "5000000" if self.quick else "20000000"
+        obj = self.run_json("probe-" + when, [os.path.join(self.bin, "shmetrics-bench-mp"), "probe", "--iters", iters], 120)
+        p = obj["probe_ns_per_step"]
+        p["loadavg"] = open("/proc/loadavg").read().split()[0:3]
+        self.probes[when] = p
+        self.say("cpu probe (%s): %s ns/step, load average %s" % (
+            when, ", ".join("%s %.3f" % (k, v) for k, v in p.items() if k.startswith("cpu")), " ".join(p["loadavg"])))
+
+    # ---------------------------------------------------------- rows, stats
+    def add_row(self, op, variant, unit, shm, peer, peer_vals, target=None, higher_is_better=False,
+                note="", extra=None):
+        """shm, peer_vals: lists of per-repetition values in `unit`.
+        target: (text, minimum ratio) or None (reported only)."""
+        def stats(v):
+            return (statistics.median(v), min(v), max(v)) if v else (None, None, None)
+        sm, smin, smax = stats(shm)
+        pm, pmin, pmax = stats(peer_vals)
+        ratio = None
+        if sm and pm:
+            ratio = sm / pm if higher_is_better else pm / sm
+        verdict = "reported"
+        if target is not None:
+            if ratio is None:
+                verdict = "no result"
+            elif ratio >= target[1]:
+                verdict = "met"
+            else:
+                verdict = "MISSED (%.2f of %.2f)" % (ratio, target[1])
+        self.rows.append({
+            "op": op, "variant": variant, "unit": unit,
+            "shmetrics": (sm, smin, smax), "peer": peer, "peer_vals": (pm, pmin, pmax),
+            "reps": (len(shm), len(peer_vals)), "ratio": ratio,
+            "target": target[0] if target else "", "target_min_ratio": target[1] if target else None,
+            "verdict": verdict, "note": note, "extra": extra or {},
+        })
+
+    # ----------------------------------------------------------- scenarios
+    def google_benchmark(self):
+        keys = ["counter_inc", "labelled_inc_lookup", "new_series", "scrape_16x1000", "scrape_64x10000",
+                "scrape_after_churn"]
+        wanted = [k for k in keys if k in self.only]
+        if not wanted:
+            return {}
+        out = self.log_path("google-benchmark.json")
+        reps = 5
+        min_time = "0.01" if self.quick else "0.3"
+        cmd = [os.path.join(self.bin, "shmetrics-bench"), "--benchmark_out=" + out,
+               "--benchmark_out_format=json", "--benchmark_repetitions=%d" % reps,
+               "--benchmark_min_time=" + min_time, "--benchmark_display_aggregates_only=true",
+               "--benchmark_filter=^(%s)/" % "|".join(wanted)]
+        if self.quick:
+            cmd.append("--quick")
+        t0 = time.time()
+        with open(self.log_path("google-benchmark.stdout.log"), "w") as so, \
+                open(self.log_path("google-benchmark.stderr.log"), "w") as se:
+            rc = subprocess.run(cmd, stdout=so, stderr=se, timeout=1200).returncode
+        self.say("shmetrics-bench (Google Benchmark): %.1fs, exit %d" % (time.time() - t0, rc))
+        if not os.path.exists(out):
+            raise Failure("shmetrics-bench wrote no results (exit %d); see %s" % (rc, self.log_path("google-benchmark.stderr.log")))
+        data = json.load(open(out))
+        factor = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+        per = {}
+        for b in data["benchmarks"]:
+            if b.get("run_type") != "iteration":
+                continue
+            name = b.get("run_name", b["name"])
+            name = re.sub(r"/(real_time|iterations:\d+|repeats:\d+)", "", name)
+            if b.get("error_occurred"):
+                self.check_failures.append("%s: %s" % (name, b.get("error_message")))
+                continue
+            per.setdefault(name, []).append(b["real_time"] * factor[b["time_unit"]])  # ns
+        if rc != 0 and not self.check_failures:
+            raise Failure("shmetrics-bench exited %d; see %s" % (rc, self.log_path("google-benchmark.stderr.log")))
+        return per
+
+    def python_peer(self, name, args, timeout=900):
+        return self.run_json("client_python-" + name, [PYTHON, os.path.join(HERE, "peer_client_python.py")] + args,
+                             timeout)
+
+    def run(self):
+        t_start = time.time()
+        self.probe("start")
+        gb = {}
+        try:
+            gb = self.google_benchmark()
+        except Failure as e:
+            self.errors.append(str(e))
+        ns = lambda k: gb.get(k, [])  # noqa: E731
+        ms = lambda k: [v / 1e6 for v in gb.get(k, [])]  # noqa: E731
+        live_target = ("≤1.2× floor (≥0.83)", 1 / 1.2)
+
+        # counter_inc -------------------------------------------------------
+        if self.want("counter_inc"):
+            self.add_row("counter_inc", "counter.inc()", "ns", ns("counter_inc/shmetrics"),
+                         "prometheus-cpp Counter::Increment()", ns("counter_inc/prometheus_cpp"), ("≥5×", 5.0))
+            self.add_row("counter_inc", "counter.inc()", "ns", ns("counter_inc/shmetrics"),
+                         "floor load+store (owned line)", ns("counter_inc/floor_load_store"))
+            self.add_row("counter_inc", "counter.inc()", "ns", ns("counter_inc/shmetrics"),
+                         "floor fetch_add (owned line)", ns("counter_inc/floor_fetch_add"))
+            for mode in ["livesum", "livemax", "livemin", "liveall"]:
+                for op in ["inc", "dec", "set"]:
+                    self.add_row("counter_inc", "gauge %s %s()" % (mode, op), "ns",
+                                 ns("counter_inc/gauge_%s_%s" % (mode, op)),
+                                 "floor fetch_add (owned line)", ns("counter_inc/floor_fetch_add"),
+                                 live_target)
+            for mode in ["mostrecent", "livemostrecent"]:
+                for op in ["inc", "set"]:
+                    self.add_row("counter_inc", "gauge %s %s() [reads clock]" % (mode, op), "ns",
+                                 ns("counter_inc/gauge_%s_%s" % (mode, op)),
+                                 "floor fetch_add (owned line)", ns("counter_inc/floor_fetch_add"))
+            self.add_row("counter_inc", "overflow slot (1 of 1 slots held)", "ns",
+                         ns("counter_inc/overflow_slot_1held"),
+                         "floor fetch_add (owned line)", ns("counter_inc/floor_fetch_add"), live_target)
+            self.add_row("counter_inc", "overflow slot (64 of 64 slots held)", "ns",
+                         ns("counter_inc/overflow_slot_64held"),
+                         "floor fetch_add (owned line)", ns("counter_inc/floor_fetch_add"), live_target)
+
+        # counter_inc_2writers ------------------------------------------------
+        if self.want("counter_inc_2writers"):
+            try:
+                tw = self.run_json("two_writers", [
+                    os.path.join(self.bin, "shmetrics-bench-mp"), "two_writers",
+                    "--duration-ms", "100" if self.quick else "1000", "--reps", "5",
+                    "--probe-iters", "2000000" if self.quick else "5000000"], 600)
+                self.results["two_writers"] = tw
+                note = "per-writer ns/op, writers pinned to CPU 0 and 1; one writer alone: %.3f ns/op" % (
+                    statistics.median(tw["shmetrics_1_ns_per_op"]))
+                self.add_row("counter_inc_2writers", "2 processes, one counter", "ns", tw["shmetrics_2_ns_per_op"],
+                             "floor load+store, 2 processes", tw["floor_load_store_2_ns_per_op"],
+                             note=note)
+                self.add_row("counter_inc_2writers", "2 processes, one counter", "ns", tw["shmetrics_2_ns_per_op"],
+                             "floor fetch_add, 2 processes", tw["floor_fetch_add_2_ns_per_op"])
+                self.add_row("counter_inc_2writers", "2 processes, one counter", "ns", tw["shmetrics_2_ns_per_op"],
+                             "prometheus-cpp, 2 threads, 1 counter", tw["prometheus_cpp_2_ns_per_op"],
+                             note="prometheus-cpp 1 thread: %.3f ns/op" % statistics.median(tw["prometheus_cpp_1_ns_per_op"]))
+                self.add_row("counter_inc_2writers", "scaling (2 writers / 1)", "x", tw["shmetrics_scaling"],
+                             "floor fetch_add scaling", tw["floor_fetch_add_scaling"],
+                             ("≥0.9× floor (≥0.9)", 0.9), higher_is_better=True, extra={
+                                 "shmetrics_1writer_ns": tw["shmetrics_1_ns_per_op"],
+                                 "shmetrics_2writers_ns": tw["shmetrics_2_ns_per_op"],
+                                 "floor_fetch_add_1writer_ns": tw["floor_fetch_add_1_ns_per_op"],
+                                 "floor_fetch_add_2writers_ns": tw["floor_fetch_add_2_ns_per_op"]})
+                self.add_row("counter_inc_2writers", "scaling (2 writers / 1)", "x", tw["shmetrics_scaling"],
+                             "floor load+store scaling", tw["floor_load_store_scaling"],
+                             ("≥0.9× floor (≥0.9)", 0.9), higher_is_better=True,
+                             note="probe before %s, after %s" % (
+                                 json.dumps(tw["probe_before"]), json.dumps(tw["probe_after"])))
+            except Failure as e:
+                self.errors.append(str(e))
+
+        # labelled_inc_lookup ---------------------------------------------------
+        if self.want("labelled_inc_lookup"):
+            self.add_row("labelled_inc_lookup", "family.labels({route, method}).inc()", "ns",
+                         ns("labelled_inc_lookup/shmetrics"),
+                         "prometheus-cpp Family::Add(labels).Increment()", ns("labelled_inc_lookup/prometheus_cpp"),
+                         ("≥3×", 3.0))
+
+        # new_series --------------------------------------------------------------
+        if self.want("new_series"):
+            n = 2000 if self.quick else 20000
+            try:
+                py = self.python_peer("new_series", ["new_series", "--n", str(n), "--reps", "5"])
+                self.add_row("new_series", "family.labels({new}).inc()", "ns", ns("new_series/shmetrics"),
+                             "client_python labels(new).inc()", py["ns_per_op"], ("≥10×", 10.0),
+                             note="%d new series per repetition" % n)
+            except Failure as e:
+                self.errors.append(str(e))
+
+        # scrapes ----------------------------------------------------------------
+        if self.want("scrape_16x1000"):
+            try:
+                py = self.python_peer("scrape_16x1000", ["scrape", "--writers", "16", "--series", "1000", "--reps", "5",
+                                                         "--min-time-s", "0.05" if self.quick else "0.3"])
+                self.add_row("scrape_16x1000", "exporter render to a string", "ms", ms("scrape_16x1000/shmetrics"),
+                             "client_python collect + generate_latest", py["ms_per_scrape"],
+                             ("≥50×", 50.0))
+            except Failure as e:
+                self.errors.append(str(e))
+        py64 = None
+        if self.want("scrape_64x10000", "segment_bytes_64x10000") and not self.quick:
+            try:
+                py64 = self.python_peer("scrape_64x10000", ["scrape", "--writers", "64", "--series", "10000",
+                                                            "--reps", "5", "--min-time-s", "0"], timeout=1200)
+            except Failure as e:
+                self.errors.append(str(e))
+        if self.want("scrape_64x10000"):
+            if py64 is not None:
+                self.add_row("scrape_64x10000", "exporter render to a string", "ms", ms("scrape_64x10000/shmetrics"),
+                             "client_python collect + generate_latest", py64["ms_per_scrape"],
+                             ("≥300×", 300.0))
+            else:
+                self.add_row("scrape_64x10000", "exporter render to a string", "ms", ms("scrape_64x10000/shmetrics"),
+                             "client_python (skipped in --quick)", [], None)
+            self.add_row("scrape_64x10000", "exporter render to a string", "ms", ms("scrape_64x10000/shmetrics"),
+                         "prometheus-cpp Collect+Serialize, 10k series",
+                         ms("scrape_64x10000/prometheus_cpp"), ("≥4×", 4.0))
+        if self.want("scrape_after_churn"):
+            try:
+                reps_args = ["--reps", "5", "--min-time-s", "0.05" if self.quick else "0.3", "--series", "1000"]
+                py1 = self.python_peer("churn_1gen", ["churn", "--generations", "1"] + reps_args)
+                py50 = self.python_peer("churn_50gen", ["churn", "--generations", "50"] + reps_args)
+                self.add_row("scrape_after_churn", "after 50 generations", "ms", ms("scrape_after_churn/shmetrics_50gen"),
+                             "shmetrics after 1 generation", ms("scrape_after_churn/shmetrics_1gen"),
+                             ("≤1.2× 1 gen (≥0.83)", 1 / 1.2))
+                self.add_row("scrape_after_churn", "after 50 generations", "ms", ms("scrape_after_churn/shmetrics_50gen"),
+                             "client_python after 50 generations", py50["ms_per_scrape"],
+                             note="client_python: %.2f ms after 1 generation, %.2f ms after 50 (%d files)" % (
+                                 statistics.median(py1["ms_per_scrape"]), statistics.median(py50["ms_per_scrape"]),
+                                 py50["files"]))
+                self.add_row("scrape_after_churn", "after 1 generation", "ms", ms("scrape_after_churn/shmetrics_1gen"),
+                             "client_python after 1 generation", py1["ms_per_scrape"])
+            except Failure as e:
+                self.errors.append(str(e))
+
+        # segment bytes --------------------------------------------------------------
+        if self.want("segment_bytes_64x10000", "segment_bytes_sparse"):
+            try:
+                sbytes = self.run_json("segment_bytes", [os.path.join(self.bin, "shmetrics-bench-mp"), "segment_bytes",
+                                                         "--writers", "64", "--series", "10000",
+                                                         "--sparse-percent", "10"], 600)
+                self.results["segment_bytes"] = sbytes
+                dense, sparse = sbytes["dense"], sbytes["sparse"]
+                r = dense["regions"]
+                breakdown = ("counter cells %.1f MB (64+1 slots), readyz rings %.1f MB, process records %.1f MB "
+                             "(gauge cells for every series), dead buffers %.1f MB, entries+strings %.1f MB" % (
+                                 r["slot_counter_cells"] / 1e6, r["slot_readyz_rings"] / 1e6,
+                                 r["process_records"] / 1e6, r["dead_buffers"] / 1e6,
+                                 r["header_entries_strings"] / 1e6))
+                if self.want("segment_bytes_64x10000"):
+                    self.add_row("segment_bytes_64x10000", "64 slots × 10k series, all touched", "bytes",
+                                 [dense["blocks_bytes"]], "bound 1.25×64×10k×8 B + names",
+                                 [dense["bound_bytes"]], ("≤ bound (≥1)", 1.0), note=breakdown)
+                    if py64 is not None:
+                        self.add_row("segment_bytes_64x10000", "64 slots × 10k series, all touched",
+                                     "bytes", [dense["blocks_bytes"]], "client_python files, 64 × 10k",
+                                     [py64["files_bytes"]])
+                if self.want("segment_bytes_sparse"):
+                    self.add_row("segment_bytes_sparse", "64 slots × 10k series, 10% each",
+                                 "bytes", [sparse["blocks_bytes"]], "bound 0.3 × dense segment",
+                                 [0.3 * dense["blocks_bytes"]], ("≤0.3× dense (≥1)", 1.0),
+                                 note="no page pool: every cell is reserved at creation (posix_fallocate); "
+                                      "share of (slot, page) pairs touched, for a pool of pages of 8/64/512 "
+                                      "cells: %s" % ", ".join("%.0f%%" % (100 * v) for v in
+                                                              sparse["touched_page_fraction"].values()))
+                    try:
+                        pysp = self.python_peer("sparse_bytes", ["sparse_bytes", "--writers", "64", "--series", "10000",
+                                                                 "--percent", "10"])
+                        self.add_row("segment_bytes_sparse", "64 slots × 10k series, 10% each",
+                                     "bytes", [sparse["blocks_bytes"]], "client_python files, 64 × 1k",
+                                     [pysp["files_bytes"]])
+                    except Failure as e:
+                        self.errors.append(str(e))
+            except Failure as e:
+                self.errors.append(str(e))
+
+        # exporter_wrk ----------------------------------------------------------------
+        if self.want("exporter_wrk"):
+            try:
+                self.exporter_wrk()
+            except Failure as e:
+                self.errors.append(str(e))
+
+        self.probe("end")
+        self.elapsed = time.time() - t_start
+
+    # ----------------------------------------------------------------- wrk
+    def exporter_wrk(self):
+        duration = 1 if self.quick else 10
+        reps = 5
+        mp = os.path.join(self.bin, "shmetrics-bench-mp")
+        exporter = os.path.join(self.build, "exporter", "shmetrics-exporter")
+        static = os.path.join(self.bin, "shmetrics-bench-static-server")
+        procs = []
+        logs = []
+        try:
+            seg_log = open(self.log_path("wrk-segment.stderr.log"), "w")
+            logs.append(seg_log)
+            seg = subprocess.Popen([mp, "serve_segment", "--series", "1000", "--writers", "2"],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=seg_log, text=True)
+            procs.append(seg)
+            info = json.loads(seg.stdout.readline() or "{}")
+            if not info.get("segment"):
+                raise Failure("serve_segment printed no segment; see " + seg_log.name)
+            if not info.get("ok", False):
+                self.check_failures.extend("exporter_wrk: " + c for c in info.get("check_failures", []))
+            # The exporter on CPU 1, wrk on CPU 0.
+            exp = subprocess.Popen(["taskset", "-c", "1", exporter, "--ops-listen", "127.0.0.1:0",
+                                    "--ops-segment", info["segment"], "--judge-listen", "127.0.0.1:0",
+                                    "--judge-segment", info["segment"] + "-absent"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            procs.append(exp)
+            port = None
+            exp_log = open(self.log_path("wrk-exporter.stderr.log"), "w")
+            logs.append(exp_log)
+            deadline = time.time() + 20
+            while port is None and time.time() < deadline:
+                line = exp.stderr.readline()
+                if not line:
+                    break
+                exp_log.write(line)
+                m = re.search(r"event=listening role=ops address=127\.0\.0\.1:(\d+)", line)
+                if m:
+                    port = int(m.group(1))
+            if port is None:
+                raise Failure("the exporter did not report its port; see " + exp_log.name)
+            threading.Thread(target=lambda: [exp_log.write(l) for l in exp.stderr], daemon=True).start()
+            url = "http://127.0.0.1:%d/metrics" % port
+            body = urllib.request.urlopen(url, timeout=10).read()
+            self.check_wrk_body(body, info, "before wrk")
+            body_path = self.log_path("wrk-body.txt")
+            with open(body_path, "wb") as f:
+                f.write(body)
+            st_log = open(self.log_path("wrk-static.stderr.log"), "w")
+            logs.append(st_log)
+            st = subprocess.Popen(["taskset", "-c", "1", static, body_path], stdout=subprocess.PIPE,
+                                  stderr=st_log, text=True)
+            procs.append(st)
+            m = re.match(r"port (\d+)", st.stdout.readline() or "")
+            if not m:
+                raise Failure("the static server did not report its port; see " + st_log.name)
+            static_url = "http://127.0.0.1:%s/metrics" % m.group(1)
+            static_body = urllib.request.urlopen(static_url, timeout=10).read()
+            if static_body != body:
+                raise Failure("the static server does not serve the exporter's bytes")
+            results = {"exporter": [], "static": []}
+            for rep in range(reps):
+                for which, u in (("exporter", url), ("static", static_url)):
+                    results[which].append(self.wrk(u, duration, "%s-%d" % (which, rep)))
+            body_after = urllib.request.urlopen(url, timeout=10).read()
+            self.check_wrk_body(body_after, info, "after wrk")
+            self.results["wrk"] = results
+            e_rps = [r["rps"] for r in results["exporter"]]
+            s_rps = [r["rps"] for r in results["static"]]
+            note = ("exporter %.0f req/s (p99 %.2f ms), static %.0f req/s (p99 %.2f ms); %d-byte body, "
+                    "wrk -t1 -c4 -d%ds on CPU 0, server on CPU 1" % (
+                        statistics.median(e_rps), statistics.median([r["p99_ms"] for r in results["exporter"]]),
+                        statistics.median(s_rps), statistics.median([r["p99_ms"] for r in results["static"]]),
+                        len(body), duration))
+            self.add_row("exporter_wrk", "exporter GET /metrics, 1k series", "ms",
+                         [1000.0 / r for r in e_rps], "cpp-httplib, same bytes, static",
+                         [1000.0 / r for r in s_rps], ("≥0.5", 0.5), note=note, extra={
+                             "shmetrics_requests_per_s": e_rps, "peer_requests_per_s": s_rps,
+                             "shmetrics_p99_ms": [r["p99_ms"] for r in results["exporter"]],
+                             "peer_p99_ms": [r["p99_ms"] for r in results["static"]],
+                             "body_bytes": len(body), "wrk": "-t1 -c4 -d%ds --latency" % duration})
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    if p is procs[0]:
+                        p.stdin.close()
+                    else:
+                        p.send_signal(signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            for f in logs:
+                f.close()
+
+    def check_wrk_body(self, body, info, when):
+        text = body.decode()
+        family = info["family"]
+        values = {}
+        for line in text.splitlines():
+            if line.startswith(family + "{"):
+                key, _, v = line.rpartition(" ")
+                values[key] = float(v)
+        good = sum(1 for i in range(info["series"])
+                   if values.get('%s{series="s%d"}' % (family, i)) == info["expected_each"])
+        if good != info["series"]:
+            self.check_failures.append("exporter_wrk (%s): %d of %d series rendered %g" % (
+                when, good, info["series"], info["expected_each"]))
+        if 'shmetrics_segment_up{role="ops"} 1' not in text:
+            self.check_failures.append("exporter_wrk (%s): the exporter does not serve the segment" % when)
+
+    def wrk(self, url, duration, tag):
+        cmd = ["taskset", "-c", "0", "wrk", "-t1", "-c4", "-d%ds" % duration, "--latency", url]
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=duration + 60)
+        with open(self.log_path("wrk-%s.log" % tag), "w") as f:
+            f.write(p.stdout)
+        m = re.search(r"Requests/sec:\s+([\d.]+)", p.stdout)
+        l99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", p.stdout, re.M)
+        errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", p.stdout)
+        if p.returncode != 0 or not m:
+            raise Failure("wrk failed on %s; see %s" % (url, self.log_path("wrk-%s.log" % tag)))
+        if errors:
+            self.check_failures.append("exporter_wrk: wrk reported errors on %s: %s" % (url, errors.group(0)))
+        p99 = float(l99.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[l99.group(2)] if l99 else float("nan")
+        return {"rps": float(m.group(1)), "p99_ms": p99}
+
+    # ------------------------------------------------------------- output
+    @staticmethod
+    def scale(unit, v):
+        """(divisor, unit text) that suits the value v."""
+        if unit == "bytes":
+            return 1e6, "MB"
+        if unit == "x":
+            return 1.0, "×"
+        ns = v * 1e6 if unit == "ms" else v
+        if ns >= 1e6:
+            return (1.0, "ms") if unit == "ms" else (1e6, "ms")
+        if ns >= 1e3:
+            return (1e-3, "µs") if unit == "ms" else (1e3, "µs")
+        return (1e-6, "ns") if unit == "ms" else (1.0, "ns")
+
+    @staticmethod
+    def num(x):
+        return "%.0f" % x if x >= 100 else "%.1f" % x if x >= 10 else "%.2f" % x
+
+    def cell(self, triple, unit):
+        m, lo, hi = triple
+        if m is None:
+            return "-"
+        div, text = self.scale(unit, m)
+        sep = "" if text == "×" else " "
+        if lo == hi:
+            return "%s%s%s" % (self.num(m / div), sep, text)
+        return "%s%s%s [%s–%s]" % (self.num(m / div), sep, text, self.num(lo / div), self.num(hi / div))
+
+    @staticmethod
+    def ratio_text(r):
+        if r is None:
+            return "-"
+        return "%.0f" % r if r >= 100 else "%.1f" % r if r >= 10 else "%.2f" % r
+
+    def table(self):
+        header = ["op", "shmetrics", "median [min – max]", "peer", "median [min – max]", "ratio", "target",
+                  "verdict"]
+        lines = []
+        for r in self.rows:
+            lines.append([r["op"], r["variant"], self.cell(r["shmetrics"], r["unit"]), r["peer"],
+                          self.cell(r["peer_vals"], r["unit"]),
+                          self.ratio_text(r["ratio"]), r["target"], r["verdict"]])
+        return header, lines
+
+    def print_table(self, markdown=False):
+        header, lines = self.table()
+        if markdown:
+            out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            for l in lines:
+                out.append("| " + " | ".join(x.replace("|", "\\|") for x in l) + " |")
+            return "\n".join(out)
+        widths = [max(len(header[i]), *(len(l[i]) for l in lines)) if lines else len(header[i])
+                  for i in range(len(header))]
+        out = ["  ".join(h.ljust(widths[i]) for i, h in enumerate(header)),
+               "  ".join("-" * w for w in widths)]
+        for l in lines:
+            out.append("  ".join(x.ljust(widths[i]) for i, x in enumerate(l)).rstrip())
+        return "\n".join(out)
+
+    def json_rows(self):
+        out = []
+        run = {"quick": self.quick, "cpu_probe_ns_per_step": self.probes}
+        for r in self.rows:
+            u = r["unit"]
+            sm, smin, smax = r["shmetrics"]
+            pm, pmin, pmax = r["peer_vals"]
+            out.append({
+                "op": r["op"], "variant": r["variant"],
+                "shmetrics_" + u: sm, "shmetrics_min_" + u: smin, "shmetrics_max_" + u: smax,
+                "peer": r["peer"],
+                "peer_" + u: pm, "peer_min_" + u: pmin, "peer_max_" + u: pmax,
+                "ratio": r["ratio"], "target": r["target"], "target_min_ratio": r["target_min_ratio"],
+                "verdict": r["verdict"], "repetitions": {"shmetrics": r["reps"][0], "peer": r["reps"][1]},
+                "note": r["note"], **r["extra"], "run": run,
+            })
+        return out
+
+
+def machine():
+    def first(cmd):
+        try:
+            return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    lscpu = first(["lscpu"])
+    get = lambda k: (re.search(r"^%s:\s*(.*)$" % re.escape(k), lscpu, re.M) or [None, "?"])[1]  # noqa: E731
+    mem_kb = int(re.search(r"MemTotal:\s+(\d+)", open("/proc/meminfo").read()).group(1))
+    versions = {}
+    for pkg in ["libbenchmark-dev", "prometheus-cpp-dev", "python3-prometheus-client", "wrk", "libcpp-httplib-dev"]:
+        versions[pkg] = first(["dpkg-query", "-W", "-f=${Version}", pkg]) or "?"
+    return {
+        "cpu": get("Model name"), "vcpus": os.cpu_count(), "hypervisor": get("Hypervisor vendor"),
+        "threads_per_core": get("Thread(s) per core"), "l2": get("L2 cache"), "l3": get("L3 cache"),
+        "memory_gib": round(mem_kb / 1048576, 1), "kernel": platform.release(),
+        "os": first(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
+        "compiler": first(["c++", "--version"]).splitlines()[0] if first(["c++", "--version"]) else "?",
+        "packages": versions,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build-dir", required=True, help="a release build with bench/ built")
+    ap.add_argument("--quick", action="store_true", help="reduced set for CI (breakage, never speed)")
+    ap.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    ap.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
+    ap.add_argument("--only", metavar="KEY,...", help="run only these scenarios: " + ", ".join(SCENARIOS))
+    ap.add_argument("--log-dir", help="where each program's output goes (default BUILD/bench-logs)")
+    args = ap.parse_args()
+    r = Runner(args)
+    m = machine()
+    r.say("machine: %s, %d vCPUs (%s), %s GiB, kernel %s, %s" % (
+        m["cpu"], m["vcpus"], m["hypervisor"], m["memory_gib"], m["kernel"], m["os"]))
+    try:
+        r.run()
+    except Failure as e:
+        r.errors.append(str(e))
+    print()
+    print("shmetrics benchmarks%s — %s, %d vCPUs; ratio = peer time / shmetrics time (for scaling: "
+          "shmetrics / floor); higher is better for shmetrics" % (" (--quick)" if r.quick else "", m["cpu"],
+                                                                 m["vcpus"]))
+    for when, p in r.probes.items():
+        print("cpu probe %-5s: %s ns/step; load average %s" % (
+            when, ", ".join("%s %.3f" % (k, v) for k, v in p.items() if k.startswith("cpu")), " ".join(p["loadavg"])))
+    print()
+    print(r.print_table())
+    notes = [(row["op"], row["peer"], row["note"]) for row in r.rows if row["note"]]
+    if notes:
+        print()
+        for op, peer, note in notes:
+            print("note %s (vs %s): %s" % (op, peer, note))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(r.json_rows(), f, indent=1, ensure_ascii=False)
+            f.write("\n")
+        print("\nJSON written to %s" % args.json)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(r.print_table(markdown=True) + "\n")
+        with open(args.markdown + ".machine.json", "w") as f:
+            json.dump({"machine": m, "probes": r.probes, "elapsed_s": getattr(r, "elapsed", None),
+                       "results": r.results}, f, indent=1)
+    print("\nelapsed %.0f s; logs in %s" % (getattr(r, "elapsed", 0), r.log_dir))
+    status = 0
+    if r.errors:
+        for e in r.errors:
+            print("error: " + e, file=sys.stderr)
+        status = 1
+    if r.check_failures:
+        for c in r.check_failures:
+            print("CHECK FAILED: " + c, file=sys.stderr)
+        status = 3
+    missed = [row for row in r.rows if row["verdict"].startswith("MISSED")]
+    print("%d target(s) met, %d missed, %d check failure(s), %d error(s)" % (
+        sum(1 for row in r.rows if row["verdict"] == "met"), len(missed), len(r.check_failures), len(r.errors)))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
