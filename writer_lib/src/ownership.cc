@@ -447,7 +447,11 @@ shm::GaugeCell* gauge_cells_slow(std::uint16_t segment, std::uint32_t cell) noex
 
 namespace shmetrics {
 
-Segment Segment::open(const SegmentOptions& options) {
+namespace {
+
+// The segment name the options give, after checking the options; throws
+// std::invalid_argument naming what is wrong.
+std::string checked_segment_name(const SegmentOptions& options) {
   std::string name = options.name.empty() ? shm::segment_name(options.instance, options.role)
                                           : options.name;
   if (std::string err = shm::check_segment_name(name); !err.empty())
@@ -457,6 +461,13 @@ Segment Segment::open(const SegmentOptions& options) {
                                 std::to_string((options.mode >> 3) & 7) + std::to_string(options.mode & 7) +
                                 " is invalid: segments must not be writable by group or others "
                                 "(0600, or 0640 to let a group read)");
+  return name;
+}
+
+}  // namespace
+
+Segment Segment::open(const SegmentOptions& options) {
+  std::string name = checked_segment_name(options);
   if (options.lock_timeout.count() <= 0)
     throw std::invalid_argument("lock_timeout must be positive, got " +
                                 std::to_string(options.lock_timeout.count()) + " ms");
@@ -485,11 +496,7 @@ Segment Segment::open(const SegmentOptions& options) {
 }
 
 void Segment::recreate(const SegmentOptions& options) {
-  std::string name = options.name.empty() ? shm::segment_name(options.instance, options.role)
-                                          : options.name;
-  if (std::string err = shm::check_segment_name(name); !err.empty())
-    throw std::invalid_argument(err);
-  shm::recreate_segment(name, options.capacities, options.mode);
+  shm::recreate_segment(checked_segment_name(options), options.capacities, options.mode);
 }
 
 const std::string& Segment::name() const { return detail::g_table[index_]->mapped->name(); }
