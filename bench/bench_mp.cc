@@ -404,7 +404,7 @@ std::string bytes_json(const BytesResult& r) {
     << ", \"slot_counter_cells\": " << std::uint64_t{r.caps.thread_slots + 1} * r.caps.series * 8
     << ", \"slot_readyz_rings\": " << std::uint64_t{r.caps.thread_slots + 1} * (g.slot_stride - g.readyz_offset_in_slot)
     << ", \"process_records\": " << (g.dead_offset - g.records_offset)
-    << ", \"record_gauge_cells\": " << std::uint64_t{r.caps.process_records} * r.caps.series * sizeof(shm::GaugeCell)
+    << ", \"record_gauge_cells\": " << std::uint64_t{r.caps.process_records} * r.caps.gauge_series * sizeof(shm::GaugeCell)
     << ", \"dead_buffers\": " << (g.total_bytes - g.dead_offset) << "}"
     << ", \"touched_page_fraction\": {";
   for (std::size_t i = 0; i < r.touched_pages.size(); ++i)

@@ -316,7 +316,7 @@ class Runner:
                 dense, sparse = sbytes["dense"], sbytes["sparse"]
                 r = dense["regions"]
                 breakdown = ("counter cells %.1f MB (64+1 slots), readyz rings %.1f MB, process records %.1f MB "
-                             "(gauge cells for every series), dead buffers %.1f MB, entries+strings %.1f MB" % (
+                             "(gauge cells: gauge_series per record), dead buffers %.1f MB, entries+strings %.1f MB" % (
                                  r["slot_counter_cells"] / 1e6, r["slot_readyz_rings"] / 1e6,
                                  r["process_records"] / 1e6, r["dead_buffers"] / 1e6,
                                  r["header_entries_strings"] / 1e6))

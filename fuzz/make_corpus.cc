@@ -180,6 +180,7 @@ Bytes make_basic() {
   caps.process_records = 4;
   caps.families = 8;
   caps.series = 16;
+  caps.gauge_series = 16;
   caps.string_bytes = 512;
   caps.info_families = 1;
   caps.info_value_bytes = 64;
@@ -237,6 +238,7 @@ Bytes make_info() {
   caps.process_records = 3;
   caps.families = 3;
   caps.series = 4;
+  caps.gauge_series = 4;
   caps.string_bytes = 256;
   caps.info_families = 2;
   caps.info_value_bytes = 24;
@@ -271,6 +273,7 @@ Bytes make_full() {
   caps.process_records = 1;
   caps.families = 2;
   caps.series = 3;
+  caps.gauge_series = 3;
   caps.string_bytes = 128;
   caps.info_families = 0;
   caps.info_value_bytes = 8;
@@ -297,6 +300,7 @@ Bytes make_empty() {
   caps.process_records = 1;
   caps.families = 1;
   caps.series = 1;
+  caps.gauge_series = 1;
   caps.string_bytes = 64;
   caps.info_families = 0;
   caps.info_value_bytes = 8;
@@ -312,6 +316,7 @@ Bytes make_overflow() {
   caps.process_records = 2;
   caps.families = 4;
   caps.series = 8;
+  caps.gauge_series = 8;
   caps.string_bytes = 200;
   caps.info_families = 0;
   caps.info_value_bytes = 8;

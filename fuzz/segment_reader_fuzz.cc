@@ -22,7 +22,7 @@
 //             of dying in the header check.
 //
 // Taken from the image itself (bytes the reader never reads, the padding of
-// the header after readyz_used; zero in a real segment):
+// the header after gauge_cells_used; zero in a real segment):
 //   bytes counts+24..+31  now_ns given to render() (CLOCK_MONOTONIC nanoseconds)
 //   bytes counts+32..+39  a mask: record r counts as dead when bit r % 64 is set,
 //                   so a real segment (zeros) has every record live.
@@ -32,8 +32,8 @@
 // the image is changed as a writer or an attacker could change it: the last
 // input byte's low 2 bits give 0-3 flips, each described by the 3 input bytes
 // before it (walking backwards): a, b, x. When a's top bit is set the flip hits
-// the header's published counts (offset of family_count + b % 20: family_count,
-// series_count, string_used, info_count, readyz_used), else offset
+// the header's published counts (offset of family_count + b % 24: family_count,
+// series_count, string_used, info_count, readyz_used, gauge_cells_used), else offset
 // ((a & 0x7f) << 8 | b) % size. The byte there is XORed with x. After flips a
 // fresh reader also renders the changed image.
 //
@@ -65,11 +65,11 @@ using shmetrics::exporter::SegmentReader;
 
 constexpr std::size_t kImmutablePrefix = offsetof(shm::Header, registration_lock);  // 128
 constexpr std::size_t kCountsOffset = offsetof(shm::Header, family_count);
-constexpr std::size_t kCountsBytes = 20;  // five uint32 counts
+constexpr std::size_t kCountsBytes = 24;  // six uint32 counts
 // Header padding after the counts, never read by the reader.
 constexpr std::size_t kNowOffset = kCountsOffset + 24;
 constexpr std::size_t kMaskOffset = kCountsOffset + 32;
-static_assert(offsetof(shm::Header, readyz_used) + 4 == kCountsOffset + kCountsBytes);
+static_assert(offsetof(shm::Header, gauge_cells_used) + 4 == kCountsOffset + kCountsBytes);
 static_assert(kCountsOffset + kCountsBytes <= kNowOffset, "now_ns must lie in header padding");
 static_assert(kMaskOffset + 8 <= offsetof(shm::Header, events), "mask must lie in header padding");
 
@@ -123,6 +123,7 @@ shm::Capacities synthetic_capacities(const std::uint8_t* p) {
   c.process_records = 1 + p[1] % 4;
   c.families = 1 + p[2] % 8;
   c.series = 1 + p[3] % 16;
+  c.gauge_series = p[3] / 16;  // 0-15, from the same byte
   c.string_bytes = 64 + (static_cast<std::uint32_t>(p[4]) | std::uint32_t{p[5]} << 8) % 449;
   c.info_families = p[6] % 3;
   c.info_value_bytes = 8 + p[7] % 57;

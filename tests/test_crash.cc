@@ -25,6 +25,7 @@ SegmentOptions options(const ScopedName& name, std::uint32_t thread_slots = 4,
   o.capacities.thread_slots = thread_slots;
   o.capacities.process_records = records;
   o.capacities.series = 32;
+  o.capacities.gauge_series = 32;
   o.capacities.families = 32;
   o.capacities.string_bytes = 4096;
   o.capacities.info_families = 2;

@@ -195,3 +195,23 @@ TEST_CASE("registration_recovers_the_lock_of_a_registrar_killed_holding_it") {
   CHECK(testing::sample(text, "labelled_total{k=\"v\"}") == 1.0);
   CHECK(testing::sample(text, "shmetrics_registration_lock_timeouts_total{role=\"test\"}") == 0.0);
 }
+
+TEST_CASE("gauge_series_have_a_capacity_of_their_own") {
+  ScopedName name("gauge-capacity");
+  SegmentOptions o;
+  o.name = name.str();
+  o.capacities.series = 16;
+  o.capacities.gauge_series = 2;
+  Segment s = Segment::open(o);
+  GaugeFamily g = s.gauge_family("g", "G.", {"k"}, GaugeMode::kLiveSum);
+  CounterFamily c = s.counter_family("c_total", "C.", {"k"});
+  g.labels({"a"}).set(1);
+  g.labels({"b"}).set(2);
+  CHECK_FALSE(g.labels({"c"}).attached());  // no gauge cell left
+  for (int i = 0; i < 10; ++i) c.labels({std::to_string(i)}).inc();  // counters unaffected
+  std::string text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "g{k=\"a\"}") == 1.0);
+  CHECK(testing::sample(text, "g{k=\"b\"}") == 2.0);
+  CHECK(testing::count_lines(text, "c_total{") == 10);
+  CHECK(testing::sample(text, "shmetrics_series_refused_total{role=\"test\"}") == 1.0);
+}

@@ -158,11 +158,12 @@ bool SegmentReader::parse_family(std::uint32_t index, Family& f) {
 bool SegmentReader::parse_series(std::uint32_t index, std::uint32_t& family, Series& s) {
   shm::SeriesEntry e;
   std::memcpy(&e, base_ + geometry_.series_offset + std::uint64_t{index} * sizeof e, sizeof e);
-  if (e.family_index >= families_.size() || !families_[e.family_index].trusted ||
-      e.cell_index >= capacities_.series)
-    return false;
+  if (e.family_index >= families_.size() || !families_[e.family_index].trusted) return false;
   const Family& f = families_[e.family_index];
   if (f.type == shm::MetricType::kInfo) return false;  // info values live in records
+  // Counters index slot cells, gauges record cells.
+  if (e.cell_index >= (f.type == shm::MetricType::kGauge ? capacities_.gauge_series : capacities_.series))
+    return false;
   std::string_view bytes = pool_string(e.label_values_offset, e.label_values_length);
   if (bytes.size() != e.label_values_length) return false;
   std::vector<std::string> values;
@@ -218,7 +219,9 @@ void SegmentReader::parse_new_entries() {
 
 void SegmentReader::sum_counters() {
   std::uint32_t cells = 0;
-  for (const auto& s : series_) cells = std::max(cells, s.cell + 1);
+  for (const Family& f : families_)
+    if (f.trusted && f.type == shm::MetricType::kCounter)
+      for (std::uint32_t index : f.series) cells = std::max(cells, series_[index].cell + 1);
   int_sums_.assign(cells, 0);
   double_sums_.assign(double_cells_.size(), 0.0);
   // The overflow slot (index thread_slots) is always read; other slots only

@@ -75,7 +75,7 @@ void initialise(std::uint8_t* base, const Capacities& caps, const Geometry& g) {
     auto* marker = reinterpret_cast<DeadBufferHeader*>(buffer);
     marker->folded_record.store(kNoRecord, std::memory_order_relaxed);
     auto* cells = reinterpret_cast<GaugeCell*>(buffer + sizeof(DeadBufferHeader));
-    for (std::uint32_t c = 0; c < caps.series; ++c) cells[c].value.store(kGaugeUnset, std::memory_order_relaxed);
+    for (std::uint32_t c = 0; c < caps.gauge_series; ++c) cells[c].value.store(kGaugeUnset, std::memory_order_relaxed);
   }
   // Magic last: a header without it was never finished.
   h->magic = kMagic;
@@ -272,7 +272,8 @@ std::string describe(const Capacities& c) {
          ", info_families=" + std::to_string(c.info_families) +
          ", info_value_bytes=" + std::to_string(c.info_value_bytes) +
          ", readyz_short_window_seconds=" + std::to_string(c.readyz_short_window_seconds) +
-         ", readyz_long_window_seconds=" + std::to_string(c.readyz_long_window_seconds) + "}";
+         ", readyz_long_window_seconds=" + std::to_string(c.readyz_long_window_seconds) +
+         ", gauge_series=" + std::to_string(c.gauge_series) + "}";
 }
 
 std::string check_header(const Header& h, std::uint64_t file_bytes, Geometry& g) {

@@ -180,10 +180,10 @@ void reset_record(ProcessSegment& seg, std::uint32_t record) {
   const auto& caps = seg.mapped->capacities();
   const auto& g = seg.geometry();
   shm::GaugeCell* cells = record_cells(seg, record);
-  for (std::uint32_t c = 0; c < caps.series; ++c) {
+  for (std::uint32_t c = 0; c < caps.gauge_series; ++c) {
     cells[c].value.store(shm::kGaugeUnset, std::memory_order_relaxed);
     cells[c].stamp.store(0, std::memory_order_relaxed);
-    if (c == caps.series / 2) shm::park_point("claim_record.mid_reset");
+    if (c == caps.gauge_series / 2) shm::park_point("claim_record.mid_reset");
   }
   for (std::uint32_t a = 0; a < caps.info_families; ++a) {
     auto* area = reinterpret_cast<shm::InfoAreaHeader*>(seg.base() + g.info_area_offset(record, a));
@@ -241,7 +241,7 @@ void fold_record(ProcessSegment& seg, std::uint32_t record) {
     return;
   auto* from = reinterpret_cast<shm::GaugeCell*>(active + sizeof(shm::DeadBufferHeader));
   auto* to = reinterpret_cast<shm::GaugeCell*>(next + sizeof(shm::DeadBufferHeader));
-  for (std::uint32_t c = 0; c < caps.series; ++c) {
+  for (std::uint32_t c = 0; c < caps.gauge_series; ++c) {
     to[c].value.store(from[c].value.load(std::memory_order_relaxed), std::memory_order_relaxed);
     to[c].stamp.store(from[c].stamp.load(std::memory_order_relaxed), std::memory_order_relaxed);
   }
@@ -253,7 +253,8 @@ void fold_record(ProcessSegment& seg, std::uint32_t record) {
   const shm::GaugeCell* values = record_cells(seg, record);
   for (std::uint32_t s = 0; s < series_count; ++s) {
     const shm::SeriesEntry e = series[s];
-    if (e.family_index >= family_count || e.cell_index >= caps.series) continue;
+    if (e.family_index >= family_count || e.cell_index >= caps.gauge_series) continue;
+    if (families[e.family_index].type != shm::MetricType::kGauge) continue;
     const shm::GaugeMode mode = families[e.family_index].gauge_mode;
     if (mode == shm::GaugeMode::kSum || mode == shm::GaugeMode::kMax ||
         mode == shm::GaugeMode::kMin || mode == shm::GaugeMode::kMostRecent)

@@ -170,22 +170,28 @@ std::optional<std::uint32_t> find_or_register_series(std::uint16_t index, std::u
   if (auto it = fam->cells.find(key); it != fam->cells.end()) return it->second;
 
   shm::Header& h = seg->header();
+  const auto& caps = seg->mapped->capacities();
   std::uint32_t count = h.series_count.load(std::memory_order_relaxed);
+  // Counters use the slot cell of their series index; gauges a record cell of
+  // their own, so records hold no cells for counters.
+  const bool gauge = fam->type == shm::MetricType::kGauge;
+  std::uint32_t cell = gauge ? h.gauge_cells_used.load(std::memory_order_relaxed) : count;
   std::vector<std::uint32_t> offsets;
   std::uint32_t new_used = 0;
-  if (count >= seg->mapped->capacities().series ||
+  if (count >= caps.series || (gauge && cell >= caps.gauge_series) ||
       !write_strings(*seg, {key}, offsets, new_used)) {
     count_event(index, shm::kEventSeriesRefused);
     return std::nullopt;
   }
   shm::park_point("register_series.after_strings");
-  series_entries(*seg)[count] = shm::SeriesEntry{family, count, offsets[0],
+  series_entries(*seg)[count] = shm::SeriesEntry{family, cell, offsets[0],
                                                  static_cast<std::uint32_t>(key.size())};
   shm::park_point("register_series.before_publish");
   h.string_used.store(new_used, std::memory_order_release);
+  if (gauge) h.gauge_cells_used.store(cell + 1, std::memory_order_release);
   h.series_count.store(count + 1, std::memory_order_release);
   sync_from_segment(*seg);
-  return count;
+  return cell;
 }
 
 std::uint32_t register_family(std::uint16_t index, std::string_view name, std::string_view help,
@@ -371,7 +377,9 @@ void sync_from_segment(ProcessSegment& seg) {
   seg.synced_families = families;
   for (std::uint32_t s = seg.synced_series; s < series; ++s) {
     const shm::SeriesEntry e = series_entries(seg)[s];
-    if (e.family_index >= seg.families.size() || e.cell_index >= caps.series) continue;
+    if (e.family_index >= seg.families.size()) continue;
+    bool gauge = seg.families[e.family_index].type == shm::MetricType::kGauge;
+    if (e.cell_index >= (gauge ? caps.gauge_series : caps.series)) continue;
     seg.families[e.family_index].cells.emplace(
         std::string(pool_string(seg, e.label_values_offset, e.label_values_length)), e.cell_index);
   }

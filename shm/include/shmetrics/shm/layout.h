@@ -11,9 +11,9 @@
 // │ string pool[string_bytes]       names, help, encoded label names/values       │
 // │ thread slots[thread_slots + 1]  SlotHeader + uint64 cells[series]             │
 // │                                 + ReadyzArea; the last is the overflow slot   │
-// │ process records[process_records] RecordHeader + GaugeCell[series]             │
+// │ process records[process_records] RecordHeader + GaugeCell[gauge_series]       │
 // │                                 + InfoArea[info_families]                     │
-// │ DeadArea                        state + 2 × (marker + GaugeCell[series]): the │
+// │ DeadArea                  state + 2 × (marker + GaugeCell[gauge_series]): the │
 // │                                 folded values of dead processes               │
 // └───────────────────────────────────────────────────────────────────────────────┘
 //
@@ -26,6 +26,8 @@
 // registration_lock            | registrars (robust, timed)      | pthread             | exporter never touches it
 // string_used                  | registrar under the lock        | release, before the | <= string_bytes
 //                              |                                 | count that uses it  |
+// gauge_cells_used             | registrar under the lock, before| release             | a gauge series' cell must be
+//                              | the series count                |                     | below gauge_series
 // family_count / series_count  | registrar under the lock, after | release (publishes  | acquire; <= capacity; every
 //                              | the entry and its strings       | the entry)          | entry field re-validated
 // FamilyEntry / SeriesEntry    | registrar, before the count     | relaxed             | offsets+lengths inside the
@@ -77,7 +79,7 @@
 namespace shmetrics::shm {
 
 inline constexpr std::uint64_t kMagic = 0x31434952'54454d53ULL;  // "SMETRIC1" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 3;
+inline constexpr std::uint32_t kLayoutVersion = 4;
 inline constexpr std::size_t kCacheLine = 64;
 
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
@@ -133,7 +135,7 @@ struct Capacities {
   std::uint32_t thread_slots = 64;        // not counting the overflow slot
   std::uint32_t process_records = 64;
   std::uint32_t families = 256;
-  std::uint32_t series = 2048;            // also the cells per slot and record
+  std::uint32_t series = 2048;            // all series; also the counter cells per slot
   std::uint32_t string_bytes = 256 * 1024;
   std::uint32_t info_families = 8;
   std::uint32_t info_value_bytes = 512;   // encoded label values of one info value
@@ -141,10 +143,13 @@ struct Capacities {
   // slot keeps a ring of one bucket per second of the longer window.
   std::uint32_t readyz_short_window_seconds = 60;
   std::uint32_t readyz_long_window_seconds = 300;
+  // Gauge series (each holds a 16-byte cell in every process record and in
+  // the dead buffers; counters hold none there).
+  std::uint32_t gauge_series = 512;
 
   friend bool operator==(const Capacities&, const Capacities&) = default;
 };
-static_assert(sizeof(Capacities) == 36);
+static_assert(sizeof(Capacities) == 40);
 
 // Counters of events that the exporter exposes as its own metrics.
 enum Event : std::uint32_t {
@@ -181,6 +186,7 @@ struct alignas(kCacheLine) Header {
   std::atomic<std::uint32_t> string_used;
   std::atomic<std::uint32_t> info_count;  // info areas handed out to info families
   std::atomic<std::uint32_t> readyz_used; // 1 once any process asked for readyz
+  std::atomic<std::uint32_t> gauge_cells_used;  // gauge cells handed out to gauge series
 
   alignas(kCacheLine) std::atomic<std::uint64_t> events[kEventCount];
 };
@@ -214,7 +220,7 @@ static_assert(sizeof(FamilyEntry) == 32);
 
 struct SeriesEntry {
   std::uint32_t family_index;
-  std::uint32_t cell_index;  // index into the cells of every slot and record
+  std::uint32_t cell_index;  // counters: slot cell (= series index); gauges: record cell
   std::uint32_t label_values_offset;
   std::uint32_t label_values_length;
 };
@@ -302,7 +308,7 @@ struct Geometry {
   std::uint64_t info_area_stride;
   std::uint64_t info_offset_in_record;
   std::uint64_t dead_offset;         // DeadState
-  std::uint64_t dead_buffer_stride;  // DeadBufferHeader + GaugeCell[series]
+  std::uint64_t dead_buffer_stride;  // DeadBufferHeader + GaugeCell[gauge_series]
   std::uint64_t total_bytes;
   std::uint64_t lock_bytes_offset;
 
@@ -325,7 +331,7 @@ struct Geometry {
 inline bool compute_geometry(const Capacities& c, Geometry& g) {
   if (c.thread_slots == 0 || c.thread_slots > kMaxSlots || c.process_records == 0 ||
       c.process_records > kMaxRecords || c.families == 0 || c.families > kMaxFamilies ||
-      c.series == 0 || c.series > kMaxSeries || c.string_bytes == 0 ||
+      c.series == 0 || c.series > kMaxSeries || c.gauge_series > kMaxSeries || c.string_bytes == 0 ||
       c.string_bytes > kMaxStringBytes || c.info_families > kMaxInfoFamilies ||
       c.info_value_bytes > kMaxInfoValueBytes || c.readyz_short_window_seconds == 0 ||
       c.readyz_long_window_seconds < c.readyz_short_window_seconds ||
@@ -349,13 +355,13 @@ inline bool compute_geometry(const Capacities& c, Geometry& g) {
   g.records_offset = at;
   g.info_area_stride = sizeof(InfoAreaHeader) + round_up(c.info_value_bytes, 8);
   g.info_offset_in_record =
-      sizeof(RecordHeader) + std::uint64_t{c.series} * sizeof(GaugeCell);
+      sizeof(RecordHeader) + std::uint64_t{c.gauge_series} * sizeof(GaugeCell);
   g.record_stride = round_up(
       g.info_offset_in_record + std::uint64_t{c.info_families} * g.info_area_stride,
       kCacheLine);
   at += g.record_stride * c.process_records;
   g.dead_offset = at;
-  g.dead_buffer_stride = round_up(sizeof(DeadBufferHeader) + std::uint64_t{c.series} * sizeof(GaugeCell),
+  g.dead_buffer_stride = round_up(sizeof(DeadBufferHeader) + std::uint64_t{c.gauge_series} * sizeof(GaugeCell),
                                   kCacheLine);
   at += sizeof(DeadState) + 2 * g.dead_buffer_stride;
   g.total_bytes = at;
