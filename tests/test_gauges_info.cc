@@ -354,3 +354,31 @@ TEST_CASE("mostrecent_shows_the_value_set_last_and_livemostrecent_only_live_ones
   any.inc(10);  // this process, later still: 0 + 10
   CHECK(testing::sample(testing::scrape(name.str()), "config_version") == 10.0);
 }
+
+TEST_CASE("a_record_claimed_and_left_by_a_dead_process_while_another_looked_is_folded") {
+  ScopedName name("claim-race");
+  Segment s = Segment::open(options(name, /*records=*/1));
+  Gauge sum = s.gauge("jobs", "Jobs.", GaugeMode::kSum);
+  int report[2], resume[2];
+  REQUIRE(::pipe(report) == 0);
+  REQUIRE(::pipe(resume) == 0);
+  // A saw the record free and stops just before locking it...
+  pid_t a = testing::fork_child([&] {
+    shm::set_park_point("claim_record.before_lock", report[1], resume[0]);
+    sum.set(5);
+    (void)!::write(report[1], "d", 1);
+    for (;;) ::pause();
+    return true;
+  });
+  char byte;
+  REQUIRE(::read(report[0], &byte, 1) == 1);
+  // ...while B claims it, sets a value and dies.
+  REQUIRE(testing::wait_child(testing::fork_child([&] { sum.set(7); return true; })) == 0);
+  CHECK(testing::sample(testing::scrape(name.str()), "jobs") == 7.0);
+  REQUIRE(::write(resume[1], "r", 1) == 1);  // A goes on: it must fold B's value, not drop it
+  REQUIRE(::read(report[0], &byte, 1) == 1);
+  CHECK(testing::sample(testing::scrape(name.str()), "jobs") == 12.0);
+  ::kill(a, SIGKILL);
+  testing::wait_child(a);
+  for (int fd : {report[0], report[1], resume[0], resume[1]}) ::close(fd);
+}

@@ -435,7 +435,7 @@ SegmentReader::GaugeSources SegmentReader::gauge_sources(const RecordLiveness& l
       sources.live.push_back({r, pid, live_pids.insert(pid).second});
       continue;
     }
-    std::uint32_t generation = load_relaxed<std::uint32_t>(header + offsetof(shm::RecordHeader, generation));
+    std::uint32_t generation = load_acquire<std::uint32_t>(header + offsetof(shm::RecordHeader, generation));
     if (r == folded_record && generation == folded_generation) continue;  // already in the dead buffer
     dead.emplace_back(r, pid);
   }

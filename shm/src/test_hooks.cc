@@ -9,10 +9,12 @@ namespace shmetrics::shm {
 namespace {
 std::atomic<const char*> g_park_at{nullptr};
 std::atomic<int> g_report_fd{-1};
+std::atomic<int> g_resume_fd{-1};
 }  // namespace
 
-void set_park_point(const char* name, int report_fd) {
+void set_park_point(const char* name, int report_fd, int resume_fd) {
   g_report_fd.store(report_fd, std::memory_order_relaxed);
+  g_resume_fd.store(resume_fd, std::memory_order_relaxed);
   g_park_at.store(name, std::memory_order_release);
 }
 
@@ -21,6 +23,11 @@ void park_point(const char* name) {
   if (armed == nullptr || std::strcmp(armed, name) != 0) return;
   char byte = 'p';
   (void)!::write(g_report_fd.load(std::memory_order_relaxed), &byte, 1);
+  if (int resume = g_resume_fd.load(std::memory_order_relaxed); resume >= 0) {
+    g_park_at.store(nullptr, std::memory_order_relaxed);  // once
+    (void)!::read(resume, &byte, 1);
+    return;
+  }
   for (;;) ::pause();
 }
 

@@ -277,7 +277,8 @@ void finish_dead_folder(ProcessSegment& seg) {
   std::uint32_t record = marker->folded_record.load(std::memory_order_relaxed);
   if (record >= seg.mapped->capacities().process_records) return;
   shm::RecordHeader& h = record_header(seg, record);
-  if (h.generation.load(std::memory_order_acquire) != marker->folded_generation.load(std::memory_order_relaxed))
+  if (h.owner_pid.load(std::memory_order_acquire) == 0 ||
+      h.generation.load(std::memory_order_acquire) != marker->folded_generation.load(std::memory_order_relaxed))
     return;
   reset_record(seg, record);
   h.owner_pid.store(0, std::memory_order_release);
@@ -320,17 +321,22 @@ shm::GaugeCell* claim_record(std::uint16_t index, ProcessSegment& seg) {
       bool looks_free = h.owner_pid.load(std::memory_order_relaxed) == 0;
       if (looks_free != (pass == 0)) continue;
       const std::uint64_t lock_byte = g.record_lock_byte(caps.thread_slots, i);
+      shm::park_point("claim_record.before_lock");
       if (!shm::try_lock_byte(fd, lock_byte)) continue;
+      // Holding the lock, read the owner again: between the look above and the
+      // lock, another process may have claimed the record and died.
       // A record a dead process left: its values in the modes that keep them
       // are folded first, then the record is reset, both under fold_lock.
       std::optional<FoldLock> fold;
-      if (pass == 1) {
+      if (h.owner_pid.load(std::memory_order_acquire) != 0) {
         fold.emplace(seg);
         if (!fold->held()) {
           shm::unlock_byte(fd, lock_byte);
           continue;
         }
-        fold_record(seg, i);
+        // A dead folder's unfinished reset may just have freed it: then there
+        // is nothing to fold.
+        if (h.owner_pid.load(std::memory_order_acquire) != 0) fold_record(seg, i);
       }
       reset_record(seg, i);
       shm::GaugeCell* cells = record_cells(seg, i);

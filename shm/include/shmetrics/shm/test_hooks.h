@@ -7,8 +7,9 @@
 namespace shmetrics::shm {
 
 // Parks this process at the point called `name`: it writes one byte to
-// `report_fd` and pauses until killed. nullptr disarms.
-void set_park_point(const char* name, int report_fd);
+// `report_fd`, then pauses until killed or, when `resume_fd` is given, until
+// it reads one byte from `resume_fd` (and goes on). nullptr disarms.
+void set_park_point(const char* name, int report_fd, int resume_fd = -1);
 
 // Called by the library at each named point.
 void park_point(const char* name);
