@@ -386,12 +386,22 @@ void recreate_segment(const std::string& name, const Capacities& capacities, mod
   create_and_publish(name, capacities, mode);
 }
 
-bool try_lock_byte(int fd, std::uint64_t byte) {
+namespace {
+
+// A classic fcntl lock request of `type` on one byte.
+struct flock one_byte(short type, std::uint64_t byte) {
   struct flock fl {};
-  fl.l_type = F_WRLCK;
+  fl.l_type = type;
   fl.l_whence = SEEK_SET;
   fl.l_start = static_cast<off_t>(byte);
   fl.l_len = 1;
+  return fl;
+}
+
+}  // namespace
+
+bool try_lock_byte(int fd, std::uint64_t byte) {
+  struct flock fl = one_byte(F_WRLCK, byte);
   if (::fcntl(fd, F_SETLK, &fl) == 0) return true;
   if (errno == EAGAIN || errno == EACCES) return false;
   throw SegmentError("fcntl(F_SETLK) on segment byte " + std::to_string(byte) +
@@ -399,20 +409,12 @@ bool try_lock_byte(int fd, std::uint64_t byte) {
 }
 
 void unlock_byte(int fd, std::uint64_t byte) {
-  struct flock fl {};
-  fl.l_type = F_UNLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = static_cast<off_t>(byte);
-  fl.l_len = 1;
+  struct flock fl = one_byte(F_UNLCK, byte);
   ::fcntl(fd, F_SETLK, &fl);
 }
 
 LockHolder lock_holder(int fd, std::uint64_t byte) {
-  struct flock fl {};
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = static_cast<off_t>(byte);
-  fl.l_len = 1;
+  struct flock fl = one_byte(F_WRLCK, byte);
   if (::fcntl(fd, F_GETLK, &fl) != 0) return {};
   return {fl.l_type != F_UNLCK, fl.l_type == F_UNLCK ? 0 : fl.l_pid};
 }
