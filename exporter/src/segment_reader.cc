@@ -211,6 +211,8 @@ void SegmentReader::parse_new_entries() {
       s.double_index = static_cast<std::int32_t>(double_cells_.size());
       double_cells_.push_back(s.cell);
     }
+    if (families_[family].type == shm::MetricType::kCounter)
+      counter_cells_ = std::max(counter_cells_, s.cell + 1);
     families_[family].series.push_back(static_cast<std::uint32_t>(series_.size()));
     series_.push_back(std::move(s));
   }
@@ -218,10 +220,7 @@ void SegmentReader::parse_new_entries() {
 }
 
 void SegmentReader::sum_counters() {
-  std::uint32_t cells = 0;
-  for (const Family& f : families_)
-    if (f.trusted && f.type == shm::MetricType::kCounter)
-      for (std::uint32_t index : f.series) cells = std::max(cells, series_[index].cell + 1);
+  const std::uint32_t cells = counter_cells_;
   int_sums_.assign(cells, 0);
   double_sums_.assign(double_cells_.size(), 0.0);
   // The overflow slot (index thread_slots) is always read; other slots only

@@ -103,6 +103,7 @@ class SegmentReader {
   std::uint64_t events_[shm::kEventCount] = {};
   std::vector<std::uint64_t> int_sums_;  // per cell, this render
   std::vector<std::uint32_t> double_cells_;
+  std::uint32_t counter_cells_ = 0;      // 1 + the highest slot cell of a trusted counter series
   std::vector<double> double_sums_;      // per cell of double counters, this render
 };
 
