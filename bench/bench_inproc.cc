@@ -94,7 +94,9 @@ const std::vector<std::pair<std::string, GaugeMode>>& gauge_modes() {
   static const std::vector<std::pair<std::string, GaugeMode>> modes = {
       {"livesum", GaugeMode::kLiveSum},       {"livemax", GaugeMode::kLiveMax},
       {"livemin", GaugeMode::kLiveMin},       {"liveall", GaugeMode::kLiveAll},
-      {"mostrecent", GaugeMode::kMostRecent}, {"livemostrecent", GaugeMode::kLiveMostRecent}};
+      {"mostrecent", GaugeMode::kMostRecent}, {"livemostrecent", GaugeMode::kLiveMostRecent},
+      {"livesum_int", GaugeMode::kLiveSum},   {"livemax_int", GaugeMode::kLiveMax},
+      {"livemin_int", GaugeMode::kLiveMin},   {"liveall_int", GaugeMode::kLiveAll}};
   return modes;
 }
 
@@ -112,7 +114,10 @@ Inproc& inproc() {
     for (auto r : kRoutes) p->labelled.labels({r, "GET"}).inc();
     p->labelled_expected = kRoutes.size();
     for (const auto& [mode_name, mode] : gauge_modes()) {
-      GaugeFamily f = segment.gauge_family("bench_gauge_" + mode_name, "Gauge benchmark.", {"op"}, mode);
+      // "<mode>" holds doubles, "<mode>_int" (live modes) integers.
+      const bool integer = mode_name.ends_with("_int");
+      GaugeFamily f = segment.gauge_family("bench_gauge_" + mode_name, "Gauge benchmark.", {"op"}, mode,
+                                           integer ? ValueType::kInteger : ValueType::kDouble);
       Inproc::GaugeCase c;
       c.inc = f.labels({"inc"});
       c.dec = f.labels({"dec"});
@@ -130,7 +135,7 @@ Inproc& inproc() {
 // The rendered sample of gauge `mode`, series op=`op`, for this process.
 double gauge_sample(const std::string& text, const std::string& mode, const std::string& op) {
   std::string series = "bench_gauge_" + mode + "{op=\"" + op + "\"";
-  if (mode == "liveall") series += ",pid=\"" + std::to_string(::getpid()) + "\"";
+  if (mode.starts_with("liveall")) series += ",pid=\"" + std::to_string(::getpid()) + "\"";
   return sb::sample(text, series + "}");
 }
 
@@ -177,6 +182,7 @@ void bm_counter_inc_prometheus_cpp(benchmark::State& st) {
 }
 
 constexpr std::array<double, 8> kSetValues = {1.5, 2.5, 3.25, 4.0, 5.5, 6.75, 7.0, 8.125};
+constexpr std::array<std::int64_t, 8> kIntSetValues = {1, -2, 3, 40, 5, -600, 7, 8};
 
 void bm_gauge(benchmark::State& st, const std::string& mode, const std::string& op) {
   Inproc& in = inproc();
@@ -196,9 +202,14 @@ void bm_gauge(benchmark::State& st, const std::string& mode, const std::string& 
   } else {
     Gauge g = gc.set;
     std::uint64_t i = gc.sets;
-    for (auto _ : st) g.set(kSetValues[i++ & 7]);
+    if (mode.ends_with("_int")) {
+      for (auto _ : st) g.set(kIntSetValues[i++ & 7]);
+      expected = i == 0 ? 0.0 : static_cast<double>(kIntSetValues[(i - 1) & 7]);
+    } else {
+      for (auto _ : st) g.set(kSetValues[i++ & 7]);
+      expected = i == 0 ? 0.0 : kSetValues[(i - 1) & 7];
+    }
     gc.sets = i;
-    expected = i == 0 ? 0.0 : kSetValues[(i - 1) & 7];
   }
   std::string text = sb::scrape(in.name);
   double got = gauge_sample(text, mode, op);

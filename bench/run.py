@@ -191,12 +191,20 @@ class Runner:
                          "floor load+store (owned line)", ns("counter_inc/floor_load_store"))
             self.add_row("counter_inc", "counter.inc()", "ns", ns("counter_inc/shmetrics"),
                          "floor fetch_add (owned line)", ns("counter_inc/floor_fetch_add"))
+            # Integer gauges carry the target; double gauges' inc/dec are a
+            # compare-and-swap loop on a double (BENCHMARKS.md), reported.
             for mode in ["livesum", "livemax", "livemin", "liveall"]:
                 for op in ["inc", "dec", "set"]:
-                    self.add_row("counter_inc", "gauge %s %s()" % (mode, op), "ns",
-                                 ns("counter_inc/gauge_%s_%s" % (mode, op)),
+                    self.add_row("counter_inc", "gauge %s %s() [integer]" % (mode, op), "ns",
+                                 ns("counter_inc/gauge_%s_int_%s" % (mode, op)),
                                  "floor fetch_add (owned line)", ns("counter_inc/floor_fetch_add"),
                                  live_target)
+            for mode in ["livesum", "livemax", "livemin", "liveall"]:
+                for op in ["inc", "dec", "set"]:
+                    self.add_row("counter_inc", "gauge %s %s() [double]" % (mode, op), "ns",
+                                 ns("counter_inc/gauge_%s_%s" % (mode, op)),
+                                 "floor fetch_add (owned line)", ns("counter_inc/floor_fetch_add"),
+                                 live_target if op == "set" else None)
             for mode in ["mostrecent", "livemostrecent"]:
                 for op in ["inc", "set"]:
                     self.add_row("counter_inc", "gauge %s %s() [reads clock]" % (mode, op), "ns",

@@ -15,7 +15,7 @@ int main() {
       "http_requests_total", "HTTP requests by route.", {"route"});
   shmetrics::Counter home = requests.labels({"/"});
   shmetrics::Gauge busy = segment.gauge("busy_workers", "Workers serving a request.",
-                                        shmetrics::GaugeMode::kLiveSum);
+                                        shmetrics::GaugeMode::kLiveSum, shmetrics::ValueType::kInteger);
 
   for (int i = 0; i < 3; ++i) fork();  // eight processes, one segment
   busy.inc();

@@ -231,13 +231,14 @@ Bytes make_basic() {
   return image;
 }
 
-// Two info families, values refused for length, a cleared value.
+// Two info families, values refused for length, a cleared value; an integer
+// sum gauge near the int64 limit.
 Bytes make_info() {
   shm::Capacities caps;
   caps.thread_slots = 2;
   caps.process_records = 3;
-  caps.families = 3;
-  caps.series = 4;
+  caps.families = 4;
+  caps.series = 5;
   caps.gauge_series = 4;
   caps.string_bytes = 256;
   caps.info_families = 2;
@@ -248,10 +249,13 @@ Bytes make_info() {
   auto version = s.info("version_info", "Version.", {"v"});
   auto map = s.info("map_info", "Map.", {"etag", "path"});
   auto up = s.gauge("up", "Up.", shmetrics::GaugeMode::kLiveMax);
+  auto queued = s.gauge("queued", "Queued, integer.", shmetrics::GaugeMode::kSum, shm::ValueType::kInteger);
   version.set({"1"});
   map.set({"e1", "/m"});
   up.set(1);
+  queued.set(-7);
   in_child([&] {
+    queued.inc(INT64_MAX);
     version.set({"2"});
     map.set({"far too long a value for this area", "/x"});  // refused, counted
     up.set(0);

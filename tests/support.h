@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <functional>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -166,5 +167,38 @@ inline std::uint32_t claimed_slots(const std::string& segment) {
   }
   return n;
 }
+
+// A child process that runs `setup`, reports on a pipe, and waits to be killed.
+class ParkedChild {
+ public:
+  explicit ParkedChild(const std::function<void()>& setup) {
+    if (::pipe(fds_) != 0) throw std::runtime_error("pipe failed");
+    pid_ = testing::fork_child([&] {
+      setup();
+      char byte = 1;
+      (void)!::write(fds_[1], &byte, 1);
+      for (;;) ::pause();
+      return true;
+    });
+    char byte;
+    if (::read(fds_[0], &byte, 1) != 1) throw std::runtime_error("parked child exited before reporting");
+  }
+  ~ParkedChild() {
+    kill();
+    ::close(fds_[0]);
+    ::close(fds_[1]);
+  }
+  void kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    testing::wait_child(pid_);
+    pid_ = 0;
+  }
+  pid_t pid() const { return pid_; }
+
+ private:
+  int fds_[2];
+  pid_t pid_ = 0;
+};
 
 }  // namespace shmetrics::testing

@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <latch>
 #include <thread>
 
@@ -168,6 +169,41 @@ TEST_CASE("writers_beyond_the_slots_use_the_overflow_slot_and_stay_exact") {
   std::string text = testing::scrape(name.str());
   CHECK(testing::sample(text, "crowded_total") == 1'600'000.0);
   CHECK(overflow_writers(text) >= 1.0);
+}
+
+TEST_CASE("a_thread_writing_through_the_overflow_slot_claims_a_slot_once_one_is_handed_back") {
+  ScopedName name("overflow-reclaim");
+  Segment s = Segment::open(options(name, /*thread_slots=*/1));
+  Counter c = s.counter("reclaimed_total", "Increments before and after a slot frees.");
+  auto slot_claims = [&] {
+    auto m = shm::MappedSegment::open_read_only(name.str());
+    return reinterpret_cast<const shm::SlotHeader*>(m->base() + m->geometry().slot_offset(0))
+        ->claims.load(std::memory_order_acquire);
+  };
+  std::latch holder_wrote(1), overflowed(1);
+  std::thread holder([&] {
+    c.inc();
+    holder_wrote.count_down();
+    overflowed.wait();
+  });  // exits, handing the only slot back
+  holder_wrote.wait();
+  std::uint64_t increments = 0;
+  c.inc();
+  ++increments;
+  overflowed.count_down();
+  holder.join();
+  CHECK(overflow_writers(testing::scrape(name.str())) == 1.0);
+  // Keep writing until this thread holds the slot (a claim is retried every
+  // ~10 ms of overflow writing); bounded, in case it never does.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (slot_claims() < 2 && std::chrono::steady_clock::now() < deadline) {
+    for (int n = 0; n < 1000; ++n) c.inc();
+    increments += 1000;
+  }
+  REQUIRE(slot_claims() == 2);
+  std::string text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "reclaimed_total") == static_cast<double>(increments + 1));
+  CHECK(overflow_writers(text) == 1.0);  // counted as the thread began overflowing, not per retry
 }
 
 TEST_CASE("double_counters_accept_fractions_across_processes") {

@@ -6,11 +6,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <latch>
+#include <limits>
 #include <sched.h>
 #include <thread>
 
 using namespace shmetrics;
+using testing::ParkedChild;
 using testing::ScopedName;
 
 namespace {
@@ -27,39 +30,6 @@ SegmentOptions options(const ScopedName& name, std::uint32_t records = 16) {
   o.capacities.info_value_bytes = 96;
   return o;
 }
-
-// A child process that runs `setup`, reports on a pipe, and waits to be killed.
-class ParkedChild {
- public:
-  explicit ParkedChild(const std::function<void()>& setup) {
-    REQUIRE(::pipe(fds_) == 0);
-    pid_ = testing::fork_child([&] {
-      setup();
-      char byte = 1;
-      (void)!::write(fds_[1], &byte, 1);
-      for (;;) ::pause();
-      return true;
-    });
-    char byte;
-    REQUIRE(::read(fds_[0], &byte, 1) == 1);
-  }
-  ~ParkedChild() {
-    kill();
-    ::close(fds_[0]);
-    ::close(fds_[1]);
-  }
-  void kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    testing::wait_child(pid_);
-    pid_ = 0;
-  }
-  pid_t pid() const { return pid_; }
-
- private:
-  int fds_[2];
-  pid_t pid_ = 0;
-};
 
 }  // namespace
 

@@ -4,6 +4,7 @@
 #include "sigbus_guard.h"
 #include "text_format.h"
 
+#include <cerrno>
 #include <ctime>
 #include <unistd.h>
 
@@ -44,12 +45,13 @@ RecordLiveness kernel_liveness(const shm::MappedSegment& segment) {
   const bool own_records_visible = segment.through_writer_descriptor();
   const auto self = static_cast<std::uint32_t>(::getpid());
   return [fd, g, slots, own_records_visible, self](std::uint32_t record, std::uint32_t pid) {
+    errno = 0;  // lock_holder reports a failed F_GETLK as "not held", with errno set
     shm::LockHolder holder = shm::lock_holder(fd, g.record_lock_byte(slots, record));
     // The holder must be the owner the record names: while a new owner takes
     // over a dead one's record, the old values are not shown as live. A
     // holder in another pid namespace shows as pid 0 and is trusted.
     if (holder.held) return holder.pid == 0 || static_cast<std::uint32_t>(holder.pid) == pid;
-    return own_records_visible && pid == self;
+    return (own_records_visible && pid == self) || errno != 0;
   };
 }
 
@@ -117,6 +119,9 @@ bool RoleSource::ensure_open() {
 std::string RoleSource::scrape() {
   std::lock_guard lock(mutex_);
   std::string out;
+  // The exposition barely changes between scrapes: no regrowth while building
+  // it, with some room for counters gaining digits.
+  out.reserve(last_scrape_bytes_ + last_scrape_bytes_ / 16);
   bool up = ensure_open();
   if (up) {
     std::string err;
@@ -132,7 +137,13 @@ std::string RoleSource::scrape() {
     }
   }
   append_own_metrics(out, up);
+  last_scrape_bytes_ = out.size();
   return out;
+}
+
+std::uint64_t RoleSource::liveness_queries() {
+  std::lock_guard lock(mutex_);
+  return reader_ ? reader_->liveness_queries() : 0;
 }
 
 void RoleSource::append_own_metrics(std::string& out, bool up) const {

@@ -37,6 +37,11 @@ class RoleSource {
   const std::string& role() const { return role_; }
   const std::string& segment_name() const { return segment_name_; }
 
+  // Diagnostics: how many times scrapes asked the kernel whether a process
+  // record's owner is alive since the segment was (re)opened. A record found
+  // dead is not asked about again until it is claimed anew.
+  std::uint64_t liveness_queries();
+
  private:
   bool ensure_open();
   void set_down(const std::string& reason);
@@ -49,13 +54,16 @@ class RoleSource {
   std::unique_ptr<shm::MappedSegment> mapped_;
   std::unique_ptr<SegmentReader> reader_;
   std::string last_error_;  // what was logged last, to log each change once
+  std::size_t last_scrape_bytes_ = 0;  // to reserve the next exposition at once
   bool accept_foreign_owner_ = false;
 };
 
 // The liveness the kernel proves: the process the record names holds its
 // fcntl lock. In a process that writes the segment (its mapping goes through
 // the writer's descriptor), that process's own records count as live too:
-// F_GETLK cannot show a process its own locks.
+// F_GETLK cannot show a process its own locks. A record counts as dead only on
+// the kernel's word (the reader keeps that verdict), so a failed F_GETLK
+// counts as live.
 RecordLiveness kernel_liveness(const shm::MappedSegment& segment);
 
 }  // namespace shmetrics::exporter

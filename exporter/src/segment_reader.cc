@@ -135,7 +135,8 @@ bool SegmentReader::parse_family(std::uint32_t index, Family& f) {
         return false;
       break;
     case shm::MetricType::kGauge:
-      if (e.gauge_mode < shm::GaugeMode::kLiveSum || e.gauge_mode > shm::GaugeMode::kLiveMostRecent)
+      if (e.gauge_mode < shm::GaugeMode::kLiveSum || e.gauge_mode > shm::GaugeMode::kLiveMostRecent ||
+          (e.value_type != shm::ValueType::kInteger && e.value_type != shm::ValueType::kDouble))
         return false;
       if ((e.gauge_mode == shm::GaugeMode::kLiveAll || e.gauge_mode == shm::GaugeMode::kAll) &&
           std::find(f.label_names.begin(), f.label_names.end(), "pid") != f.label_names.end())
@@ -243,18 +244,29 @@ namespace {
 
 // A gauge cell's value and, for the timestamped modes, the time it was set,
 // read under its seqlock; false when unset or never stable across a few tries.
-bool read_gauge_cell(const std::uint8_t* cell, bool stamped, std::uint64_t& bits, std::uint64_t& stamp) {
+// Integer cells are set once their stamp is (1, or a timestamp); double
+// cells once their value is not kGaugeUnset.
+bool read_gauge_cell(const std::uint8_t* cell, bool stamped, bool integer, std::uint64_t& bits,
+                     std::uint64_t& stamp) {
   for (int attempt = 0; attempt < 4; ++attempt) {
-    std::uint64_t s1 = stamped ? load_acquire<std::uint64_t>(cell + offsetof(shm::GaugeCell, stamp)) : 0;
-    if (s1 & 1) continue;
+    std::uint64_t s1 = stamped || integer ? load_acquire<std::uint64_t>(cell + offsetof(shm::GaugeCell, stamp)) : 0;
+    if (stamped && (s1 & 1)) continue;
     bits = load_relaxed<std::uint64_t>(cell + offsetof(shm::GaugeCell, value));
-    if (!stamped) return bits != shm::kGaugeUnset;
+    const bool set = integer ? s1 != 0 : bits != shm::kGaugeUnset;
+    if (!stamped) return set;
     std::atomic_thread_fence(std::memory_order_acquire);
     if (load_relaxed<std::uint64_t>(cell + offsetof(shm::GaugeCell, stamp)) != s1) continue;
     stamp = s1;
-    return bits != shm::kGaugeUnset;
+    return set;
   }
   return false;
+}
+
+void append_gauge_value(std::string& out, std::uint64_t bits, bool integer) {
+  if (integer)
+    append_int(out, static_cast<std::int64_t>(bits));
+  else
+    append_double(out, std::bit_cast<double>(bits));
 }
 
 bool keeps_dead_values(shm::GaugeMode m) {
@@ -269,22 +281,36 @@ bool per_process(shm::GaugeMode m) { return m == shm::GaugeMode::kLiveAll || m =
 void SegmentReader::render_gauge(const Family& f, std::string& out, const GaugeSources& sources) {
   const shm::GaugeMode mode = f.gauge_mode;
   const bool stamped = shm::is_timestamped(mode);
+  const bool integer = f.value_type == shm::ValueType::kInteger;
+  // Integer values combine as int64 (sums wrapping modulo 2^64), doubles as doubles.
+  auto combine = [&](std::uint64_t have, std::uint64_t bits) -> std::uint64_t {
+    const double x = std::bit_cast<double>(bits), y = std::bit_cast<double>(have);
+    const auto i = static_cast<std::int64_t>(bits), j = static_cast<std::int64_t>(have);
+    switch (mode) {
+      case shm::GaugeMode::kLiveSum:
+      case shm::GaugeMode::kSum:
+        return integer ? have + bits : std::bit_cast<std::uint64_t>(y + x);
+      case shm::GaugeMode::kLiveMax:
+      case shm::GaugeMode::kMax:
+        return (integer ? j >= i : y >= x) ? have : bits;
+      case shm::GaugeMode::kLiveMin:
+      case shm::GaugeMode::kMin:
+        return (integer ? j <= i : y <= x) ? have : bits;
+      default:
+        return have;
+    }
+  };
   for (std::uint32_t index : f.series) {
     const Series& s = series_[index];
-    double combined = 0;
+    std::uint64_t combined = 0;
     std::uint64_t newest = 0;
     bool any = false;
     auto take = [&](std::uint64_t bits, std::uint64_t stamp) {
-      double v = std::bit_cast<double>(bits);
       if (!any || (stamped && stamp > newest)) {
-        combined = v;
+        combined = bits;
         newest = stamp;
-      } else if (mode == shm::GaugeMode::kLiveSum || mode == shm::GaugeMode::kSum) {
-        combined += v;
-      } else if (mode == shm::GaugeMode::kLiveMax || mode == shm::GaugeMode::kMax) {
-        combined = std::max(combined, v);
-      } else if (mode == shm::GaugeMode::kLiveMin || mode == shm::GaugeMode::kMin) {
-        combined = std::min(combined, v);
+      } else if (!stamped) {
+        combined = combine(combined, bits);
       }
       any = true;
     };
@@ -293,7 +319,7 @@ void SegmentReader::render_gauge(const Family& f, std::string& out, const GaugeS
         const std::uint8_t* cell = base_ + geometry_.record_offset(r.record) + sizeof(shm::RecordHeader) +
                                    std::uint64_t{s.cell} * sizeof(shm::GaugeCell);
         std::uint64_t bits = 0, stamp = 0;
-        if (!read_gauge_cell(cell, stamped, bits, stamp)) continue;
+        if (!read_gauge_cell(cell, stamped, integer, bits, stamp)) continue;
         if (!per_process(mode)) {
           take(bits, stamp);
           continue;
@@ -303,7 +329,7 @@ void SegmentReader::render_gauge(const Family& f, std::string& out, const GaugeS
         if (!labels.empty()) labels += ',';
         labels += "pid=\"" + std::to_string(r.pid) + "\"";
         append_sample_head(out, f.name, labels);
-        append_double(out, std::bit_cast<double>(bits));
+        append_gauge_value(out, bits, integer);
         out += '\n';
       }
     };
@@ -313,13 +339,13 @@ void SegmentReader::render_gauge(const Family& f, std::string& out, const GaugeS
       if (!per_process(mode)) {
         const std::uint8_t* cell = sources.folded_cells + std::uint64_t{s.cell} * sizeof(shm::GaugeCell);
         std::uint64_t bits = load_relaxed<std::uint64_t>(cell + offsetof(shm::GaugeCell, value));
-        if (bits != shm::kGaugeUnset)
-          take(bits, load_relaxed<std::uint64_t>(cell + offsetof(shm::GaugeCell, stamp)));
+        std::uint64_t stamp = load_relaxed<std::uint64_t>(cell + offsetof(shm::GaugeCell, stamp));
+        if (integer ? stamp != 0 : bits != shm::kGaugeUnset) take(bits, stamp);
       }
     }
     if (any) {
       append_sample_head(out, f.name, s.labels);
-      append_double(out, combined);
+      append_gauge_value(out, combined, integer);
       out += '\n';
     }
   }
@@ -424,23 +450,39 @@ SegmentReader::GaugeSources SegmentReader::gauge_sources(const RecordLiveness& l
   const auto folded_generation =
       load_relaxed<std::uint32_t>(active + offsetof(shm::DeadBufferHeader, folded_generation));
   sources.folded_cells = active + sizeof(shm::DeadBufferHeader);
-  std::unordered_set<std::uint32_t> live_pids, dead_pids;
-  std::vector<std::pair<std::uint32_t, std::uint32_t>> dead;
+  dead_verdicts_.resize(capacities_.process_records);  // once: the capacities are fixed
   for (std::uint32_t r = 0; r < capacities_.process_records; ++r) {
     const std::uint8_t* header = base_ + geometry_.record_offset(r);
     std::uint32_t pid = load_acquire<std::uint32_t>(header + offsetof(shm::RecordHeader, owner_pid));
     if (pid == 0) continue;
-    if (live(r, pid)) {
-      sources.live.push_back({r, pid, live_pids.insert(pid).second});
-      continue;
-    }
+    // Read before liveness is asked: a claimer bumps the generation only once
+    // it holds the lock, so a record found dead after this load stays dead at
+    // this generation, even if the next owner happens to have the same pid.
     std::uint32_t generation = load_acquire<std::uint32_t>(header + offsetof(shm::RecordHeader, generation));
+    DeadVerdict& verdict = dead_verdicts_[r];
+    if (verdict.pid != pid || verdict.generation != generation) {
+      ++liveness_queries_;
+      if (live(r, pid)) {
+        sources.live.push_back({r, pid, true});
+        continue;
+      }
+      verdict = {pid, generation};
+    }
     if (r == folded_record && generation == folded_generation) continue;  // already in the dead buffer
-    dead.emplace_back(r, pid);
+    sources.dead.push_back({r, pid, true});
   }
-  // A dead pid alive again elsewhere is not shown twice (the all mode).
-  for (auto [r, pid] : dead)
-    sources.dead.push_back({r, pid, !live_pids.contains(pid) && dead_pids.insert(pid).second});
+  // A pid is shown once (the all modes): by its first live record, else by its
+  // first dead one. Sorted rather than hashed: no allocation per dead record.
+  pid_order_.clear();
+  const auto live_count = static_cast<std::uint32_t>(sources.live.size());
+  for (std::uint32_t i = 0; i < live_count; ++i) pid_order_.emplace_back(sources.live[i].pid, i);
+  for (std::uint32_t i = 0; i < sources.dead.size(); ++i) pid_order_.emplace_back(sources.dead[i].pid, live_count + i);
+  std::sort(pid_order_.begin(), pid_order_.end());
+  for (std::size_t i = 1; i < pid_order_.size(); ++i) {
+    if (pid_order_[i].first != pid_order_[i - 1].first) continue;
+    const std::uint32_t at = pid_order_[i].second;
+    (at < live_count ? sources.live[at] : sources.dead[at - live_count]).first_with_pid = false;
+  }
   return sources;
 }
 

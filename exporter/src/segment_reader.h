@@ -14,7 +14,8 @@ namespace shmetrics::exporter {
 
 // Whether process record `record`, whose header names `pid`, belongs to a live
 // process. The exporter asks the kernel (fcntl F_GETLK); the fuzz target makes
-// it up.
+// it up. A "dead" answer is taken as final for that claim of the record: the
+// reader does not ask again until the record names another pid or generation.
 using RecordLiveness = std::function<bool(std::uint32_t record, std::uint32_t pid)>;
 
 // Reads one segment image — a live mapping or any heap buffer — and renders
@@ -23,7 +24,7 @@ using RecordLiveness = std::function<bool(std::uint32_t record, std::uint32_t pi
 // and string is checked, and what cannot be trusted is left out and counted,
 // never read out of bounds. What was registered is append-only, so the parsed
 // families and series are kept between reads of the same image and only new
-// entries are parsed.
+// entries are parsed; records found dead are remembered too (DeadVerdict).
 //
 // Not thread-safe: one reader per image, used by one thread at a time.
 class SegmentReader {
@@ -47,6 +48,8 @@ class SegmentReader {
   std::uint64_t series_dropped() const { return series_dropped_; }
   std::uint32_t family_count() const { return static_cast<std::uint32_t>(families_.size()); }
   std::uint32_t series_count() const { return static_cast<std::uint32_t>(series_.size()); }
+  // Diagnostics: how many times renders of this reader asked `live`.
+  std::uint64_t liveness_queries() const { return liveness_queries_; }
 
  private:
   struct Family {
@@ -70,6 +73,16 @@ class SegmentReader {
     std::uint32_t record;
     std::uint32_t pid;        // read once, when liveness was decided
     bool first_with_pid;      // false for a second record naming a pid already shown
+  };
+  // A record found dead, by the owner and generation its header named before
+  // `live` was asked. Death is final for a claim: a process that lost the
+  // record's lock owns it again only by claiming it, and a claimer takes the
+  // lock, bumps the generation, then writes its pid. So that pair never shows
+  // live again, even under a reused pid, and the record is not asked about
+  // until its header names another.
+  struct DeadVerdict {
+    std::uint32_t pid = 0;  // 0: none (records naming pid 0 are never asked about)
+    std::uint32_t generation = 0;
   };
   // Where gauge values come from in one render.
   struct GaugeSources {
@@ -105,6 +118,9 @@ class SegmentReader {
   std::vector<std::uint32_t> double_cells_;
   std::uint32_t counter_cells_ = 0;      // 1 + the highest slot cell of a trusted counter series
   std::vector<double> double_sums_;      // per cell of double counters, this render
+  std::vector<DeadVerdict> dead_verdicts_;  // per process record
+  std::uint64_t liveness_queries_ = 0;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> pid_order_;  // gauge_sources' scratch
 };
 
 }  // namespace shmetrics::exporter

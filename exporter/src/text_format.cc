@@ -41,6 +41,12 @@ void append_uint(std::string& out, std::uint64_t value) {
     out.append(buffer, result.ptr);
 }
 
+void append_int(std::string& out, std::int64_t value) {
+    char buffer[std::numeric_limits<std::int64_t>::digits10 + 2];
+    const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
+    out.append(buffer, result.ptr);
+}
+
 void append_double(std::string& out, double value) {
     // to_chars would write "nan" and "inf"; Prometheus spells them this way.
     if (std::isnan(value)) {

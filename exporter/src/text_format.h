@@ -19,6 +19,7 @@ void append_escaped_help(std::string& out, std::string_view help);
 
 /// Appends `value` in exact decimal.
 void append_uint(std::string& out, std::uint64_t value);
+void append_int(std::string& out, std::int64_t value);
 
 /// Appends `value` in its shortest form that parses back to the same double
 /// (1.0 as "1", 0.1 as "0.1", 1e300 as "1e+300"); NaN as "NaN", infinities

@@ -17,13 +17,17 @@
 namespace shmetrics::detail {
 
 constinit thread_local std::uint64_t* tls_cells[kMaxSegments] __attribute__((tls_model("initial-exec")));
+constinit thread_local OverflowWriter tls_overflow[kMaxSegments] __attribute__((tls_model("initial-exec")));
 std::atomic<shm::GaugeCell*> process_gauge_cells[kMaxSegments];
 
 namespace {
 
-// While a thread writes through the overflow slot it retries a real claim
-// after this many updates.
-constexpr std::uint32_t kOverflowRetryEvery = 4096;
+// While a thread writes through the overflow slot it looks at the clock every
+// kOverflowCheckEvery updates, and tries for a slot again when its last try
+// is kOverflowRetryNs ago: a full segment costs a busy thread one scan of
+// F_SETLK per 10 ms (~30 us for 64 slots), however fast it updates.
+constexpr std::uint32_t kOverflowCheckEvery = 256;
+constexpr std::uint64_t kOverflowRetryNs = 10'000'000;
 // After failing to claim a process record, updates skip this many attempts.
 constexpr std::uint32_t kRecordRetryEvery = 4096;
 
@@ -35,7 +39,7 @@ std::atomic<std::uint16_t> g_table_size{0};
 // it costs no TLS initialisation guard.
 struct ThreadClaims {
   std::int32_t slot[kMaxSegments];  // slot + 1; 0: none
-  std::uint32_t overflow_countdown[kMaxSegments];
+  std::uint64_t last_claim_try_ns[kMaxSegments];  // while overflowing
 };
 thread_local ThreadClaims tls_claims __attribute__((tls_model("initial-exec")));
 pthread_key_t g_thread_exit_key;
@@ -99,8 +103,8 @@ void after_fork_in_child() {
     seg.record_retry_countdown.store(0, std::memory_order_relaxed);
     process_gauge_cells[i].store(nullptr, std::memory_order_relaxed);
     tls_cells[i] = nullptr;
+    tls_overflow[i] = {};
     tls_claims.slot[i] = 0;
-    tls_claims.overflow_countdown[i] = 0;
     seg.claims_mutex.unlock();
     seg.mutex.unlock();
   }
@@ -148,13 +152,16 @@ std::uint64_t* claim_slot(std::uint16_t index, ProcessSegment& seg) {
   return nullptr;
 }
 
-// The thread's cells, claiming a slot when due; nullptr while it must use the
-// overflow slot.
+std::uint64_t coarse_now_ns() noexcept {
+  struct timespec ts {};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+// Tries to claim a slot for this thread. When none can be had the thread
+// writes through the overflow slot (counted once, as it starts to) until
+// overflow_check() finds one. Returns the thread's cells or nullptr.
 std::uint64_t* cells_for_thread(std::uint16_t index, ProcessSegment& seg) noexcept {
-  if (tls_claims.overflow_countdown[index] > 0) {
-    --tls_claims.overflow_countdown[index];
-    return nullptr;
-  }
   std::uint64_t* cells = nullptr;
   try {
     std::lock_guard lock(seg.claims_mutex);
@@ -162,9 +169,13 @@ std::uint64_t* cells_for_thread(std::uint16_t index, ProcessSegment& seg) noexce
   } catch (...) {
     cells = nullptr;  // an fcntl failure: write exactly, through the overflow slot
   }
-  if (cells == nullptr) {
-    tls_claims.overflow_countdown[index] = kOverflowRetryEvery;
-    count_event(index, shm::kEventOverflowWriters);
+  OverflowWriter& overflow = tls_overflow[index];
+  if (cells != nullptr) {
+    overflow = {};
+  } else {
+    if (overflow.cells == nullptr) count_event(index, shm::kEventOverflowWriters);
+    overflow = {overflow_cells(seg), kOverflowCheckEvery};
+    tls_claims.last_claim_try_ns[index] = coarse_now_ns();
   }
   tls_cells[index] = cells;
   return cells;
@@ -200,19 +211,27 @@ std::uint8_t* dead_buffer(ProcessSegment& seg, std::uint64_t state_word, bool ac
   return seg.base() + seg.geometry().dead_buffer_offset(buffer);
 }
 
+// Whether a gauge cell holds a value: integer cells once their stamp is set
+// (1, or a timestamp), double cells once the value is not kGaugeUnset.
+bool gauge_cell_set(std::uint64_t value, std::uint64_t stamp, bool integer) {
+  return integer ? stamp != 0 : value != shm::kGaugeUnset;
+}
+
 // Combines a dead process's value into the folded one, per mode.
-void combine(shm::GaugeMode mode, shm::GaugeCell& into, const shm::GaugeCell& from) {
+void combine(shm::GaugeMode mode, bool integer, shm::GaugeCell& into, const shm::GaugeCell& from) {
   std::uint64_t v = from.value.load(std::memory_order_relaxed);
   std::uint64_t stamp = from.stamp.load(std::memory_order_relaxed);
-  if (v == shm::kGaugeUnset || (shm::is_timestamped(mode) && (stamp & 1))) return;  // unset, or torn
+  if (!gauge_cell_set(v, stamp, integer) || (shm::is_timestamped(mode) && (stamp & 1)))
+    return;  // unset, or torn
   std::uint64_t have = into.value.load(std::memory_order_relaxed);
-  double x = std::bit_cast<double>(v), y = std::bit_cast<double>(have);
   std::uint64_t out = v;
-  if (have != shm::kGaugeUnset) {
+  if (gauge_cell_set(have, into.stamp.load(std::memory_order_relaxed), integer)) {
+    const double x = std::bit_cast<double>(v), y = std::bit_cast<double>(have);
+    const auto i = static_cast<std::int64_t>(v), j = static_cast<std::int64_t>(have);
     switch (mode) {
-      case shm::GaugeMode::kSum: out = std::bit_cast<std::uint64_t>(y + x); break;
-      case shm::GaugeMode::kMax: out = y >= x ? have : v; break;
-      case shm::GaugeMode::kMin: out = y <= x ? have : v; break;
+      case shm::GaugeMode::kSum: out = integer ? have + v : std::bit_cast<std::uint64_t>(y + x); break;
+      case shm::GaugeMode::kMax: out = (integer ? j >= i : y >= x) ? have : v; break;
+      case shm::GaugeMode::kMin: out = (integer ? j <= i : y <= x) ? have : v; break;
       case shm::GaugeMode::kMostRecent:
         if (into.stamp.load(std::memory_order_relaxed) > stamp) return;
         break;
@@ -258,7 +277,8 @@ void fold_record(ProcessSegment& seg, std::uint32_t record) {
     const shm::GaugeMode mode = families[e.family_index].gauge_mode;
     if (mode == shm::GaugeMode::kSum || mode == shm::GaugeMode::kMax ||
         mode == shm::GaugeMode::kMin || mode == shm::GaugeMode::kMostRecent)
-      combine(mode, to[e.cell_index], values[e.cell_index]);
+      combine(mode, families[e.family_index].value_type == shm::ValueType::kInteger,
+              to[e.cell_index], values[e.cell_index]);
   }
   auto* marker = reinterpret_cast<shm::DeadBufferHeader*>(next);
   marker->folded_record.store(record, std::memory_order_relaxed);
@@ -355,9 +375,20 @@ std::uint64_t* overflow_cells(ProcessSegment& seg) noexcept {
   return slot_cells(seg, seg.mapped->capacities().thread_slots);
 }
 
+void overflow_check(std::uint16_t index) noexcept {
+  tls_overflow[index].countdown = kOverflowCheckEvery;
+  ProcessSegment* seg = segment_at(index);
+  if (seg == nullptr || tls_overflow[index].cells == nullptr) return;
+  if (coarse_now_ns() - tls_claims.last_claim_try_ns[index] < kOverflowRetryNs) return;
+  cells_for_thread(index, *seg);
+}
+
 std::uint64_t* cells_of_this_thread(std::uint16_t index, ProcessSegment& seg) noexcept {
   if (std::uint64_t* cells = tls_cells[index]) return cells;
-  return cells_for_thread(index, seg);
+  OverflowWriter& overflow = tls_overflow[index];
+  if (overflow.cells == nullptr) return cells_for_thread(index, seg);  // the thread's first update
+  if (--overflow.countdown == 0) overflow_check(index);
+  return tls_cells[index];
 }
 
 ProcessSegment* segment_at(std::uint16_t index) noexcept {
@@ -403,7 +434,21 @@ void counter_add_double_slow(std::uint16_t segment, std::uint32_t cell, double v
   }
 }
 
-void gauge_update_stamped(shm::GaugeCell& cell, double v, bool add) noexcept {
+void gauge_update_slow(shm::GaugeCell& cell, std::uint64_t bits, bool add, bool integer,
+                       bool stamped) noexcept {
+  if (!stamped) {
+    // An integer cell's first write by this process: from kGaugeUnset to the
+    // value, then stamp 1 marks it set (readers ignore the value until then).
+    std::uint64_t unset = shm::kGaugeUnset;
+    if (!cell.value.compare_exchange_strong(unset, bits, std::memory_order_relaxed)) {
+      if (add)  // another thread of this process wrote it first
+        cell.value.fetch_add(bits, std::memory_order_relaxed);
+      else
+        cell.value.store(bits, std::memory_order_relaxed);
+    }
+    cell.stamp.store(1, std::memory_order_release);
+    return;
+  }
   // Threads of this process take turns on the odd sequence number.
   std::uint64_t s = cell.stamp.load(std::memory_order_relaxed);
   for (;;) {
@@ -414,9 +459,15 @@ void gauge_update_stamped(shm::GaugeCell& cell, double v, bool add) noexcept {
     if (cell.stamp.compare_exchange_weak(s, s | 1, std::memory_order_acquire)) break;
   }
   std::atomic_thread_fence(std::memory_order_release);
-  std::uint64_t old = cell.value.load(std::memory_order_relaxed);
-  double base = add && old != shm::kGaugeUnset ? std::bit_cast<double>(old) : 0.0;
-  cell.value.store(std::bit_cast<std::uint64_t>(add ? base + v : v), std::memory_order_relaxed);
+  const std::uint64_t old = cell.value.load(std::memory_order_relaxed);
+  std::uint64_t next = bits;
+  if (add && integer) {
+    next = (s == 0 ? 0 : old) + bits;  // stamp 0: never written, the value is kGaugeUnset
+  } else if (add) {
+    double base = old != shm::kGaugeUnset ? std::bit_cast<double>(old) : 0.0;
+    next = std::bit_cast<std::uint64_t>(base + std::bit_cast<double>(bits));
+  }
+  cell.value.store(next, std::memory_order_relaxed);
   struct timespec ts {};
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
   std::uint64_t now_ns = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);

@@ -53,7 +53,7 @@ std::string describe_family(shm::MetricType type, shm::ValueType value_type,
   out += " with labels [";
   for (std::size_t i = 0; i < labels.size(); ++i) out += (i ? ", " : "") + labels[i];
   out += "]";
-  if (type == shm::MetricType::kCounter)
+  if (type == shm::MetricType::kCounter || type == shm::MetricType::kGauge)
     out += value_type == shm::ValueType::kDouble ? " (double values)" : " (integer values)";
   if (type == shm::MetricType::kGauge) out += std::string(" (mode ") + mode_name(mode) + ")";
   return out;
@@ -405,16 +405,21 @@ CounterFamily Segment::counter_family(std::string_view name, std::string_view he
 }
 
 GaugeFamily Segment::gauge_family(std::string_view name, std::string_view help,
-                                  const std::vector<std::string>& label_names, GaugeMode mode) const {
+                                  const std::vector<std::string>& label_names, GaugeMode mode,
+                                  ValueType value_type) const {
   if (mode < GaugeMode::kLiveSum || mode > GaugeMode::kLiveMostRecent)
     throw std::invalid_argument("gauge \"" + std::string(name) +
                                 "\": mode must be one of livesum, livemax, livemin, liveall, sum, "
                                 "max, min, all, mostrecent, livemostrecent");
+  if (value_type != ValueType::kInteger && value_type != ValueType::kDouble)
+    throw std::invalid_argument("gauge \"" + std::string(name) +
+                                "\": value type must be kInteger or kDouble");
   GaugeFamily f;
   f.segment_ = index_;
-  f.family_ = detail::register_family(index_, name, help, shm::MetricType::kGauge,
-                                      ValueType::kDouble, mode, label_names);
+  f.family_ = detail::register_family(index_, name, help, shm::MetricType::kGauge, value_type, mode,
+                                      label_names);
   f.stamped_ = shm::is_timestamped(mode);
+  f.integer_ = value_type == ValueType::kInteger;
   return f;
 }
 
@@ -435,8 +440,8 @@ Counter CounterFamily::labels(const std::vector<std::string_view>& values) const
 
 Gauge GaugeFamily::labels(const std::vector<std::string_view>& values) const {
   auto cell = detail::find_or_register_series(segment_, family_, values);
-  if (!cell) return Gauge(detail::kDetachedSegment, segment_, false);
-  return Gauge(segment_, *cell, stamped_);
+  if (!cell) return Gauge(detail::kDetachedSegment, segment_, false, integer_);
+  return Gauge(segment_, *cell, stamped_, integer_);
 }
 
 void Info::set(const std::vector<std::string_view>& values) const noexcept {

@@ -16,7 +16,8 @@ namespace shmetrics {
 // on the hot path: the increment is inlined here — a thread-local load, a
 // relaxed load and a relaxed store to a cell only this thread writes. No lock,
 // no syscall, no allocation, no call into the library after the thread's first
-// update in the segment.
+// update in the segment. A thread that found every slot held writes through
+// the shared overflow slot: one atomic add, also inlined.
 //
 // Integer families count exactly (modulo 2^64). Families registered with
 // ValueType::kDouble accept fractional increments; their cells are doubles, so
@@ -70,6 +71,18 @@ class Counter {
     if (cells != nullptr) [[likely]] {
       std::atomic_ref<std::uint64_t> cell(cells[cell_]);
       cell.store(cell.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    } else {
+      add_unowned(n);
+    }
+  }
+
+  // Before the thread's first update in the segment, or while it writes
+  // through the shared overflow slot.
+  void add_unowned(std::uint64_t n) noexcept {
+    detail::OverflowWriter& overflow = detail::tls_overflow[segment_];
+    if (overflow.cells != nullptr) {
+      std::atomic_ref<std::uint64_t>(overflow.cells[cell_]).fetch_add(n, std::memory_order_relaxed);
+      if (--overflow.countdown == 0) detail::overflow_check(segment_);
     } else {
       detail::counter_add_slow(segment_, cell_, n);
     }

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <bit>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 
 namespace shmetrics {
@@ -15,8 +16,14 @@ using shm::GaugeMode;
 
 // A handle to one gauge series. The value lives in this process's record of
 // the segment (claimed on the first gauge or info update); every thread of the
-// process writes the same cell, so set() is an atomic store and inc()/dec() a
-// compare-and-swap loop, all inlined here.
+// process writes the same cell, with atomic instructions inlined here.
+//
+// Values are doubles, or with ValueType::kInteger signed 64-bit integers.
+// Prefer integers for counts that go up and down (requests in flight, open
+// connections, queue length): inc()/dec() are then one atomic add, where a
+// double needs a compare-and-swap loop (about twice the time). set() is one
+// atomic store either way. An integer gauge refuses (drops and counts)
+// fractional or out-of-range values; its sums wrap modulo 2^64.
 //
 // How the exporter combines the processes' values (the table in README.md
 // says what happens when a process dies):
@@ -33,23 +40,32 @@ class Gauge {
  public:
   Gauge() = default;
 
-  void set(double v) noexcept {
-    if (std::isnan(v)) return detail::count_invalid_update(real_segment());
-    shm::GaugeCell* cells = process_cells();
-    if (cells == nullptr) return;
-    if (stamped_) return detail::gauge_update_stamped(cells[cell_], v, /*add=*/false);
-    cells[cell_].value.store(std::bit_cast<std::uint64_t>(v), std::memory_order_relaxed);
+  template <typename T>
+    requires std::integral<T> || std::floating_point<T>
+  void set(T v) noexcept {
+    update(v, Op::kSet);
   }
 
-  void inc(double v = 1.0) noexcept { add(v); }
-  void dec(double v = 1.0) noexcept { add(-v); }
+  void inc() noexcept { update(1, Op::kAdd); }
+  template <typename T>
+    requires std::integral<T> || std::floating_point<T>
+  void inc(T v) noexcept {
+    update(v, Op::kAdd);
+  }
+
+  void dec() noexcept { update(1, Op::kSubtract); }
+  template <typename T>
+    requires std::integral<T> || std::floating_point<T>
+  void dec(T v) noexcept {
+    update(v, Op::kSubtract);
+  }
 
   bool attached() const noexcept { return segment_ != detail::kDetachedSegment; }
 
  private:
   friend class GaugeFamily;
-  Gauge(std::uint16_t segment, std::uint32_t cell, bool stamped)
-      : segment_(segment), stamped_(stamped), cell_(cell) {}
+  Gauge(std::uint16_t segment, std::uint32_t cell, bool stamped, bool integer)
+      : segment_(segment), stamped_(stamped), integer_(integer), cell_(cell) {}
 
   std::uint16_t real_segment() const noexcept {
     return attached() ? segment_ : static_cast<std::uint16_t>(cell_);
@@ -62,12 +78,54 @@ class Gauge {
     return detail::gauge_cells_slow(segment_, cell_);
   }
 
-  void add(double d) noexcept {
-    if (std::isnan(d)) return detail::count_invalid_update(real_segment());
+  enum class Op { kSet, kAdd, kSubtract };
+
+  template <typename T>
+  void update(T v, Op op) noexcept {
+    if constexpr (std::floating_point<T>) {
+      double d = static_cast<double>(v);
+      if (std::isnan(d)) return detail::count_invalid_update(real_segment());
+      if (!integer_) return update_double(op == Op::kSubtract ? -d : d, op != Op::kSet);
+      // Integral and inside [-2^63, 2^63).
+      if (d != std::floor(d) || d < -9223372036854775808.0 || d >= 9223372036854775808.0)
+        return detail::count_invalid_update(real_segment());
+      update_integer(static_cast<std::uint64_t>(static_cast<std::int64_t>(d)), op);
+    } else {
+      if constexpr (std::unsigned_integral<T>) {
+        if (v > static_cast<std::uint64_t>(INT64_MAX)) return detail::count_invalid_update(real_segment());
+      }
+      if (!integer_) {
+        const double d = static_cast<double>(v);
+        return update_double(op == Op::kSubtract ? -d : d, op != Op::kSet);
+      }
+      update_integer(static_cast<std::uint64_t>(static_cast<std::int64_t>(v)), op);
+    }
+  }
+
+  // `bits`: the int64 value in two's complement; arithmetic wraps mod 2^64.
+  void update_integer(std::uint64_t bits, Op op) noexcept {
     shm::GaugeCell* cells = process_cells();
     if (cells == nullptr) return;
-    if (stamped_) return detail::gauge_update_stamped(cells[cell_], d, /*add=*/true);
+    shm::GaugeCell& cell = cells[cell_];
+    if (op == Op::kSubtract) bits = 0 - bits;
+    // stamp: 0 until this process first wrote the cell, or the seqlock and
+    // time of the timestamped modes: both handled out of line.
+    if (stamped_ || cell.stamp.load(std::memory_order_acquire) == 0) [[unlikely]]
+      return detail::gauge_update_slow(cell, bits, op != Op::kSet, /*integer=*/true, stamped_);
+    if (op == Op::kSet)
+      cell.value.store(bits, std::memory_order_relaxed);
+    else
+      cell.value.fetch_add(bits, std::memory_order_relaxed);
+  }
+
+  void update_double(double d, bool add) noexcept {
+    shm::GaugeCell* cells = process_cells();
+    if (cells == nullptr) return;
     std::atomic<std::uint64_t>& cell = cells[cell_].value;
+    if (stamped_)
+      return detail::gauge_update_slow(cells[cell_], std::bit_cast<std::uint64_t>(d), add,
+                                       /*integer=*/false, /*stamped=*/true);
+    if (!add) return cell.store(std::bit_cast<std::uint64_t>(d), std::memory_order_relaxed);
     std::uint64_t old = cell.load(std::memory_order_relaxed);
     for (;;) {
       double base = old == shm::kGaugeUnset ? 0.0 : std::bit_cast<double>(old);
@@ -78,6 +136,7 @@ class Gauge {
 
   std::uint16_t segment_ = detail::kDetachedSegment;
   bool stamped_ = false;  // mostrecent modes: value and timestamp under a seqlock
+  bool integer_ = false;  // ValueType::kInteger: int64 values
   std::uint32_t cell_ = 0;
 };
 

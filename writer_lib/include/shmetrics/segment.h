@@ -68,6 +68,7 @@ class GaugeFamily {
   std::uint16_t segment_ = detail::kDetachedSegment;
   std::uint32_t family_ = 0;
   bool stamped_ = false;
+  bool integer_ = false;
 };
 
 // An info metric: each process holds one current value (a set of label
@@ -122,8 +123,10 @@ class Segment {
   CounterFamily counter_family(std::string_view name, std::string_view help,
                                const std::vector<std::string>& label_names = {},
                                ValueType value_type = ValueType::kInteger) const;
+  // Gauges hold doubles unless asked for ValueType::kInteger (see Gauge).
   GaugeFamily gauge_family(std::string_view name, std::string_view help,
-                           const std::vector<std::string>& label_names, GaugeMode mode) const;
+                           const std::vector<std::string>& label_names, GaugeMode mode,
+                           ValueType value_type = ValueType::kDouble) const;
   Info info(std::string_view name, std::string_view help,
             const std::vector<std::string>& label_names) const;
 
@@ -136,8 +139,9 @@ class Segment {
                   ValueType value_type = ValueType::kInteger) const {
     return counter_family(name, help, {}, value_type).labels({});
   }
-  Gauge gauge(std::string_view name, std::string_view help, GaugeMode mode) const {
-    return gauge_family(name, help, {}, mode).labels({});
+  Gauge gauge(std::string_view name, std::string_view help, GaugeMode mode,
+              ValueType value_type = ValueType::kDouble) const {
+    return gauge_family(name, help, {}, mode, value_type).labels({});
   }
 
   const std::string& name() const;

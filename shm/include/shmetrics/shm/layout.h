@@ -41,7 +41,11 @@
 //                              |                                 | CAS                 | outside the window ignored
 // RecordHeader.owner_pid       | the claiming process (holding   | release after reset | liveness comes from the
 //                              | the record's fcntl lock)        | of the cells        | fcntl lock, never the pid
-// GaugeCell.value              | any thread of the owner process | relaxed store / CAS | kGaugeUnset = never set
+// GaugeCell.value              | any thread of the owner process | relaxed store / CAS | double: kGaugeUnset = never
+//                              |   (integer gauges: fetch_add)   |                     | set; integer: set once stamp
+//                              |                                 |                     | != 0
+// GaugeCell.stamp (integer     | the owner process, once, after  | release store of 1  | acquire; 0 = never set
+//   gauges, untimestamped)     | the first value                 |                     |
 // InfoArea                     | threads of the owner process    | seqlock: seq odd    | seq even and unchanged
 //                              |                                 | while writing       | around the copy
 // GaugeCell.stamp (timestamped | threads of the owner process    | seqlock: odd while  | even and unchanged around
@@ -79,7 +83,7 @@
 namespace shmetrics::shm {
 
 inline constexpr std::uint64_t kMagic = 0x31434952'54454d53ULL;  // "SMETRIC1" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 4;
+inline constexpr std::uint32_t kLayoutVersion = 5;
 inline constexpr std::size_t kCacheLine = 64;
 
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
@@ -254,8 +258,14 @@ inline constexpr std::uint32_t bucket_total(std::uint64_t b) { return b & 0xffff
 inline constexpr std::uint32_t kBucketMax = 0xffff;
 
 struct GaugeCell {
-  std::atomic<std::uint64_t> value;  // double bits, or kGaugeUnset
-  std::atomic<std::uint64_t> stamp;  // reserved for the timestamped gauge modes
+  // Double families: the double's bits, or kGaugeUnset. Integer families
+  // (ValueType::kInteger): the int64 in two's complement, meaningful once
+  // stamp != 0 (the first write moves it from kGaugeUnset).
+  std::atomic<std::uint64_t> value;
+  // Timestamped modes: the seqlock and the time the value was set (odd while
+  // written, then ns << 1). Other modes: 0, or for integer families 1 once
+  // the process has set the value.
+  std::atomic<std::uint64_t> stamp;
 };
 static_assert(sizeof(GaugeCell) == 16);
 

@@ -22,21 +22,38 @@ inline constexpr std::uint16_t kDetachedSegment = kMaxSegments - 1;
 extern thread_local constinit std::uint64_t* tls_cells[kMaxSegments]
     __attribute__((tls_model("initial-exec")));
 
+// While every slot is held by live threads, a thread writes through the
+// segment's shared overflow slot: `cells` points at its cells (nullptr while
+// the thread is not overflowing) and integer increments there are one atomic
+// add, inlined too. Every `countdown` updates, overflow_check() sees whether it
+// is time to try for a slot of its own again.
+struct OverflowWriter {
+  std::uint64_t* cells;
+  std::uint32_t countdown;
+};
+extern thread_local constinit OverflowWriter tls_overflow[kMaxSegments]
+    __attribute__((tls_model("initial-exec")));
+
 // This process's gauge cells in each segment, or nullptr before its first gauge
 // or info update claimed a process record.
 extern std::atomic<shm::GaugeCell*> process_gauge_cells[kMaxSegments];
 
-// Out of line, taken once per thread and segment (or on every update while a
-// thread writes through the overflow slot).
+// Out of line, taken once per thread and segment (and by refused handles).
 void counter_add_slow(std::uint16_t segment, std::uint32_t cell, std::uint64_t n) noexcept;
+// The overflow countdown ran out: resets it, and tries to claim a slot when
+// the last try is long enough ago.
+void overflow_check(std::uint16_t segment) noexcept;
 void counter_add_double_slow(std::uint16_t segment, std::uint32_t cell, double v) noexcept;
 // Claims the process record; nullptr when none can be had (the update is then
 // dropped and counted) or for a refused handle (segment == kDetachedSegment,
 // `cell` holding its real segment).
 shm::GaugeCell* gauge_cells_slow(std::uint16_t segment, std::uint32_t cell) noexcept;
-// Sets (or adds to) a timestamped gauge cell: the value and the monotonic time
-// it was written, under the cell's seqlock.
-void gauge_update_stamped(shm::GaugeCell& cell, double v, bool add) noexcept;
+// The gauge updates not inlined: timestamped cells (the value and the
+// monotonic time it was written, under the cell's seqlock), and an integer
+// cell's first write by its process (which marks it set). `bits`: the double,
+// or the int64 in two's complement.
+void gauge_update_slow(shm::GaugeCell& cell, std::uint64_t bits, bool add, bool integer,
+                       bool stamped) noexcept;
 // Counts an update refused as invalid (negative increment, NaN, ...).
 void count_invalid_update(std::uint16_t segment) noexcept;
 
