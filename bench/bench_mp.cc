@@ -328,12 +328,35 @@ struct BytesResult {
   // For a page pool that does not exist yet: the share of (slot, page) pairs
   // the writers touched, for pages of 8, 64 and 512 cells.
   std::vector<std::pair<std::uint32_t, double>> touched_pages;
+  std::uint64_t pages_used = 0, pool_pages = 0;
   shm::Geometry g{};
   Capacities caps{};
 };
 
+// Writer w touches series i when (i + w * 7) % 100 < percent: each writer a
+// different `percent` share of the series, in runs of consecutive series (as
+// a worker serving some routes touches the series those routes registered).
+bool touches(std::uint32_t percent, std::uint32_t w, std::uint32_t i) { return (i + w * 7) % 100 < percent; }
+
+// (slot, page) pairs the pattern touches for pages of `page` cells.
+std::uint64_t touched_pages(std::uint32_t writers, std::uint32_t series, std::uint32_t percent,
+                            std::uint32_t page) {
+  const std::uint32_t pages = (series + page - 1) / page;
+  std::uint64_t touched = 0;
+  for (std::uint32_t w = 0; w < writers; ++w)
+    for (std::uint32_t p = 0; p < pages; ++p)
+      for (std::uint32_t i = p * page; i < std::min(series, (p + 1) * page); ++i)
+        if (touches(percent, w, i)) {
+          ++touched;
+          break;
+        }
+  return touched;
+}
+
+// Both segments are made for counters only (no gauge cells, no info areas in
+// the process records); `cell_pages` 0 gives the pool every (slot, page).
 BytesResult fill_and_measure(std::uint32_t writers, std::uint32_t series, std::uint32_t percent,
-                             const std::string& tag) {
+                             std::uint32_t cell_pages, const std::string& tag) {
   std::string name = sb::unique_segment_name(tag);
   SegmentOptions o;
   o.name = name;
@@ -341,13 +364,14 @@ BytesResult fill_and_measure(std::uint32_t writers, std::uint32_t series, std::u
   o.capacities.series = series;
   o.capacities.families = 16;
   o.capacities.string_bytes = series * 16 + 4096;
+  o.capacities.gauge_series = 0;
+  o.capacities.info_families = 0;
+  o.capacities.cell_pages = cell_pages;
   Segment s = Segment::open(o);
   CounterFamily fam = s.counter_family("bench_bytes_total", "Segment size benchmark series.", {"series"});
   std::vector<Counter> handles;
   for (std::uint32_t i = 0; i < series; ++i) handles.push_back(fam.labels({sb::series_label(i)}));
-  // Writer w touches series i when (i + w * 7) % 100 < percent: each writer a
-  // different `percent` share of the series.
-  auto touches = [&](std::uint32_t w, std::uint32_t i) { return (i + w * 7) % 100 < percent; };
+  auto touches = [&](std::uint32_t w, std::uint32_t i) { return ::touches(percent, w, i); };
   std::vector<pid_t> pids;
   for (std::uint32_t w = 0; w < writers; ++w)
     pids.push_back(sb::fork_child([&] {
@@ -367,6 +391,9 @@ BytesResult fill_and_measure(std::uint32_t writers, std::uint32_t series, std::u
   }
   check(good == series, tag + ": " + std::to_string(good) + " of " + std::to_string(series) +
                             " series rendered what was written");
+  auto pageless = samples.find("shmetrics_pageless_updates_total{role=\"bench\"}");
+  check(pageless != samples.end() && pageless->second == 0,
+        tag + ": some updates found the page pool empty");
   BytesResult r;
   sb::SegmentBytes b = sb::segment_bytes(name);
   r.blocks = b.blocks_bytes;
@@ -378,17 +405,12 @@ BytesResult fill_and_measure(std::uint32_t writers, std::uint32_t series, std::u
   r.names = h->string_used.load() + std::uint64_t{h->series_count.load()} * sizeof(shm::SeriesEntry) +
             std::uint64_t{h->family_count.load()} * sizeof(shm::FamilyEntry);
   r.cells = std::uint64_t{writers} * series * 8;
+  r.pages_used = h->pages_used.load();
+  r.pool_pages = r.g.pool_pages;
   for (std::uint32_t page : {8u, 64u, 512u}) {
     const std::uint32_t pages = (series + page - 1) / page;
-    std::uint64_t touched = 0;
-    for (std::uint32_t w = 0; w < writers; ++w)
-      for (std::uint32_t p = 0; p < pages; ++p)
-        for (std::uint32_t i = p * page; i < std::min(series, (p + 1) * page); ++i)
-          if (touches(w, i)) {
-            ++touched;
-            break;
-          }
-    r.touched_pages.emplace_back(page, static_cast<double>(touched) / (static_cast<double>(writers) * pages));
+    r.touched_pages.emplace_back(page, static_cast<double>(touched_pages(writers, series, percent, page)) /
+                                           (static_cast<double>(writers) * pages));
   }
   return r;
 }
@@ -400,8 +422,10 @@ std::string bytes_json(const BytesResult& r) {
     << ", \"names_bytes\": " << r.names << ", \"cell_bytes\": " << r.cells
     << ", \"bound_bytes\": " << static_cast<std::uint64_t>(1.25 * static_cast<double>(r.cells)) + r.names
     << ", \"regions\": {\"header_entries_strings\": " << g.slots_offset
-    << ", \"thread_slots\": " << (g.records_offset - g.slots_offset)
-    << ", \"slot_counter_cells\": " << std::uint64_t{r.caps.thread_slots + 1} * r.caps.series * 8
+    << ", \"thread_slots\": " << (g.overflow_cells_offset - g.slots_offset)
+    << ", \"slot_page_tables\": " << std::uint64_t{r.caps.thread_slots + 1} * (g.readyz_offset_in_slot - sizeof(shm::SlotHeader))
+    << ", \"overflow_cells\": " << (g.pool_offset - g.overflow_cells_offset)
+    << ", \"page_pool\": " << (g.records_offset - g.pool_offset)
     << ", \"slot_readyz_rings\": " << std::uint64_t{r.caps.thread_slots + 1} * (g.slot_stride - g.readyz_offset_in_slot)
     << ", \"process_records\": " << (g.dead_offset - g.records_offset)
     << ", \"record_gauge_cells\": " << std::uint64_t{r.caps.process_records} * r.caps.gauge_series * sizeof(shm::GaugeCell)
@@ -409,7 +433,8 @@ std::string bytes_json(const BytesResult& r) {
     << ", \"touched_page_fraction\": {";
   for (std::size_t i = 0; i < r.touched_pages.size(); ++i)
     o << (i ? ", " : "") << "\"" << r.touched_pages[i].first << "\": " << r.touched_pages[i].second;
-  o << "}, \"capacities\": " << json_string(shm::describe(r.caps)) << "}";
+  o << "}, \"pool_pages\": " << r.pool_pages << ", \"pages_used\": " << r.pages_used
+    << ", \"capacities\": " << json_string(shm::describe(r.caps)) << "}";
   return o.str();
 }
 
@@ -417,8 +442,11 @@ int run_segment_bytes(int argc, char** argv) {
   const auto writers = static_cast<std::uint32_t>(flag(argc, argv, "--writers", 64));
   const auto series = static_cast<std::uint32_t>(flag(argc, argv, "--series", 10000));
   const auto percent = static_cast<std::uint32_t>(flag(argc, argv, "--sparse-percent", 10));
-  BytesResult dense = fill_and_measure(writers, series, 100, "bytes_dense");
-  BytesResult sparse = fill_and_measure(writers, series, percent, "bytes_sparse");
+  BytesResult dense = fill_and_measure(writers, series, 100, 0, "bytes_dense");
+  // The sparse segment's pool: the pages the pattern touches, plus 5 %.
+  const std::uint64_t needed = touched_pages(writers, series, percent, shm::kCellsPerPage);
+  const auto pool = static_cast<std::uint32_t>((needed * 105 + 99) / 100);
+  BytesResult sparse = fill_and_measure(writers, series, percent, pool, "bytes_sparse");
   std::printf("{\"scenario\": \"segment_bytes\", \"writers\": %u, \"series\": %u, \"sparse_percent\": %u,\n",
               writers, series, percent);
   std::printf(" \"dense\": %s,\n \"sparse\": %s,\n %s}\n", bytes_json(dense).c_str(),

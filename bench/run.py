@@ -323,11 +323,16 @@ class Runner:
                 self.results["segment_bytes"] = sbytes
                 dense, sparse = sbytes["dense"], sbytes["sparse"]
                 r = dense["regions"]
-                breakdown = ("counter cells %.1f MB (64+1 slots), readyz rings %.1f MB, process records %.1f MB "
-                             "(gauge cells: gauge_series per record), dead buffers %.1f MB, entries+strings %.1f MB" % (
-                                 r["slot_counter_cells"] / 1e6, r["slot_readyz_rings"] / 1e6,
-                                 r["process_records"] / 1e6, r["dead_buffers"] / 1e6,
-                                 r["header_entries_strings"] / 1e6))
+                def breakdown_of(seg):
+                    r = seg["regions"]
+                    return ("page pool %.2f MB (%d of %d pages used), page tables %.2f MB, overflow cells %.2f MB, "
+                            "readyz rings %.2f MB, process records %.2f MB, dead buffers %.2f MB, "
+                            "entries+strings %.2f MB; counters only (gauge_series 0, info_families 0)" % (
+                                r["page_pool"] / 1e6, seg["pages_used"], seg["pool_pages"],
+                                r["slot_page_tables"] / 1e6, r["overflow_cells"] / 1e6,
+                                r["slot_readyz_rings"] / 1e6, r["process_records"] / 1e6,
+                                r["dead_buffers"] / 1e6, r["header_entries_strings"] / 1e6))
+                breakdown = breakdown_of(dense)
                 if self.want("segment_bytes_64x10000"):
                     self.add_row("segment_bytes_64x10000", "64 slots × 10k series, all touched", "bytes",
                                  [dense["blocks_bytes"]], "bound 1.25×64×10k×8 B + names",
@@ -340,10 +345,11 @@ class Runner:
                     self.add_row("segment_bytes_sparse", "64 slots × 10k series, 10% each",
                                  "bytes", [sparse["blocks_bytes"]], "bound 0.3 × dense segment",
                                  [0.3 * dense["blocks_bytes"]], ("≤0.3× dense (≥1)", 1.0),
-                                 note="no page pool: every cell is reserved at creation (posix_fallocate); "
-                                      "share of (slot, page) pairs touched, for a pool of pages of 8/64/512 "
-                                      "cells: %s" % ", ".join("%.0f%%" % (100 * v) for v in
-                                                              sparse["touched_page_fraction"].values()))
+                                 note="pool sized to the pattern's (slot, page) pairs + 5%%: %s; share of (slot, page) "
+                                      "pairs touched, for pages of 8/64/512 cells: %s" % (
+                                          breakdown_of(sparse),
+                                          ", ".join("%.0f%%" % (100 * v) for v in
+                                                    sparse["touched_page_fraction"].values())))
                     try:
                         pysp = self.python_peer("sparse_bytes", ["sparse_bytes", "--writers", "64", "--series", "10000",
                                                                  "--percent", "10"])

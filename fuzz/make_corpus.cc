@@ -38,11 +38,14 @@ namespace {
 namespace shm = shmetrics::shm;
 using Bytes = std::vector<std::uint8_t>;
 
-constexpr std::size_t kNowOffset = 216;
-constexpr std::size_t kMaskOffset = 224;
-constexpr std::size_t kPrefix = offsetof(shm::Header, registration_lock);  // 128
-constexpr std::size_t kFamilyCount = offsetof(shm::Header, family_count);  // 192
-constexpr std::size_t kSeriesCount = offsetof(shm::Header, series_count);  // 196
+// As fuzz/segment_reader_fuzz.cc reads them: header padding after the counts.
+constexpr std::size_t kNowOffset = offsetof(shm::Header, family_count) + 32;
+constexpr std::size_t kMaskOffset = offsetof(shm::Header, family_count) + 40;
+static_assert(offsetof(shm::Header, pages_used) + 4 <= kNowOffset);
+static_assert(kMaskOffset + 8 <= offsetof(shm::Header, events));
+constexpr std::size_t kPrefix = offsetof(shm::Header, registration_lock);
+constexpr std::size_t kFamilyCount = offsetof(shm::Header, family_count);
+constexpr std::size_t kSeriesCount = offsetof(shm::Header, series_count);
 constexpr std::uint64_t kSecond = 1'000'000'000ULL;
 
 // The readyz clock: seconds we choose, shared with forked children by copy.
@@ -114,7 +117,7 @@ void write_file(const std::string& name, const Bytes& bytes) {
 }
 
 // The synthetic form: 0xA5, the capacities as the target decodes them, then
-// the image from offset 128. Its image is exactly `image`.
+// the image from the registration lock on. Its image is exactly `image`.
 Bytes synthetic(const Bytes& image) {
   shm::Capacities c;
   std::memcpy(&c, image.data() + offsetof(shm::Header, capacities), sizeof c);
@@ -122,11 +125,11 @@ Bytes synthetic(const Bytes& image) {
       c.families < 1 || c.families > 8 || c.series < 1 || c.series > 16 || c.string_bytes < 64 ||
       c.string_bytes > 512 || c.info_families > 2 || c.info_value_bytes < 8 ||
       c.info_value_bytes > 64 || c.readyz_short_window_seconds < 1 ||
-      c.readyz_short_window_seconds > 5 || c.readyz_long_window_seconds > 10)
+      c.readyz_short_window_seconds > 5 || c.readyz_long_window_seconds > 10 || c.cell_pages > 23)
     die("capacities outside the synthetic mode's ranges: " + shm::describe(c));
   const std::uint32_t sb = c.string_bytes - 64;
   Bytes out = {0xA5,
-               static_cast<std::uint8_t>(c.thread_slots - 1),
+               static_cast<std::uint8_t>((c.thread_slots - 1) | c.cell_pages << 2),
                static_cast<std::uint8_t>(c.process_records - 1),
                static_cast<std::uint8_t>(c.families - 1),
                static_cast<std::uint8_t>(c.series - 1),
@@ -181,6 +184,7 @@ Bytes make_basic() {
   caps.families = 8;
   caps.series = 16;
   caps.gauge_series = 16;
+  caps.cell_pages = 3;  // fewer than 4 slots x 2 pages: some updates go through the overflow slot
   caps.string_bytes = 512;
   caps.info_families = 1;
   caps.info_value_bytes = 64;

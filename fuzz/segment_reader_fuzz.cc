@@ -15,7 +15,7 @@
 //   0xA5 ...  the first byte 0xA5 asks for a *valid* header for small
 //             capacities taken from the next 10 bytes (see kParamBytes), and the
 //             rest of the image, from the end of the header's immutable prefix
-//             (offset 128: registration lock, counts, events, entries, strings,
+//             (offset 192: registration lock, counts, events, entries, strings,
 //             slots, records) to total_bytes, is filled with the remaining input
 //             bytes, repeated as often as needed. So mutations land in the
 //             families, series, strings, cells, info and readyz areas instead
@@ -23,8 +23,8 @@
 //
 // Taken from the image itself (bytes the reader never reads, the padding of
 // the header after gauge_cells_used; zero in a real segment):
-//   bytes counts+24..+31  now_ns given to render() (CLOCK_MONOTONIC nanoseconds)
-//   bytes counts+32..+39  a mask: record r counts as dead when bit r % 64 is set,
+//   bytes counts+32..+39  now_ns given to render() (CLOCK_MONOTONIC nanoseconds)
+//   bytes counts+40..+47  a mask: record r counts as dead when bit r % 64 is set,
 //                   so a real segment (zeros) has every record live.
 //
 // Between the two renders (the second goes through the reader's incremental
@@ -32,8 +32,9 @@
 // the image is changed as a writer or an attacker could change it: the last
 // input byte's low 2 bits give 0-3 flips, each described by the 3 input bytes
 // before it (walking backwards): a, b, x. When a's top bit is set the flip hits
-// the header's published counts (offset of family_count + b % 24: family_count,
-// series_count, string_used, info_count, readyz_used, gauge_cells_used), else offset
+// the header's published counts (offset of family_count + b % 28: family_count,
+// series_count, string_used, info_count, readyz_used, gauge_cells_used,
+// pages_used), else offset
 // ((a & 0x7f) << 8 | b) % size. The byte there is XORed with x. After flips a
 // fresh reader also renders the changed image.
 //
@@ -63,13 +64,13 @@ namespace shm = shmetrics::shm;
 using shmetrics::exporter::RecordLiveness;
 using shmetrics::exporter::SegmentReader;
 
-constexpr std::size_t kImmutablePrefix = offsetof(shm::Header, registration_lock);  // 128
+constexpr std::size_t kImmutablePrefix = offsetof(shm::Header, registration_lock);  // 192
 constexpr std::size_t kCountsOffset = offsetof(shm::Header, family_count);
-constexpr std::size_t kCountsBytes = 24;  // six uint32 counts
+constexpr std::size_t kCountsBytes = 28;  // seven uint32 counts
 // Header padding after the counts, never read by the reader.
-constexpr std::size_t kNowOffset = kCountsOffset + 24;
-constexpr std::size_t kMaskOffset = kCountsOffset + 32;
-static_assert(offsetof(shm::Header, gauge_cells_used) + 4 == kCountsOffset + kCountsBytes);
+constexpr std::size_t kNowOffset = kCountsOffset + 32;
+constexpr std::size_t kMaskOffset = kCountsOffset + 40;
+static_assert(offsetof(shm::Header, pages_used) + 4 == kCountsOffset + kCountsBytes);
 static_assert(kCountsOffset + kCountsBytes <= kNowOffset, "now_ns must lie in header padding");
 static_assert(kMaskOffset + 8 <= offsetof(shm::Header, events), "mask must lie in header padding");
 
@@ -120,6 +121,7 @@ std::uint64_t get_u64(const std::uint8_t* image, std::size_t size, std::size_t o
 shm::Capacities synthetic_capacities(const std::uint8_t* p) {
   shm::Capacities c;
   c.thread_slots = 1 + p[0] % 4;
+  c.cell_pages = (p[0] >> 2) % 24;  // 0 (every slot every page) or a small pool
   c.process_records = 1 + p[1] % 4;
   c.families = 1 + p[2] % 8;
   c.series = 1 + p[3] % 16;
@@ -134,7 +136,7 @@ shm::Capacities synthetic_capacities(const std::uint8_t* p) {
 }
 
 // Builds the synthetic image: a valid header for the capacities, then the
-// payload repeated from offset 128 to the end.
+// payload repeated from offset 192 (the registration lock) to the end.
 bool build_synthetic(const std::uint8_t* data, std::size_t size, std::unique_ptr<Image>& out) {
   if (size < 1 + kParamBytes) return false;
   const shm::Capacities c = synthetic_capacities(data + 1);

@@ -303,3 +303,76 @@ TEST_CASE("a_stopped_registrar_does_not_hold_up_claims_of_other_threads") {
   ::close(ready[0]);
   ::close(ready[1]);
 }
+
+// The page pool: a slot's cells come in 8-cell pages taken on first touch.
+
+namespace {
+
+std::uint32_t pages_used(const std::string& segment) {
+  auto m = shm::MappedSegment::open_read_only(segment);
+  return m->header()->pages_used.load(std::memory_order_acquire);
+}
+
+}  // namespace
+
+TEST_CASE("a_slot_takes_a_page_only_for_the_pages_of_series_it_writes") {
+  ScopedName name("pages-first-touch");
+  SegmentOptions o = options(name, /*thread_slots=*/4);
+  Segment s = Segment::open(o);
+  CounterFamily f = s.counter_family("paged_total", "Series in pages.", {"n"});
+  std::vector<Counter> series;
+  for (int i = 0; i < 64; ++i) series.push_back(f.labels({std::to_string(i)}));
+  CHECK(pages_used(name.str()) == 0);
+  // Two processes: one writes series 0-7 (one page), the other 3 and 60 (two).
+  REQUIRE(testing::wait_child(testing::fork_child([&] {
+            for (int i = 0; i < 8; ++i) series[i].inc(i + 1);
+            return true;
+          })) == 0);
+  REQUIRE(testing::wait_child(testing::fork_child([&] {
+            series[3].inc(100);
+            series[60].inc(7);
+            return true;
+          })) == 0);
+  std::string text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "paged_total{n=\"3\"}") == 104.0);
+  CHECK(testing::sample(text, "paged_total{n=\"7\"}") == 8.0);
+  CHECK(testing::sample(text, "paged_total{n=\"60\"}") == 7.0);
+  CHECK(testing::sample(text, "paged_total{n=\"61\"}") == 0.0);
+  // The second process took over the first one's slot with its page of 0-7.
+  CHECK(pages_used(name.str()) == 2);
+}
+
+TEST_CASE("updates_that_find_the_page_pool_empty_go_through_the_overflow_slot_exactly") {
+  ScopedName name("pages-empty");
+  SegmentOptions o = options(name, /*thread_slots=*/4);
+  o.capacities.cell_pages = 2;
+  Segment s = Segment::open(o);
+  CounterFamily f = s.counter_family("pool_total", "Series beyond the pool.", {"n"});
+  Counter a = f.labels({"a"}), b = f.labels({"b"});  // series 0, 1: page 0
+  CounterFamily g = s.counter_family("more_total", "More series.", {"n"});
+  std::vector<Counter> more;
+  for (int i = 0; i < 16; ++i) more.push_back(g.labels({std::to_string(i)}));  // series 2-17
+  std::latch first_done(1);
+  std::thread t1([&] {
+    a.inc(3);               // page 0 for this thread's slot
+    more[14].inc(5);        // series 16: page 2
+    first_done.count_down();
+  });
+  first_done.wait();
+  t1.join();  // hands its slot back; the pages stay with the slot
+  std::thread t2([&] {
+    // Takes the handed-back slot: pages 0 and 2 are there already.
+    for (int i = 0; i < 1000; ++i) b.inc();
+    // Series 8-15 (page 1): the pool is empty, through the overflow slot.
+    for (int i = 0; i < 1000; ++i) more[8].inc(2);
+  });
+  t2.join();
+  std::string text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "pool_total{n=\"a\"}") == 3.0);
+  CHECK(testing::sample(text, "pool_total{n=\"b\"}") == 1000.0);
+  CHECK(testing::sample(text, "more_total{n=\"14\"}") == 5.0);
+  CHECK(testing::sample(text, "more_total{n=\"8\"}") == 2000.0);
+  CHECK(testing::sample(text, "shmetrics_pageless_updates_total{role=\"test\"}") == 1000.0);
+  CHECK(overflow_writers(text) == 0.0);  // a slot was had; only the page was not
+  CHECK(pages_used(name.str()) == 2);
+}

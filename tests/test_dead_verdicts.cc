@@ -11,6 +11,7 @@
 #include <set>
 
 using namespace shmetrics;
+using testing::ParkedChild;
 using testing::ScopedName;
 
 namespace {
@@ -27,33 +28,6 @@ SegmentOptions options(const ScopedName& name, std::uint32_t records) {
   o.capacities.info_value_bytes = 64;
   return o;
 }
-
-// A child that runs `setup`, reports on a pipe, and lives until killed.
-class LiveChild {
- public:
-  explicit LiveChild(const std::function<void()>& setup) {
-    REQUIRE(::pipe(fds_) == 0);
-    pid_ = testing::fork_child([&] {
-      setup();
-      char byte = 1;
-      (void)!::write(fds_[1], &byte, 1);
-      for (;;) ::pause();
-      return true;
-    });
-    char byte;
-    REQUIRE(::read(fds_[0], &byte, 1) == 1);
-  }
-  ~LiveChild() {
-    ::kill(pid_, SIGKILL);
-    testing::wait_child(pid_);
-    ::close(fds_[0]);
-    ::close(fds_[1]);
-  }
-
- private:
-  int fds_[2];
-  pid_t pid_ = 0;
-};
 
 shm::RecordHeader& record_header(const shm::MappedSegment& m, std::uint32_t record) {
   return *reinterpret_cast<shm::RecordHeader*>(m.base() + m.geometry().record_offset(record));
@@ -74,7 +48,7 @@ TEST_CASE("a_scrape_after_churn_asks_the_kernel_only_about_live_records") {
               done.set(1);
               return true;
             })) == 0);
-  LiveChild live([&] {
+  ParkedChild live([&] {
     busy.set(1);
     done.set(10);
   });
@@ -91,7 +65,7 @@ TEST_CASE("a_scrape_after_churn_asks_the_kernel_only_about_live_records") {
   CHECK(testing::sample(text, "jobs_done") == kDead + 10.0);
 
   // A newcomer takes over a dead record (folding its value): asked about, live.
-  LiveChild newcomer([&] {
+  ParkedChild newcomer([&] {
     busy.set(1);
     done.set(100);
   });

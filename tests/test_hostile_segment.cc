@@ -216,3 +216,34 @@ TEST_CASE("a_label_value_that_is_not_utf8_in_the_segment_is_left_out_and_counted
   CHECK(testing::sample(text, "plain_total") == 3.0);
   CHECK(testing::sample(text, "shmetrics_untrusted_entries_dropped_total{role=\"test\",kind=\"series\"}") == 1.0);
 }
+
+TEST_CASE("page_table_entries_past_the_pool_are_skipped_and_the_rest_summed") {
+  ScopedName target("bad-pages");
+  populate(target.str());
+  {
+    // The populating process's slot: point its page 0 (plain_total, req_total
+    // series) past the pool, and a never-used entry at page 0 of the pool.
+    Attacker attacker(target.str());
+    auto m = shm::MappedSegment::open_read_only(target.str());
+    const shm::Geometry& g = m->geometry();
+    bool corrupted = false;
+    for (std::uint32_t slot = 0; slot < m->capacities().thread_slots; ++slot) {
+      auto* table = reinterpret_cast<std::uint32_t*>(attacker.base + g.page_table_offset(slot));
+      if (table[0] == 0) continue;
+      table[0] = 0xffffffff;
+      table[1] = static_cast<std::uint32_t>(g.pool_pages + 1);
+      table[2] = 0;  // series 16-23: nothing there
+      corrupted = true;
+    }
+    REQUIRE(corrupted);
+  }
+  exporter::RoleSource source("test", target.str());
+  std::string text = source.scrape();
+  INFO(text);
+  CHECK(well_formed(text));
+  // Their page is gone; nothing is read past the pool.
+  CHECK(testing::sample(text, "plain_total") == 0.0);
+  CHECK(testing::sample(text, "req_total{route=\"/a\",code=\"200\"}") == 0.0);
+  CHECK(testing::sample(text, "secs_total") == 0.0);
+  CHECK(testing::count_lines(text, "map_info{") == 0);  // its process is dead
+}

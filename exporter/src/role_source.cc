@@ -26,6 +26,8 @@ constexpr OwnCounter kOwnCounters[] = {
      "Updates dropped because their series had been refused."},
     {shm::kEventOverflowWriters, "shmetrics_overflow_writers_total",
      "Times a thread found no free slot and wrote through the shared overflow slot."},
+    {shm::kEventPagelessUpdates, "shmetrics_pageless_updates_total",
+     "Counter updates written through the shared overflow slot because the page pool (cell_pages) was empty."},
     {shm::kEventInvalidUpdates, "shmetrics_invalid_updates_total",
      "Updates dropped as invalid (negative or NaN increments, NaN gauge values, bad info values)."},
     {shm::kEventInfoRefused, "shmetrics_info_values_refused_total",

@@ -224,19 +224,39 @@ void SegmentReader::sum_counters() {
   const std::uint32_t cells = counter_cells_;
   int_sums_.assign(cells, 0);
   double_sums_.assign(double_cells_.size(), 0.0);
-  // The overflow slot (index thread_slots) is always read; other slots only
-  // once claimed, since cells never written are zero.
-  for (std::uint32_t slot = 0; slot <= capacities_.thread_slots; ++slot) {
+  auto add_row = [&](const std::uint8_t* row, std::uint32_t first, std::uint32_t end) {
+    for (std::uint32_t c = first; c < end; ++c)
+      int_sums_[c] += load_relaxed<std::uint64_t>(row + std::uint64_t{c - first} * 8);
+  };
+  // The overflow slot's dense cells are always read.
+  const std::uint8_t* overflow = base_ + geometry_.overflow_cells_offset;
+  add_row(overflow, 0, cells);
+  for (std::size_t d = 0; d < double_cells_.size(); ++d)
+    double_sums_[d] += std::bit_cast<double>(load_relaxed<std::uint64_t>(overflow + std::uint64_t{double_cells_[d]} * 8));
+  // Thread slots only once claimed; in them only the pages their table names
+  // (an entry past the pool, which no writer makes, is skipped).
+  const std::uint32_t pages = static_cast<std::uint32_t>((std::uint64_t{cells} + shm::kCellsPerPage - 1) >> shm::kPageShift);
+  auto page_of = [&](const std::uint8_t* table, std::uint32_t p) -> const std::uint8_t* {
+    std::uint32_t page = load_acquire<std::uint32_t>(table + std::uint64_t{p} * 4);
+    if (page == 0 || page > geometry_.pool_pages) return nullptr;
+    return base_ + geometry_.page_offset(page);
+  };
+  for (std::uint32_t slot = 0; slot < capacities_.thread_slots; ++slot) {
     const std::uint8_t* header = base_ + geometry_.slot_offset(slot);
-    if (slot < capacities_.thread_slots &&
-        load_acquire<std::uint32_t>(header + offsetof(shm::SlotHeader, claims)) == 0)
-      continue;
-    const std::uint8_t* row = header + sizeof(shm::SlotHeader);
-    for (std::uint32_t c = 0; c < cells; ++c)
-      int_sums_[c] += load_relaxed<std::uint64_t>(row + std::uint64_t{c} * 8);
-    for (std::size_t d = 0; d < double_cells_.size(); ++d)
-      double_sums_[d] += std::bit_cast<double>(
-          load_relaxed<std::uint64_t>(row + std::uint64_t{double_cells_[d]} * 8));
+    if (load_acquire<std::uint32_t>(header + offsetof(shm::SlotHeader, claims)) == 0) continue;
+    const std::uint8_t* table = base_ + geometry_.page_table_offset(slot);
+    for (std::uint32_t p = 0; p < pages; ++p) {
+      if (const std::uint8_t* row = page_of(table, p)) {
+        const std::uint32_t first = p << shm::kPageShift;
+        add_row(row, first, std::min(cells, first + shm::kCellsPerPage));
+      }
+    }
+    for (std::size_t d = 0; d < double_cells_.size(); ++d) {
+      const std::uint32_t c = double_cells_[d];
+      if (const std::uint8_t* row = page_of(table, c >> shm::kPageShift))
+        double_sums_[d] += std::bit_cast<double>(
+            load_relaxed<std::uint64_t>(row + std::uint64_t{c & (shm::kCellsPerPage - 1)} * 8));
+    }
   }
 }
 
@@ -476,7 +496,8 @@ SegmentReader::GaugeSources SegmentReader::gauge_sources(const RecordLiveness& l
   pid_order_.clear();
   const auto live_count = static_cast<std::uint32_t>(sources.live.size());
   for (std::uint32_t i = 0; i < live_count; ++i) pid_order_.emplace_back(sources.live[i].pid, i);
-  for (std::uint32_t i = 0; i < sources.dead.size(); ++i) pid_order_.emplace_back(sources.dead[i].pid, live_count + i);
+  for (std::uint32_t i = 0; i < sources.dead.size(); ++i)
+    pid_order_.emplace_back(sources.dead[i].pid, live_count + i);
   std::sort(pid_order_.begin(), pid_order_.end());
   for (std::size_t i = 1; i < pid_order_.size(); ++i) {
     if (pid_order_[i].first != pid_order_[i - 1].first) continue;

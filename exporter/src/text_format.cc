@@ -35,17 +35,24 @@ void append_escaped_help(std::string& out, std::string_view help) {
     append_escaped(out, help, "\\\n");
 }
 
-void append_uint(std::string& out, std::uint64_t value) {
-    char buffer[std::numeric_limits<std::uint64_t>::digits10 + 1];
-    const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
-    out.append(buffer, result.ptr);
+namespace {
+
+// Formats straight into the string's tail (one resize, no copy from a stack
+// buffer): the scrape's output is reserved, so this never reallocates.
+template <typename Int>
+void append_integer(std::string& out, Int value) {
+    constexpr std::size_t kMaxChars = std::numeric_limits<Int>::digits10 + 2;
+    const std::size_t at = out.size();
+    out.resize(at + kMaxChars);
+    const auto result = std::to_chars(out.data() + at, out.data() + at + kMaxChars, value);
+    out.resize(static_cast<std::size_t>(result.ptr - out.data()));
 }
 
-void append_int(std::string& out, std::int64_t value) {
-    char buffer[std::numeric_limits<std::int64_t>::digits10 + 2];
-    const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
-    out.append(buffer, result.ptr);
-}
+}  // namespace
+
+void append_uint(std::string& out, std::uint64_t value) { append_integer(out, value); }
+
+void append_int(std::string& out, std::int64_t value) { append_integer(out, value); }
 
 void append_double(std::string& out, double value) {
     // to_chars would write "nan" and "inf"; Prometheus spells them this way.

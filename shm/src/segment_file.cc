@@ -273,7 +273,8 @@ std::string describe(const Capacities& c) {
          ", info_value_bytes=" + std::to_string(c.info_value_bytes) +
          ", readyz_short_window_seconds=" + std::to_string(c.readyz_short_window_seconds) +
          ", readyz_long_window_seconds=" + std::to_string(c.readyz_long_window_seconds) +
-         ", gauge_series=" + std::to_string(c.gauge_series) + "}";
+         ", gauge_series=" + std::to_string(c.gauge_series) +
+         ", cell_pages=" + std::to_string(c.cell_pages) + "}";
 }
 
 std::string check_header(const Header& h, std::uint64_t file_bytes, Geometry& g) {

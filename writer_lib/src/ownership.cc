@@ -16,7 +16,7 @@
 
 namespace shmetrics::detail {
 
-constinit thread_local std::uint64_t* tls_cells[kMaxSegments] __attribute__((tls_model("initial-exec")));
+constinit thread_local ThreadCells tls_cells[kMaxSegments] __attribute__((tls_model("initial-exec")));
 constinit thread_local OverflowWriter tls_overflow[kMaxSegments] __attribute__((tls_model("initial-exec")));
 std::atomic<shm::GaugeCell*> process_gauge_cells[kMaxSegments];
 
@@ -47,9 +47,9 @@ pthread_key_t g_thread_exit_key;
 shm::SlotHeader& slot_header(ProcessSegment& seg, std::uint32_t slot) {
   return *reinterpret_cast<shm::SlotHeader*>(seg.base() + seg.geometry().slot_offset(slot));
 }
-std::uint64_t* slot_cells(ProcessSegment& seg, std::uint32_t slot) {
-  return reinterpret_cast<std::uint64_t*>(seg.base() + seg.geometry().slot_offset(slot) +
-                                          sizeof(shm::SlotHeader));
+ThreadCells slot_cells(ProcessSegment& seg, std::uint32_t slot) {
+  return {reinterpret_cast<std::uint32_t*>(seg.base() + seg.geometry().page_table_offset(slot)),
+          reinterpret_cast<std::uint64_t*>(seg.base() + seg.geometry().pool_offset)};
 }
 shm::RecordHeader& record_header(ProcessSegment& seg, std::uint32_t record) {
   return *reinterpret_cast<shm::RecordHeader*>(seg.base() + seg.geometry().record_offset(record));
@@ -62,7 +62,7 @@ void release_thread_slots(void*) {
     std::int32_t held = tls_claims.slot[i];
     if (held == 0) continue;
     tls_claims.slot[i] = 0;
-    tls_cells[i] = nullptr;
+    tls_cells[i] = {};
     ProcessSegment& seg = *g_table[i];
     auto slot = static_cast<std::uint32_t>(held - 1);
     std::lock_guard lock(seg.claims_mutex);
@@ -102,7 +102,7 @@ void after_fork_in_child() {
     seg.record.store(-1, std::memory_order_relaxed);
     seg.record_retry_countdown.store(0, std::memory_order_relaxed);
     process_gauge_cells[i].store(nullptr, std::memory_order_relaxed);
-    tls_cells[i] = nullptr;
+    tls_cells[i] = {};
     tls_overflow[i] = {};
     tls_claims.slot[i] = 0;
     seg.claims_mutex.unlock();
@@ -122,9 +122,9 @@ void install_process_hooks() {
 // Scans for a slot, preferring slots that were used before: first ones handed
 // back, then ones whose owner the kernel proves dead, and only then ones never
 // claimed — so recycled workers reuse slots and a scrape sums few of them.
-// Returns the slot's cells, or nullptr when every slot is held by a live
-// process. Caller holds seg.claims_mutex.
-std::uint64_t* claim_slot(std::uint16_t index, ProcessSegment& seg) {
+// Returns the slot's page table and pool, or nullptrs when every slot is held
+// by a live process. Caller holds seg.claims_mutex.
+ThreadCells claim_slot(std::uint16_t index, ProcessSegment& seg) {
   const std::uint32_t slots = seg.mapped->capacities().thread_slots;
   const int fd = seg.mapped->fd();
   enum Pass { kHandedBack, kOwnerMaybeDead, kNeverClaimed };
@@ -149,7 +149,7 @@ std::uint64_t* claim_slot(std::uint16_t index, ProcessSegment& seg) {
       return slot_cells(seg, i);
     }
   }
-  return nullptr;
+  return {};
 }
 
 std::uint64_t coarse_now_ns() noexcept {
@@ -160,17 +160,17 @@ std::uint64_t coarse_now_ns() noexcept {
 
 // Tries to claim a slot for this thread. When none can be had the thread
 // writes through the overflow slot (counted once, as it starts to) until
-// overflow_check() finds one. Returns the thread's cells or nullptr.
-std::uint64_t* cells_for_thread(std::uint16_t index, ProcessSegment& seg) noexcept {
-  std::uint64_t* cells = nullptr;
+// overflow_check() finds one. Returns whether it holds a slot now.
+bool claim_for_thread(std::uint16_t index, ProcessSegment& seg) noexcept {
+  ThreadCells cells{};
   try {
     std::lock_guard lock(seg.claims_mutex);
     cells = claim_slot(index, seg);
   } catch (...) {
-    cells = nullptr;  // an fcntl failure: write exactly, through the overflow slot
+    cells = {};  // an fcntl failure: write exactly, through the overflow slot
   }
   OverflowWriter& overflow = tls_overflow[index];
-  if (cells != nullptr) {
+  if (cells.pages != nullptr) {
     overflow = {};
   } else {
     if (overflow.cells == nullptr) count_event(index, shm::kEventOverflowWriters);
@@ -178,7 +178,7 @@ std::uint64_t* cells_for_thread(std::uint16_t index, ProcessSegment& seg) noexce
     tls_claims.last_claim_try_ns[index] = coarse_now_ns();
   }
   tls_cells[index] = cells;
-  return cells;
+  return cells.pages != nullptr;
 }
 
 shm::GaugeCell* record_cells(ProcessSegment& seg, std::uint32_t record) {
@@ -372,7 +372,7 @@ shm::GaugeCell* claim_record(std::uint16_t index, ProcessSegment& seg) {
 }  // namespace
 
 std::uint64_t* overflow_cells(ProcessSegment& seg) noexcept {
-  return slot_cells(seg, seg.mapped->capacities().thread_slots);
+  return reinterpret_cast<std::uint64_t*>(seg.base() + seg.geometry().overflow_cells_offset);
 }
 
 void overflow_check(std::uint16_t index) noexcept {
@@ -380,15 +380,52 @@ void overflow_check(std::uint16_t index) noexcept {
   ProcessSegment* seg = segment_at(index);
   if (seg == nullptr || tls_overflow[index].cells == nullptr) return;
   if (coarse_now_ns() - tls_claims.last_claim_try_ns[index] < kOverflowRetryNs) return;
-  cells_for_thread(index, *seg);
+  claim_for_thread(index, *seg);
 }
 
-std::uint64_t* cells_of_this_thread(std::uint16_t index, ProcessSegment& seg) noexcept {
-  if (std::uint64_t* cells = tls_cells[index]) return cells;
+bool thread_has_slot(std::uint16_t index, ProcessSegment& seg) noexcept {
+  if (tls_cells[index].pages != nullptr) return true;
   OverflowWriter& overflow = tls_overflow[index];
-  if (overflow.cells == nullptr) return cells_for_thread(index, seg);  // the thread's first update
+  if (overflow.cells == nullptr) return claim_for_thread(index, seg);  // the thread's first update
   if (--overflow.countdown == 0) overflow_check(index);
-  return tls_cells[index];
+  return tls_cells[index].pages != nullptr;
+}
+
+shm::SlotHeader* slot_of_this_thread(std::uint16_t index, ProcessSegment& seg) noexcept {
+  if (!thread_has_slot(index, seg)) return nullptr;
+  return &slot_header(seg, static_cast<std::uint32_t>(tls_claims.slot[index] - 1));
+}
+
+namespace {
+
+// A page from the pool (1..pool_pages), or 0 when it is empty. Pages are
+// never given back: the pool's size bounds what the slots can hold.
+std::uint32_t take_page(ProcessSegment& seg) noexcept {
+  std::atomic<std::uint32_t>& used = seg.header().pages_used;
+  const std::uint64_t pool = seg.geometry().pool_pages;
+  std::uint32_t n = used.load(std::memory_order_relaxed);
+  do {
+    if (n >= pool) return 0;
+  } while (!used.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+  return n + 1;
+}
+
+}  // namespace
+
+std::uint64_t* cell_of_this_thread(std::uint16_t index, ProcessSegment& seg, std::uint32_t cell) noexcept {
+  if (!thread_has_slot(index, seg)) return nullptr;
+  const ThreadCells& t = tls_cells[index];
+  std::atomic_ref<std::uint32_t> entry(t.pages[cell >> shm::kPageShift]);
+  std::uint32_t page = entry.load(std::memory_order_relaxed);
+  if (page == 0) {
+    page = take_page(seg);
+    if (page == 0) {
+      count_event(index, shm::kEventPagelessUpdates);
+      return nullptr;
+    }
+    entry.store(page, std::memory_order_release);
+  }
+  return t.pool + ((std::uint64_t{page} << shm::kPageShift) | (cell & (shm::kCellsPerPage - 1)));
 }
 
 ProcessSegment* segment_at(std::uint16_t index) noexcept {
@@ -410,8 +447,8 @@ void counter_add_slow(std::uint16_t segment, std::uint32_t cell, std::uint64_t n
     return count_event(static_cast<std::uint16_t>(cell), shm::kEventRefusedUpdates);
   ProcessSegment* seg = segment_at(segment);
   if (seg == nullptr) return;
-  if (std::uint64_t* cells = cells_of_this_thread(segment, *seg)) {
-    std::atomic_ref<std::uint64_t> c(cells[cell]);
+  if (std::uint64_t* own = cell_of_this_thread(segment, *seg, cell)) {
+    std::atomic_ref<std::uint64_t> c(*own);
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   } else {
     std::atomic_ref<std::uint64_t>(overflow_cells(*seg)[cell]).fetch_add(n, std::memory_order_relaxed);
@@ -423,9 +460,9 @@ void counter_add_double_slow(std::uint16_t segment, std::uint32_t cell, double v
     return count_event(static_cast<std::uint16_t>(cell), shm::kEventRefusedUpdates);
   ProcessSegment* seg = segment_at(segment);
   if (seg == nullptr) return;
-  std::uint64_t* cells = cells_of_this_thread(segment, *seg);
-  bool shared = cells == nullptr;
-  std::atomic_ref<std::uint64_t> c(shared ? overflow_cells(*seg)[cell] : cells[cell]);
+  std::uint64_t* own = cell_of_this_thread(segment, *seg, cell);
+  bool shared = own == nullptr;
+  std::atomic_ref<std::uint64_t> c(shared ? overflow_cells(*seg)[cell] : *own);
   std::uint64_t old = c.load(std::memory_order_relaxed);
   for (;;) {
     std::uint64_t next = std::bit_cast<std::uint64_t>(std::bit_cast<double>(old) + v);

@@ -62,9 +62,16 @@ void count_event(std::uint16_t index, shm::Event event, std::uint64_t n = 1) noe
 // Caller holds seg.mutex.
 void sync_from_segment(ProcessSegment& seg);
 
-// This thread's slot cells, claiming a slot when due; nullptr while the
-// thread must write through the overflow slot.
-std::uint64_t* cells_of_this_thread(std::uint16_t index, ProcessSegment& seg) noexcept;
+// Whether this thread holds a slot, claiming one when due (false while it
+// writes through the overflow slot).
+bool thread_has_slot(std::uint16_t index, ProcessSegment& seg) noexcept;
+// This thread's slot, or nullptr while it writes through the overflow slot.
+shm::SlotHeader* slot_of_this_thread(std::uint16_t index, ProcessSegment& seg) noexcept;
+// This thread's cell of counter cell `cell`, taking a page from the pool for
+// it when its slot has none; nullptr when the thread has no slot or the pool
+// is empty (then the update goes through the overflow slot, counted).
+std::uint64_t* cell_of_this_thread(std::uint16_t index, ProcessSegment& seg, std::uint32_t cell) noexcept;
+// The overflow slot's dense cells (shared: atomic read-modify-writes).
 std::uint64_t* overflow_cells(ProcessSegment& seg) noexcept;
 
 // Encodes strings as repeated [uint32 LE length][bytes], the segment's format.

@@ -53,10 +53,10 @@ void Readyz::observe(bool ok) const noexcept {
   const auto second = static_cast<std::uint32_t>(now_ns / 1'000'000'000u);
   const shm::Geometry& g = seg->geometry();
 
-  std::uint64_t* cells = detail::cells_of_this_thread(segment_, *seg);
-  const bool owned = cells != nullptr;
-  if (!owned) cells = detail::overflow_cells(*seg);
-  auto* slot = reinterpret_cast<std::uint8_t*>(cells) - sizeof(shm::SlotHeader);
+  shm::SlotHeader* own = detail::slot_of_this_thread(segment_, *seg);
+  const bool owned = own != nullptr;
+  auto* slot = owned ? reinterpret_cast<std::uint8_t*>(own)
+                     : seg->base() + g.slot_offset(seg->mapped->capacities().thread_slots);
   auto* area = reinterpret_cast<shm::ReadyzArea*>(slot + g.readyz_offset_in_slot);
   auto* buckets = reinterpret_cast<std::atomic<std::uint64_t>*>(area + 1);
   std::atomic<std::uint64_t>& bucket = buckets[second % g.readyz_ring_buckets];

@@ -16,8 +16,10 @@ namespace shmetrics {
 // on the hot path: the increment is inlined here — a thread-local load, a
 // relaxed load and a relaxed store to a cell only this thread writes. No lock,
 // no syscall, no allocation, no call into the library after the thread's first
-// update in the segment. A thread that found every slot held writes through
-// the shared overflow slot: one atomic add, also inlined.
+// update in the segment. The cell is found through the slot's page table
+// (one more load: cells come in 64-byte pages taken from the segment's pool
+// as a slot first writes them). A thread that found every slot held writes
+// through the shared overflow slot: one atomic add, also inlined.
 //
 // Integer families count exactly (modulo 2^64). Families registered with
 // ValueType::kDouble accept fractional increments; their cells are doubles, so
@@ -66,18 +68,29 @@ class Counter {
     return attached() ? segment_ : static_cast<std::uint16_t>(cell_);
   }
 
+  // This thread's cell of the series, or nullptr (slow path).
+  std::uint64_t* own_cell() const noexcept {
+    const detail::ThreadCells& t = detail::tls_cells[segment_];
+    if (t.pages == nullptr) [[unlikely]]
+      return nullptr;
+    std::uint32_t page = std::atomic_ref<std::uint32_t>(t.pages[cell_ >> shm::kPageShift])
+                             .load(std::memory_order_relaxed);
+    if (page == 0) [[unlikely]]
+      return nullptr;
+    return t.pool + ((std::uint64_t{page} << shm::kPageShift) | (cell_ & (shm::kCellsPerPage - 1)));
+  }
+
   void add_integer(std::uint64_t n) noexcept {
-    std::uint64_t* cells = detail::tls_cells[segment_];
-    if (cells != nullptr) [[likely]] {
-      std::atomic_ref<std::uint64_t> cell(cells[cell_]);
+    if (std::uint64_t* own = own_cell()) [[likely]] {
+      std::atomic_ref<std::uint64_t> cell(*own);
       cell.store(cell.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
     } else {
       add_unowned(n);
     }
   }
 
-  // Before the thread's first update in the segment, or while it writes
-  // through the shared overflow slot.
+  // Before the thread's first update in the segment or the page, or while it
+  // writes through the shared overflow slot.
   void add_unowned(std::uint64_t n) noexcept {
     detail::OverflowWriter& overflow = detail::tls_overflow[segment_];
     if (overflow.cells != nullptr) {
@@ -89,9 +102,8 @@ class Counter {
   }
 
   void add_double(double d) noexcept {
-    std::uint64_t* cells = detail::tls_cells[segment_];
-    if (cells != nullptr) [[likely]] {
-      std::atomic_ref<std::uint64_t> cell(cells[cell_]);
+    if (std::uint64_t* own = own_cell()) [[likely]] {
+      std::atomic_ref<std::uint64_t> cell(*own);
       double sum = std::bit_cast<double>(cell.load(std::memory_order_relaxed)) + d;
       cell.store(std::bit_cast<std::uint64_t>(sum), std::memory_order_relaxed);
     } else {

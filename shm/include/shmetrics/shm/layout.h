@@ -9,8 +9,11 @@
 // │ FamilyEntry[families]                                                          │
 // │ SeriesEntry[series]                                                            │
 // │ string pool[string_bytes]       names, help, encoded label names/values       │
-// │ thread slots[thread_slots + 1]  SlotHeader + uint64 cells[series]             │
+// │ thread slots[thread_slots + 1]  SlotHeader + uint32 page table[ceil(series/8)]│
 // │                                 + ReadyzArea; the last is the overflow slot   │
+// │ overflow cells[series]          uint64, the overflow slot's (dense)           │
+// │ page pool[1 + pool pages]       64-byte pages of 8 uint64 counter cells; page │
+// │                                 0 is never handed out                         │
 // │ process records[process_records] RecordHeader + GaugeCell[gauge_series]       │
 // │                                 + InfoArea[info_families]                     │
 // │ DeadArea                  state + 2 × (marker + GaugeCell[gauge_series]): the │
@@ -36,8 +39,12 @@
 // readyz_used                  | any process calling readyz()    | relaxed store of 1  | renders readyz families if 1
 // SlotHeader.owner_pid/claims  | the claiming process, holding   | relaxed             | informational only
 //                              | the slot's fcntl lock           |                     |
-// slot cells, ReadyzArea       | the one thread owning the slot: | relaxed load+store  | relaxed load; integer cells
-//                              | overflow slot: anyone           | relaxed fetch_add / | summed mod 2^64; buckets
+// pages_used                   | a slot's owner taking a page    | CAS, never past the | pages above pool_pages are
+//                              |                                 | pool's size         | never read
+// page table entry             | the one thread owning the slot, | release, after the  | acquire; 0 or > pool_pages:
+//                              | after taking the page           | CAS on pages_used   | no page (skipped)
+// slot cells (in its pages),   | the one thread owning the slot: | relaxed load+store  | relaxed load; integer cells
+//   ReadyzArea                 | overflow slot: anyone           | relaxed fetch_add / | summed mod 2^64; buckets
 //                              |                                 | CAS                 | outside the window ignored
 // RecordHeader.owner_pid       | the claiming process (holding   | release after reset | liveness comes from the
 //                              | the record's fcntl lock)        | of the cells        | fcntl lock, never the pid
@@ -73,6 +80,15 @@
 // claimer that acquires it with F_SETLK has proof that no live process owns it;
 // threads of one process arbitrate among themselves under a process-local
 // mutex. Cells of a slot are never zeroed: a new owner keeps adding to them.
+//
+// Counter cells come in pages. A slot's counter cells live in 64-byte pages
+// of 8 cells taken from the segment's page pool the first time the slot's
+// owner writes a series of that page, recorded in the slot's page table
+// (entry p: the pool page holding series 8p..8p+7, 0 while none). Pages stay
+// with the slot for the segment's life (a new owner keeps them, with their
+// counts). A thread that finds the pool empty writes that series through the
+// overflow slot's dense cells, counted (kEventPagelessUpdates). A process
+// killed between taking a page and recording it loses that page (64 bytes).
 #pragma once
 
 #include <atomic>
@@ -85,6 +101,9 @@ namespace shmetrics::shm {
 inline constexpr std::uint64_t kMagic = 0x31434952'54454d53ULL;  // "SMETRIC1" little-endian
 inline constexpr std::uint32_t kLayoutVersion = 5;
 inline constexpr std::size_t kCacheLine = 64;
+inline constexpr std::uint32_t kCellsPerPage = 8;  // one 64-byte page of uint64 counter cells
+inline constexpr std::uint32_t kPageShift = 3;
+static_assert(kCellsPerPage == 1u << kPageShift && kCellsPerPage * 8 == kCacheLine);
 
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
               "64-bit atomics must be lock-free to live in shared memory");
@@ -150,10 +169,17 @@ struct Capacities {
   // Gauge series (each holds a 16-byte cell in every process record and in
   // the dead buffers; counters hold none there).
   std::uint32_t gauge_series = 512;
+  // Pages of 8 counter cells (64 bytes each) in the pool the thread slots
+  // draw from: a slot takes a page the first time it writes one of the
+  // page's 8 series. 0: enough for every slot to write every series
+  // (thread_slots × ceil(series / 8)), as many bytes as dense cells. Smaller
+  // pools suit threads that each write a share of the series; updates that
+  // find the pool empty go through the overflow slot and are counted.
+  std::uint32_t cell_pages = 0;
 
   friend bool operator==(const Capacities&, const Capacities&) = default;
 };
-static_assert(sizeof(Capacities) == 40);
+static_assert(sizeof(Capacities) == 44);
 
 // Counters of events that the exporter exposes as its own metrics.
 enum Event : std::uint32_t {
@@ -164,6 +190,7 @@ enum Event : std::uint32_t {
   kEventRecordUnavailable = 4,  // a gauge/info update with no process record to hold it
   kEventLockTimeouts = 5,       // registration lock not had within its bound
   kEventRefusedUpdates = 6,     // updates through a handle whose series was refused
+  kEventPagelessUpdates = 7,    // counter updates that found the page pool empty (via the overflow slot)
   kEventCount = 8,
 };
 
@@ -191,18 +218,21 @@ struct alignas(kCacheLine) Header {
   std::atomic<std::uint32_t> info_count;  // info areas handed out to info families
   std::atomic<std::uint32_t> readyz_used; // 1 once any process asked for readyz
   std::atomic<std::uint32_t> gauge_cells_used;  // gauge cells handed out to gauge series
+  std::atomic<std::uint32_t> pages_used;  // pool pages handed out to slots (page 0 excluded)
 
   alignas(kCacheLine) std::atomic<std::uint64_t> events[kEventCount];
 };
 static_assert(offsetof(Header, magic) == 0);
 static_assert(offsetof(Header, capacities) == 16);
-static_assert(offsetof(Header, total_bytes) == 56);
-static_assert(offsetof(Header, registration_lock) == 128);
+static_assert(offsetof(Header, total_bytes) == 64);
+static_assert(offsetof(Header, lock_bytes_offset) == 128);
+static_assert(offsetof(Header, registration_lock) == 192);
 static_assert(sizeof(pthread_mutex_t) <= 64);
-static_assert(offsetof(Header, fold_lock) == 192);
-static_assert(offsetof(Header, family_count) == 256);
-static_assert(offsetof(Header, events) == 320);
-static_assert(sizeof(Header) == 384);
+static_assert(offsetof(Header, fold_lock) == 256);
+static_assert(offsetof(Header, family_count) == 320);
+static_assert(offsetof(Header, pages_used) == 344);
+static_assert(offsetof(Header, events) == 384);
+static_assert(sizeof(Header) == 448);
 
 // Strings are (offset, length) pairs relative to the string pool. A list of
 // strings (label names, label values) is encoded as repeated
@@ -311,8 +341,12 @@ struct Geometry {
   std::uint64_t strings_offset;
   std::uint64_t slots_offset;
   std::uint64_t slot_stride;
+  std::uint64_t pages_per_slot;      // page table entries: ceil(series / 8)
   std::uint64_t readyz_offset_in_slot;
   std::uint64_t readyz_ring_buckets;
+  std::uint64_t overflow_cells_offset;  // uint64 cells[series] of the overflow slot
+  std::uint64_t pool_offset;           // page 0 of the pool (never handed out)
+  std::uint64_t pool_pages;            // pages that can be handed out: 1..pool_pages
   std::uint64_t records_offset;
   std::uint64_t record_stride;
   std::uint64_t info_area_stride;
@@ -323,6 +357,8 @@ struct Geometry {
   std::uint64_t lock_bytes_offset;
 
   std::uint64_t slot_offset(std::uint32_t i) const { return slots_offset + i * slot_stride; }
+  std::uint64_t page_table_offset(std::uint32_t slot) const { return slot_offset(slot) + sizeof(SlotHeader); }
+  std::uint64_t page_offset(std::uint64_t page) const { return pool_offset + page * kCacheLine; }
   std::uint64_t record_offset(std::uint32_t i) const { return records_offset + i * record_stride; }
   std::uint64_t dead_buffer_offset(std::uint32_t buffer) const {
     return dead_offset + sizeof(DeadState) + buffer * dead_buffer_stride;
@@ -355,13 +391,20 @@ inline bool compute_geometry(const Capacities& c, Geometry& g) {
   g.strings_offset = at;
   at = round_up(at + c.string_bytes, kCacheLine);
   g.slots_offset = at;
-  g.readyz_offset_in_slot = sizeof(SlotHeader) + round_up(std::uint64_t{c.series} * 8, kCacheLine);
+  g.pages_per_slot = (std::uint64_t{c.series} + kCellsPerPage - 1) / kCellsPerPage;
+  g.readyz_offset_in_slot = sizeof(SlotHeader) + round_up(g.pages_per_slot * 4, kCacheLine);
   // One bucket more than the window: the current second never overwrites the
   // oldest second still inside the window.
   g.readyz_ring_buckets = std::uint64_t{c.readyz_long_window_seconds} + 1;
   g.slot_stride = g.readyz_offset_in_slot +
                   round_up(sizeof(ReadyzArea) + g.readyz_ring_buckets * 8, kCacheLine);
   at += g.slot_stride * (std::uint64_t{c.thread_slots} + 1);
+  g.overflow_cells_offset = at;
+  at += round_up(std::uint64_t{c.series} * 8, kCacheLine);
+  g.pool_pages = c.cell_pages != 0 ? c.cell_pages : std::uint64_t{c.thread_slots} * g.pages_per_slot;
+  if (g.pool_pages >= 0xffffffffULL) return false;  // page numbers are uint32
+  g.pool_offset = at;
+  at += (g.pool_pages + 1) * kCacheLine;
   g.records_offset = at;
   g.info_area_stride = sizeof(InfoAreaHeader) + round_up(c.info_value_bytes, 8);
   g.info_offset_in_record =

@@ -16,10 +16,16 @@ namespace shmetrics::detail {
 inline constexpr std::size_t kMaxSegments = 16;
 inline constexpr std::uint16_t kDetachedSegment = kMaxSegments - 1;
 
-// This thread's cells in each segment, or nullptr before the thread has
-// claimed a slot there (and while it writes through the overflow slot).
+// This thread's slot in each segment: its page table and the segment's page
+// pool (both nullptr before the thread has claimed a slot there, and while it
+// writes through the overflow slot). Series s lives in cell s % 8 of pool
+// page pages[s / 8]; entry 0 means the slot has no page there yet.
 // initial-exec: a plain %fs-relative load from the application, no call.
-extern thread_local constinit std::uint64_t* tls_cells[kMaxSegments]
+struct ThreadCells {
+  std::uint32_t* pages;
+  std::uint64_t* pool;
+};
+extern thread_local constinit ThreadCells tls_cells[kMaxSegments]
     __attribute__((tls_model("initial-exec")));
 
 // While every slot is held by live threads, a thread writes through the
@@ -38,7 +44,9 @@ extern thread_local constinit OverflowWriter tls_overflow[kMaxSegments]
 // or info update claimed a process record.
 extern std::atomic<shm::GaugeCell*> process_gauge_cells[kMaxSegments];
 
-// Out of line, taken once per thread and segment (and by refused handles).
+// Out of line: a thread's first update in the segment, the first update of a
+// page of series in its slot, updates that found the page pool empty, and
+// refused handles.
 void counter_add_slow(std::uint16_t segment, std::uint32_t cell, std::uint64_t n) noexcept;
 // The overflow countdown ran out: resets it, and tries to claim a slot when
 // the last try is long enough ago.
