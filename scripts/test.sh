@@ -45,6 +45,8 @@ TSAN_BUDGET_S="${TSAN_BUDGET_S:-600}"
 TSAN_TESTS=(
   test_counters
   test_gauges_info
+  test_gauges_integer
+  test_dead_verdicts
   test_registration
   test_readyz_metrics_text_v1
   test_rbac_metrics_hit_miss_v1
