@@ -2,6 +2,7 @@
 // one atomic add, in every mode, with processes living and dying.
 #include "support.h"
 
+#include <shmetrics/shm/test_hooks.h>
 #include <shmetrics/shmetrics.h>
 
 #include <catch2/catch.hpp>
@@ -10,6 +11,7 @@
 #include <latch>
 #include <limits>
 #include <thread>
+#include <unistd.h>
 
 using namespace shmetrics;
 using testing::ParkedChild;
@@ -120,4 +122,55 @@ TEST_CASE("integer_gauges_combine_in_every_mode_and_fold_dead_values") {
   CHECK(has_line(text, "i_min -9"));
   CHECK(has_line(text, "i_recent 4"));
   CHECK(testing::count_lines(text, "i_all{") == 1);
+}
+
+TEST_CASE("threads_racing_on_a_process_first_integer_write_add_to_it") {
+  ScopedName name("int-gauge-first");
+  Segment s = Segment::open(options(name));
+  Gauge g = s.gauge("int_first", "First write.", GaugeMode::kLiveSum, ValueType::kInteger);
+  int report[2], resume[2];
+  REQUIRE(::pipe(report) == 0);
+  REQUIRE(::pipe(resume) == 0);
+  // The first writer parks after its compare-and-swap, before it marks the cell set.
+  shm::set_park_point("gauge.first_write", report[1], resume[0]);
+  std::thread first([&] { g.set(10); });
+  char byte;
+  REQUIRE(::read(report[0], &byte, 1) == 1);
+  g.inc(5);  // the cell is not marked yet: out of line, its CAS loses, it adds
+  // ... and marks the cell set itself: both writes are in it.
+  CHECK(has_line(testing::scrape(name.str()), "int_first 15"));
+  REQUIRE(::write(resume[1], &byte, 1) == 1);
+  first.join();
+  CHECK(has_line(testing::scrape(name.str()), "int_first 15"));
+  for (int fd : {report[0], report[1], resume[0], resume[1]}) ::close(fd);
+}
+
+TEST_CASE("integer_values_are_told_apart_by_their_stamp_and_ordered_as_integers") {
+  ScopedName name("int-gauge-order");
+  Segment s = Segment::open(options(name, /*records=*/4));
+  // The bit pattern that marks an unset double cell is an ordinary integer.
+  Gauge odd = s.gauge("int_odd", "Odd value.", GaugeMode::kLiveSum, ValueType::kInteger);
+  odd.set(std::int64_t{0x7ff8'dead'beef'0001});
+  // As doubles these bits order the other way round (-2.0 < -4.9e-324).
+  constexpr std::int64_t kHigh = -(std::int64_t{1} << 62), kLow = INT64_MIN + 1;
+  auto gauge = [&](const char* n, GaugeMode m) { return s.gauge(n, "Order.", m, ValueType::kInteger); };
+  Gauge livemax = gauge("o_livemax", GaugeMode::kLiveMax), livemin = gauge("o_livemin", GaugeMode::kLiveMin),
+        max = gauge("o_max", GaugeMode::kMax), min = gauge("o_min", GaugeMode::kMin);
+  auto worker = [&](std::int64_t v) {
+    return [&, v] {
+      for (Gauge* g : {&livemax, &livemin, &max, &min}) g->set(v);
+    };
+  };
+  {
+    ParkedChild a(worker(kHigh)), b(worker(kLow));
+    std::string text = testing::scrape(name.str());
+    CHECK(has_line(text, "int_odd 9221365074855133185"));
+    CHECK(has_line(text, "o_livemax -4611686018427387904"));
+    CHECK(has_line(text, "o_livemin -9223372036854775807"));
+  }
+  // Both dead; newcomers fold their records (max/min keep dead values).
+  ParkedChild c([&] { odd.inc(0); }), d([&] { odd.inc(0); }), e([&] { odd.inc(0); });
+  std::string text = testing::scrape(name.str());
+  CHECK(has_line(text, "o_max -4611686018427387904"));
+  CHECK(has_line(text, "o_min -9223372036854775807"));
 }

@@ -230,8 +230,8 @@ TEST_CASE("page_table_entries_past_the_pool_are_skipped_and_the_rest_summed") {
     for (std::uint32_t slot = 0; slot < m->capacities().thread_slots; ++slot) {
       auto* table = reinterpret_cast<std::uint32_t*>(attacker.base + g.page_table_offset(slot));
       if (table[0] == 0) continue;
-      table[0] = 0xffffffff;
-      table[1] = static_cast<std::uint32_t>(g.pool_pages + 1);
+      table[0] = static_cast<std::uint32_t>(g.pool_pages + 1);  // just past the pool
+      table[1] = 0xffffffff;
       table[2] = 0;  // series 16-23: nothing there
       corrupted = true;
     }

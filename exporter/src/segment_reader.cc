@@ -271,9 +271,12 @@ bool read_gauge_cell(const std::uint8_t* cell, bool stamped, bool integer, std::
   for (int attempt = 0; attempt < 4; ++attempt) {
     std::uint64_t s1 = stamped || integer ? load_acquire<std::uint64_t>(cell + offsetof(shm::GaugeCell, stamp)) : 0;
     if (stamped && (s1 & 1)) continue;
-    bits = load_relaxed<std::uint64_t>(cell + offsetof(shm::GaugeCell, value));
+    if (integer && s1 == 0) return false;
+    bits = load_acquire<std::uint64_t>(cell + offsetof(shm::GaugeCell, value));
     const bool set = integer ? s1 != 0 : bits != shm::kGaugeUnset;
-    if (!stamped) return set;
+    if (!stamped && !integer) return set;
+    // Timestamped: the seqlock. Integer: a record reset (stamp cleared, then
+    // the value with release) shows as a changed stamp.
     std::atomic_thread_fence(std::memory_order_acquire);
     if (load_relaxed<std::uint64_t>(cell + offsetof(shm::GaugeCell, stamp)) != s1) continue;
     stamp = s1;

@@ -22,9 +22,12 @@ void park_point(const char* name) {
   const char* armed = g_park_at.load(std::memory_order_acquire);
   if (armed == nullptr || std::strcmp(armed, name) != 0) return;
   char byte = 'p';
+  const int resume = g_resume_fd.load(std::memory_order_relaxed);
+  // Once, when it resumes: disarmed before reporting, so no other thread
+  // that runs after the report parks too.
+  if (resume >= 0) g_park_at.store(nullptr, std::memory_order_relaxed);
   (void)!::write(g_report_fd.load(std::memory_order_relaxed), &byte, 1);
-  if (int resume = g_resume_fd.load(std::memory_order_relaxed); resume >= 0) {
-    g_park_at.store(nullptr, std::memory_order_relaxed);  // once
+  if (resume >= 0) {
     (void)!::read(resume, &byte, 1);
     return;
   }

@@ -192,8 +192,10 @@ void reset_record(ProcessSegment& seg, std::uint32_t record) {
   const auto& g = seg.geometry();
   shm::GaugeCell* cells = record_cells(seg, record);
   for (std::uint32_t c = 0; c < caps.gauge_series; ++c) {
-    cells[c].value.store(shm::kGaugeUnset, std::memory_order_relaxed);
+    // Stamp first, value with release: a reader that sees the reset value
+    // (after an acquire load of it) sees the integer cell unset too.
     cells[c].stamp.store(0, std::memory_order_relaxed);
+    cells[c].value.store(shm::kGaugeUnset, std::memory_order_release);
     if (c == caps.gauge_series / 2) shm::park_point("claim_record.mid_reset");
   }
   for (std::uint32_t a = 0; a < caps.info_families; ++a) {
@@ -476,8 +478,13 @@ void gauge_update_slow(shm::GaugeCell& cell, std::uint64_t bits, bool add, bool 
   if (!stamped) {
     // An integer cell's first write by this process: from kGaugeUnset to the
     // value, then stamp 1 marks it set (readers ignore the value until then).
+    // Threads racing here add (or store) after the CAS that lost. (Only if
+    // the cell held exactly the int64 kGaugeUnset spells, in the nanoseconds
+    // before the stamp, would a second CAS win and replace instead of add.)
     std::uint64_t unset = shm::kGaugeUnset;
-    if (!cell.value.compare_exchange_strong(unset, bits, std::memory_order_relaxed)) {
+    const bool first = cell.value.compare_exchange_strong(unset, bits, std::memory_order_relaxed);
+    if (first) shm::park_point("gauge.first_write");
+    if (!first) {
       if (add)  // another thread of this process wrote it first
         cell.value.fetch_add(bits, std::memory_order_relaxed);
       else

@@ -91,12 +91,16 @@ class Gauge {
         return detail::count_invalid_update(real_segment());
       update_integer(static_cast<std::uint64_t>(static_cast<std::int64_t>(d)), op);
     } else {
-      if constexpr (std::unsigned_integral<T>) {
-        if (v > static_cast<std::uint64_t>(INT64_MAX)) return detail::count_invalid_update(real_segment());
-      }
       if (!integer_) {
         const double d = static_cast<double>(v);
         return update_double(op == Op::kSubtract ? -d : d, op != Op::kSet);
+      }
+      // Inside [-2^63, 2^63): only types that can hold other values are checked.
+      if constexpr (std::unsigned_integral<T> && sizeof(T) >= 8) {
+        if (v > static_cast<T>(INT64_MAX)) return detail::count_invalid_update(real_segment());
+      } else if constexpr (std::signed_integral<T> && sizeof(T) > 8) {
+        if (v > static_cast<T>(INT64_MAX) || v < static_cast<T>(INT64_MIN))
+          return detail::count_invalid_update(real_segment());
       }
       update_integer(static_cast<std::uint64_t>(static_cast<std::int64_t>(v)), op);
     }
