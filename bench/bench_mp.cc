@@ -372,14 +372,31 @@ BytesResult fill_and_measure(std::uint32_t writers, std::uint32_t series, std::u
   std::vector<Counter> handles;
   for (std::uint32_t i = 0; i < series; ++i) handles.push_back(fam.labels({sb::series_label(i)}));
   auto touches = [&](std::uint32_t w, std::uint32_t i) { return ::touches(percent, w, i); };
+  // Every writer keeps its slot until all have written and the segment is
+  // measured: 64 slots, each with its own pages (a writer that exited would
+  // hand its slot, and its pages, to the next one).
+  int wrote[2];
+  check(::pipe(wrote) == 0, tag + ": pipe failed");
+  sb::Gate gate;
   std::vector<pid_t> pids;
   for (std::uint32_t w = 0; w < writers; ++w)
     pids.push_back(sb::fork_child([&] {
       for (std::uint32_t i = 0; i < series; ++i)
         if (touches(w, i)) handles[i].inc();
+      char byte = 1;
+      if (::write(wrote[1], &byte, 1) != 1) return false;
+      ::close(wrote[1]);  // a writer that dies before writing ends the parent's read
+      gate.wait();
       return true;
     }));
-  for (pid_t pid : pids) check(sb::wait_child(pid) == 0, tag + ": a writer failed");
+  ::close(wrote[1]);
+  for (std::uint32_t w = 0; w < writers; ++w) {
+    char byte;
+    if (::read(wrote[0], &byte, 1) != 1) {
+      check(false, tag + ": a writer died before writing");
+      break;
+    }
+  }
   std::string text = sb::scrape(name);
   auto samples = sb::parse_samples(text);
   std::uint32_t good = 0;
@@ -407,6 +424,9 @@ BytesResult fill_and_measure(std::uint32_t writers, std::uint32_t series, std::u
   r.cells = std::uint64_t{writers} * series * 8;
   r.pages_used = h->pages_used.load();
   r.pool_pages = r.g.pool_pages;
+  gate.release();
+  for (pid_t pid : pids) check(sb::wait_child(pid) == 0, tag + ": a writer failed");
+  ::close(wrote[0]);
   for (std::uint32_t page : {8u, 64u, 512u}) {
     const std::uint32_t pages = (series + page - 1) / page;
     r.touched_pages.emplace_back(page, static_cast<double>(touched_pages(writers, series, percent, page)) /
