@@ -443,10 +443,11 @@ std::string bytes_json(const BytesResult& r) {
     << ", \"bound_bytes\": " << static_cast<std::uint64_t>(1.25 * static_cast<double>(r.cells)) + r.names
     << ", \"regions\": {\"header_entries_strings\": " << g.slots_offset
     << ", \"thread_slots\": " << (g.overflow_cells_offset - g.slots_offset)
-    << ", \"slot_page_tables\": " << std::uint64_t{r.caps.thread_slots + 1} * (g.readyz_offset_in_slot - sizeof(shm::SlotHeader))
-    << ", \"overflow_cells\": " << (g.pool_offset - g.overflow_cells_offset)
+    << ", \"slot_page_tables\": " << std::uint64_t{r.caps.thread_slots + 1} * (g.slot_stride - sizeof(shm::SlotHeader))
+    << ", \"overflow_cells\": " << (g.overflow_readyz_offset - g.overflow_cells_offset)
+    << ", \"overflow_readyz\": " << (g.pool_offset - g.overflow_readyz_offset)
     << ", \"page_pool\": " << (g.records_offset - g.pool_offset)
-    << ", \"slot_readyz_rings\": " << std::uint64_t{r.caps.thread_slots + 1} * (g.slot_stride - g.readyz_offset_in_slot)
+    << ", \"readyz_ring_bytes\": " << g.readyz_pages * shm::kCacheLine
     << ", \"process_records\": " << (g.dead_offset - g.records_offset)
     << ", \"record_gauge_cells\": " << std::uint64_t{r.caps.process_records} * r.caps.gauge_series * sizeof(shm::GaugeCell)
     << ", \"dead_buffers\": " << (g.total_bytes - g.dead_offset) << "}"

@@ -326,11 +326,12 @@ class Runner:
                 def breakdown_of(seg):
                     r = seg["regions"]
                     return ("page pool %.2f MB (%d of %d pages used), page tables %.2f MB, overflow cells %.2f MB, "
-                            "readyz rings %.2f MB, process records %.2f MB, dead buffers %.2f MB, "
+                            "readyz ring %d B (overflow slot; other slots' from the pool on first use), "
+                            "process records %.2f MB, dead buffers %.2f MB, "
                             "entries+strings %.2f MB; counters only (gauge_series 0, info_families 0)" % (
                                 r["page_pool"] / 1e6, seg["pages_used"], seg["pool_pages"],
                                 r["slot_page_tables"] / 1e6, r["overflow_cells"] / 1e6,
-                                r["slot_readyz_rings"] / 1e6, r["process_records"] / 1e6,
+                                r["overflow_readyz"], r["process_records"] / 1e6,
                                 r["dead_buffers"] / 1e6, r["header_entries_strings"] / 1e6))
                 breakdown = breakdown_of(dense)
                 if self.want("segment_bytes_64x10000"):

@@ -204,3 +204,41 @@ TEST_CASE("readyz_through_the_overflow_slot_stays_exact") {
   CHECK(value(text, "readyz_failures_total") == 9'999);
   CHECK(value(text, "shmetrics_overflow_writers_total{role=\"test\"}") >= 1);
 }
+
+TEST_CASE("readyz_rings_come_from_the_page_pool_on_first_use_or_the_overflow_slot") {
+  ScopedName name("readyz-pages");
+  SegmentOptions o;
+  o.name = name.str();
+  o.capacities.thread_slots = 4;
+  o.capacities.process_records = 4;
+  o.capacities.series = 16;
+  o.capacities.families = 8;
+  o.capacities.string_bytes = 4096;
+  o.capacities.readyz_short_window_seconds = 2;
+  o.capacities.readyz_long_window_seconds = 5;
+  shm::Geometry g{};
+  REQUIRE(shm::compute_geometry(o.capacities, g));
+  o.capacities.cell_pages = static_cast<std::uint32_t>(g.readyz_pages + 1);  // one ring and one page
+  Segment s = Segment::open(o);
+  Counter c = s.counter("hits_total", "Hits.");
+  SharedClock clock;
+  Readyz readyz = s.readyz(clock);
+  auto pages_used = [&] {
+    return shm::MappedSegment::open_read_only(name.str())->header()->pages_used.load();
+  };
+  c.inc();  // a slot that never records readyz holds no ring: one page
+  CHECK(pages_used() == 1);
+  readyz.observe(true);  // this thread's ring: readyz_pages more
+  CHECK(pages_used() == g.readyz_pages + 1);
+  // Another process's slot finds the pool empty: its samples go through the
+  // overflow slot's ring, exact and counted.
+  REQUIRE(testing::wait_child(testing::fork_child([&] {
+            for (int i = 0; i < 10; ++i) readyz.observe(false);
+            return true;
+          })) == 0);
+  std::string text = testing::scrape_at(name.str(), clock.now_ns());
+  CHECK(value(text, "readyz_checks_total") == 11);
+  CHECK(value(text, "readyz_failures_total") == 10);
+  CHECK(value(text, "shmetrics_pageless_updates_total{role=\"test\"}") == 10);
+  CHECK(pages_used() == g.readyz_pages + 1);
+}

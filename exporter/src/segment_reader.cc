@@ -414,12 +414,17 @@ void SegmentReader::render_readyz(std::string& out, std::uint64_t now_ns) {
   const std::int64_t long_window = capacities_.readyz_long_window_seconds;
   std::uint64_t checks = 0, failures = 0, newest = 0;
   std::uint64_t ok_short = 0, total_short = 0, ok_long = 0, total_long = 0;
+  // The overflow slot's fixed area, then each claimed slot's pages (none
+  // until it recorded a sample; an area past the pool is skipped).
   for (std::uint32_t slot = 0; slot <= capacities_.thread_slots; ++slot) {
-    const std::uint8_t* header = base_ + geometry_.slot_offset(slot);
-    if (slot < capacities_.thread_slots &&
-        load_acquire<std::uint32_t>(header + offsetof(shm::SlotHeader, claims)) == 0)
-      continue;
-    const std::uint8_t* area = header + geometry_.readyz_offset_in_slot;
+    const std::uint8_t* area = base_ + geometry_.overflow_readyz_offset;
+    if (slot < capacities_.thread_slots) {
+      const std::uint8_t* header = base_ + geometry_.slot_offset(slot);
+      if (load_acquire<std::uint32_t>(header + offsetof(shm::SlotHeader, claims)) == 0) continue;
+      const std::uint64_t page = load_acquire<std::uint32_t>(header + offsetof(shm::SlotHeader, readyz_page));
+      if (page == 0 || page + geometry_.readyz_pages - 1 > geometry_.pool_pages) continue;
+      area = base_ + geometry_.page_offset(page);
+    }
     checks += load_relaxed<std::uint64_t>(area + offsetof(shm::ReadyzArea, checks));
     failures += load_relaxed<std::uint64_t>(area + offsetof(shm::ReadyzArea, failures));
     std::uint64_t last = load_relaxed<std::uint64_t>(area + offsetof(shm::ReadyzArea, last_sample));

@@ -400,15 +400,16 @@ shm::SlotHeader* slot_of_this_thread(std::uint16_t index, ProcessSegment& seg) n
 
 namespace {
 
-// A page from the pool (1..pool_pages), or 0 when it is empty. Pages are
-// never given back: the pool's size bounds what the slots can hold.
-std::uint32_t take_page(ProcessSegment& seg) noexcept {
+// The first of `count` consecutive pages of the pool (1..pool_pages), or 0
+// when the pool has not that many left. Pages are never given back: the
+// pool's size bounds what the slots can hold.
+std::uint32_t take_pages(ProcessSegment& seg, std::uint64_t count) noexcept {
   std::atomic<std::uint32_t>& used = seg.header().pages_used;
   const std::uint64_t pool = seg.geometry().pool_pages;
   std::uint32_t n = used.load(std::memory_order_relaxed);
   do {
-    if (n >= pool) return 0;
-  } while (!used.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+    if (n + count > pool) return 0;
+  } while (!used.compare_exchange_weak(n, static_cast<std::uint32_t>(n + count), std::memory_order_relaxed));
   return n + 1;
 }
 
@@ -420,7 +421,7 @@ std::uint64_t* cell_of_this_thread(std::uint16_t index, ProcessSegment& seg, std
   std::atomic_ref<std::uint32_t> entry(t.pages[cell >> shm::kPageShift]);
   std::uint32_t page = entry.load(std::memory_order_relaxed);
   if (page == 0) {
-    page = take_page(seg);
+    page = take_pages(seg, 1);
     if (page == 0) {
       count_event(index, shm::kEventPagelessUpdates);
       return nullptr;
@@ -428,6 +429,20 @@ std::uint64_t* cell_of_this_thread(std::uint16_t index, ProcessSegment& seg, std
     entry.store(page, std::memory_order_release);
   }
   return t.pool + ((std::uint64_t{page} << shm::kPageShift) | (cell & (shm::kCellsPerPage - 1)));
+}
+
+shm::ReadyzArea* readyz_area_of(std::uint16_t index, ProcessSegment& seg, shm::SlotHeader& slot) noexcept {
+  const shm::Geometry& g = seg.geometry();
+  std::uint32_t page = slot.readyz_page.load(std::memory_order_relaxed);
+  if (page == 0) {
+    page = take_pages(seg, g.readyz_pages);
+    if (page == 0) {
+      count_event(index, shm::kEventPagelessUpdates);
+      return nullptr;
+    }
+    slot.readyz_page.store(page, std::memory_order_release);
+  }
+  return reinterpret_cast<shm::ReadyzArea*>(seg.base() + g.page_offset(page));
 }
 
 ProcessSegment* segment_at(std::uint16_t index) noexcept {

@@ -71,6 +71,10 @@ shm::SlotHeader* slot_of_this_thread(std::uint16_t index, ProcessSegment& seg) n
 // it when its slot has none; nullptr when the thread has no slot or the pool
 // is empty (then the update goes through the overflow slot, counted).
 std::uint64_t* cell_of_this_thread(std::uint16_t index, ProcessSegment& seg, std::uint32_t cell) noexcept;
+// The readyz area of `slot` (this thread's), taking its pages from the pool
+// on first use; nullptr when the pool is empty (counted): then the overflow
+// slot's area is used.
+shm::ReadyzArea* readyz_area_of(std::uint16_t index, ProcessSegment& seg, shm::SlotHeader& slot) noexcept;
 // The overflow slot's dense cells (shared: atomic read-modify-writes).
 std::uint64_t* overflow_cells(ProcessSegment& seg) noexcept;
 

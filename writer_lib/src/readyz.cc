@@ -54,10 +54,9 @@ void Readyz::observe(bool ok) const noexcept {
   const shm::Geometry& g = seg->geometry();
 
   shm::SlotHeader* own = detail::slot_of_this_thread(segment_, *seg);
-  const bool owned = own != nullptr;
-  auto* slot = owned ? reinterpret_cast<std::uint8_t*>(own)
-                     : seg->base() + g.slot_offset(seg->mapped->capacities().thread_slots);
-  auto* area = reinterpret_cast<shm::ReadyzArea*>(slot + g.readyz_offset_in_slot);
+  shm::ReadyzArea* area = own != nullptr ? detail::readyz_area_of(segment_, *seg, *own) : nullptr;
+  const bool owned = area != nullptr;
+  if (!owned) area = reinterpret_cast<shm::ReadyzArea*>(seg->base() + g.overflow_readyz_offset);
   auto* buckets = reinterpret_cast<std::atomic<std::uint64_t>*>(area + 1);
   std::atomic<std::uint64_t>& bucket = buckets[second % g.readyz_ring_buckets];
   const std::uint64_t sample = now_ns << 1 | (ok ? 1 : 0);

@@ -10,10 +10,12 @@
 // │ SeriesEntry[series]                                                            │
 // │ string pool[string_bytes]       names, help, encoded label names/values       │
 // │ thread slots[thread_slots + 1]  SlotHeader + uint32 page table[ceil(series/8)]│
-// │                                 + ReadyzArea; the last is the overflow slot   │
+// │                                 the last is the overflow slot                 │
 // │ overflow cells[series]          uint64, the overflow slot's (dense)           │
-// │ page pool[1 + pool pages]       64-byte pages of 8 uint64 counter cells; page │
-// │                                 0 is never handed out                         │
+// │ overflow ReadyzArea + ring      the overflow slot's readyz samples            │
+// │ page pool[1 + pool pages]       64-byte pages: 8 uint64 counter cells each, or│
+// │                                 a slot's ReadyzArea + ring (readyz_pages      │
+// │                                 consecutive pages); page 0 is never handed out│
 // │ process records[process_records] RecordHeader + GaugeCell[gauge_series]       │
 // │                                 + InfoArea[info_families]                     │
 // │ DeadArea                  state + 2 × (marker + GaugeCell[gauge_series]): the │
@@ -41,8 +43,8 @@
 //                              | the slot's fcntl lock           |                     |
 // pages_used                   | a slot's owner taking a page    | CAS, never past the | pages above pool_pages are
 //                              |                                 | pool's size         | never read
-// page table entry             | the one thread owning the slot, | release, after the  | acquire; 0 or > pool_pages:
-//                              | after taking the page           | CAS on pages_used   | no page (skipped)
+// page table entry,            | the one thread owning the slot, | release, after the  | acquire; 0 or past the pool:
+//   SlotHeader.readyz_page     | after taking the page(s)        | CAS on pages_used   | none (skipped)
 // slot cells (in its pages),   | the one thread owning the slot: | relaxed load+store  | relaxed load; integer cells
 //   ReadyzArea                 | overflow slot: anyone           | relaxed fetch_add / | summed mod 2^64; buckets
 //                              |                                 | CAS                 | outside the window ignored
@@ -87,7 +89,10 @@
 // (entry p: the pool page holding series 8p..8p+7, 0 while none). Pages stay
 // with the slot for the segment's life (a new owner keeps them, with their
 // counts). A thread that finds the pool empty writes that series through the
-// overflow slot's dense cells, counted (kEventPagelessUpdates). A process
+// overflow slot's dense cells, counted (kEventPagelessUpdates). A slot's
+// readyz area and ring take readyz_pages consecutive pages on its first
+// readyz sample (or the overflow slot's fixed area when the pool is empty),
+// so slots that never record readyz hold no ring. A process
 // killed between taking a page and recording it loses that page (64 bytes).
 #pragma once
 
@@ -171,8 +176,9 @@ struct Capacities {
   std::uint32_t gauge_series = 512;
   // Pages of 8 counter cells (64 bytes each) in the pool the thread slots
   // draw from: a slot takes a page the first time it writes one of the
-  // page's 8 series. 0: enough for every slot to write every series
-  // (thread_slots × ceil(series / 8)), as many bytes as dense cells. Smaller
+  // page's 8 series, and a few for its readyz ring on its first readyz
+  // sample. 0: enough for every slot to write every series and record readyz
+  // (thread_slots × (ceil(series / 8) + readyz pages)). Smaller
   // pools suit threads that each write a share of the series; updates that
   // find the pool empty go through the overflow slot and are counted.
   std::uint32_t cell_pages = 0;
@@ -190,7 +196,7 @@ enum Event : std::uint32_t {
   kEventRecordUnavailable = 4,  // a gauge/info update with no process record to hold it
   kEventLockTimeouts = 5,       // registration lock not had within its bound
   kEventRefusedUpdates = 6,     // updates through a handle whose series was refused
-  kEventPagelessUpdates = 7,    // counter updates that found the page pool empty (via the overflow slot)
+  kEventPagelessUpdates = 7,    // counter updates and readyz samples that found the page pool empty
   kEventCount = 8,
 };
 
@@ -263,6 +269,9 @@ static_assert(sizeof(SeriesEntry) == 16);
 struct alignas(kCacheLine) SlotHeader {
   std::atomic<std::uint32_t> owner_pid;  // 0: free (never claimed or handed back)
   std::atomic<std::uint32_t> claims;     // how many times it was claimed; 0: cells all zero
+  // First of the readyz_pages pool pages holding this slot's ReadyzArea and
+  // ring, taken on the slot's first readyz sample; 0: none yet.
+  std::atomic<std::uint32_t> readyz_page;
 };
 static_assert(sizeof(SlotHeader) == kCacheLine);
 
@@ -342,9 +351,10 @@ struct Geometry {
   std::uint64_t slots_offset;
   std::uint64_t slot_stride;
   std::uint64_t pages_per_slot;      // page table entries: ceil(series / 8)
-  std::uint64_t readyz_offset_in_slot;
   std::uint64_t readyz_ring_buckets;
+  std::uint64_t readyz_pages;        // pool pages of one ReadyzArea and its ring
   std::uint64_t overflow_cells_offset;  // uint64 cells[series] of the overflow slot
+  std::uint64_t overflow_readyz_offset;  // the overflow slot's ReadyzArea and ring
   std::uint64_t pool_offset;           // page 0 of the pool (never handed out)
   std::uint64_t pool_pages;            // pages that can be handed out: 1..pool_pages
   std::uint64_t records_offset;
@@ -392,16 +402,19 @@ inline bool compute_geometry(const Capacities& c, Geometry& g) {
   at = round_up(at + c.string_bytes, kCacheLine);
   g.slots_offset = at;
   g.pages_per_slot = (std::uint64_t{c.series} + kCellsPerPage - 1) / kCellsPerPage;
-  g.readyz_offset_in_slot = sizeof(SlotHeader) + round_up(g.pages_per_slot * 4, kCacheLine);
   // One bucket more than the window: the current second never overwrites the
   // oldest second still inside the window.
   g.readyz_ring_buckets = std::uint64_t{c.readyz_long_window_seconds} + 1;
-  g.slot_stride = g.readyz_offset_in_slot +
-                  round_up(sizeof(ReadyzArea) + g.readyz_ring_buckets * 8, kCacheLine);
+  g.readyz_pages = round_up(sizeof(ReadyzArea) + g.readyz_ring_buckets * 8, kCacheLine) / kCacheLine;
+  g.slot_stride = sizeof(SlotHeader) + round_up(g.pages_per_slot * 4, kCacheLine);
   at += g.slot_stride * (std::uint64_t{c.thread_slots} + 1);
   g.overflow_cells_offset = at;
   at += round_up(std::uint64_t{c.series} * 8, kCacheLine);
-  g.pool_pages = c.cell_pages != 0 ? c.cell_pages : std::uint64_t{c.thread_slots} * g.pages_per_slot;
+  g.overflow_readyz_offset = at;
+  at += g.readyz_pages * kCacheLine;
+  g.pool_pages = c.cell_pages != 0
+                     ? c.cell_pages
+                     : std::uint64_t{c.thread_slots} * (g.pages_per_slot + g.readyz_pages);
   if (g.pool_pages >= 0xffffffffULL) return false;  // page numbers are uint32
   g.pool_offset = at;
   at += (g.pool_pages + 1) * kCacheLine;
