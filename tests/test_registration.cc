@@ -6,6 +6,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <array>
+#include <span>
+
 using namespace shmetrics;
 using testing::ScopedName;
 
@@ -55,6 +58,16 @@ TEST_CASE("label_values_must_be_utf8_and_match_the_label_count") {
   CHECK_THROWS_WITH(f.labels({"/a", "2\xc0\x80"}),
                     Catch::Contains("label value for \"code\"") && Catch::Contains("not valid UTF-8"));
   CHECK(f.labels({"/é", "200"}).attached());
+  // A span, a vector and a braced list of the same values name one series;
+  // the span is checked too.
+  const std::array<std::string_view, 2> values = {"/s", "201"};
+  f.labels(std::span<const std::string_view>(values)).inc(2);
+  f.labels(std::vector<std::string_view>(values.begin(), values.end())).inc(3);
+  f.labels({"/s", "201"}).inc();
+  CHECK(testing::sample(testing::scrape(name.str()), "req_total{route=\"/s\",code=\"201\"}") == 6.0);
+  const std::array<std::string_view, 1> one = {"/s"};
+  CHECK_THROWS_WITH(f.labels(std::span<const std::string_view>(one)),
+                    Catch::Contains("has 2 label names but 1 label values"));
 }
 
 TEST_CASE("same_registration_in_another_process_returns_the_same_metric") {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -79,6 +80,7 @@ shm::ReadyzArea* readyz_area_of(std::uint16_t index, ProcessSegment& seg, shm::S
 std::uint64_t* overflow_cells(ProcessSegment& seg) noexcept;
 
 // Encodes strings as repeated [uint32 LE length][bytes], the segment's format.
-std::string encode_strings(const std::vector<std::string_view>& values);
+std::string encode_strings(std::span<const std::string_view> values);
+void encode_strings_into(std::string& out, std::span<const std::string_view> values);
 
 }  // namespace shmetrics::detail

@@ -122,7 +122,7 @@ LocalFamily& family_of(ProcessSegment& seg, std::uint32_t family) {
   return seg.families.at(family);
 }
 
-std::string check_label_values(const LocalFamily& fam, const std::vector<std::string_view>& values) {
+std::string check_label_values(const LocalFamily& fam, std::span<const std::string_view> values) {
   if (values.size() != fam.label_names.size())
     return "metric \"" + fam.name + "\" has " + std::to_string(fam.label_names.size()) +
            " label names but " + std::to_string(values.size()) + " label values were given";
@@ -140,10 +140,13 @@ std::string check_label_values(const LocalFamily& fam, const std::vector<std::st
 // The cell of the series (family, values), registering it when new; nullopt
 // when the segment has no room or its lock cannot be had (counted).
 std::optional<std::uint32_t> find_or_register_series(std::uint16_t index, std::uint32_t family,
-                                                     const std::vector<std::string_view>& values) {
+                                                     std::span<const std::string_view> values) {
   ProcessSegment* seg = segment_at(index);
   if (seg == nullptr) throw std::invalid_argument("family handle of a segment that is not open");
-  std::string key = encode_strings(values);
+  // The lookup key, encoded into a buffer this thread reuses: no allocation
+  // for a series already registered.
+  thread_local std::string key;
+  encode_strings_into(key, values);
   {
     std::lock_guard lock(seg->mutex);
     LocalFamily* fam = &family_of(*seg, family);
@@ -346,13 +349,18 @@ void write_info(std::uint8_t* area, const std::string* encoded) {
 
 }  // namespace
 
-std::string encode_strings(const std::vector<std::string_view>& values) {
-  std::string out;
+void encode_strings_into(std::string& out, std::span<const std::string_view> values) {
+  out.clear();
   for (auto v : values) {
     auto n = static_cast<std::uint32_t>(v.size());
     out.append(reinterpret_cast<const char*>(&n), 4);
     out.append(v);
   }
+}
+
+std::string encode_strings(std::span<const std::string_view> values) {
+  std::string out;
+  encode_strings_into(out, values);
   return out;
 }
 
@@ -432,13 +440,13 @@ Info Segment::info(std::string_view name, std::string_view help,
   return i;
 }
 
-Counter CounterFamily::labels(const std::vector<std::string_view>& values) const {
+Counter CounterFamily::labels(std::span<const std::string_view> values) const {
   auto cell = detail::find_or_register_series(segment_, family_, values);
   if (!cell) return Counter(detail::kDetachedSegment, segment_, is_double_);
   return Counter(segment_, *cell, is_double_);
 }
 
-Gauge GaugeFamily::labels(const std::vector<std::string_view>& values) const {
+Gauge GaugeFamily::labels(std::span<const std::string_view> values) const {
   auto cell = detail::find_or_register_series(segment_, family_, values);
   if (!cell) return Gauge(detail::kDetachedSegment, segment_, false, integer_);
   return Gauge(segment_, *cell, stamped_, integer_);

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 #include <sys/types.h>
@@ -41,9 +42,12 @@ class CounterFamily {
   // std::invalid_argument when the number of values differs from the label
   // names or a value is not valid UTF-8. When the segment has no room left the
   // handle is refused: its updates are dropped and counted, never thrown.
-  Counter labels(const std::vector<std::string_view>& values) const;
+  Counter labels(std::span<const std::string_view> values) const;
+  Counter labels(const std::vector<std::string_view>& values) const {
+    return labels(std::span<const std::string_view>(values));
+  }
   Counter labels(std::initializer_list<std::string_view> values) const {
-    return labels(std::vector<std::string_view>(values));
+    return labels(std::span<const std::string_view>(values.begin(), values.size()));
   }
 
  private:
@@ -58,9 +62,12 @@ class CounterFamily {
 class GaugeFamily {
  public:
   // As CounterFamily::labels.
-  Gauge labels(const std::vector<std::string_view>& values) const;
+  Gauge labels(std::span<const std::string_view> values) const;
+  Gauge labels(const std::vector<std::string_view>& values) const {
+    return labels(std::span<const std::string_view>(values));
+  }
   Gauge labels(std::initializer_list<std::string_view> values) const {
-    return labels(std::vector<std::string_view>(values));
+    return labels(std::span<const std::string_view>(values.begin(), values.size()));
   }
 
  private:
