@@ -214,6 +214,7 @@ void SegmentReader::parse_new_entries() {
     }
     if (families_[family].type == shm::MetricType::kCounter)
       counter_cells_ = std::max(counter_cells_, s.cell + 1);
+    append_sample_head(s.head, families_[family].name, s.labels);  // rendered once, appended per scrape
     families_[family].series.push_back(static_cast<std::uint32_t>(series_.size()));
     series_.push_back(std::move(s));
   }
@@ -367,7 +368,7 @@ void SegmentReader::render_gauge(const Family& f, std::string& out, const GaugeS
       }
     }
     if (any) {
-      append_sample_head(out, f.name, s.labels);
+      out += s.head;
       append_gauge_value(out, combined, integer);
       out += '\n';
     }
@@ -525,7 +526,7 @@ void SegmentReader::render_families(std::string& out, const GaugeSources& source
       case shm::MetricType::kCounter:
         for (std::uint32_t index : f.series) {
           const Series& s = series_[index];
-          append_sample_head(out, f.name, s.labels);
+          out += s.head;
           if (s.double_index >= 0) {
             append_double(out, double_sums_[static_cast<std::size_t>(s.double_index)]);
           } else {

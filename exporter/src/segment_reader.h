@@ -68,6 +68,7 @@ class SegmentReader {
     std::uint32_t cell;
     std::int32_t double_index;  // into double_sums_, for double counters; else -1
     std::string labels;         // a="x",b="y" escaped, no braces
+    std::string head;           // name{labels} and the space before the value
   };
   struct LiveRecord {
     std::uint32_t record;
