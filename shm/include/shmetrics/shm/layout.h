@@ -163,7 +163,7 @@ struct Capacities {
   std::uint32_t thread_slots = 64;        // not counting the overflow slot
   std::uint32_t process_records = 64;
   std::uint32_t families = 256;
-  std::uint32_t series = 2048;            // all series; also the counter cells per slot
+  std::uint32_t series = 2048;            // all series; a slot's page table covers them all
   std::uint32_t string_bytes = 256 * 1024;
   std::uint32_t info_families = 8;
   std::uint32_t info_value_bytes = 512;   // encoded label values of one info value
