@@ -274,7 +274,7 @@ bool read_gauge_cell(const std::uint8_t* cell, bool stamped, bool integer, std::
     if (stamped && (s1 & 1)) continue;
     if (integer && s1 == 0) return false;
     bits = load_acquire<std::uint64_t>(cell + offsetof(shm::GaugeCell, value));
-    const bool set = integer ? s1 != 0 : bits != shm::kGaugeUnset;
+    const bool set = shm::gauge_cell_set(bits, s1, integer);
     if (!stamped && !integer) return set;
     // Timestamped: the seqlock. Integer: a record reset (stamp cleared, then
     // the value with release) shows as a changed stamp.
@@ -306,24 +306,6 @@ void SegmentReader::render_gauge(const Family& f, std::string& out, const GaugeS
   const shm::GaugeMode mode = f.gauge_mode;
   const bool stamped = shm::is_timestamped(mode);
   const bool integer = f.value_type == shm::ValueType::kInteger;
-  // Integer values combine as int64 (sums wrapping modulo 2^64), doubles as doubles.
-  auto combine = [&](std::uint64_t have, std::uint64_t bits) -> std::uint64_t {
-    const double x = std::bit_cast<double>(bits), y = std::bit_cast<double>(have);
-    const auto i = static_cast<std::int64_t>(bits), j = static_cast<std::int64_t>(have);
-    switch (mode) {
-      case shm::GaugeMode::kLiveSum:
-      case shm::GaugeMode::kSum:
-        return integer ? have + bits : std::bit_cast<std::uint64_t>(y + x);
-      case shm::GaugeMode::kLiveMax:
-      case shm::GaugeMode::kMax:
-        return (integer ? j >= i : y >= x) ? have : bits;
-      case shm::GaugeMode::kLiveMin:
-      case shm::GaugeMode::kMin:
-        return (integer ? j <= i : y <= x) ? have : bits;
-      default:
-        return have;
-    }
-  };
   for (std::uint32_t index : f.series) {
     const Series& s = series_[index];
     std::uint64_t combined = 0;
@@ -334,7 +316,7 @@ void SegmentReader::render_gauge(const Family& f, std::string& out, const GaugeS
         combined = bits;
         newest = stamp;
       } else if (!stamped) {
-        combined = combine(combined, bits);
+        combined = shm::combine_gauge_values(mode, integer, combined, bits);
       }
       any = true;
     };
@@ -364,7 +346,7 @@ void SegmentReader::render_gauge(const Family& f, std::string& out, const GaugeS
         const std::uint8_t* cell = sources.folded_cells + std::uint64_t{s.cell} * sizeof(shm::GaugeCell);
         std::uint64_t bits = load_relaxed<std::uint64_t>(cell + offsetof(shm::GaugeCell, value));
         std::uint64_t stamp = load_relaxed<std::uint64_t>(cell + offsetof(shm::GaugeCell, stamp));
-        if (integer ? stamp != 0 : bits != shm::kGaugeUnset) take(bits, stamp);
+        if (shm::gauge_cell_set(bits, stamp, integer)) take(bits, stamp);
       }
     }
     if (any) {

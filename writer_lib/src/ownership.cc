@@ -152,9 +152,9 @@ ThreadCells claim_slot(std::uint16_t index, ProcessSegment& seg) {
   return {};
 }
 
-std::uint64_t coarse_now_ns() noexcept {
+std::uint64_t clock_ns(clockid_t clock) noexcept {
   struct timespec ts {};
-  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  ::clock_gettime(clock, &ts);
   return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
@@ -175,7 +175,7 @@ bool claim_for_thread(std::uint16_t index, ProcessSegment& seg) noexcept {
   } else {
     if (overflow.cells == nullptr) count_event(index, shm::kEventOverflowWriters);
     overflow = {overflow_cells(seg), kOverflowCheckEvery};
-    tls_claims.last_claim_try_ns[index] = coarse_now_ns();
+    tls_claims.last_claim_try_ns[index] = clock_ns(CLOCK_MONOTONIC_COARSE);
   }
   tls_cells[index] = cells;
   return cells.pages != nullptr;
@@ -213,31 +213,19 @@ std::uint8_t* dead_buffer(ProcessSegment& seg, std::uint64_t state_word, bool ac
   return seg.base() + seg.geometry().dead_buffer_offset(buffer);
 }
 
-// Whether a gauge cell holds a value: integer cells once their stamp is set
-// (1, or a timestamp), double cells once the value is not kGaugeUnset.
-bool gauge_cell_set(std::uint64_t value, std::uint64_t stamp, bool integer) {
-  return integer ? stamp != 0 : value != shm::kGaugeUnset;
-}
-
 // Combines a dead process's value into the folded one, per mode.
 void combine(shm::GaugeMode mode, bool integer, shm::GaugeCell& into, const shm::GaugeCell& from) {
   std::uint64_t v = from.value.load(std::memory_order_relaxed);
   std::uint64_t stamp = from.stamp.load(std::memory_order_relaxed);
-  if (!gauge_cell_set(v, stamp, integer) || (shm::is_timestamped(mode) && (stamp & 1)))
+  if (!shm::gauge_cell_set(v, stamp, integer) || (shm::is_timestamped(mode) && (stamp & 1)))
     return;  // unset, or torn
   std::uint64_t have = into.value.load(std::memory_order_relaxed);
   std::uint64_t out = v;
-  if (gauge_cell_set(have, into.stamp.load(std::memory_order_relaxed), integer)) {
-    const double x = std::bit_cast<double>(v), y = std::bit_cast<double>(have);
-    const auto i = static_cast<std::int64_t>(v), j = static_cast<std::int64_t>(have);
-    switch (mode) {
-      case shm::GaugeMode::kSum: out = integer ? have + v : std::bit_cast<std::uint64_t>(y + x); break;
-      case shm::GaugeMode::kMax: out = (integer ? j >= i : y >= x) ? have : v; break;
-      case shm::GaugeMode::kMin: out = (integer ? j <= i : y <= x) ? have : v; break;
-      case shm::GaugeMode::kMostRecent:
-        if (into.stamp.load(std::memory_order_relaxed) > stamp) return;
-        break;
-      default: return;
+  if (shm::gauge_cell_set(have, into.stamp.load(std::memory_order_relaxed), integer)) {
+    if (mode == shm::GaugeMode::kMostRecent) {
+      if (into.stamp.load(std::memory_order_relaxed) > stamp) return;
+    } else {
+      out = shm::combine_gauge_values(mode, integer, have, v);
     }
   }
   into.value.store(out, std::memory_order_relaxed);
@@ -381,7 +369,7 @@ void overflow_check(std::uint16_t index) noexcept {
   tls_overflow[index].countdown = kOverflowCheckEvery;
   ProcessSegment* seg = segment_at(index);
   if (seg == nullptr || tls_overflow[index].cells == nullptr) return;
-  if (coarse_now_ns() - tls_claims.last_claim_try_ns[index] < kOverflowRetryNs) return;
+  if (clock_ns(CLOCK_MONOTONIC_COARSE) - tls_claims.last_claim_try_ns[index] < kOverflowRetryNs) return;
   claim_for_thread(index, *seg);
 }
 
@@ -413,35 +401,37 @@ std::uint32_t take_pages(ProcessSegment& seg, std::uint64_t count) noexcept {
   return n + 1;
 }
 
+// The first page `entry` (a page table entry or a slot's readyz_page, written
+// only by the slot's owner: this thread) names, taking `count` pages for it
+// when it names none; 0 when the pool cannot give them (counted).
+template <typename Entry>
+std::uint32_t page_for(std::uint16_t index, ProcessSegment& seg, Entry&& entry, std::uint64_t count) noexcept {
+  std::uint32_t page = entry.load(std::memory_order_relaxed);
+  if (page != 0) return page;
+  page = take_pages(seg, count);
+  if (page == 0) {
+    count_event(index, shm::kEventPagelessUpdates);
+    return 0;
+  }
+  entry.store(page, std::memory_order_release);  // after the CAS that took it
+  return page;
+}
+
 }  // namespace
 
 std::uint64_t* cell_of_this_thread(std::uint16_t index, ProcessSegment& seg, std::uint32_t cell) noexcept {
   if (!thread_has_slot(index, seg)) return nullptr;
   const ThreadCells& t = tls_cells[index];
-  std::atomic_ref<std::uint32_t> entry(t.pages[cell >> shm::kPageShift]);
-  std::uint32_t page = entry.load(std::memory_order_relaxed);
-  if (page == 0) {
-    page = take_pages(seg, 1);
-    if (page == 0) {
-      count_event(index, shm::kEventPagelessUpdates);
-      return nullptr;
-    }
-    entry.store(page, std::memory_order_release);
-  }
+  const std::uint32_t page =
+      page_for(index, seg, std::atomic_ref<std::uint32_t>(t.pages[cell >> shm::kPageShift]), 1);
+  if (page == 0) return nullptr;
   return t.pool + ((std::uint64_t{page} << shm::kPageShift) | (cell & (shm::kCellsPerPage - 1)));
 }
 
 shm::ReadyzArea* readyz_area_of(std::uint16_t index, ProcessSegment& seg, shm::SlotHeader& slot) noexcept {
   const shm::Geometry& g = seg.geometry();
-  std::uint32_t page = slot.readyz_page.load(std::memory_order_relaxed);
-  if (page == 0) {
-    page = take_pages(seg, g.readyz_pages);
-    if (page == 0) {
-      count_event(index, shm::kEventPagelessUpdates);
-      return nullptr;
-    }
-    slot.readyz_page.store(page, std::memory_order_release);
-  }
+  const std::uint32_t page = page_for(index, seg, slot.readyz_page, g.readyz_pages);
+  if (page == 0) return nullptr;
   return reinterpret_cast<shm::ReadyzArea*>(seg.base() + g.page_offset(page));
 }
 
@@ -527,10 +517,7 @@ void gauge_update_slow(shm::GaugeCell& cell, std::uint64_t bits, bool add, bool 
     next = std::bit_cast<std::uint64_t>(base + std::bit_cast<double>(bits));
   }
   cell.value.store(next, std::memory_order_relaxed);
-  struct timespec ts {};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  std::uint64_t now_ns = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
-  cell.stamp.store(std::max(now_ns << 1, (s | 1) + 1), std::memory_order_release);
+  cell.stamp.store(std::max(clock_ns(CLOCK_MONOTONIC) << 1, (s | 1) + 1), std::memory_order_release);
 }
 
 shm::GaugeCell* gauge_cells_slow(std::uint16_t segment, std::uint32_t cell) noexcept {

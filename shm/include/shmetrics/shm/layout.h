@@ -97,6 +97,7 @@
 #pragma once
 
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <pthread.h>
@@ -307,6 +308,35 @@ struct GaugeCell {
   std::atomic<std::uint64_t> stamp;
 };
 static_assert(sizeof(GaugeCell) == 16);
+
+// Whether a gauge cell's (value, stamp) holds a value: integer cells once the
+// stamp is set (1, or a timestamp), double cells once the value is not
+// kGaugeUnset.
+inline constexpr bool gauge_cell_set(std::uint64_t value, std::uint64_t stamp, bool integer) {
+  return integer ? stamp != 0 : value != kGaugeUnset;
+}
+
+// Two values of one gauge series combined as the sum/max/min modes (live or
+// not) say; `have` for the other modes. Integers combine as int64 (sums wrap
+// modulo 2^64), doubles as doubles. Writers fold with it, readers render.
+inline constexpr std::uint64_t combine_gauge_values(GaugeMode mode, bool integer, std::uint64_t have,
+                                                    std::uint64_t v) {
+  const double x = std::bit_cast<double>(v), y = std::bit_cast<double>(have);
+  const auto i = static_cast<std::int64_t>(v), j = static_cast<std::int64_t>(have);
+  switch (mode) {
+    case GaugeMode::kLiveSum:
+    case GaugeMode::kSum:
+      return integer ? have + v : std::bit_cast<std::uint64_t>(y + x);
+    case GaugeMode::kLiveMax:
+    case GaugeMode::kMax:
+      return (integer ? j >= i : y >= x) ? have : v;
+    case GaugeMode::kLiveMin:
+    case GaugeMode::kMin:
+      return (integer ? j <= i : y <= x) ? have : v;
+    default:
+      return have;
+  }
+}
 
 struct alignas(kCacheLine) RecordHeader {
   std::atomic<std::uint32_t> owner_pid;  // written after the record was reset
