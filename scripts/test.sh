@@ -46,6 +46,7 @@ TSAN_TESTS=(
   test_counters
   test_gauges_info
   test_gauges_integer
+  test_record_takeover
   test_dead_verdicts
   test_registration
   test_readyz_metrics_text_v1

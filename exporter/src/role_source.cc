@@ -33,9 +33,9 @@ constexpr OwnCounter kOwnCounters[] = {
     {shm::kEventInfoRefused, "shmetrics_info_values_refused_total",
      "Info values refused as too long for the segment's info_value_bytes."},
     {shm::kEventRecordUnavailable, "shmetrics_record_unavailable_total",
-     "Gauge and info updates dropped because no process record was free."},
+     "Gauge and info updates dropped because every process record was held by a live process (or the fold lock by a stopped one)."},
     {shm::kEventLockTimeouts, "shmetrics_registration_lock_timeouts_total",
-     "Registrations that gave up waiting for the segment's registration lock."},
+     "Registrations, and takeovers of dead process records, that gave up waiting for a segment lock held by a stopped process."},
 };
 
 }  // namespace

@@ -420,7 +420,7 @@ LockHolder lock_holder(int fd, std::uint64_t byte) {
   return {fl.l_type != F_UNLCK, fl.l_type == F_UNLCK ? 0 : fl.l_pid};
 }
 
-bool lock_registration(Header& header, std::chrono::milliseconds timeout) {
+LockResult lock_robust(pthread_mutex_t& mutex, std::chrono::milliseconds timeout) {
   // pthread_mutex_timedlock (CLOCK_REALTIME) rather than clocklock: ThreadSanitizer
   // in GCC 12 does not intercept the latter. A clock step only stretches or
   // shortens one bounded wait.
@@ -433,14 +433,18 @@ bool lock_registration(Header& header, std::chrono::milliseconds timeout) {
     deadline.tv_sec += 1;
     deadline.tv_nsec -= 1'000'000'000;
   }
-  int rc = ::pthread_mutex_timedlock(&header.registration_lock, &deadline);
+  int rc = ::pthread_mutex_timedlock(&mutex, &deadline);
   if (rc == EOWNERDEAD) {
-    // Nothing to repair: see the comment in the header.
-    ::pthread_mutex_consistent(&header.registration_lock);
-    note_recovered_lock(&header.registration_lock);
-    return true;
+    ::pthread_mutex_consistent(&mutex);
+    note_recovered_lock(&mutex);
+    return LockResult::kRecovered;
   }
-  return rc == 0;
+  return rc == 0 ? LockResult::kLocked : LockResult::kTimedOut;
+}
+
+bool lock_registration(Header& header, std::chrono::milliseconds timeout) {
+  // A dead holder left nothing to repair: see the comment in the header.
+  return lock_robust(header.registration_lock, timeout) != LockResult::kTimedOut;
 }
 
 void unlock_registration(Header& header) { ::pthread_mutex_unlock(&header.registration_lock); }

@@ -28,7 +28,10 @@ namespace {
 // F_SETLK per 10 ms (~30 us for 64 slots), however fast it updates.
 constexpr std::uint32_t kOverflowCheckEvery = 256;
 constexpr std::uint64_t kOverflowRetryNs = 10'000'000;
-// After failing to claim a process record, updates skip this many attempts.
+// When every process record is held by a live process (or the fold lock was
+// not had within lock_timeout), this many gauge and info updates skip the
+// claim (and its syscalls) before the next try. A free or dead record is
+// always claimed at once: only a full table backs off.
 constexpr std::uint32_t kRecordRetryEvery = 4096;
 
 std::mutex g_table_mutex;  // guards the table's shape (opening segments)
@@ -72,12 +75,13 @@ void release_thread_slots(void*) {
   }
 }
 
-// Lock order: table, then each segment's mutex and claims_mutex, then shm's
-// descriptor table.
+// Lock order: table, then each segment's mutex, record_mutex and claims_mutex,
+// then shm's descriptor table.
 void before_fork() {
   g_table_mutex.lock();
   for (std::uint16_t i = 0; i < g_table_size.load(std::memory_order_relaxed); ++i) {
     g_table[i]->mutex.lock();
+    g_table[i]->record_mutex.lock();
     g_table[i]->claims_mutex.lock();
   }
   shm::lock_descriptor_table();
@@ -87,6 +91,7 @@ void after_fork_in_parent() {
   shm::unlock_descriptor_table();
   for (std::uint16_t i = g_table_size.load(std::memory_order_relaxed); i-- > 0;) {
     g_table[i]->claims_mutex.unlock();
+    g_table[i]->record_mutex.unlock();
     g_table[i]->mutex.unlock();
   }
   g_table_mutex.unlock();
@@ -106,6 +111,7 @@ void after_fork_in_child() {
     tls_overflow[i] = {};
     tls_claims.slot[i] = 0;
     seg.claims_mutex.unlock();
+    seg.record_mutex.unlock();
     seg.mutex.unlock();
   }
   g_table_mutex.unlock();
@@ -294,19 +300,15 @@ void finish_dead_folder(ProcessSegment& seg) {
   h.owner_pid.store(0, std::memory_order_release);
 }
 
-// Held while a record is folded and reset, never waited for: a claimer that
-// finds it busy tries another record.
+// Held while a record is folded and reset. A fold takes microseconds, so a
+// claimer waits for it, at most lock_timeout (a stopped holder). A holder
+// that died is finished first: its published fold's record reset.
 class FoldLock {
  public:
   explicit FoldLock(ProcessSegment& seg) : seg_(seg) {
-    int rc = ::pthread_mutex_trylock(&seg.header().fold_lock);
-    if (rc == EOWNERDEAD) {
-      ::pthread_mutex_consistent(&seg.header().fold_lock);
-      shm::note_recovered_lock(&seg.header().fold_lock);
-      finish_dead_folder(seg);
-      rc = 0;
-    }
-    held_ = rc == 0;
+    const shm::LockResult r = shm::lock_robust(seg.header().fold_lock, seg.lock_timeout);
+    if (r == shm::LockResult::kRecovered) finish_dead_folder(seg);
+    held_ = r != shm::LockResult::kTimedOut;
   }
   ~FoldLock() {
     if (held_) ::pthread_mutex_unlock(&seg_.header().fold_lock);
@@ -318,13 +320,26 @@ class FoldLock {
   bool held_;
 };
 
-shm::GaugeCell* claim_record(std::uint16_t index, ProcessSegment& seg) {
-  std::lock_guard lock(seg.claims_mutex);
-  if (seg.record.load(std::memory_order_relaxed) >= 0)
-    return process_gauge_cells[index].load(std::memory_order_relaxed);
+enum class RecordClaim {
+  kClaimed,
+  kAllLive,       // every record is held by a live process (or is being claimed by one)
+  kLockTimedOut,  // a dead record needed folding, and the fold lock was not had in time
+};
+
+// Claims a record for this process: a free one first, else one whose owner
+// the kernel proves dead (folding its values first). Every record whose lock
+// cannot be had is held by a live process, so when the scan ends without a
+// record, the table is full (or a fold lock wait timed out).
+RecordClaim claim_record(std::uint16_t index, ProcessSegment& seg, shm::GaugeCell*& out) {
+  std::lock_guard lock(seg.record_mutex);
+  if (seg.record.load(std::memory_order_relaxed) >= 0) {
+    out = process_gauge_cells[index].load(std::memory_order_relaxed);
+    return RecordClaim::kClaimed;
+  }
   const auto& caps = seg.mapped->capacities();
   const auto& g = seg.geometry();
   const int fd = seg.mapped->fd();
+  bool timed_out = false;
   for (int pass = 0; pass < 2; ++pass) {
     for (std::uint32_t i = 0; i < caps.process_records; ++i) {
       shm::RecordHeader& h = record_header(seg, i);
@@ -342,6 +357,7 @@ shm::GaugeCell* claim_record(std::uint16_t index, ProcessSegment& seg) {
         fold.emplace(seg);
         if (!fold->held()) {
           shm::unlock_byte(fd, lock_byte);
+          timed_out = true;
           continue;
         }
         // A dead folder's unfinished reset may just have freed it: then there
@@ -353,10 +369,11 @@ shm::GaugeCell* claim_record(std::uint16_t index, ProcessSegment& seg) {
       h.owner_pid.store(static_cast<std::uint32_t>(::getpid()), std::memory_order_release);
       seg.record.store(static_cast<std::int32_t>(i), std::memory_order_release);
       process_gauge_cells[index].store(cells, std::memory_order_release);
-      return cells;
+      out = cells;
+      return RecordClaim::kClaimed;
     }
   }
-  return nullptr;
+  return timed_out ? RecordClaim::kLockTimedOut : RecordClaim::kAllLive;
 }
 
 }  // namespace
@@ -535,14 +552,17 @@ shm::GaugeCell* gauge_cells_slow(std::uint16_t segment, std::uint32_t cell) noex
     return nullptr;
   }
   shm::GaugeCell* cells = nullptr;
+  RecordClaim claim = RecordClaim::kAllLive;
   try {
-    cells = claim_record(segment, *seg);
+    claim = claim_record(segment, *seg, cells);
   } catch (...) {
-    cells = nullptr;
+    claim = RecordClaim::kAllLive;  // an fcntl failure: back off as when full
   }
-  if (cells == nullptr) {
+  if (claim != RecordClaim::kClaimed) {
+    if (claim == RecordClaim::kLockTimedOut) count_event(segment, shm::kEventLockTimeouts);
     seg->record_retry_countdown.store(kRecordRetryEvery, std::memory_order_relaxed);
     count_event(segment, shm::kEventRecordUnavailable);
+    return nullptr;
   }
   return cells;
 }

@@ -47,6 +47,11 @@ struct ProcessSegment {
   // registration waiting for a stopped process.
   std::mutex claims_mutex;
   std::vector<std::uint8_t> slots_held;  // by some thread of this process
+
+  // Serialises this process's claim of its record. Held across the bounded
+  // wait for the segment's fold lock (never across anything unbounded), so
+  // slot claims, thread exits and fork() never wait behind a fold.
+  std::mutex record_mutex;
   std::atomic<std::int32_t> record{-1};  // this process's record, -1: none yet
   std::atomic<std::uint32_t> record_retry_countdown{0};
 

@@ -217,7 +217,7 @@ struct alignas(kCacheLine) Header {
   std::uint64_t lock_bytes_offset;  // first fcntl lock byte (past the end of the file)
 
   alignas(kCacheLine) pthread_mutex_t registration_lock;  // robust, process-shared
-  alignas(kCacheLine) pthread_mutex_t fold_lock;          // robust, process-shared; try-locked
+  alignas(kCacheLine) pthread_mutex_t fold_lock;          // robust, process-shared; timed
 
   alignas(kCacheLine) std::atomic<std::uint32_t> family_count;
   std::atomic<std::uint32_t> series_count;

@@ -138,7 +138,20 @@ struct LockHolder {
 };
 LockHolder lock_holder(int fd, std::uint64_t byte);
 
-// Takes the segment's robust registration lock, waiting at most `timeout`.
+// What a wait for one of the segment's robust, process-shared mutexes gave.
+enum class LockResult {
+  kLocked,     // held
+  kRecovered,  // held; its previous holder died holding it (made consistent)
+  kTimedOut,   // not held: `timeout` passed (or the mutex is unrecoverable)
+};
+
+// Takes a robust mutex of the segment, waiting at most `timeout`. Every wait
+// on a segment mutex goes through here, so a holder that died (kRecovered)
+// or stopped (kTimedOut) is handled the same way everywhere; the caller
+// decides what a dead holder left behind.
+LockResult lock_robust(pthread_mutex_t& mutex, std::chrono::milliseconds timeout);
+
+// Takes the segment's registration lock, waiting at most `timeout`.
 // Returns false on timeout. A lock whose holder died is recovered: the
 // registration protocol publishes by a count written last, so whatever the
 // dead holder left half-done is invisible and simply overwritten.

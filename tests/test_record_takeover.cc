@@ -1,0 +1,77 @@
+// Taking over dead process records: many newcomers at once, none of their
+// gauge or info updates lost.
+#include "support.h"
+
+#include <shmetrics/shmetrics.h>
+
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+using namespace shmetrics;
+using testing::ScopedName;
+
+// The bound: once every process record has been used, newcomers take over
+// dead records (folding their values under the fold lock), and no gauge or
+// info update is lost while a record is free or dead. 64 processes one after
+// another leave 64 dead records; then 10 rounds of 16 processes released
+// together each do 1,000 inc()s and set an info value while alive: the sum is
+// exactly 64 + 10 × 16 × 1,000 = 160,064, every round's 16 info values show,
+// and shmetrics_record_unavailable_total stays 0.
+TEST_CASE("newcomers_taking_over_dead_records_together_lose_no_gauge_or_info_update") {
+  const ValueType type = GENERATE(ValueType::kDouble, ValueType::kInteger);
+  ScopedName name("takeover");
+  SegmentOptions o;
+  o.name = name.str();
+  o.capacities.thread_slots = 16;
+  o.capacities.process_records = 64;
+  o.capacities.series = 64;
+  o.capacities.families = 16;
+  o.capacities.string_bytes = 8192;
+  o.capacities.info_families = 4;
+  o.capacities.info_value_bytes = 96;
+  Segment s = Segment::open(o);
+  Gauge done = s.gauge("jobs_done", "Jobs done.", GaugeMode::kSum, type);
+  Info id = s.info("worker_info", "The worker.", {"id"});
+  for (int i = 0; i < 64; ++i)
+    REQUIRE(testing::wait_child(testing::fork_child([&] {
+              done.inc();
+              return true;
+            })) == 0);
+  exporter::RoleSource exporter("test", name.str());
+  constexpr int kRounds = 10, kWorkers = 16, kIncrements = 1000;
+  for (int round = 0; round < kRounds; ++round) {
+    testing::ForkBarrier start, leave;
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
+    std::vector<pid_t> workers;
+    for (int w = 0; w < kWorkers; ++w)
+      workers.push_back(testing::fork_child([&, w] {
+        start.wait();
+        id.set({std::to_string(round * kWorkers + w)});
+        for (int i = 0; i < kIncrements; ++i) done.inc();
+        char byte = 1;
+        if (::write(ready[1], &byte, 1) != 1) return false;
+        leave.wait();  // alive until the parent has seen its info value
+        return true;
+      }));
+    start.release();
+    for (int w = 0; w < kWorkers; ++w) {
+      char byte;
+      REQUIRE(::read(ready[0], &byte, 1) == 1);
+    }
+    std::string text = exporter.scrape();
+    CHECK(testing::count_lines(text, "worker_info{") == kWorkers);
+    for (int w = 0; w < kWorkers; ++w)
+      CHECK(testing::sample(text, "worker_info{id=\"" + std::to_string(round * kWorkers + w) + "\"}") == 1.0);
+    leave.release();
+    for (pid_t pid : workers) CHECK(testing::wait_child(pid) == 0);
+    ::close(ready[0]);
+    ::close(ready[1]);
+  }
+  std::string text = exporter.scrape();
+  CHECK(testing::sample(text, "jobs_done") == 64.0 + kRounds * kWorkers * kIncrements);
+  CHECK(testing::sample(text, "shmetrics_record_unavailable_total{role=\"test\"}") == 0.0);
+  CHECK(testing::sample(text, "shmetrics_registration_lock_timeouts_total{role=\"test\"}") == 0.0);
+}
