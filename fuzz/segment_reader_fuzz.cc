@@ -157,7 +157,6 @@ bool build_synthetic(const std::uint8_t* data, std::size_t size, std::unique_ptr
   put(img, offsetof(shm::Header, slot_stride), g.slot_stride);
   put(img, offsetof(shm::Header, records_offset), g.records_offset);
   put(img, offsetof(shm::Header, record_stride), g.record_stride);
-  put(img, offsetof(shm::Header, lock_bytes_offset), g.lock_bytes_offset);
   const std::uint8_t* payload = data + 1 + kParamBytes;
   const std::size_t n = size - 1 - kParamBytes;
   std::uint8_t* at = img + kImmutablePrefix;

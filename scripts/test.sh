@@ -47,6 +47,7 @@ TSAN_TESTS=(
   test_gauges_info
   test_gauges_integer
   test_record_takeover
+  test_reader_access
   test_dead_verdicts
   test_registration
   test_readyz_metrics_text_v1

@@ -233,8 +233,12 @@ TEST_CASE("recreating_a_segment_refuses_while_live_processes_hold_it_and_names_t
 
 TEST_CASE("the_exporter_refuses_a_segment_owned_by_another_user_unless_told") {
   ScopedName name("foreign");
-  shm::MappedSegment::open_or_create(name.str(), small_capacities(), 0600);
-  REQUIRE(::chown(("/dev/shm/" + name.str()).c_str(), 65534, 65534) == 0);  // tests run as root
+  // Created by another user (tests run as root): the file and its semaphores are nobody's.
+  REQUIRE(testing::wait_child(testing::fork_child([&] {
+            if (::setgid(65534) != 0 || ::setuid(65534) != 0) return false;
+            shm::MappedSegment::open_or_create(name.str(), small_capacities(), 0600);
+            return true;
+          })) == 0);
   exporter::RoleSource strict("test", name.str());
   std::string text = strict.scrape();
   CHECK(testing::sample(text, "shmetrics_segment_up{role=\"test\"}") == 0.0);

@@ -41,19 +41,15 @@ constexpr OwnCounter kOwnCounters[] = {
 }  // namespace
 
 RecordLiveness kernel_liveness(const shm::MappedSegment& segment) {
-  const int fd = segment.fd();
-  const shm::Geometry g = segment.geometry();
+  const int set = segment.semaphore_set();
   const std::uint32_t slots = segment.capacities().thread_slots;
-  const bool own_records_visible = segment.through_writer_descriptor();
-  const auto self = static_cast<std::uint32_t>(::getpid());
-  return [fd, g, slots, own_records_visible, self](std::uint32_t record, std::uint32_t pid) {
-    errno = 0;  // lock_holder reports a failed F_GETLK as "not held", with errno set
-    shm::LockHolder holder = shm::lock_holder(fd, g.record_lock_byte(slots, record));
+  return [set, slots](std::uint32_t record, std::uint32_t pid) {
+    shm::ClaimHolder holder = shm::claim_holder(set, shm::Geometry::record_semaphore(slots, record));
+    if (holder.error) return true;  // unknown: only the kernel's word makes a record dead
     // The holder must be the owner the record names: while a new owner takes
     // over a dead one's record, the old values are not shown as live. A
     // holder in another pid namespace shows as pid 0 and is trusted.
-    if (holder.held) return holder.pid == 0 || static_cast<std::uint32_t>(holder.pid) == pid;
-    return (own_records_visible && pid == self) || errno != 0;
+    return holder.held && (holder.pid == 0 || static_cast<std::uint32_t>(holder.pid) == pid);
   };
 }
 

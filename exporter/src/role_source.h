@@ -58,12 +58,10 @@ class RoleSource {
   bool accept_foreign_owner_ = false;
 };
 
-// The liveness the kernel proves: the process the record names holds its
-// fcntl lock. In a process that writes the segment (its mapping goes through
-// the writer's descriptor), that process's own records count as live too:
-// F_GETLK cannot show a process its own locks. A record counts as dead only on
-// the kernel's word (the reader keeps that verdict), so a failed F_GETLK
-// counts as live.
+// The liveness the kernel proves: the record's ownership semaphore is held,
+// last taken by the pid the record names (or by a process in another pid
+// namespace). A record counts as dead only on the kernel's word (the reader
+// keeps that verdict), so a set that cannot be read counts as live.
 RecordLiveness kernel_liveness(const shm::MappedSegment& segment);
 
 }  // namespace shmetrics::exporter

@@ -13,7 +13,7 @@
 namespace shmetrics::exporter {
 
 // Whether process record `record`, whose header names `pid`, belongs to a live
-// process. The exporter asks the kernel (fcntl F_GETLK); the fuzz target makes
+// process. The exporter asks the kernel (the record's semaphore); the fuzz target makes
 // it up. A "dead" answer is taken as final for that claim of the record: the
 // reader does not ask again until the record names another pid or generation.
 using RecordLiveness = std::function<bool(std::uint32_t record, std::uint32_t pid)>;

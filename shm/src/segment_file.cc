@@ -12,6 +12,7 @@
 #include <mutex>
 #include <vector>
 #include <sys/mman.h>
+#include <sys/sem.h>
 #if defined(__SANITIZE_THREAD__)
 #include <sanitizer/tsan_interface.h>
 #endif
@@ -43,9 +44,53 @@ std::string check_part(std::string_view what, std::string_view part) {
 
 std::string path_of(const std::string& name) { return std::string(kShmDir) + "/" + name; }
 
+// The fourth argument of semctl, which the caller must define (semctl(2)).
+union SemArg {
+  int val;
+  struct semid_ds* buf;
+  unsigned short* array;
+};
+
+// The kernel's most semaphores per set (kernel.sem's first field, SEMMSL).
+std::string semmsl() {
+  std::FILE* f = std::fopen("/proc/sys/kernel/sem", "r");
+  unsigned long n = 0;
+  bool read = f != nullptr && std::fscanf(f, "%lu", &n) == 1;
+  if (f != nullptr) std::fclose(f);
+  return read ? std::to_string(n) : "unknown";
+}
+
+// "" when `set` is a semaphore set owned by `owner` with `count` semaphores,
+// else why not.
+std::string check_semaphore_set(int set, uid_t owner, std::uint32_t count) {
+  struct semid_ds ds {};
+  SemArg arg{};
+  arg.buf = &ds;
+  if (::semctl(set, 0, IPC_STAT, arg) != 0) {
+    int err = errno;
+    return "cannot read its semaphore set " + std::to_string(set) + ": " + errno_text(err) +
+           (err == EINVAL || err == EIDRM ? " (removed? systemd-logind's RemoveIPC=yes removes a "
+                                            "user's sets at logout; recreate the segment)"
+            : err == EACCES ? " (the set has the segment's mode and group)"
+                            : "");
+  }
+  if (ds.sem_perm.uid != owner || ds.sem_perm.cuid != owner)
+    return "its semaphore set " + std::to_string(set) + " is owned by uid " +
+           std::to_string(ds.sem_perm.uid) + ", not by the segment's owner " + std::to_string(owner);
+  if (ds.sem_nsems != count)
+    return "its semaphore set " + std::to_string(set) + " has " + std::to_string(ds.sem_nsems) +
+           " semaphores, expected " + std::to_string(count) + " (thread_slots + process_records)";
+  return "";
+}
+
+// Removes a semaphore set this process created; quiet (nothing to tell).
+void remove_semaphore_set(int set) {
+  if (set >= 0) ::semctl(set, 0, IPC_RMID);
+}
+
 // Writes a fresh header and initialises the registration lock. The file is
 // still anonymous, so nobody else can see it half-written.
-void initialise(std::uint8_t* base, const Capacities& caps, const Geometry& g) {
+void initialise(std::uint8_t* base, const Capacities& caps, const Geometry& g, int semaphore_set) {
   auto* h = new (base) Header{};
   h->layout_version = kLayoutVersion;
   h->header_bytes = sizeof(Header);
@@ -58,7 +103,8 @@ void initialise(std::uint8_t* base, const Capacities& caps, const Geometry& g) {
   h->slot_stride = g.slot_stride;
   h->records_offset = g.records_offset;
   h->record_stride = g.record_stride;
-  h->lock_bytes_offset = g.lock_bytes_offset;
+  h->semaphore_set = semaphore_set;
+  h->semaphore_count = caps.thread_slots + caps.process_records;
   park_point("create.mid_header");
 
   pthread_mutexattr_t attr;
@@ -100,6 +146,37 @@ bool create_and_publish(const std::string& name, const Capacities& caps, mode_t 
   // fchmod, because the umask may have stripped bits from `mode`.
   if (::fchmod(fd, mode) != 0)
     throw SegmentError("cannot set mode of segment \"" + name + "\": " + errno_text(errno));
+  // The ownership semaphores, with the file's mode and group: whoever may
+  // read the segment may read them, only its owner may alter them. Removed
+  // again unless this creator publishes the segment.
+  const std::uint32_t semaphores = caps.thread_slots + caps.process_records;
+  struct SemaphoreSet {
+    int id;
+    bool keep = false;
+    ~SemaphoreSet() {
+      if (!keep) remove_semaphore_set(id);
+    }
+  } set{::semget(IPC_PRIVATE, static_cast<int>(semaphores), IPC_CREAT | IPC_EXCL | (mode & 0777))};
+  if (set.id < 0) {
+    int err = errno;
+    throw SegmentError("cannot create the " + std::to_string(semaphores) + " semaphores of segment \"" +
+                       name + "\": " + errno_text(err) +
+                       (err == EINVAL ? " (thread_slots + process_records must not exceed the kernel's "
+                                        "semaphores per set, kernel.sem SEMMSL = " + semmsl() + ")"
+                        : err == ENOSPC ? " (the system's limit of semaphore sets or semaphores is "
+                                          "reached: `ipcs -s` lists them)"
+                                        : ""));
+  }
+  struct stat file {};
+  if (::fstat(fd, &file) == 0 && file.st_gid != ::getegid()) {
+    struct semid_ds ds {};
+    SemArg arg{};
+    arg.buf = &ds;
+    if (::semctl(set.id, 0, IPC_STAT, arg) == 0) {
+      ds.sem_perm.gid = file.st_gid;
+      ::semctl(set.id, 0, IPC_SET, arg);
+    }
+  }
   // Reserve every page now: a full tmpfs fails here, not later with SIGBUS.
   if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(g.total_bytes)); rc != 0)
     throw SegmentError("cannot reserve " + std::to_string(g.total_bytes) +
@@ -109,7 +186,7 @@ bool create_and_publish(const std::string& name, const Capacities& caps, mode_t 
   if (base == MAP_FAILED)
     throw SegmentError("cannot map new segment \"" + name + "\": " + errno_text(errno));
   try {
-    initialise(static_cast<std::uint8_t*>(base), caps, g);
+    initialise(static_cast<std::uint8_t*>(base), caps, g, set.id);
   } catch (...) {
     ::munmap(base, g.total_bytes);
     throw;
@@ -118,8 +195,10 @@ bool create_and_publish(const std::string& name, const Capacities& caps, mode_t 
 
   park_point("create.before_link");
   std::string proc = "/proc/self/fd/" + std::to_string(fd);
-  if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, path_of(name).c_str(), AT_SYMLINK_FOLLOW) == 0)
+  if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, path_of(name).c_str(), AT_SYMLINK_FOLLOW) == 0) {
+    set.keep = true;
     return true;
+  }
   if (errno == EEXIST) return false;
   throw SegmentError("cannot publish segment \"" + name + "\" as " + path_of(name) + ": " +
                      errno_text(errno));
@@ -142,8 +221,9 @@ struct DescriptorMappable {
   }
 };
 
-// The files this process writes, and their descriptors. A descriptor of a
-// written file is never closed: that would drop the process's fcntl locks.
+// The files this process writes, and their descriptors, kept for the life of
+// the process (the mapping outlives every handle); in-process readers map
+// through them instead of opening the file again.
 struct WrittenFile {
   std::string name;
   int fd;
@@ -236,6 +316,13 @@ std::unique_ptr<MappedSegment> MappedSegment::map(const std::string& name, int f
   std::string err = check_header(header, file_bytes, out->geometry_);
   if (!err.empty()) throw SegmentError("segment \"" + name + "\" is invalid: " + err);
   out->capacities_ = header.capacities;
+  if (header.semaphore_count != header.capacities.thread_slots + header.capacities.process_records)
+    throw SegmentError("segment \"" + name + "\" is invalid: semaphore_count " +
+                       std::to_string(header.semaphore_count) + " is not thread_slots + process_records");
+  if (std::string why = check_semaphore_set(header.semaphore_set, st.st_uid, header.semaphore_count);
+      !why.empty())
+    throw SegmentError("segment \"" + name + "\" is unusable: " + why);
+  out->semaphore_set_ = header.semaphore_set;
   try {
     out->region_ = std::make_unique<Region>();
     out->region_->region = bip::mapped_region(DescriptorMappable{fd},
@@ -293,8 +380,7 @@ std::string check_header(const Header& h, std::uint64_t file_bytes, Geometry& g)
   if (h.total_bytes != g.total_bytes || h.families_offset != g.families_offset ||
       h.series_offset != g.series_offset || h.strings_offset != g.strings_offset ||
       h.slots_offset != g.slots_offset || h.slot_stride != g.slot_stride ||
-      h.records_offset != g.records_offset || h.record_stride != g.record_stride ||
-      h.lock_bytes_offset != g.lock_bytes_offset)
+      h.records_offset != g.records_offset || h.record_stride != g.record_stride)
     return "region offsets in the header do not match its capacities " +
            describe(h.capacities);
   if (file_bytes < g.total_bytes)
@@ -339,11 +425,7 @@ std::unique_ptr<MappedSegment> MappedSegment::open_or_create(const std::string& 
 
 std::unique_ptr<MappedSegment> MappedSegment::open_read_only(const std::string& name) {
   if (std::string err = check_segment_name(name); !err.empty()) throw SegmentError(err);
-  if (int fd = writer_descriptor(name); fd >= 0) {
-    auto out = map(name, fd, /*owns_fd=*/false, /*writable=*/false);
-    out->through_writer_ = true;
-    return out;
-  }
+  if (int fd = writer_descriptor(name); fd >= 0) return map(name, fd, /*owns_fd=*/false, /*writable=*/false);
   return map(name, open_segment_file(name, /*writable=*/false), /*owns_fd=*/true, /*writable=*/false);
 }
 
@@ -354,26 +436,35 @@ ino_t current_inode(const std::string& name) {
 }
 
 bool remove_segment(const std::string& name) {
+  // The set named in the header goes too, if it is the file owner's and of
+  // the header's size (so a forged header cannot name another set).
+  int fd = ::open(path_of(name).c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd >= 0) {
+    struct stat st {};
+    alignas(Header) unsigned char copy[sizeof(Header)] = {};
+    const auto& h = *reinterpret_cast<const Header*>(copy);
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_uid == ::geteuid() || ::geteuid() == 0) &&
+        ::pread(fd, copy, sizeof copy, 0) == static_cast<ssize_t>(sizeof copy) &&
+        check_semaphore_set(h.semaphore_set, st.st_uid, h.semaphore_count).empty())
+      remove_semaphore_set(h.semaphore_set);
+    ::close(fd);
+  }
   return ::unlink(path_of(name).c_str()) == 0;
 }
 
 void recreate_segment(const std::string& name, const Capacities& capacities, mode_t mode) {
   if (std::string err = check_segment_name(name); !err.empty()) throw SegmentError(err);
   std::vector<std::string> holders;
-  if (writer_descriptor(name) >= 0) holders.push_back(std::to_string(::getpid()) + " (this process)");
   try {
     auto old = MappedSegment::open_read_only(name);
-    const Geometry& g = old->geometry();
-    const std::uint32_t slots = old->capacities().thread_slots;
-    auto note = [&](std::uint64_t byte) {
-      LockHolder h = lock_holder(old->fd(), byte);
-      if (!h.held) return;
+    const std::uint32_t semaphores = old->capacities().thread_slots + old->capacities().process_records;
+    for (std::uint32_t i = 0; i < semaphores; ++i) {
+      ClaimHolder h = claim_holder(old->semaphore_set(), i);
+      if (!h.held) continue;
       std::string who = h.pid == 0 ? "a process in another pid namespace" : std::to_string(h.pid);
+      if (h.pid == ::getpid()) who += " (this process)";
       if (std::find(holders.begin(), holders.end(), who) == holders.end()) holders.push_back(who);
-    };
-    for (std::uint32_t i = 0; i < slots; ++i) note(g.slot_lock_byte(i));
-    for (std::uint32_t i = 0; i < old->capacities().process_records; ++i)
-      note(g.record_lock_byte(slots, i));
+    }
   } catch (const SegmentError&) {
     // Missing or invalid: no writer can hold it (writers refuse invalid ones).
   }
@@ -389,35 +480,42 @@ void recreate_segment(const std::string& name, const Capacities& capacities, mod
 
 namespace {
 
-// A classic fcntl lock request of `type` on one byte.
-struct flock one_byte(short type, std::uint64_t byte) {
-  struct flock fl {};
-  fl.l_type = type;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = static_cast<off_t>(byte);
-  fl.l_len = 1;
-  return fl;
+// One operation on semaphore `n`, never waiting.
+struct sembuf semaphore_op(std::uint32_t n, short op, short flags) {
+  struct sembuf b {};
+  b.sem_num = static_cast<unsigned short>(n);
+  b.sem_op = op;
+  b.sem_flg = static_cast<short>(flags | IPC_NOWAIT);
+  return b;
 }
 
 }  // namespace
 
-bool try_lock_byte(int fd, std::uint64_t byte) {
-  struct flock fl = one_byte(F_WRLCK, byte);
-  if (::fcntl(fd, F_SETLK, &fl) == 0) return true;
-  if (errno == EAGAIN || errno == EACCES) return false;
-  throw SegmentError("fcntl(F_SETLK) on segment byte " + std::to_string(byte) +
+bool try_claim(int set, std::uint32_t n) {
+  // Atomically: wait for zero (nobody owns it), then add 1, undone by the
+  // kernel when this process dies.
+  struct sembuf ops[2] = {semaphore_op(n, 0, 0), semaphore_op(n, 1, SEM_UNDO)};
+  for (;;) {
+    if (::semop(set, ops, 2) == 0) return true;
+    if (errno == EAGAIN) return false;
+    if (errno != EINTR) break;
+  }
+  throw SegmentError("semop claiming semaphore " + std::to_string(n) + " of set " + std::to_string(set) +
                      " failed: " + errno_text(errno));
 }
 
-void unlock_byte(int fd, std::uint64_t byte) {
-  struct flock fl = one_byte(F_UNLCK, byte);
-  ::fcntl(fd, F_SETLK, &fl);
+void release_claim(int set, std::uint32_t n) {
+  struct sembuf op = semaphore_op(n, -1, SEM_UNDO);
+  while (::semop(set, &op, 1) != 0 && errno == EINTR) {
+  }
 }
 
-LockHolder lock_holder(int fd, std::uint64_t byte) {
-  struct flock fl = one_byte(F_WRLCK, byte);
-  if (::fcntl(fd, F_GETLK, &fl) != 0) return {};
-  return {fl.l_type != F_UNLCK, fl.l_type == F_UNLCK ? 0 : fl.l_pid};
+ClaimHolder claim_holder(int set, std::uint32_t n) {
+  int value = ::semctl(set, static_cast<int>(n), GETVAL);
+  if (value < 0) return {false, 0, true};
+  if (value == 0) return {};
+  int pid = ::semctl(set, static_cast<int>(n), GETPID);
+  return {true, pid > 0 ? pid : 0, false};
 }
 
 LockResult lock_robust(pthread_mutex_t& mutex, std::chrono::milliseconds timeout) {

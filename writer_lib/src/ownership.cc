@@ -25,7 +25,7 @@ namespace {
 // While a thread writes through the overflow slot it looks at the clock every
 // kOverflowCheckEvery updates, and tries for a slot again when its last try
 // is kOverflowRetryNs ago: a full segment costs a busy thread one scan of
-// F_SETLK per 10 ms (~30 us for 64 slots), however fast it updates.
+// semop per 10 ms (~30 us for 64 slots), however fast it updates.
 constexpr std::uint32_t kOverflowCheckEvery = 256;
 constexpr std::uint64_t kOverflowRetryNs = 10'000'000;
 // When every process record is held by a live process (or the fold lock was
@@ -70,7 +70,7 @@ void release_thread_slots(void*) {
     auto slot = static_cast<std::uint32_t>(held - 1);
     std::lock_guard lock(seg.claims_mutex);
     slot_header(seg, slot).owner_pid.store(0, std::memory_order_release);
-    shm::unlock_byte(seg.mapped->fd(), seg.geometry().slot_lock_byte(slot));
+    shm::release_claim(seg.mapped->semaphore_set(), shm::Geometry::slot_semaphore(slot));
     seg.slots_held[slot] = 0;
   }
 }
@@ -97,7 +97,7 @@ void after_fork_in_parent() {
   g_table_mutex.unlock();
 }
 
-// The child holds no fcntl locks (they are not inherited): it owns nothing,
+// The child holds no claims (SEM_UNDO adjustments are not inherited): it owns nothing,
 // and claims its own slots and record on first write.
 void after_fork_in_child() {
   shm::unlock_descriptor_table();
@@ -132,7 +132,7 @@ void install_process_hooks() {
 // by a live process. Caller holds seg.claims_mutex.
 ThreadCells claim_slot(std::uint16_t index, ProcessSegment& seg) {
   const std::uint32_t slots = seg.mapped->capacities().thread_slots;
-  const int fd = seg.mapped->fd();
+  const int set = seg.mapped->semaphore_set();
   enum Pass { kHandedBack, kOwnerMaybeDead, kNeverClaimed };
   for (int pass = kHandedBack; pass <= kNeverClaimed; ++pass) {
     for (std::uint32_t i = 0; i < slots; ++i) {
@@ -142,8 +142,8 @@ ThreadCells claim_slot(std::uint16_t index, ProcessSegment& seg) {
       const bool used = h.claims.load(std::memory_order_relaxed) != 0;
       const Pass kind = owned ? kOwnerMaybeDead : used ? kHandedBack : kNeverClaimed;
       if (kind != pass) continue;
-      if (!shm::try_lock_byte(fd, seg.geometry().slot_lock_byte(i))) continue;
-      // The lock is proof: nobody else owns it. Its cells are kept as they are.
+      if (!shm::try_claim(set, shm::Geometry::slot_semaphore(i))) continue;
+      // The claim is proof: nobody else owns it. Its cells are kept as they are.
       shm::park_point("claim_slot.after_lock");
       seg.slots_held[i] = 1;
       h.owner_pid.store(static_cast<std::uint32_t>(::getpid()), std::memory_order_relaxed);
@@ -173,7 +173,7 @@ bool claim_for_thread(std::uint16_t index, ProcessSegment& seg) noexcept {
     std::lock_guard lock(seg.claims_mutex);
     cells = claim_slot(index, seg);
   } catch (...) {
-    cells = {};  // an fcntl failure: write exactly, through the overflow slot
+    cells = {};  // a semop failure: write exactly, through the overflow slot
   }
   OverflowWriter& overflow = tls_overflow[index];
   if (cells.pages != nullptr) {
@@ -337,18 +337,17 @@ RecordClaim claim_record(std::uint16_t index, ProcessSegment& seg, shm::GaugeCel
     return RecordClaim::kClaimed;
   }
   const auto& caps = seg.mapped->capacities();
-  const auto& g = seg.geometry();
-  const int fd = seg.mapped->fd();
+  const int set = seg.mapped->semaphore_set();
   bool timed_out = false;
   for (int pass = 0; pass < 2; ++pass) {
     for (std::uint32_t i = 0; i < caps.process_records; ++i) {
       shm::RecordHeader& h = record_header(seg, i);
       bool looks_free = h.owner_pid.load(std::memory_order_relaxed) == 0;
       if (looks_free != (pass == 0)) continue;
-      const std::uint64_t lock_byte = g.record_lock_byte(caps.thread_slots, i);
+      const std::uint32_t semaphore = shm::Geometry::record_semaphore(caps.thread_slots, i);
       shm::park_point("claim_record.before_lock");
-      if (!shm::try_lock_byte(fd, lock_byte)) continue;
-      // Holding the lock, read the owner again: between the look above and the
+      if (!shm::try_claim(set, semaphore)) continue;
+      // Holding the claim, read the owner again: between the look above and the
       // lock, another process may have claimed the record and died.
       // A record a dead process left: its values in the modes that keep them
       // are folded first, then the record is reset, both under fold_lock.
@@ -356,7 +355,7 @@ RecordClaim claim_record(std::uint16_t index, ProcessSegment& seg, shm::GaugeCel
       if (h.owner_pid.load(std::memory_order_acquire) != 0) {
         fold.emplace(seg);
         if (!fold->held()) {
-          shm::unlock_byte(fd, lock_byte);
+          shm::release_claim(set, semaphore);
           timed_out = true;
           continue;
         }
@@ -556,7 +555,7 @@ shm::GaugeCell* gauge_cells_slow(std::uint16_t segment, std::uint32_t cell) noex
   try {
     claim = claim_record(segment, *seg, cells);
   } catch (...) {
-    claim = RecordClaim::kAllLive;  // an fcntl failure: back off as when full
+    claim = RecordClaim::kAllLive;  // a semop failure: back off as when full
   }
   if (claim != RecordClaim::kClaimed) {
     if (claim == RecordClaim::kLockTimedOut) count_event(segment, shm::kEventLockTimeouts);

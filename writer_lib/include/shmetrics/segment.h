@@ -152,8 +152,8 @@ class Segment {
   }
 
   const std::string& name() const;
-  // The descriptor this process keeps of the segment (its fcntl locks live on
-  // it); in-process readers reuse it.
+  // The descriptor this process keeps of the segment for its life;
+  // in-process readers reuse it.
   int fd() const;
 
  private:

@@ -28,7 +28,10 @@
 // -----------------------------+---------------------------------+---------------------+-------------------------------
 // Header (all but the below)   | creator, before the segment is  | plain; published by | magic, version, capacities,
 //                              | linked to its name              | linkat()            | offsets == compute_geometry()
-// registration_lock            | registrars (robust, timed)      | pthread             | exporter never touches it
+// registration_lock, fold_lock | registrars / claimers (robust,  | pthread             | exporter never touches them
+//                              | timed, shm::lock_robust)        |                     |
+// semaphore_set                | creator, before linkat()        | plain               | IPC_STAT: owner = the file's
+//                              |                                 |                     | owner, nsems = slots+records
 // string_used                  | registrar under the lock        | release, before the | <= string_bytes
 //                              |                                 | count that uses it  |
 // gauge_cells_used             | registrar under the lock, before| release             | a gauge series' cell must be
@@ -40,7 +43,7 @@
 // events[]                     | anyone                          | relaxed fetch_add   | none (monotonic counters)
 // readyz_used                  | any process calling readyz()    | relaxed store of 1  | renders readyz families if 1
 // SlotHeader.owner_pid/claims  | the claiming process, holding   | relaxed             | informational only
-//                              | the slot's fcntl lock           |                     |
+//                              | the slot's semaphore            |                     |
 // pages_used                   | a slot's owner taking a page    | CAS, never past the | pages above pool_pages are
 //                              |                                 | pool's size         | never read
 // page table entry,            | the one thread owning the slot, | release, after the  | acquire; 0 or past the pool:
@@ -49,7 +52,7 @@
 //   ReadyzArea                 | overflow slot: anyone           | relaxed fetch_add / | summed mod 2^64; buckets
 //                              |                                 | CAS                 | outside the window ignored
 // RecordHeader.owner_pid       | the claiming process (holding   | release after reset | liveness comes from the
-//                              | the record's fcntl lock)        | of the cells        | fcntl lock, never the pid
+//                              | the record's semaphore)         | of the cells        | semaphore, never the pid
 // GaugeCell.value              | any thread of the owner process | relaxed store / CAS | double: kGaugeUnset = never
 //                              |   (integer gauges: fetch_add)   |                     | set; integer: set once stamp
 //                              |                                 |                     | != 0
@@ -75,12 +78,21 @@
 // fold_lock, which sees the marker still naming the record's generation.
 //
 // Ownership. A thread slot belongs to one thread of one process, a process
-// record to one process. A process proves it owns slot or record i by holding a
-// classic fcntl write lock on the byte slot_lock_byte(i) / record_lock_byte(i)
-// of the segment's file (those bytes lie past the end of the file: locks need
-// no backing bytes). The kernel drops the lock when the process dies, so a
-// claimer that acquires it with F_SETLK has proof that no live process owns it;
-// threads of one process arbitrate among themselves under a process-local
+// record to one process. Each has a System V semaphore in the segment's
+// semaphore set (Header::semaphore_set; slot i is semaphore i, record i is
+// semaphore thread_slots + i): 1 while a live process owns it, 0 when free.
+// A claim is one semop that waits for zero and adds 1 with SEM_UNDO, without
+// blocking: it succeeds only when no live process owns the semaphore, and the
+// kernel undoes the 1 when the owner dies (SIGKILL included), so a claimer
+// that succeeds has proof of death. A thread hands its slot back with a -1.
+// Why semaphores and not fcntl locks on the segment file: altering a
+// semaphore needs write permission on the set, which only the writers' user
+// has; a reader with read access can look at the values (GETVAL, GETPID —
+// the exporter's liveness check, valid across pid namespaces) but can hold
+// nothing, whereas a read lock placed by any reader of the file blocked every
+// writer's fcntl claim. SEM_UNDO adjustments are per process (shared by its
+// threads), not inherited across fork(), and need no descriptor kept open.
+// Threads of one process arbitrate among themselves under a process-local
 // mutex. Cells of a slot are never zeroed: a new owner keeps adding to them.
 //
 // Counter cells come in pages. A slot's counter cells live in 64-byte pages
@@ -105,7 +117,7 @@
 namespace shmetrics::shm {
 
 inline constexpr std::uint64_t kMagic = 0x31434952'54454d53ULL;  // "SMETRIC1" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 5;
+inline constexpr std::uint32_t kLayoutVersion = 6;
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::uint32_t kCellsPerPage = 8;  // one 64-byte page of uint64 counter cells
 inline constexpr std::uint32_t kPageShift = 3;
@@ -214,7 +226,8 @@ struct alignas(kCacheLine) Header {
   std::uint64_t slot_stride;
   std::uint64_t records_offset;
   std::uint64_t record_stride;
-  std::uint64_t lock_bytes_offset;  // first fcntl lock byte (past the end of the file)
+  std::int32_t semaphore_set;       // System V semaphore set id: ownership (see above)
+  std::uint32_t semaphore_count;    // thread_slots + process_records
 
   alignas(kCacheLine) pthread_mutex_t registration_lock;  // robust, process-shared
   alignas(kCacheLine) pthread_mutex_t fold_lock;          // robust, process-shared; timed
@@ -232,7 +245,7 @@ struct alignas(kCacheLine) Header {
 static_assert(offsetof(Header, magic) == 0);
 static_assert(offsetof(Header, capacities) == 16);
 static_assert(offsetof(Header, total_bytes) == 64);
-static_assert(offsetof(Header, lock_bytes_offset) == 128);
+static_assert(offsetof(Header, semaphore_set) == 128);
 static_assert(offsetof(Header, registration_lock) == 192);
 static_assert(sizeof(pthread_mutex_t) <= 64);
 static_assert(offsetof(Header, fold_lock) == 256);
@@ -394,7 +407,6 @@ struct Geometry {
   std::uint64_t dead_offset;         // DeadState
   std::uint64_t dead_buffer_stride;  // DeadBufferHeader + GaugeCell[gauge_series]
   std::uint64_t total_bytes;
-  std::uint64_t lock_bytes_offset;
 
   std::uint64_t slot_offset(std::uint32_t i) const { return slots_offset + i * slot_stride; }
   std::uint64_t page_table_offset(std::uint32_t slot) const { return slot_offset(slot) + sizeof(SlotHeader); }
@@ -406,10 +418,10 @@ struct Geometry {
   std::uint64_t info_area_offset(std::uint32_t record, std::uint32_t info) const {
     return record_offset(record) + info_offset_in_record + info * info_area_stride;
   }
-  // fcntl lock bytes: slots first (overflow slot excluded), then records.
-  std::uint64_t slot_lock_byte(std::uint32_t i) const { return lock_bytes_offset + i; }
-  std::uint64_t record_lock_byte(std::uint32_t thread_slots, std::uint32_t i) const {
-    return lock_bytes_offset + thread_slots + i;
+  // Ownership semaphores: slots first (overflow slot excluded), then records.
+  static std::uint32_t slot_semaphore(std::uint32_t i) { return i; }
+  static std::uint32_t record_semaphore(std::uint32_t thread_slots, std::uint32_t i) {
+    return thread_slots + i;
   }
 };
 
@@ -461,9 +473,6 @@ inline bool compute_geometry(const Capacities& c, Geometry& g) {
                                   kCacheLine);
   at += sizeof(DeadState) + 2 * g.dead_buffer_stride;
   g.total_bytes = at;
-  // Lock bytes start past the file, on a round number, so they never overlap
-  // a byte anyone reads or writes.
-  g.lock_bytes_offset = round_up(at, 1ULL << 20);
   return g.total_bytes <= kMaxSegmentBytes;
 }
 

@@ -1,4 +1,4 @@
-// Creating, opening and mapping a segment file, and the fcntl byte locks that
+// Creating, opening and mapping a segment file, and the semaphores that
 // prove ownership. Bytes and syscalls only: no metric semantics here.
 #pragma once
 
@@ -44,10 +44,9 @@ std::string describe(const Capacities& capacities);
 std::string check_header(const Header& header, std::uint64_t file_bytes, Geometry& geometry);
 
 // A mapping of one segment file and the descriptor it came from. Not
-// copyable. fcntl locks belong to the process and closing *any* descriptor of
-// a file drops them all, so a descriptor of a file this process writes is never
-// closed (it is kept for the life of the process), and readers inside a
-// writing process map through the writer's descriptor.
+// copyable. A process that writes a segment keeps its descriptor for the life
+// of the process, and readers inside it map through that descriptor (one
+// descriptor per written file, however often it is opened).
 //
 // Thread-safe: its accessors may be called from any thread; the mapping it
 // gives is shared memory, accessed under the protocol of layout.h.
@@ -66,18 +65,18 @@ class MappedSegment {
   const Geometry& geometry() const { return geometry_; }
   const Capacities& capacities() const { return capacities_; }
   Header* header() const { return reinterpret_cast<Header*>(base_); }
-  // True when this read-only mapping goes through the descriptor of a writer
-  // in this process: that process's own records are then live although
-  // F_GETLK cannot show its own locks.
-  bool through_writer_descriptor() const { return through_writer_; }
+  // The System V semaphore set of the slots' and records' ownership, read
+  // from the header once and checked (owner, size) when mapped.
+  int semaphore_set() const { return semaphore_set_; }
 
   // Opens the segment `name` for writing, creating it with `capacities` and
   // file mode `mode` when it does not exist. Creation is complete before the
   // name appears (O_TMPFILE, then linkat), so of several concurrent creators
-  // exactly one publishes and the others open it. Refused: an existing segment
+  // exactly one publishes and the others open it. The segment's semaphore set
+  // is created with it (same mode and group). Refused: an existing segment
   // of another layout version or capacities, one owned by another user or
-  // writable by group or others, anything but a regular file. Throws
-  // SegmentError.
+  // writable by group or others, anything but a regular file, a semaphore
+  // set that is gone or not the segment owner's. Throws SegmentError.
   static std::unique_ptr<MappedSegment> open_or_create(const std::string& name,
                                                         const Capacities& capacities,
                                                         mode_t mode);
@@ -96,7 +95,7 @@ class MappedSegment {
   std::string name_;
   int fd_ = -1;
   bool owns_fd_ = false;
-  bool through_writer_ = false;
+  int semaphore_set_ = -1;
   std::uint8_t* base_ = nullptr;
   std::uint64_t size_bytes_ = 0;
   dev_t device_ = 0;
@@ -115,7 +114,8 @@ void unlock_descriptor_table();
 // notice a segment removed and created anew under the same name.
 ino_t current_inode(const std::string& name);
 
-// Removes /dev/shm/<name>; true if it existed.
+// Removes /dev/shm/<name> and its semaphore set (when the set is this user's
+// and the right size); true if the file existed.
 bool remove_segment(const std::string& name);
 
 // Replaces the segment `name` with a new, empty one (a counter reset): refuses,
@@ -125,18 +125,25 @@ bool remove_segment(const std::string& name);
 // first. Throws SegmentError.
 void recreate_segment(const std::string& name, const Capacities& capacities, mode_t mode);
 
-// fcntl write lock on one byte of `fd`, without waiting. True when this process
-// now holds it; false when another live process does. Throws on other errors.
-bool try_lock_byte(int fd, std::uint64_t byte);
-void unlock_byte(int fd, std::uint64_t byte);
+// The ownership semaphores of layout.h ("Ownership"), numbered by
+// Geometry::slot_semaphore / record_semaphore.
+//
+// Claims semaphore `n` of `set` for this process without waiting: true when
+// this process now owns it, false when a live process (this one included)
+// does. Throws SegmentError on other errors (the set removed, say).
+bool try_claim(int set, std::uint32_t n);
+// Hands back a claim this process holds.
+void release_claim(int set, std::uint32_t n);
 
-// Who holds a write lock on `byte`, by F_GETLK. A process never sees its own
-// locks this way. pid is 0 when the holder is in another pid namespace.
-struct LockHolder {
+// Whether a live process owns semaphore `n`, and which: the pid of the last
+// operation on it, as this pid namespace sees it (0 when the owner is in
+// another one). `error` when the set cannot be read (it is then unknown).
+struct ClaimHolder {
   bool held = false;
   pid_t pid = 0;
+  bool error = false;
 };
-LockHolder lock_holder(int fd, std::uint64_t byte);
+ClaimHolder claim_holder(int set, std::uint32_t n);
 
 // What a wait for one of the segment's robust, process-shared mutexes gave.
 enum class LockResult {
