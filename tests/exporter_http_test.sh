@@ -5,9 +5,10 @@
 # whose segments do not exist yet, reads the chosen ports from its log and
 # checks over HTTP: the segment-down answers, one segment_down log line per
 # role however often it is scraped, the ops role coming up when a demo writer
-# starts (the judge role staying down), 404 on an unknown path, no
-# compression, noticing a removed and recreated segment, --help, an unknown
-# flag, and a clean stop on SIGTERM.
+# starts (the judge role staying down), which status each method and path
+# gets (404 on an unknown path whatever the method, 405 on /metrics, 413 and
+# a closed connection for a body), no compression, noticing a removed and
+# recreated segment, --help, an unknown flag, and a clean stop on SIGTERM.
 #
 # Prints "ok: ..." / "FAIL: ..." per check and a final "N passed, N failed";
 # exits 0 only when nothing failed.
@@ -17,6 +18,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/script_lib.sh"
 take_script_args "$@"
 PARSE=$HERE/parse_exposition.py
+CLIENT=$HERE/exporter_load_client.py
 CONTENT_TYPE='text/plain; version=0.0.4; charset=utf-8'
 ETAG=5bcdd633308d109fdad6fd5e6697406ea1182086da3c46b04633a63bbf2e2358
 WORKERS=3            # first ops writer
@@ -144,6 +146,35 @@ for role in ops judge; do
   http_request "nope-$role" "$port" /nope
   check "$role GET /nope answers 404 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 404 ]
 done
+
+# The rules the README states: any path but /metrics is 404 whatever the
+# method, another method than GET/HEAD on /metrics 405, a body 413 first.
+http_request nope-head "$OPS_PORT" /nope --head
+check "HEAD /nope answers 404 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 404 ]
+for method in POST PUT PATCH DELETE OPTIONS; do
+  http_request "nope-$method" "$OPS_PORT" /nope -X "$method"
+  check "$method /nope without a body answers 404 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 404 ]
+done
+http_request post-metrics "$OPS_PORT" /metrics -X POST
+check "POST /metrics without a body answers 405 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 405 ]
+check "POST /metrics without a body names GET, HEAD in its Allow header (got '$(header post-metrics Allow)')" \
+  [ "$(header post-metrics Allow)" = "GET, HEAD" ]
+for method in POST PUT PATCH; do
+  http_request "body-$method" "$OPS_PORT" /metrics -X "$method" --data 'x=1'
+  check "$method /metrics with a body answers 413 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 413 ]
+  check "$method /metrics with a body is answered Connection: close (got '$(header "body-$method" Connection)')" \
+    [ "$(header "body-$method" Connection)" = close ]
+done
+http_request body-nope "$OPS_PORT" /nope -X PUT --data 'x=1'
+check "PUT /nope with a body answers 413 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 413 ]
+# The server must close the connection itself, at once (its keep-alive
+# timeout is 5 s), without reading the body as a request of its own.
+if "$PYTHON" "$CLIENT" smuggle "$OPS_PORT" --method POST --timeout 2 >"$WORK/smuggle.out" 2>"$WORK/smuggle.err" &&
+  grep -q 'first="HTTP/1.1 413 ' "$WORK/smuggle.out"; then
+  pass "POST /metrics with a body: one 413 answer, then the server closes the connection"
+else
+  fail "POST /metrics with a body: want one 413 answer and the connection closed, got: $(cat "$WORK/smuggle.out" "$WORK/smuggle.err")"
+fi
 
 # -------------------------------------------------------------- no compression
 http_request gzip "$OPS_PORT" /metrics -H 'Accept-Encoding: gzip, br'

@@ -186,7 +186,10 @@ void MetricsServer::route_metrics(std::shared_ptr<RoleSource> source) {
   });
 }
 
-// Runs before routing, after the head is read and before any body is.
+// Runs before routing, after the head is read and before any body is. The
+// rules, first match wins: a head over max_request_bytes gets 431; a body 413
+// (no route takes one); a path other than /metrics 404; a method other than
+// GET or HEAD 405.
 httplib::Server::HandlerResponse MetricsServer::refuse_abuse(const httplib::Request& req,
                                                              httplib::Response& res) const {
   t_close_after_answer = false;  // never left over from a request whose answer failed
@@ -194,13 +197,14 @@ httplib::Server::HandlerResponse MetricsServer::refuse_abuse(const httplib::Requ
   if (head_size(req) > options_.max_request_bytes)
     return refuse(res, 431, "request head larger than " + std::to_string(options_.max_request_bytes) + " bytes",
                   body);
-  if (req.path == "/metrics" && req.method != "GET" && req.method != "HEAD") {
-    res.set_header("Allow", "GET, HEAD");
-    return refuse(res, 405, "method " + req.method + " not allowed on /metrics: use GET or HEAD", body);
-  }
-  // No route takes a body. Refused unread, a body costs nothing; the library
-  // would read one into memory, or hold the thread to skip a too long one.
+  // Refused unread, a body costs nothing; the library would read one into
+  // memory, or hold the thread to skip a too long one.
   if (body) return refuse(res, 413, "request bodies are not accepted", true);
+  if (req.path != "/metrics") return refuse(res, 404, "not found: only /metrics is served", false);
+  if (req.method != "GET" && req.method != "HEAD") {
+    res.set_header("Allow", "GET, HEAD");
+    return refuse(res, 405, "method " + req.method + " not allowed on /metrics: use GET or HEAD", false);
+  }
   return HandlerResponse::Unhandled;
 }
 

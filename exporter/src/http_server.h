@@ -33,11 +33,14 @@ struct ServerOptions {
 
 // A server answering GET and HEAD /metrics with `source`'s exposition, sent
 // through a fixed-length content provider so the library never compresses it
-// (its brotli is slow enough to stall a scrape). On /metrics other methods get
-// 405 with `Allow: GET, HEAD`; on any path a request body gets 413 (no route
-// takes one) and a head larger than max_request_bytes 431. A refused request
+// (its brotli is slow enough to stall a scrape). Every other request is
+// refused before its body is read, by the first rule that matches: a head
+// larger than max_request_bytes gets 431; a request body 413 (no route takes
+// one); a path other than /metrics 404, whatever the method; a method other
+// than GET or HEAD on /metrics 405 with `Allow: GET, HEAD`. A refused request
 // whose body was not read has its connection closed after the answer, so the
-// body is never parsed as a request. Not yet bound or listening.
+// body is never parsed as a request. Methods the library does not know get
+// 400 from it before these rules. Not yet bound or listening.
 class MetricsServer : public httplib::Server {
  public:
   MetricsServer(std::shared_ptr<RoleSource> source, const ServerOptions& options);

@@ -84,9 +84,13 @@ HTTP limits, per role listener:
                           line over 8 KiB gets 400 from cpp-httplib first)
   --help                  print this help and exit
 
-Only GET and HEAD /metrics are served: other methods on /metrics get 405, any
-request body gets 413 and its connection is closed, unknown paths get 404 and
-methods cpp-httplib does not know get 400. The listen backlog is 128.
+Only GET and HEAD /metrics are served. Other requests get, by the first rule
+that matches: 431 for a head over --max-request-bytes; 413 for a request with
+a body (Content-Length above 0 or Transfer-Encoding), whose connection is then
+closed; 404 for any path but /metrics, whatever the method; 405 with
+"Allow: GET, HEAD" for another method on /metrics. Methods cpp-httplib does not
+know (all but GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, CONNECT, TRACE and
+PRI) get 400 from it first. The listen backlog is 128.
 
 Logs one key=value line per event on stderr. SIGTERM and SIGINT stop it.
 A missing or invalid segment leaves its role answering 200 with
