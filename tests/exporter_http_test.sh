@@ -8,7 +8,8 @@
 # starts (the judge role staying down), which status each method and path
 # gets (404 on an unknown path whatever the method, 405 on /metrics, 413 and
 # a closed connection for a body), no compression, noticing a removed and
-# recreated segment, --help, an unknown flag, and a clean stop on SIGTERM.
+# recreated segment, --help, --version, --flag=VALUE, an unknown flag, and a
+# clean stop on SIGTERM.
 #
 # Prints "ok: ..." / "FAIL: ..." per check and a final "N passed, N failed";
 # exits 0 only when nothing failed.
@@ -89,6 +90,47 @@ rc=0
 "$EXPORTER" --no-such-flag >"$WORK/badflag.out" 2>"$WORK/badflag.err" || rc=$?
 check "an unknown flag exits 2 (got $rc)" [ "$rc" -eq 2 ]
 check "an unknown flag is named in a message on stderr" grep -q -e '--no-such-flag' "$WORK/badflag.err"
+
+# ------------------------------------------------------------------ --version
+# The versions it must print, from where they are defined.
+project_version=$(sed -n "s/^  version : '\([^']*\)',\$/\1/p" "$HERE/../meson.build" | head -n 1)
+layout_version=$(sed -n 's/.*kLayoutVersion = \([0-9]*\);.*/\1/p' "$HERE/../shm/include/shmetrics/shm/layout.h")
+[ -n "$project_version" ] && [ -n "$layout_version" ] ||
+  die "cannot read the project version from meson.build ('$project_version') or kLayoutVersion from layout.h ('$layout_version')"
+want_version="shmetrics-exporter $project_version (segment layout $layout_version)"
+rc=0
+"$EXPORTER" --version >"$WORK/version.out" 2>"$WORK/version.err" || rc=$?
+check "--version exits 0 (got $rc)" [ "$rc" -eq 0 ]
+check "--version prints exactly '$want_version' (got '$(cat "$WORK/version.out")')" \
+  [ "$(cat "$WORK/version.out")" = "$want_version" ]
+check "--help mentions --version" grep -qe --version "$WORK/help.out"
+
+# ------------------------------------------------------------- --flag=VALUE
+# usage_error_of NAME ARGS...: runs the exporter with ARGS, which must be
+# refused: exit status 2, the message in $WORK/NAME.err. Should ARGS be
+# accepted, it listens on free ports only and is stopped.
+usage_error_of() {
+  local name=$1 rc=0
+  shift
+  timeout "$STOP_SECONDS" "$EXPORTER" --instance "$INSTANCE" --ops-listen 127.0.0.1:0 \
+    --judge-listen 127.0.0.1:0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || rc=$?
+  [ "$rc" -eq 2 ] && [ -s "$WORK/$name.err" ]
+}
+same_message() { [ -s "$WORK/$1.err" ] && cmp -s "$WORK/$1.err" "$WORK/$2.err"; }
+
+check "--threads=0 is refused with exit 2" usage_error_of threads-eq --threads=0
+usage_error_of threads-sp --threads 0 || true
+check "--threads=0 gets the same message as --threads 0 ($(head -n 1 "$WORK/threads-eq.err"))" \
+  same_message threads-eq threads-sp
+check "--threads= (empty) is refused with exit 2" usage_error_of threads-empty-eq --threads=
+usage_error_of threads-empty-sp --threads '' || true
+check "--threads= gets the same message as --threads '' ($(head -n 1 "$WORK/threads-empty-eq.err"))" \
+  same_message threads-empty-eq threads-empty-sp
+check "--threads= says the value is empty" grep -q -e '--threads has an empty value' "$WORK/threads-empty-eq.err"
+check "--accept-foreign-owner=yes is refused with exit 2" usage_error_of bool-eq --accept-foreign-owner=yes
+check "--accept-foreign-owner=yes is told that the flag takes no value ($(head -n 1 "$WORK/bool-eq.err"))" \
+  grep -q -e '--accept-foreign-owner takes no value' "$WORK/bool-eq.err"
+check "--help=x is refused with exit 2 rather than printing the help" usage_error_of help-eq --help=x
 
 # ------------------------------------------------------------ start exporter
 start_exporter exporter

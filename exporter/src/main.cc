@@ -4,6 +4,7 @@
 #include "role_source.h"
 #include "sigbus_guard.h"
 
+#include <shmetrics/shm/layout.h>
 #include <shmetrics/shm/segment_file.h>
 
 #include <httplib.h>
@@ -16,6 +17,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -83,6 +85,10 @@ HTTP limits, per role listener:
                           (default 4096); larger heads get 431 (a single header
                           line over 8 KiB gets 400 from cpp-httplib first)
   --help                  print this help and exit
+  --version               print the version and the segment layout version
+                          it reads, and exit
+
+A flag's value may also be given as --flag=VALUE; no value may be empty.
 
 Only GET and HEAD /metrics are served. Other requests get, by the first rule
 that matches: 431 for a head over --max-request-bytes; 413 for a request with
@@ -150,14 +156,34 @@ void parse_server_flag(std::string_view flag, const std::string& value, ServerOp
 
 Options parse_options(int argc, char** argv) {
   Options o;
+  std::string a;                            // the flag, without any "=VALUE"
+  std::optional<std::string> inline_value;  // VALUE of --flag=VALUE
   auto value_of = [&](int& i) -> std::string {
-    if (i + 1 >= argc) usage_error(std::string(argv[i]) + " needs a value");
-    return argv[++i];
+    std::string value;
+    if (inline_value) value = *inline_value;
+    else if (i + 1 < argc) value = argv[++i];
+    else usage_error(a + " needs a value: expected " + a + " VALUE or " + a + "=VALUE");
+    if (value.empty()) usage_error(a + " has an empty value: expected a non-empty one");
+    return value;
+  };
+  auto no_value = [&] {
+    if (inline_value) usage_error(a + " takes no value: expected " + a + ", got " + a + "=" + *inline_value);
   };
   for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
+    a = argv[i];
+    inline_value.reset();
+    if (std::size_t equals = a.find('='); a.starts_with("--") && equals != std::string::npos) {
+      inline_value = a.substr(equals + 1);
+      a.resize(equals);
+    }
     if (a == "--help" || a == "-h") {
+      no_value();
       print_help();
+      std::exit(0);
+    } else if (a == "--version") {
+      no_value();
+      std::cout << "shmetrics-exporter " << SHMETRICS_VERSION << " (segment layout "
+                << shmetrics::shm::kLayoutVersion << ")\n";
       std::exit(0);
     } else if (a == "--instance") {
       o.instance = value_of(i);
@@ -172,6 +198,7 @@ Options parse_options(int argc, char** argv) {
     } else if (a == "--once") {
       o.once_segment = value_of(i);
     } else if (a == "--accept-foreign-owner") {
+      no_value();
       o.accept_foreign_owner = true;
     } else if (is_server_flag(a)) {
       parse_server_flag(a, value_of(i), o.server);
