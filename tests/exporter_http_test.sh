@@ -8,11 +8,13 @@
 # starts (the judge role staying down), which status each method and path
 # gets (404 on an unknown path whatever the method, 405 on /metrics, 413 and
 # a closed connection for a body), no compression, noticing a removed and
-# recreated segment, --help, --version, --flag=VALUE, an unknown flag, and a
-# clean stop on SIGTERM.
+# recreated segment, --help, --version, --flag=VALUE, an unknown flag, a
+# listener on [::1]:0, a port in use named in the error, and a clean stop on
+# SIGTERM.
 #
-# Prints "ok: ..." / "FAIL: ..." per check and a final "N passed, N failed";
-# exits 0 only when nothing failed.
+# Prints "ok: ..." / "FAIL: ..." / "SKIP: ..." per check and a final
+# "N passed, N failed[, N skipped]"; exits 0 only when nothing failed. The
+# [::1] check is skipped, and says so, where ::1 cannot be bound.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=script_lib.sh
@@ -131,6 +133,9 @@ check "--accept-foreign-owner=yes is refused with exit 2" usage_error_of bool-eq
 check "--accept-foreign-owner=yes is told that the flag takes no value ($(head -n 1 "$WORK/bool-eq.err"))" \
   grep -q -e '--accept-foreign-owner takes no value' "$WORK/bool-eq.err"
 check "--help=x is refused with exit 2 rather than printing the help" usage_error_of help-eq --help=x
+check "--ops-listen ::1:0 (unbracketed IPv6) is refused with exit 2" usage_error_of ipv6-bare --ops-listen ::1:0
+check "--ops-listen ::1:0 is told to bracket the address ($(head -n 1 "$WORK/ipv6-bare.err"))" \
+  grep -q 'IPv6 address goes in brackets, as in \[::1\]:' "$WORK/ipv6-bare.err"
 
 # ------------------------------------------------------------ start exporter
 start_exporter exporter
@@ -217,6 +222,60 @@ if "$PYTHON" "$CLIENT" smuggle "$OPS_PORT" --method POST --timeout 2 >"$WORK/smu
 else
   fail "POST /metrics with a body: want one 413 answer and the connection closed, got: $(cat "$WORK/smuggle.out" "$WORK/smuggle.err")"
 fi
+
+# ------------------------------------- a second exporter: [::1], --flag=VALUE
+# Its ops role on [::1]:0 where ::1 can be bound, and every flag as
+# --flag=VALUE; its judge role on 127.0.0.1:0.
+ipv6_loopback() {
+  "$PYTHON" -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>"$WORK/ipv6.err"
+}
+if ipv6_loopback; then
+  second_ops=[::1]:0
+else
+  skip "the ops listener on [::1]:0: ::1 cannot be bound on this machine ($(tail -n 1 "$WORK/ipv6.err")); the second exporter uses 127.0.0.1:0"
+  second_ops=127.0.0.1:0
+fi
+start_bg second "$EXPORTER" "--instance=$INSTANCE" "--ops-listen=$second_ops" --judge-listen=127.0.0.1:0 \
+  --threads=2 --keep-alive-max=3
+SECOND_PID=$BG_PID
+second_ops_address() {
+  { grep -o 'event=listening role=ops address=[^ ]*:[1-9][0-9]*' "$WORK/second.err" || true; } |
+    head -n 1 | sed 's/.*address=//'
+}
+if poll_until "$POLL_SECONDS" test -n "$(second_ops_address)"; then
+  address=$(second_ops_address)
+  pass "an exporter given every flag as --flag=VALUE, ops on $second_ops, logged its listener ($address)"
+  if [ "$second_ops" = '[::1]:0' ]; then
+    check "the ops listener of $second_ops is logged on [::1] (got $address)" grep -q '^\[::1\]:' <<<"$address"
+  fi
+  status=$(curl -sS -g --max-time "$REQUEST_SECONDS" -o "$WORK/second.body" -D "$WORK/second.headers" \
+    -w '%{http_code}' "http://$address/metrics" 2>"$WORK/curl.err") || true
+  check "ops /metrics on $address answers 200 (got ${status:-000})" [ "${status:-000}" = 200 ]
+  check "ops /metrics on $address shows the ops role's segment up" \
+    grep -q '^shmetrics_segment_up{role="ops"} 1$' "$WORK/second.body"
+  ka=$(header second Keep-Alive)
+  check "--keep-alive-max=3 is in force on $address (Keep-Alive '$ka')" grep -q 'max=3' <<<"$ka"
+else
+  fail "an exporter given every flag as --flag=VALUE, ops on $second_ops, did not log its listener within ${POLL_SECONDS}s: $(tail -n 3 "$WORK/second.err")"
+fi
+stop_process "$SECOND_PID" "$STOP_SECONDS"
+check "the second exporter exits 0 on SIGTERM (got $STOP_RC)" [ "$STOP_RC" = 0 ]
+
+# ------------------------------------------------------------ port in use
+# A third exporter on the ops port of the first must fail, naming the address
+# and the system's reason, not share the port.
+start_bg in-use "$EXPORTER" --instance "$INSTANCE" --ops-listen "127.0.0.1:$OPS_PORT" --judge-listen 127.0.0.1:0
+IN_USE_PID=$BG_PID
+if poll_until "$STOP_SECONDS" process_gone "$IN_USE_PID"; then
+  pass "an exporter on the ops port in use (127.0.0.1:$OPS_PORT) exits"
+else
+  fail "an exporter on the ops port in use (127.0.0.1:$OPS_PORT) still runs after ${STOP_SECONDS}s"
+fi
+stop_process "$IN_USE_PID" "$STOP_SECONDS"
+check "an exporter on a port in use exits 1 (got $STOP_RC)" [ "$STOP_RC" = 1 ]
+check "an exporter on a port in use logs 'cannot listen on 127.0.0.1:$OPS_PORT: Address already in use' ($(tail -n 1 "$WORK/in-use.err"))" \
+  grep -q "event=listen_failed role=ops .*reason=\"cannot listen on 127\.0\.0\.1:$OPS_PORT: Address already in use\"" \
+  "$WORK/in-use.err"
 
 # -------------------------------------------------------------- no compression
 http_request gzip "$OPS_PORT" /metrics -H 'Accept-Encoding: gzip, br'

@@ -28,7 +28,7 @@ struct ServerOptions {
   // The largest request head (request line and headers); also the library's
   // body limit, though every body is refused before the library reads it.
   std::size_t max_request_bytes = 4096;
-  int listen_backlog = 128;  // the library listens with 5
+  int listen_backlog = 128;  // the library would listen with 5
 };
 
 // A server answering GET and HEAD /metrics with `source`'s exposition, sent
@@ -45,9 +45,15 @@ class MetricsServer : public httplib::Server {
  public:
   MetricsServer(std::shared_ptr<RoleSource> source, const ServerOptions& options);
 
-  // Binds HOST:PORT (port 0: a free port) and raises the listen backlog to
-  // options.listen_backlog. Returns the port, or -1 with `error` set.
+  // Listens on HOST:PORT (port 0: a free port) with options.listen_backlog.
+  // HOST is an IPv4 or IPv6 address without brackets, or a name (the first of
+  // its addresses that can be bound). Returns the port, or -1 with `error`
+  // saying which address failed and the system's reason, e.g. "cannot listen
+  // on 127.0.0.1:8081: Address already in use".
   int bind_listener(const std::string& host, int port, std::string& error);
+
+  // The bound address as HOST:PORT, numeric, an IPv6 host in brackets.
+  const std::string& address() const { return address_; }
 
   // After stop(): shuts down every connection still open on this listener,
   // so its threads see end of file instead of waiting on a client that sends
@@ -61,7 +67,8 @@ class MetricsServer : public httplib::Server {
   HandlerResponse refuse_abuse(const httplib::Request& req, httplib::Response& res) const;
 
   ServerOptions options_;
-  int port_ = 0;  // the bound port, once bind_listener succeeded
+  int port_ = 0;         // the bound port, once bind_listener succeeded
+  std::string address_;  // and its address
 };
 
 std::unique_ptr<MetricsServer> make_metrics_server(std::shared_ptr<RoleSource> source,

@@ -55,7 +55,10 @@ format, each role on its own listener: GET /metrics.
                           /dev/shm/shmetrics.NAME.ops and shmetrics.NAME.judge
                           (default: default)
   --ops-listen HOST:PORT  listener of the Ops role (default: 127.0.0.1:8081);
-                          port 0 picks a free port, logged as event=listening
+                          HOST is an IPv4 address, an IPv6 address in
+                          brackets ([::1]:8081) or a name (the first of its
+                          addresses that can be bound); port 0 picks a free
+                          port, logged as event=listening
   --judge-listen HOST:PORT
                           listener of the Judge role (default: 127.0.0.1:8082)
   --ops-segment NAME      segment of the Ops role (default: shmetrics.INSTANCE.ops)
@@ -109,17 +112,32 @@ shmetrics_segment_up{role="..."} 0; the other role is unaffected.
   std::exit(2);
 }
 
+// HOST:PORT or [IPV6]:PORT into r.host and r.port.
 void parse_listen(RoleConfig& r) {
-  auto colon = r.listen.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == r.listen.size())
-    usage_error("--" + r.role + "-listen \"" + r.listen + "\" is invalid: expected HOST:PORT, e.g. 127.0.0.1:8081");
-  r.host = r.listen.substr(0, colon);
-  std::string port = r.listen.substr(colon + 1);
-  char* end = nullptr;
-  long value = std::strtol(port.c_str(), &end, 10);
-  if (*end != '\0' || value < 0 || value > 65535)
-    usage_error("--" + r.role + "-listen port \"" + port + "\" is invalid: expected 0-65535");
-  r.port = static_cast<int>(value);
+  const std::string flag = "--" + r.role + "-listen";
+  const std::string& listen = r.listen;
+  const std::string expected = "expected HOST:PORT, e.g. 127.0.0.1:8081, or [IPV6]:PORT, e.g. [::1]:8081";
+  std::size_t colon = std::string::npos;  // the one before the port
+  if (listen.starts_with('[')) {
+    std::size_t close = listen.find(']');
+    if (close == std::string::npos || close == 1 || close + 1 == listen.size() || listen[close + 1] != ':')
+      usage_error(flag + " \"" + listen + "\" is invalid: " + expected);
+    r.host = listen.substr(1, close - 1);
+    colon = close + 1;
+  } else {
+    colon = listen.rfind(':');
+    if (colon == std::string::npos || colon == 0)
+      usage_error(flag + " \"" + listen + "\" is invalid: " + expected);
+    r.host = listen.substr(0, colon);
+    if (r.host.find(':') != std::string::npos)
+      usage_error(flag + " \"" + listen + "\" is invalid: an IPv6 address goes in brackets, " +
+                  "as in [::1]:8081");
+  }
+  std::string port = listen.substr(colon + 1);
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(port) > 65535)
+    usage_error(flag + " port \"" + port + "\" is invalid: expected 0-65535");
+  r.port = std::stoi(port);
 }
 
 // The integer value of `flag`, which must lie in [lo, hi].
@@ -256,8 +274,7 @@ int main(int argc, char** argv) {
       log_event("error", "listen_failed", {{"role", r.role}, {"address", r.listen}, {"reason", error}});
       return 1;
     }
-    log_event("info", "listening", {{"role", r.role}, {"address", r.host + ":" + std::to_string(port)},
-              {"segment", r.segment}});
+    log_event("info", "listening", {{"role", r.role}, {"address", server->address()}, {"segment", r.segment}});
     servers.push_back(std::move(server));
   }
   std::vector<std::thread> threads;
