@@ -9,8 +9,8 @@
 # gets (404 on an unknown path whatever the method, 405 on /metrics, 413 and
 # a closed connection for a body), no compression, noticing a removed and
 # recreated segment, --help, --version, --flag=VALUE, an unknown flag, a
-# listener on [::1]:0, a port in use named in the error, and a clean stop on
-# SIGTERM.
+# listener on [::1]:0, a port in use named in the error, SIGHUP logged and
+# ignored, and a clean stop on SIGTERM.
 #
 # Prints "ok: ..." / "FAIL: ..." / "SKIP: ..." per check and a final
 # "N passed, N failed[, N skipped]"; exits 0 only when nothing failed. The
@@ -320,6 +320,19 @@ check "judge /metrics still down after the ops segment was recreated" \
 
 stop_process "$WRITER_PID" "$STOP_SECONDS"
 check "second ops writer exits 0 on SIGTERM (got $STOP_RC)" [ "$STOP_RC" = 0 ]
+
+# -------------------------------------------------------------------- SIGHUP
+# Logged and ignored: there is nothing to reload.
+kill -HUP "$EXPORTER_PID"
+if poll_until "$POLL_SECONDS" grep -q 'event=sighup ' "$EXPORTER_LOG"; then
+  pass "exporter logged event=sighup on SIGHUP"
+else
+  fail "exporter did not log event=sighup within ${POLL_SECONDS}s of SIGHUP"
+fi
+check "exporter still running after SIGHUP" alive "$EXPORTER_PID"
+http_request after-hup "$OPS_PORT" /metrics
+check "ops /metrics answers 200 after SIGHUP (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 200 ]
+check "exporter logged one line for one SIGHUP (got $(count_log 'event=sighup '))" [ "$(count_log 'event=sighup ')" -eq 1 ]
 
 # ------------------------------------------------------------------- SIGTERM
 check "exporter still running before SIGTERM" alive "$EXPORTER_PID"

@@ -102,6 +102,8 @@ know (all but GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, CONNECT, TRACE and
 PRI) get 400 from it first. The listen backlog is 128.
 
 Logs one key=value line per event on stderr. SIGTERM and SIGINT stop it.
+SIGHUP is logged (event=sighup) and otherwise ignored: there is nothing to
+reload, as every scrape checks its segment and reopens one created anew.
 A missing or invalid segment leaves its role answering 200 with
 shmetrics_segment_up{role="..."} 0; the other role is unaffected.
 )";
@@ -257,11 +259,12 @@ int main(int argc, char** argv) {
     return run_once(options.once_segment, options.accept_foreign_owner);
 
   // Signals go to the waiting main thread only: block them before any thread.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   std::vector<std::unique_ptr<shmetrics::exporter::MetricsServer>> servers;
   for (const RoleConfig& r : options.roles) {
@@ -281,7 +284,11 @@ int main(int argc, char** argv) {
   for (auto& server : servers) threads.emplace_back([s = server.get()] { s->listen_after_bind(); });
 
   int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  // SIGHUP, which would end the process, reloads nothing: every scrape checks
+  // its segment and reopens one created anew.
+  while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP)
+    log_event("info", "sighup",
+              {{"action", "ignored"}, {"reason", "nothing to reload: every scrape rechecks its segment"}});
   log_event("info", "stopping", {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
   for (auto& server : servers) server->stop();
   for (auto& server : servers) server->disconnect_clients();
