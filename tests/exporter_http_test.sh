@@ -97,8 +97,9 @@ check "an unknown flag is named in a message on stderr" grep -q -e '--no-such-fl
 # The versions it must print, from where they are defined.
 project_version=$(sed -n "s/^  version : '\([^']*\)',\$/\1/p" "$HERE/../meson.build" | head -n 1)
 layout_version=$(sed -n 's/.*kLayoutVersion = \([0-9]*\);.*/\1/p' "$HERE/../shm/include/shmetrics/shm/layout.h")
-[ -n "$project_version" ] && [ -n "$layout_version" ] ||
+if [ -z "$project_version" ] || [ -z "$layout_version" ]; then
   die "cannot read the project version from meson.build ('$project_version') or kLayoutVersion from layout.h ('$layout_version')"
+fi
 want_version="shmetrics-exporter $project_version (segment layout $layout_version)"
 rc=0
 "$EXPORTER" --version >"$WORK/version.out" 2>"$WORK/version.err" || rc=$?
@@ -230,7 +231,7 @@ ipv6_loopback() {
   "$PYTHON" -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>"$WORK/ipv6.err"
 }
 if ipv6_loopback; then
-  second_ops=[::1]:0
+  second_ops='[::1]:0'
 else
   skip "the ops listener on [::1]:0: ::1 cannot be bound on this machine ($(tail -n 1 "$WORK/ipv6.err")); the second exporter uses 127.0.0.1:0"
   second_ops=127.0.0.1:0
