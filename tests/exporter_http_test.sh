@@ -5,18 +5,23 @@
 # whose segments do not exist yet, reads the chosen ports from its log and
 # checks over HTTP: the segment-down answers, one segment_down log line per
 # role however often it is scraped, the ops role coming up when a demo writer
-# starts (the judge role staying down), 404 on an unknown path, no
-# compression, noticing a removed and recreated segment, --help, an unknown
-# flag, and a clean stop on SIGTERM.
+# starts (the judge role staying down), which status each method and path
+# gets (404 on an unknown path whatever the method, 405 on /metrics, 413 and
+# a closed connection for a body), no compression, noticing a removed and
+# recreated segment, --help, --version, --flag=VALUE, an unknown flag, a
+# listener on [::1]:0, a port in use named in the error, SIGHUP logged and
+# ignored, and a clean stop on SIGTERM.
 #
-# Prints "ok: ..." / "FAIL: ..." per check and a final "N passed, N failed";
-# exits 0 only when nothing failed.
+# Prints "ok: ..." / "FAIL: ..." / "SKIP: ..." per check and a final
+# "N passed, N failed[, N skipped]"; exits 0 only when nothing failed. The
+# [::1] check is skipped, and says so, where ::1 cannot be bound.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=script_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/script_lib.sh"
 take_script_args "$@"
 PARSE=$HERE/parse_exposition.py
+CLIENT=$HERE/exporter_load_client.py
 CONTENT_TYPE='text/plain; version=0.0.4; charset=utf-8'
 ETAG=5bcdd633308d109fdad6fd5e6697406ea1182086da3c46b04633a63bbf2e2358
 WORKERS=3            # first ops writer
@@ -88,6 +93,51 @@ rc=0
 check "an unknown flag exits 2 (got $rc)" [ "$rc" -eq 2 ]
 check "an unknown flag is named in a message on stderr" grep -q -e '--no-such-flag' "$WORK/badflag.err"
 
+# ------------------------------------------------------------------ --version
+# The versions it must print, from where they are defined.
+project_version=$(sed -n "s/^  version : '\([^']*\)',\$/\1/p" "$HERE/../meson.build" | head -n 1)
+layout_version=$(sed -n 's/.*kLayoutVersion = \([0-9]*\);.*/\1/p' "$HERE/../shm/include/shmetrics/shm/layout.h")
+if [ -z "$project_version" ] || [ -z "$layout_version" ]; then
+  die "cannot read the project version from meson.build ('$project_version') or kLayoutVersion from layout.h ('$layout_version')"
+fi
+want_version="shmetrics-exporter $project_version (segment layout $layout_version)"
+rc=0
+"$EXPORTER" --version >"$WORK/version.out" 2>"$WORK/version.err" || rc=$?
+check "--version exits 0 (got $rc)" [ "$rc" -eq 0 ]
+check "--version prints exactly '$want_version' (got '$(cat "$WORK/version.out")')" \
+  [ "$(cat "$WORK/version.out")" = "$want_version" ]
+check "--help mentions --version" grep -qe --version "$WORK/help.out"
+
+# ------------------------------------------------------------- --flag=VALUE
+# usage_error_of NAME ARGS...: runs the exporter with ARGS, which must be
+# refused: exit status 2, the message in $WORK/NAME.err. Should ARGS be
+# accepted, it listens on free ports only and is stopped.
+usage_error_of() {
+  local name=$1 rc=0
+  shift
+  timeout "$STOP_SECONDS" "$EXPORTER" --instance "$INSTANCE" --ops-listen 127.0.0.1:0 \
+    --judge-listen 127.0.0.1:0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || rc=$?
+  [ "$rc" -eq 2 ] && [ -s "$WORK/$name.err" ]
+}
+same_message() { [ -s "$WORK/$1.err" ] && cmp -s "$WORK/$1.err" "$WORK/$2.err"; }
+
+check "--threads=0 is refused with exit 2" usage_error_of threads-eq --threads=0
+usage_error_of threads-sp --threads 0 || true
+check "--threads=0 gets the same message as --threads 0 ($(head -n 1 "$WORK/threads-eq.err"))" \
+  same_message threads-eq threads-sp
+check "--threads= (empty) is refused with exit 2" usage_error_of threads-empty-eq --threads=
+usage_error_of threads-empty-sp --threads '' || true
+check "--threads= gets the same message as --threads '' ($(head -n 1 "$WORK/threads-empty-eq.err"))" \
+  same_message threads-empty-eq threads-empty-sp
+check "--threads= says the value is empty" grep -q -e '--threads has an empty value' "$WORK/threads-empty-eq.err"
+check "--accept-foreign-owner=yes is refused with exit 2" usage_error_of bool-eq --accept-foreign-owner=yes
+check "--accept-foreign-owner=yes is told that the flag takes no value ($(head -n 1 "$WORK/bool-eq.err"))" \
+  grep -q -e '--accept-foreign-owner takes no value' "$WORK/bool-eq.err"
+check "--help=x is refused with exit 2 rather than printing the help" usage_error_of help-eq --help=x
+check "--ops-listen ::1:0 (unbracketed IPv6) is refused with exit 2" usage_error_of ipv6-bare --ops-listen ::1:0
+check "--ops-listen ::1:0 is told to bracket the address ($(head -n 1 "$WORK/ipv6-bare.err"))" \
+  grep -q 'IPv6 address goes in brackets, as in \[::1\]:' "$WORK/ipv6-bare.err"
+
 # ------------------------------------------------------------ start exporter
 start_exporter exporter
 check "exporter logged a distinct listening port per role on 127.0.0.1 (ops $OPS_PORT, judge $JUDGE_PORT)" \
@@ -145,6 +195,89 @@ for role in ops judge; do
   check "$role GET /nope answers 404 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 404 ]
 done
 
+# The rules the README states: any path but /metrics is 404 whatever the
+# method, another method than GET/HEAD on /metrics 405, a body 413 first.
+http_request nope-head "$OPS_PORT" /nope --head
+check "HEAD /nope answers 404 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 404 ]
+for method in POST PUT PATCH DELETE OPTIONS; do
+  http_request "nope-$method" "$OPS_PORT" /nope -X "$method"
+  check "$method /nope without a body answers 404 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 404 ]
+done
+http_request post-metrics "$OPS_PORT" /metrics -X POST
+check "POST /metrics without a body answers 405 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 405 ]
+check "POST /metrics without a body names GET, HEAD in its Allow header (got '$(header post-metrics Allow)')" \
+  [ "$(header post-metrics Allow)" = "GET, HEAD" ]
+for method in POST PUT PATCH; do
+  http_request "body-$method" "$OPS_PORT" /metrics -X "$method" --data 'x=1'
+  check "$method /metrics with a body answers 413 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 413 ]
+  check "$method /metrics with a body is answered Connection: close (got '$(header "body-$method" Connection)')" \
+    [ "$(header "body-$method" Connection)" = close ]
+done
+http_request body-nope "$OPS_PORT" /nope -X PUT --data 'x=1'
+check "PUT /nope with a body answers 413 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 413 ]
+# The server must close the connection itself, at once (its keep-alive
+# timeout is 5 s), without reading the body as a request of its own.
+if "$PYTHON" "$CLIENT" smuggle "$OPS_PORT" --method POST --timeout 2 >"$WORK/smuggle.out" 2>"$WORK/smuggle.err" &&
+  grep -q 'first="HTTP/1.1 413 ' "$WORK/smuggle.out"; then
+  pass "POST /metrics with a body: one 413 answer, then the server closes the connection"
+else
+  fail "POST /metrics with a body: want one 413 answer and the connection closed, got: $(cat "$WORK/smuggle.out" "$WORK/smuggle.err")"
+fi
+
+# ------------------------------------- a second exporter: [::1], --flag=VALUE
+# Its ops role on [::1]:0 where ::1 can be bound, and every flag as
+# --flag=VALUE; its judge role on 127.0.0.1:0.
+ipv6_loopback() {
+  "$PYTHON" -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>"$WORK/ipv6.err"
+}
+if ipv6_loopback; then
+  second_ops='[::1]:0'
+else
+  skip "the ops listener on [::1]:0: ::1 cannot be bound on this machine ($(tail -n 1 "$WORK/ipv6.err")); the second exporter uses 127.0.0.1:0"
+  second_ops=127.0.0.1:0
+fi
+start_bg second "$EXPORTER" "--instance=$INSTANCE" "--ops-listen=$second_ops" --judge-listen=127.0.0.1:0 \
+  --threads=2 --keep-alive-max=3
+SECOND_PID=$BG_PID
+second_ops_address() {
+  { grep -o 'event=listening role=ops address=[^ ]*:[1-9][0-9]*' "$WORK/second.err" || true; } |
+    head -n 1 | sed 's/.*address=//'
+}
+if poll_until "$POLL_SECONDS" test -n "$(second_ops_address)"; then
+  address=$(second_ops_address)
+  pass "an exporter given every flag as --flag=VALUE, ops on $second_ops, logged its listener ($address)"
+  if [ "$second_ops" = '[::1]:0' ]; then
+    check "the ops listener of $second_ops is logged on [::1] (got $address)" grep -q '^\[::1\]:' <<<"$address"
+  fi
+  status=$(curl -sS -g --max-time "$REQUEST_SECONDS" -o "$WORK/second.body" -D "$WORK/second.headers" \
+    -w '%{http_code}' "http://$address/metrics" 2>"$WORK/curl.err") || true
+  check "ops /metrics on $address answers 200 (got ${status:-000})" [ "${status:-000}" = 200 ]
+  check "ops /metrics on $address shows the ops role's segment up" \
+    grep -q '^shmetrics_segment_up{role="ops"} 1$' "$WORK/second.body"
+  ka=$(header second Keep-Alive)
+  check "--keep-alive-max=3 is in force on $address (Keep-Alive '$ka')" grep -q 'max=3' <<<"$ka"
+else
+  fail "an exporter given every flag as --flag=VALUE, ops on $second_ops, did not log its listener within ${POLL_SECONDS}s: $(tail -n 3 "$WORK/second.err")"
+fi
+stop_process "$SECOND_PID" "$STOP_SECONDS"
+check "the second exporter exits 0 on SIGTERM (got $STOP_RC)" [ "$STOP_RC" = 0 ]
+
+# ------------------------------------------------------------ port in use
+# A third exporter on the ops port of the first must fail, naming the address
+# and the system's reason, not share the port.
+start_bg in-use "$EXPORTER" --instance "$INSTANCE" --ops-listen "127.0.0.1:$OPS_PORT" --judge-listen 127.0.0.1:0
+IN_USE_PID=$BG_PID
+if poll_until "$STOP_SECONDS" process_gone "$IN_USE_PID"; then
+  pass "an exporter on the ops port in use (127.0.0.1:$OPS_PORT) exits"
+else
+  fail "an exporter on the ops port in use (127.0.0.1:$OPS_PORT) still runs after ${STOP_SECONDS}s"
+fi
+stop_process "$IN_USE_PID" "$STOP_SECONDS"
+check "an exporter on a port in use exits 1 (got $STOP_RC)" [ "$STOP_RC" = 1 ]
+check "an exporter on a port in use logs 'cannot listen on 127.0.0.1:$OPS_PORT: Address already in use' ($(tail -n 1 "$WORK/in-use.err"))" \
+  grep -q "event=listen_failed role=ops .*reason=\"cannot listen on 127\.0\.0\.1:$OPS_PORT: Address already in use\"" \
+  "$WORK/in-use.err"
+
 # -------------------------------------------------------------- no compression
 http_request gzip "$OPS_PORT" /metrics -H 'Accept-Encoding: gzip, br'
 check "ops /metrics with Accept-Encoding: gzip, br answers 200 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 200 ]
@@ -188,6 +321,21 @@ check "judge /metrics still down after the ops segment was recreated" \
 
 stop_process "$WRITER_PID" "$STOP_SECONDS"
 check "second ops writer exits 0 on SIGTERM (got $STOP_RC)" [ "$STOP_RC" = 0 ]
+
+# -------------------------------------------------------------------- SIGHUP
+# Logged and ignored: there is nothing to reload.
+kill -HUP "$EXPORTER_PID"
+sighup_logged_or_gone() { grep -q 'event=sighup ' "$EXPORTER_LOG" || ! alive "$EXPORTER_PID"; }
+poll_until "$POLL_SECONDS" sighup_logged_or_gone || true
+if grep -q 'event=sighup ' "$EXPORTER_LOG"; then
+  pass "exporter logged event=sighup on SIGHUP"
+else
+  fail "exporter did not log event=sighup after SIGHUP (still running: $(alive "$EXPORTER_PID" && echo yes || echo no))"
+fi
+check "exporter still running after SIGHUP" alive "$EXPORTER_PID"
+http_request after-hup "$OPS_PORT" /metrics
+check "ops /metrics answers 200 after SIGHUP (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 200 ]
+check "exporter logged one line for one SIGHUP (got $(count_log 'event=sighup '))" [ "$(count_log 'event=sighup ')" -eq 1 ]
 
 # ------------------------------------------------------------------- SIGTERM
 check "exporter still running before SIGTERM" alive "$EXPORTER_PID"

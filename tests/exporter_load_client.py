@@ -17,10 +17,12 @@
       when the server closes). Exit 0 when every scrape answered 200 with a
       complete body and no --series value ever went down from one scrape to
       the next of the same thread.
-  smuggle PORT
-      GET /metrics with a body that is itself a request, on one connection.
-      Exit 0 when the answer is a 4xx and the server then closes the
-      connection without answering the inner request.
+  smuggle PORT [--method METHOD] [--timeout S]
+      METHOD (default GET) /metrics with a body that is itself a request, on
+      one connection. Exit 0 when the answer is a 4xx and the server then
+      closes the connection within S seconds (default 10; less than the
+      server's keep-alive timeout to tell a close for the refusal from one
+      for idleness) without answering the inner request.
 
 A complete body ends with a newline, its last line is one of the exporter's
 own shmetrics_* samples, and it says shmetrics_segment_up{role="ops"} 1.
@@ -252,8 +254,9 @@ def cmd_scrapes(args):
 
 def cmd_smuggle(args):
     inner = b"GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-    outer = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(inner)
-    with socket.create_connection((HOST, args.port), timeout=10) as s:
+    outer = b"%s /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % (
+        args.method.encode(), len(inner))
+    with socket.create_connection((HOST, args.port), timeout=args.timeout) as s:
         s.sendall(outer + inner)
         answer = b""
         try:
@@ -263,7 +266,8 @@ def cmd_smuggle(args):
                     break
                 answer += chunk
         except socket.timeout:
-            print("the server kept the connection open for 10 s after refusing the body", file=sys.stderr)
+            print("the server kept the connection open for %g s after refusing the body" % args.timeout,
+                  file=sys.stderr)
             return 1
         except OSError as e:  # a reset after the answer still counts as closed
             print("connection ended with %s" % type(e).__name__)
@@ -299,6 +303,8 @@ def main():
     p.set_defaults(run=cmd_scrapes)
     p = sub.add_parser("smuggle")
     p.add_argument("port", type=int)
+    p.add_argument("--method", default="GET")
+    p.add_argument("--timeout", type=float, default=10)
     p.set_defaults(run=cmd_smuggle)
     args = parser.parse_args()
     return args.run(args)

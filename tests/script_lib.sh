@@ -14,10 +14,13 @@
 #                             cleanup trap; dies unless both programs exist
 #   pass / fail / check / die count checks: "ok: ..." on stdout, "FAIL: ..."
 #                             on stderr; die is a failure that ends the run
+#   skip REASON               a check this machine cannot make: "SKIP: ..."
+#                             on stdout, counted apart
 #   cleanup (EXIT trap)       stops every process start_bg started, removes
 #                             both segments and $WORK (showing the logs'
 #                             tails first when anything failed), prints
-#                             "N passed, N failed", exits 0 only when nothing
+#                             "N passed, N failed" (", N skipped" appended
+#                             when some were), exits 0 only when nothing
 #                             failed; SIGINT/SIGTERM end the run through it
 #   alive PID                 the process exists and is not a zombie
 #   poll_until SECONDS CMD... CMD every 0.1 s until it succeeds, bounded
@@ -66,6 +69,7 @@ begin_test_run() {
   WORK=$(mktemp -d "${TMPDIR:-/tmp}/$(basename "$0" .sh).XXXXXX")
   PASSED=0
   FAILED=0
+  SKIPPED=0
   PIDS=()
   trap cleanup EXIT
   trap 'echo "interrupted" >&2; exit 1' INT TERM
@@ -75,6 +79,7 @@ begin_test_run() {
 
 pass() { PASSED=$((PASSED + 1)); echo "ok: $*"; }
 fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*" >&2; }
+skip() { SKIPPED=$((SKIPPED + 1)); echo "SKIP: $*"; }
 # check DESCRIPTION COMMAND...: one check; passes when COMMAND succeeds.
 check() {
   local desc=$1
@@ -103,7 +108,11 @@ cleanup() {
     done
   fi
   rm -rf "$WORK"
-  echo "$PASSED passed, $FAILED failed"
+  if [ "$SKIPPED" -gt 0 ]; then
+    echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
+  else
+    echo "$PASSED passed, $FAILED failed"
+  fi
   if [ "$FAILED" -gt 0 ] || [ "$rc" -ne 0 ]; then exit 1; fi
   exit 0
 }

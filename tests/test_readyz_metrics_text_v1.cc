@@ -119,7 +119,9 @@ TEST_CASE("test_metrics_text_endpoint_contains_readyz_gauges") {
   auto source = std::make_shared<exporter::RoleSource>("judge", name.str(),
                                                        [&clock] { return clock.now_ns(); });
   auto server = exporter::make_metrics_server(source);
-  int port = server->bind_to_any_port("127.0.0.1");
+  std::string error;
+  int port = server->bind_listener("127.0.0.1", 0, error);
+  INFO(error);
   REQUIRE(port > 0);
   std::thread serving([&] { server->listen_after_bind(); });
   httplib::Client client("127.0.0.1", port);

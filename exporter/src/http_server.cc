@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -155,9 +156,6 @@ MetricsServer::MetricsServer(std::shared_ptr<RoleSource> source, const ServerOpt
   new_task_queue = [n = options_.threads] { return new httplib::ThreadPool(n); };
   set_read_timeout(options_.read_timeout);
   set_write_timeout(options_.write_timeout);
-  // The library writes the head and the body separately: with Nagle, a
-  // keep-alive client's delayed ACK holds every body back ~40 ms.
-  set_tcp_nodelay(true);
   set_keep_alive_max_count(options_.keep_alive_max);
   set_keep_alive_timeout(options_.keep_alive_timeout.count());
   // Every body is refused before the library reads it; this bounds any route
@@ -186,7 +184,10 @@ void MetricsServer::route_metrics(std::shared_ptr<RoleSource> source) {
   });
 }
 
-// Runs before routing, after the head is read and before any body is.
+// Runs before routing, after the head is read and before any body is. The
+// rules, first match wins: a head over max_request_bytes gets 431; a body 413
+// (no route takes one); a path other than /metrics 404; a method other than
+// GET or HEAD 405.
 httplib::Server::HandlerResponse MetricsServer::refuse_abuse(const httplib::Request& req,
                                                              httplib::Response& res) const {
   t_close_after_answer = false;  // never left over from a request whose answer failed
@@ -194,31 +195,99 @@ httplib::Server::HandlerResponse MetricsServer::refuse_abuse(const httplib::Requ
   if (head_size(req) > options_.max_request_bytes)
     return refuse(res, 431, "request head larger than " + std::to_string(options_.max_request_bytes) + " bytes",
                   body);
-  if (req.path == "/metrics" && req.method != "GET" && req.method != "HEAD") {
-    res.set_header("Allow", "GET, HEAD");
-    return refuse(res, 405, "method " + req.method + " not allowed on /metrics: use GET or HEAD", body);
-  }
-  // No route takes a body. Refused unread, a body costs nothing; the library
-  // would read one into memory, or hold the thread to skip a too long one.
+  // Refused unread, a body costs nothing; the library would read one into
+  // memory, or hold the thread to skip a too long one.
   if (body) return refuse(res, 413, "request bodies are not accepted", true);
+  if (req.path != "/metrics") return refuse(res, 404, "not found: only /metrics is served", false);
+  if (req.method != "GET" && req.method != "HEAD") {
+    res.set_header("Allow", "GET, HEAD");
+    return refuse(res, 405, "method " + req.method + " not allowed on /metrics: use GET or HEAD", false);
+  }
   return HandlerResponse::Unhandled;
 }
 
+namespace {
+
+// The numeric address of `addr` as HOST:PORT, an IPv6 host in brackets.
+std::string address_text(const sockaddr_storage& addr, socklen_t len) {
+  char host[NI_MAXHOST];
+  char service[NI_MAXSERV];
+  if (getnameinfo(reinterpret_cast<const sockaddr*>(&addr), len, host, sizeof host, service, sizeof service,
+                  NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+    return "?";
+  return addr.ss_family == AF_INET6 ? "[" + std::string(host) + "]:" + service
+                                    : std::string(host) + ":" + service;
+}
+
+// A listening socket bound to `address`, or -1 with `error` naming the
+// failed call and errno.
+int listen_on(const addrinfo& address, int backlog, std::string& error) {
+  int fd = ::socket(address.ai_family, address.ai_socktype | SOCK_CLOEXEC, address.ai_protocol);
+  if (fd < 0) {
+    error = std::string("socket: ") + std::strerror(errno);
+    return -1;
+  }
+  auto fail = [&](const char* call) {
+    error = std::strerror(errno);
+    if (call != nullptr) error = std::string(call) + ": " + error;
+    ::close(fd);
+    return -1;
+  };
+  // SO_REUSEADDR lets a restarted exporter bind while old connections linger
+  // in TIME_WAIT. Accepted sockets inherit TCP_NODELAY: the library writes
+  // the head and the body separately, and with Nagle a keep-alive client's
+  // delayed ACK holds every body back ~40 ms. [::] takes IPv4 clients too.
+  int one = 1;
+  int zero = 0;
+  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
+      (address.ai_family == AF_INET6 && ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) != 0))
+    return fail("setsockopt");
+  if (::bind(fd, address.ai_addr, address.ai_addrlen) != 0) return fail(nullptr);  // the usual failure
+  if (::listen(fd, backlog) != 0) return fail("listen");
+  return fd;
+}
+
+}  // namespace
+
+// Binds through the sockets API, not the library's bind_to_port: that one
+// drops errno, and sets SO_REUSEPORT, with which a second exporter on the
+// same port starts without a word and takes half the scrapes. The socket is
+// handed to the library as its listener (svr_sock_ is protected, 0.11.4 has
+// no public call for it), which listen_after_bind then serves.
 int MetricsServer::bind_listener(const std::string& host, int port, std::string& error) {
-  int bound = port == 0 ? bind_to_any_port(host) : (bind_to_port(host, port) ? port : -1);
-  if (bound <= 0) {
-    error = "cannot bind (address in use, or not an address of this host?)";
+  std::string wanted =
+      (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found); rc != 0) {
+    error = "cannot listen on " + wanted + ": cannot resolve \"" + host + "\": " +
+            (rc == EAI_SYSTEM ? std::strerror(errno) : gai_strerror(rc));
     return -1;
   }
-  // The library listened with a backlog of 5: a burst of connects beyond it
-  // waits for SYN retransmits (1 s, then 3 s). Listening again raises it.
-  if (::listen(svr_sock_, options_.listen_backlog) != 0) {
-    error = "cannot raise the listen backlog to " + std::to_string(options_.listen_backlog) + ": " +
-            std::strerror(errno);
+  // Like the library: the first address of `host` that can be bound.
+  int fd = -1;
+  std::string why;
+  for (const addrinfo* a = found; a != nullptr && fd < 0; a = a->ai_next)
+    fd = listen_on(*a, options_.listen_backlog, why);
+  freeaddrinfo(found);
+  if (fd < 0) {
+    error = "cannot listen on " + wanted + ": " + why;
     return -1;
   }
-  port_ = bound;
-  return bound;
+  Endpoint local;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local.addr), &local.len) != 0) {
+    error = "cannot listen on " + wanted + ": getsockname: " + std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  svr_sock_ = fd;
+  port_ = port_of(local);
+  address_ = address_text(local.addr, local.len);
+  return port_;
 }
 
 void MetricsServer::disconnect_clients() {

@@ -4,6 +4,7 @@
 #include "role_source.h"
 #include "sigbus_guard.h"
 
+#include <shmetrics/shm/layout.h>
 #include <shmetrics/shm/segment_file.h>
 
 #include <httplib.h>
@@ -16,6 +17,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -53,7 +55,10 @@ format, each role on its own listener: GET /metrics.
                           /dev/shm/shmetrics.NAME.ops and shmetrics.NAME.judge
                           (default: default)
   --ops-listen HOST:PORT  listener of the Ops role (default: 127.0.0.1:8081);
-                          port 0 picks a free port, logged as event=listening
+                          HOST is an IPv4 address, an IPv6 address in
+                          brackets ([::1]:8081) or a name (the first of its
+                          addresses that can be bound); port 0 picks a free
+                          port, logged as event=listening
   --judge-listen HOST:PORT
                           listener of the Judge role (default: 127.0.0.1:8082)
   --ops-segment NAME      segment of the Ops role (default: shmetrics.INSTANCE.ops)
@@ -83,12 +88,22 @@ HTTP limits, per role listener:
                           (default 4096); larger heads get 431 (a single header
                           line over 8 KiB gets 400 from cpp-httplib first)
   --help                  print this help and exit
+  --version               print the version and the segment layout version
+                          it reads, and exit
 
-Only GET and HEAD /metrics are served: other methods on /metrics get 405, any
-request body gets 413 and its connection is closed, unknown paths get 404 and
-methods cpp-httplib does not know get 400. The listen backlog is 128.
+A flag's value may also be given as --flag=VALUE; no value may be empty.
+
+Only GET and HEAD /metrics are served. Other requests get, by the first rule
+that matches: 431 for a head over --max-request-bytes; 413 for a request with
+a body (Content-Length above 0 or Transfer-Encoding), whose connection is then
+closed; 404 for any path but /metrics, whatever the method; 405 with
+"Allow: GET, HEAD" for another method on /metrics. Methods cpp-httplib does not
+know (all but GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, CONNECT, TRACE and
+PRI) get 400 from it first. The listen backlog is 128.
 
 Logs one key=value line per event on stderr. SIGTERM and SIGINT stop it.
+SIGHUP is logged (event=sighup) and otherwise ignored: there is nothing to
+reload, as every scrape checks its segment and reopens one created anew.
 A missing or invalid segment leaves its role answering 200 with
 shmetrics_segment_up{role="..."} 0; the other role is unaffected.
 )";
@@ -99,17 +114,32 @@ shmetrics_segment_up{role="..."} 0; the other role is unaffected.
   std::exit(2);
 }
 
+// HOST:PORT or [IPV6]:PORT into r.host and r.port.
 void parse_listen(RoleConfig& r) {
-  auto colon = r.listen.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == r.listen.size())
-    usage_error("--" + r.role + "-listen \"" + r.listen + "\" is invalid: expected HOST:PORT, e.g. 127.0.0.1:8081");
-  r.host = r.listen.substr(0, colon);
-  std::string port = r.listen.substr(colon + 1);
-  char* end = nullptr;
-  long value = std::strtol(port.c_str(), &end, 10);
-  if (*end != '\0' || value < 0 || value > 65535)
-    usage_error("--" + r.role + "-listen port \"" + port + "\" is invalid: expected 0-65535");
-  r.port = static_cast<int>(value);
+  const std::string flag = "--" + r.role + "-listen";
+  const std::string& listen = r.listen;
+  const std::string expected = "expected HOST:PORT, e.g. 127.0.0.1:8081, or [IPV6]:PORT, e.g. [::1]:8081";
+  std::size_t colon = std::string::npos;  // the one before the port
+  if (listen.starts_with('[')) {
+    std::size_t close = listen.find(']');
+    if (close == std::string::npos || close == 1 || close + 1 == listen.size() || listen[close + 1] != ':')
+      usage_error(flag + " \"" + listen + "\" is invalid: " + expected);
+    r.host = listen.substr(1, close - 1);
+    colon = close + 1;
+  } else {
+    colon = listen.rfind(':');
+    if (colon == std::string::npos || colon == 0)
+      usage_error(flag + " \"" + listen + "\" is invalid: " + expected);
+    r.host = listen.substr(0, colon);
+    if (r.host.find(':') != std::string::npos)
+      usage_error(flag + " \"" + listen + "\" is invalid: an IPv6 address goes in brackets, " +
+                  "as in [::1]:8081");
+  }
+  std::string port = listen.substr(colon + 1);
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(port) > 65535)
+    usage_error(flag + " port \"" + port + "\" is invalid: expected 0-65535");
+  r.port = std::stoi(port);
 }
 
 // The integer value of `flag`, which must lie in [lo, hi].
@@ -146,14 +176,34 @@ void parse_server_flag(std::string_view flag, const std::string& value, ServerOp
 
 Options parse_options(int argc, char** argv) {
   Options o;
+  std::string a;                            // the flag, without any "=VALUE"
+  std::optional<std::string> inline_value;  // VALUE of --flag=VALUE
   auto value_of = [&](int& i) -> std::string {
-    if (i + 1 >= argc) usage_error(std::string(argv[i]) + " needs a value");
-    return argv[++i];
+    std::string value;
+    if (inline_value) value = *inline_value;
+    else if (i + 1 < argc) value = argv[++i];
+    else usage_error(a + " needs a value: expected " + a + " VALUE or " + a + "=VALUE");
+    if (value.empty()) usage_error(a + " has an empty value: expected a non-empty one");
+    return value;
+  };
+  auto no_value = [&] {
+    if (inline_value) usage_error(a + " takes no value: expected " + a + ", got " + a + "=" + *inline_value);
   };
   for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
+    a = argv[i];
+    inline_value.reset();
+    if (std::size_t equals = a.find('='); a.starts_with("--") && equals != std::string::npos) {
+      inline_value = a.substr(equals + 1);
+      a.resize(equals);
+    }
     if (a == "--help" || a == "-h") {
+      no_value();
       print_help();
+      std::exit(0);
+    } else if (a == "--version") {
+      no_value();
+      std::cout << "shmetrics-exporter " << SHMETRICS_VERSION << " (segment layout "
+                << shmetrics::shm::kLayoutVersion << ")\n";
       std::exit(0);
     } else if (a == "--instance") {
       o.instance = value_of(i);
@@ -168,6 +218,7 @@ Options parse_options(int argc, char** argv) {
     } else if (a == "--once") {
       o.once_segment = value_of(i);
     } else if (a == "--accept-foreign-owner") {
+      no_value();
       o.accept_foreign_owner = true;
     } else if (is_server_flag(a)) {
       parse_server_flag(a, value_of(i), o.server);
@@ -208,11 +259,12 @@ int main(int argc, char** argv) {
     return run_once(options.once_segment, options.accept_foreign_owner);
 
   // Signals go to the waiting main thread only: block them before any thread.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   std::vector<std::unique_ptr<shmetrics::exporter::MetricsServer>> servers;
   for (const RoleConfig& r : options.roles) {
@@ -225,15 +277,18 @@ int main(int argc, char** argv) {
       log_event("error", "listen_failed", {{"role", r.role}, {"address", r.listen}, {"reason", error}});
       return 1;
     }
-    log_event("info", "listening", {{"role", r.role}, {"address", r.host + ":" + std::to_string(port)},
-              {"segment", r.segment}});
+    log_event("info", "listening", {{"role", r.role}, {"address", server->address()}, {"segment", r.segment}});
     servers.push_back(std::move(server));
   }
   std::vector<std::thread> threads;
   for (auto& server : servers) threads.emplace_back([s = server.get()] { s->listen_after_bind(); });
 
   int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  // SIGHUP, which would end the process, reloads nothing: every scrape checks
+  // its segment and reopens one created anew.
+  while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP)
+    log_event("info", "sighup",
+              {{"action", "ignored"}, {"reason", "nothing to reload: every scrape rechecks its segment"}});
   log_event("info", "stopping", {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
   for (auto& server : servers) server->stop();
   for (auto& server : servers) server->disconnect_clients();
