@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
     if (pid == 0) run_worker(*segment, o.role, n, o.busy);
     workers.push_back(pid);
   }
-  std::cerr << "event=ready role=" << o.role << " segment=" << segment->name()
+  std::cerr << "event=ready role=" << o.role << " segment=" << segment->path()
             << " workers=" << workers.size() << "\n";
   while (!g_stop) pause();
   for (pid_t pid : workers) kill(pid, SIGTERM);

@@ -25,13 +25,16 @@
 
 namespace shmetrics::testing {
 
-// A segment name unique to this test run; the segment is removed when the
-// object goes out of scope, also when the test fails.
+// The path of a segment unique to this test run, in the default segment
+// directory; the segment is removed when the object goes out of scope, also
+// when the test fails.
 class ScopedName {
  public:
   explicit ScopedName(const std::string& tag) {
     static std::atomic<int> counter{0};
-    name_ = "shmetrics.test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + tag;
+    name_ = shm::segment_path(
+        "", "test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + tag);
+    shm::prepare_segment_directory(shm::default_segment_directory(), 0600);
     shm::remove_segment(name_);
   }
   ~ScopedName() { shm::remove_segment(name_); }

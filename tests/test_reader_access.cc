@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 using namespace shmetrics;
-using testing::ScopedName;
 
 namespace {
 
@@ -34,15 +33,25 @@ bool become_group_reader() {
   return ::setgroups(1, groups) == 0 && ::setgid(kNobody) == 0 && ::setuid(kNobody) == 0;
 }
 
-std::string path_of(const ScopedName& name) { return "/dev/shm/" + name.str(); }
+// A segment directory of the test's own, created by the writer with group
+// search (the segment is 0640); removed at the end.
+struct GroupDirectory {
+  std::string path = "/dev/shm/test-reader-access-" + std::to_string(::getpid());
+  ~GroupDirectory() {
+    shm::remove_segment(path + "/segment");
+    ::rmdir(path.c_str());
+  }
+};
 
 }  // namespace
 
 TEST_CASE("a_reader_with_read_access_cannot_take_writers_slots_or_records") {
   REQUIRE(::geteuid() == 0);  // the reader must run as another user
-  ScopedName name("reader-access");
+  GroupDirectory dir;
+  const std::string path = dir.path + "/segment";
   SegmentOptions o;
-  o.name = name.str();
+  o.directory = dir.path;
+  o.name = "segment";
   o.mode = 0640;
   o.capacities.thread_slots = 4;
   o.capacities.process_records = 4;
@@ -53,7 +62,7 @@ TEST_CASE("a_reader_with_read_access_cannot_take_writers_slots_or_records") {
   Counter served = s.counter("served_total", "Served.");
   Gauge busy = s.gauge("busy", "Busy.", GaugeMode::kLiveSum, ValueType::kInteger);
   Info version = s.info("worker_info", "Worker.", {"id"});
-  const int set = shm::MappedSegment::open_read_only(name.str())->semaphore_set();
+  const int set = shm::MappedSegment::open_read_only(path)->semaphore_set();
 
 
   // The attacker reports what it could do, one byte per attempt: 'y' when
@@ -64,9 +73,9 @@ TEST_CASE("a_reader_with_read_access_cannot_take_writers_slots_or_records") {
     std::string seen;
     auto note = [&](bool allowed) { seen += allowed ? 'y' : 'n'; };
     if (!become_group_reader()) throw std::runtime_error("cannot become a group reader");
-    int ro = ::open(path_of(name).c_str(), O_RDONLY);
+    int ro = ::open(path.c_str(), O_RDONLY);
     note(ro >= 0);                                            // [0] reads the segment: y
-    note(::open(path_of(name).c_str(), O_RDWR) >= 0);         // [1] writes it: n
+    note(::open(path.c_str(), O_RDWR) >= 0);         // [1] writes it: n
     struct flock everything {};
     everything.l_type = F_RDLCK;
     everything.l_whence = SEEK_SET;  // l_start 0, l_len 0: every byte, past the end too
@@ -116,13 +125,13 @@ TEST_CASE("a_reader_with_read_access_cannot_take_writers_slots_or_records") {
     char byte;
     REQUIRE(::read(ready[0], &byte, 1) == 1);
   }
-  std::string text = testing::scrape(name.str());
+  std::string text = testing::scrape(path);
   CHECK(testing::sample(text, "served_total") == 4000.0);
   CHECK(testing::sample(text, "busy") == 4.0);
   CHECK(testing::count_lines(text, "worker_info{") == 4);
   CHECK(testing::sample(text, "shmetrics_overflow_writers_total{role=\"test\"}") == 0.0);
   CHECK(testing::sample(text, "shmetrics_record_unavailable_total{role=\"test\"}") == 0.0);
-  CHECK(testing::claimed_slots(name.str()) == 4);
+  CHECK(testing::claimed_slots(path) == 4);
 
   // An exporter running as the other user tells live processes from dead ones.
   auto busy_as_reader = [&] {
@@ -130,7 +139,7 @@ TEST_CASE("a_reader_with_read_access_cannot_take_writers_slots_or_records") {
     REQUIRE(::pipe(result) == 0);
     pid_t reader = testing::fork_child([&] {
       if (!become_group_reader()) return false;
-      exporter::RoleSource source("test", name.str());
+      exporter::RoleSource source("test", path);
       source.accept_foreign_owner(true);
       std::optional<double> v = testing::sample(source.scrape(), "busy");
       double out = v ? *v : -1.0;
@@ -149,7 +158,7 @@ TEST_CASE("a_reader_with_read_access_cannot_take_writers_slots_or_records") {
     testing::wait_child(pid);
   }
   CHECK(busy_as_reader() == -1.0);  // every writer dead: no live value to show
-  CHECK(testing::sample(testing::scrape(name.str()), "served_total") == 4000.0);
+  CHECK(testing::sample(testing::scrape(path), "served_total") == 4000.0);
   ::close(report[0]);
   ::close(report[1]);
   ::close(ready[0]);

@@ -29,7 +29,7 @@ shm::Capacities small_capacities() {
 
 // Overwrites bytes of a segment file in place, as corruption would.
 void poke(const std::string& name, std::size_t offset, const void* bytes, std::size_t n) {
-  int fd = ::open(("/dev/shm/" + name).c_str(), O_RDWR);
+  int fd = ::open((name).c_str(), O_RDWR);
   REQUIRE(fd >= 0);
   REQUIRE(::pwrite(fd, bytes, n, static_cast<off_t>(offset)) == static_cast<ssize_t>(n));
   ::close(fd);
@@ -116,11 +116,11 @@ TEST_CASE("bad_headers_are_refused_with_a_reason") {
     CHECK_THAT(open_error(name.str()), Catch::Contains("out of range"));
   }
   SECTION("a file shorter than its capacities need") {
-    REQUIRE(::truncate(("/dev/shm/" + name.str()).c_str(), 4096) == 0);
+    REQUIRE(::truncate((name.str()).c_str(), 4096) == 0);
     CHECK_THAT(open_error(name.str()), Catch::Contains("capacities need"));
   }
   SECTION("a file shorter than a header") {
-    REQUIRE(::truncate(("/dev/shm/" + name.str()).c_str(), 10) == 0);
+    REQUIRE(::truncate((name.str()).c_str(), 10) == 0);
     CHECK_THAT(open_error(name.str()), Catch::Contains("smaller than a header"));
   }
 }
@@ -142,19 +142,19 @@ TEST_CASE("segment_mode_is_set_despite_the_umask") {
   shm::MappedSegment::open_or_create(name.str(), small_capacities(), 0640);
   ::umask(old);
   struct stat st {};
-  REQUIRE(::stat(("/dev/shm/" + name.str()).c_str(), &st) == 0);
+  REQUIRE(::stat((name.str()).c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0640);
 
   ScopedName plain("mode-default");
   SegmentOptions o;
   o.name = plain.str();
   Segment::open(o);
-  REQUIRE(::stat(("/dev/shm/" + plain.str()).c_str(), &st) == 0);
+  REQUIRE(::stat((plain.str()).c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);
 }
 
 TEST_CASE("segment_names_carry_the_instance_prefix_and_are_validated") {
-  CHECK(shm::segment_name("blue", "ops") == "shmetrics.blue.ops");
+  CHECK(shm::segment_name("blue", "ops") == "blue.ops");
   CHECK_THROWS_WITH(shm::segment_name("a/b", "ops"), Catch::Contains("instance \"a/b\" is invalid"));
   CHECK_THROWS_WITH(shm::segment_name("x", ""), Catch::Contains("role \"\" is invalid"));
   CHECK_THAT(shm::check_segment_name("../etc"), Catch::Contains("is invalid"));
@@ -180,19 +180,19 @@ TEST_CASE("reader_rejects_an_image_that_is_not_a_segment") {
 
 TEST_CASE("a_fifo_or_symlink_under_the_segment_name_is_refused_without_blocking") {
   ScopedName name("fifo");
-  REQUIRE(::mkfifo(("/dev/shm/" + name.str()).c_str(), 0600) == 0);
+  REQUIRE(::mkfifo((name.str()).c_str(), 0600) == 0);
   CHECK_THAT(open_error(name.str()), Catch::Contains("not a regular file"));
   CHECK_THROWS_WITH(shm::MappedSegment::open_or_create(name.str(), small_capacities(), 0600),
                     Catch::Contains("not a regular file"));
   ScopedName link("symlink");
-  REQUIRE(::symlink(("/dev/shm/" + name.str()).c_str(), ("/dev/shm/" + link.str()).c_str()) == 0);
+  REQUIRE(::symlink((name.str()).c_str(), (link.str()).c_str()) == 0);
   CHECK_THAT(open_error(link.str()), Catch::Contains("symbolic link"));
 }
 
 TEST_CASE("writers_refuse_a_segment_others_may_write_and_modes_that_allow_it") {
   ScopedName name("loose-mode");
   shm::MappedSegment::open_or_create(name.str(), small_capacities(), 0600);
-  REQUIRE(::chmod(("/dev/shm/" + name.str()).c_str(), 0666) == 0);
+  REQUIRE(::chmod((name.str()).c_str(), 0666) == 0);
   CHECK_THROWS_WITH(shm::MappedSegment::open_or_create(name.str(), small_capacities(), 0600),
                     Catch::Contains("writable by group or others (mode 0666)"));
   SegmentOptions o;
@@ -232,20 +232,25 @@ TEST_CASE("recreating_a_segment_refuses_while_live_processes_hold_it_and_names_t
 }
 
 TEST_CASE("the_exporter_refuses_a_segment_owned_by_another_user_unless_told") {
-  ScopedName name("foreign");
-  // Created by another user (tests run as root): the file and its semaphores are nobody's.
+  // Created by another user (tests run as root) in its own directory: the
+  // file and its semaphores are nobody's.
+  const std::string nobody_dir = "/dev/shm/shmetrics-65534";
+  struct Removed {
+    std::string path;
+    ~Removed() { shm::remove_segment(path); }
+  } name{nobody_dir + "/test-" + std::to_string(::getpid()) + "-foreign"};
   REQUIRE(testing::wait_child(testing::fork_child([&] {
             if (::setgid(65534) != 0 || ::setuid(65534) != 0) return false;
-            shm::MappedSegment::open_or_create(name.str(), small_capacities(), 0600);
+            shm::MappedSegment::open_or_create(name.path, small_capacities(), 0600);
             return true;
           })) == 0);
-  exporter::RoleSource strict("test", name.str());
+  exporter::RoleSource strict("test", name.path);
   std::string text = strict.scrape();
   CHECK(testing::sample(text, "shmetrics_segment_up{role=\"test\"}") == 0.0);
-  exporter::RoleSource trusting("test", name.str());
+  exporter::RoleSource trusting("test", name.path);
   trusting.accept_foreign_owner(true);
   CHECK(testing::sample(trusting.scrape(), "shmetrics_segment_up{role=\"test\"}") == 1.0);
   // Writers never write into it.
-  CHECK_THROWS_WITH(shm::MappedSegment::open_or_create(name.str(), small_capacities(), 0600),
+  CHECK_THROWS_WITH(shm::MappedSegment::open_or_create(name.path, small_capacities(), 0600),
                     Catch::Contains("owned by uid 65534"));
 }

@@ -13,6 +13,8 @@ struct RbacMetrics {
   // Throws what shmetrics registration throws (std::invalid_argument,
   // shmetrics::shm::SegmentError).
   explicit RbacMetrics(const shmetrics::Segment& segment);
+  // Detached handles: every update is dropped (a server running without metrics).
+  RbacMetrics() = default;
 
   shmetrics::Counter reload_checks;  // rbac_reload_checks_total
   shmetrics::Counter reload_hits;    // rbac_reload_hit_total

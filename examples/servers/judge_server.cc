@@ -67,9 +67,8 @@ bool run_check(const ServerFlags& flags, std::string& reason) {
 int main(int argc, char** argv) {
   ServerFlags flags = parse_server_flags(argc, argv, "shmetrics-judge-server", 8092, /*judge=*/true);
   try {
-    shmetrics::Segment segment = open_role_segment(flags.instance, "judge");
-    rbac::RbacMetrics metrics(segment);  // registered once, inherited by workers
-    shmetrics::Readyz readyz = segment.readyz();
+    shmetrics::Readyz readyz;
+    rbac::RbacMetrics metrics = open_role_metrics(flags.instance, "judge", &readyz);  // inherited by workers
     PreforkOptions prefork{"judge-server", flags.host, flags.port, flags.workers, 128};
     return run_preforked(prefork, [&](int listen_fd, int worker) {
       rbac::RbacMapState state(flags.rbac_map, flags.reload_sec, metrics);

@@ -15,7 +15,7 @@ using namespace shmetrics::examples;
 int main(int argc, char** argv) {
   ServerFlags flags = parse_server_flags(argc, argv, "shmetrics-ops-server", 8091, /*judge=*/false);
   try {
-    rbac::RbacMetrics metrics(open_role_segment(flags.instance, "ops"));  // inherited by workers
+    rbac::RbacMetrics metrics = open_role_metrics(flags.instance, "ops");  // inherited by workers
     PreforkOptions prefork{"ops-server", flags.host, flags.port, flags.workers, 128};
     return run_preforked(prefork, [&](int listen_fd, int worker) {
       rbac::RbacMapState state(flags.rbac_map, flags.reload_sec, metrics);

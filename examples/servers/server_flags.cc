@@ -34,8 +34,10 @@ ServerFlags parse_server_flags(int argc, char** argv, const char* program, int d
                 << "  --listen HOST:PORT   address to serve on (default 127.0.0.1:" << default_port
                 << "; port 0 picks one, logged as event=listening)\n"
                 << "  --workers N          worker processes, 1-64 (default 4)\n"
-                << "  --instance NAME      segment instance (default default): /dev/shm/shmetrics.NAME."
-                << (judge ? "judge" : "ops") << "\n"
+                << "  --instance NAME      segment instance (default default): the segment is NAME."
+                << (judge ? "judge" : "ops") << " in $SHMETRICS_SEGMENT_DIR,\n"
+                << "                       else in /dev/shm/shmetrics-<uid>. If it cannot be opened the\n"
+                << "                       server logs event=metrics_disabled and serves without metrics\n"
                 << "  --rbac-map FILE      the RBAC map (JSON; see README.md); required\n"
                 << "  --reload-sec N       re-read the map at most every N seconds per worker (default 1)\n";
       if (judge)

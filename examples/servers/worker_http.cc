@@ -68,15 +68,20 @@ void prepare_worker_server(httplib::Server& server, rbac::RbacMapState& state) {
   });
 }
 
-shmetrics::Segment open_role_segment(const std::string& instance, const std::string& role) {
+rbac::RbacMetrics open_role_metrics(const std::string& instance, const std::string& role,
+                                    shmetrics::Readyz* readyz) {
   try {
     shmetrics::SegmentOptions options;
     options.instance = instance;
     options.role = role;
-    return shmetrics::Segment::open(options);
+    shmetrics::Segment segment = shmetrics::Segment::open(options);
+    rbac::RbacMetrics metrics(segment);
+    if (readyz != nullptr) *readyz = segment.readyz();
+    return metrics;
   } catch (const std::exception& e) {
-    std::cerr << "event=segment_failed server=" << role << "-server reason=\"" << e.what() << "\"\n";
-    std::exit(1);
+    std::cerr << "event=metrics_disabled server=" << role << "-server reason=\"" << e.what()
+              << "\" serving=without_metrics\n";
+    return rbac::RbacMetrics();
   }
 }
 

@@ -36,9 +36,13 @@ void install_rbac(httplib::Server& server, rbac::RbacMapState& state);
 // RBAC check before every handler (install_rbac) and GET /healthz.
 void prepare_worker_server(httplib::Server& server, rbac::RbacMapState& state);
 
-// The master's segment of `role` ("ops", "judge"), opened before forking so
-// workers inherit it and the families registered in it; exits 1 with a log
-// line naming the reason when it cannot be opened.
-shmetrics::Segment open_role_segment(const std::string& instance, const std::string& role);
+// The RBAC metrics (and, given `readyz`, the readyz handle) in the segment of
+// `role` ("ops", "judge"), opened by the master before forking so workers
+// inherit it and the families registered in it. When the segment cannot be
+// opened (its directory squatted, /dev/shm full, ...) the server must keep
+// serving: one log line names the reason and the handles returned are
+// detached, their updates dropped.
+rbac::RbacMetrics open_role_metrics(const std::string& instance, const std::string& role,
+                                    shmetrics::Readyz* readyz = nullptr);
 
 }  // namespace shmetrics::examples

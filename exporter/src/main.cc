@@ -31,7 +31,7 @@ using shmetrics::exporter::ServerOptions;
 
 struct RoleConfig {
   std::string role;
-  std::string segment;  // empty: shmetrics.<instance>.<role>
+  std::string segment;  // a name in the segment directory, or a path; empty: <instance>.<role>
   std::string listen;
   std::string host;
   int port = 0;
@@ -39,6 +39,7 @@ struct RoleConfig {
 
 struct Options {
   std::string instance = "default";
+  std::string segment_dir;  // empty: shm::default_segment_directory()
   std::vector<RoleConfig> roles{{"ops", "", "127.0.0.1:8081", "", 0}, {"judge", "", "127.0.0.1:8082", "", 0}};
   std::string once_segment;
   bool accept_foreign_owner = false;
@@ -52,8 +53,15 @@ Serves the shmetrics segments of the Ops and Judge roles in the Prometheus text
 format, each role on its own listener: GET /metrics.
 
   --instance NAME         instance prefix of the segment names; the segments are
-                          /dev/shm/shmetrics.NAME.ops and shmetrics.NAME.judge
+                          NAME.ops and NAME.judge in the segment directory
                           (default: default)
+  --segment-dir DIR       the writers' segment directory (default:
+                          $SHMETRICS_SEGMENT_DIR, else /dev/shm/shmetrics-UID
+                          with the exporter's own UID: give the writers' one
+                          when the exporter runs as another user). It must be
+                          a real directory, not writable by group or others; a
+                          directory named shmetrics-N must belong to uid N,
+                          and segments must belong to the directory's owner
   --ops-listen HOST:PORT  listener of the Ops role (default: 127.0.0.1:8081);
                           HOST is an IPv4 address, an IPv6 address in
                           brackets ([::1]:8081) or a name (the first of its
@@ -61,13 +69,15 @@ format, each role on its own listener: GET /metrics.
                           port, logged as event=listening
   --judge-listen HOST:PORT
                           listener of the Judge role (default: 127.0.0.1:8082)
-  --ops-segment NAME      segment of the Ops role (default: shmetrics.INSTANCE.ops)
-  --judge-segment NAME    segment of the Judge role (default: shmetrics.INSTANCE.judge)
-  --once SEGMENT          print one exposition of SEGMENT to stdout and exit
-                          (status 0 when the segment was read, 1 when not)
+  --ops-segment NAME      segment of the Ops role (default: INSTANCE.ops); a
+                          NAME with a '/' is an absolute path instead
+  --judge-segment NAME    segment of the Judge role (default: INSTANCE.judge)
+  --once SEGMENT          print one exposition of SEGMENT (a name or a path)
+                          to stdout and exit (status 0 when the segment was
+                          read, 1 when not)
   --accept-foreign-owner  serve segments owned by another user than the
-                          exporter's (by default such a role is down: anyone
-                          able to write /dev/shm could have made it)
+                          exporter's (by default such a role is down, with
+                          the reason logged)
 
 HTTP limits, per role listener:
   --threads N             worker threads, 1-1024 (default 8). A connection holds
@@ -174,6 +184,16 @@ void parse_server_flag(std::string_view flag, const std::string& value, ServerOp
   else if (flag == "--max-request-bytes") s.max_request_bytes = count(256, 1048576);
 }
 
+// The path of segment `value` (a name in `dir`, or an absolute path when it
+// holds a '/'); throws std::invalid_argument naming what is wrong.
+std::string segment_path(const std::string& dir, const std::string& value) {
+  if (value.find('/') == std::string::npos) return shmetrics::shm::segment_path(dir, value);
+  const auto slash = value.rfind('/');
+  if (value.front() != '/')
+    throw std::invalid_argument("segment \"" + value + "\" is invalid: expected a name or an absolute path");
+  return shmetrics::shm::segment_path(slash == 0 ? "/" : value.substr(0, slash), value.substr(slash + 1));
+}
+
 Options parse_options(int argc, char** argv) {
   Options o;
   std::string a;                            // the flag, without any "=VALUE"
@@ -207,6 +227,8 @@ Options parse_options(int argc, char** argv) {
       std::exit(0);
     } else if (a == "--instance") {
       o.instance = value_of(i);
+    } else if (a == "--segment-dir") {
+      o.segment_dir = value_of(i);
     } else if (a == "--ops-listen") {
       o.roles[0].listen = value_of(i);
     } else if (a == "--judge-listen") {
@@ -228,13 +250,19 @@ Options parse_options(int argc, char** argv) {
   }
   for (RoleConfig& r : o.roles) {
     try {
-      if (r.segment.empty()) r.segment = shmetrics::shm::segment_name(o.instance, r.role);
+      r.segment = segment_path(o.segment_dir, r.segment.empty() ? shmetrics::shm::segment_name(o.instance, r.role)
+                                                                : r.segment);
     } catch (const std::invalid_argument& e) {
       usage_error(e.what());
     }
-    if (std::string err = shmetrics::shm::check_segment_name(r.segment); !err.empty())
-      usage_error(err);
     parse_listen(r);
+  }
+  if (!o.once_segment.empty()) {
+    try {
+      o.once_segment = segment_path(o.segment_dir, o.once_segment);
+    } catch (const std::invalid_argument& e) {
+      usage_error(e.what());
+    }
   }
   if (o.roles[0].port != 0 && o.roles[0].port == o.roles[1].port && o.roles[0].host == o.roles[1].host)
     usage_error("the ops and judge roles cannot listen on the same address " + o.roles[0].listen);
@@ -242,7 +270,6 @@ Options parse_options(int argc, char** argv) {
 }
 
 int run_once(const std::string& segment, bool accept_foreign_owner) {
-  if (std::string err = shmetrics::shm::check_segment_name(segment); !err.empty()) usage_error(err);
   RoleSource source("once", segment);
   source.accept_foreign_owner(accept_foreign_owner);
   std::string text = source.scrape();

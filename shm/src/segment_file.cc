@@ -26,6 +26,7 @@ namespace bip = boost::interprocess;
 namespace {
 
 constexpr const char* kShmDir = "/dev/shm";
+constexpr const char* kDirectoryVariable = "SHMETRICS_SEGMENT_DIR";
 
 std::string errno_text(int err) { return std::strerror(err); }
 
@@ -42,7 +43,96 @@ std::string check_part(std::string_view what, std::string_view part) {
          "\" is invalid: must be 1-64 characters of [A-Za-z0-9_-]";
 }
 
-std::string path_of(const std::string& name) { return std::string(kShmDir) + "/" + name; }
+std::string octal_mode(mode_t mode) {
+  char b[8];
+  std::snprintf(b, sizeof b, "0%03o", static_cast<unsigned>(mode & 0777));
+  return b;
+}
+
+// A segment path split into its directory and file name, both checked.
+struct Location {
+  std::string directory;
+  std::string name;
+};
+
+Location locate(const std::string& path) {
+  const auto slash = path.rfind('/');
+  if (path.empty() || path.front() != '/' || slash + 1 == path.size())
+    throw SegmentError("segment path \"" + path + "\" is invalid: expected an absolute path to a file, "
+                       "e.g. /dev/shm/shmetrics-1000/default.ops");
+  Location at{slash == 0 ? "/" : path.substr(0, slash), path.substr(slash + 1)};
+  if (std::string err = check_segment_name(at.name); !err.empty()) throw SegmentError(err);
+  return at;
+}
+
+// A segment directory, opened O_PATH (no permission on it needed beyond
+// search) after checking that only its owner can create files in it: a real
+// directory (a symlink, FIFO or file planted under its name is refused), not
+// writable by group or others, and a directory named shmetrics-<N> owned by
+// uid N. Writers also require it to be theirs or root's, and create it when
+// missing.
+class SegmentDirectory {
+ public:
+  SegmentDirectory(const std::string& dir, bool create, mode_t segment_mode) {
+    fd_ = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd_ < 0 && errno == ENOENT && create) {
+      // Group search when a group may read the segments (0640): nothing more.
+      const mode_t mode = 0700 | ((segment_mode & 0040) != 0 ? 0010 : 0);
+      if (::mkdir(dir.c_str(), mode) == 0) {
+        ::chmod(dir.c_str(), mode);  // the umask may have stripped bits
+      } else if (errno != EEXIST) {
+        throw SegmentError("cannot create segment directory " + dir + ": " + errno_text(errno));
+      }
+      fd_ = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    if (fd_ < 0) {
+      const int err = errno;
+      if (err == ENOENT)
+        throw SegmentError("segment directory " + dir + " does not exist", /*missing=*/true);
+      throw SegmentError("cannot open segment directory " + dir + ": " + errno_text(err) +
+                         (err == ENOTDIR || err == ELOOP
+                              ? " (a file or symbolic link is in its place: remove it, or choose "
+                                "another directory with " + std::string(kDirectoryVariable) + ")"
+                              : ""));
+    }
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) {
+      const int err = errno;
+      ::close(fd_);
+      throw SegmentError("cannot stat segment directory " + dir + ": " + errno_text(err));
+    }
+    owner_ = st.st_uid;
+    std::string why;
+    if (!S_ISDIR(st.st_mode)) {
+      why = "is not a directory";
+    } else if ((st.st_mode & 022) != 0) {
+      why = "is writable by group or others (mode " + octal_mode(st.st_mode) +
+            "): anyone could plant a segment in it";
+    } else if (create && st.st_uid != ::geteuid() && st.st_uid != 0) {
+      why = "is owned by uid " + std::to_string(st.st_uid) + ", not by this process's uid " +
+            std::to_string(::geteuid()) + " or root";
+    } else if (std::string base = dir.substr(dir.rfind('/') + 1); base.rfind("shmetrics-", 0) == 0 &&
+               base.substr(10) != std::to_string(st.st_uid)) {
+      why = "is owned by uid " + std::to_string(st.st_uid) + " but its name says uid " + base.substr(10) +
+            " (planted by another user?)";
+    }
+    if (!why.empty()) {
+      ::close(fd_);
+      throw SegmentError("segment directory " + dir + " " + why + "; refusing to use it (remove it, or "
+                         "choose another directory with " + kDirectoryVariable + ")");
+    }
+  }
+  ~SegmentDirectory() { ::close(fd_); }
+  SegmentDirectory(const SegmentDirectory&) = delete;
+  SegmentDirectory& operator=(const SegmentDirectory&) = delete;
+
+  int fd() const { return fd_; }
+  uid_t owner() const { return owner_; }
+
+ private:
+  int fd_ = -1;
+  uid_t owner_ = 0;
+};
 
 // The fourth argument of semctl, which the caller must define (semctl(2)).
 union SemArg {
@@ -129,16 +219,16 @@ void initialise(std::uint8_t* base, const Capacities& caps, const Geometry& g, i
 
 // Creates the segment anonymously, fills it, and links it to its name. Returns
 // false when another creator published first.
-bool create_and_publish(const std::string& name, const Capacities& caps, mode_t mode) {
+bool create_and_publish(const std::string& name, const SegmentDirectory& dir, const std::string& file,
+                        const Capacities& caps, mode_t mode) {
   Geometry g;
   if (!compute_geometry(caps, g))
     throw SegmentError("cannot create segment \"" + name + "\": capacities " +
                        describe(caps) + " are out of range or exceed " +
                        std::to_string(kMaxSegmentBytes) + " bytes");
-  int fd = ::open(kShmDir, O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+  int fd = ::openat(dir.fd(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
   if (fd < 0)
-    throw SegmentError("cannot create segment \"" + name + "\" in " + kShmDir + ": " +
-                       errno_text(errno));
+    throw SegmentError("cannot create segment \"" + name + "\": " + errno_text(errno));
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
@@ -167,21 +257,21 @@ bool create_and_publish(const std::string& name, const Capacities& caps, mode_t 
                                           "reached: `ipcs -s` lists them)"
                                         : ""));
   }
-  struct stat file {};
-  if (::fstat(fd, &file) == 0 && file.st_gid != ::getegid()) {
+  struct stat file_stat {};
+  if (::fstat(fd, &file_stat) == 0 && file_stat.st_gid != ::getegid()) {
     struct semid_ds ds {};
     SemArg arg{};
     arg.buf = &ds;
     if (::semctl(set.id, 0, IPC_STAT, arg) == 0) {
-      ds.sem_perm.gid = file.st_gid;
+      ds.sem_perm.gid = file_stat.st_gid;
       ::semctl(set.id, 0, IPC_SET, arg);
     }
   }
   // Reserve every page now: a full tmpfs fails here, not later with SIGBUS.
   if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(g.total_bytes)); rc != 0)
     throw SegmentError("cannot reserve " + std::to_string(g.total_bytes) +
-                       " bytes for segment \"" + name + "\" in " + kShmDir + ": " +
-                       errno_text(rc) + " (is " + kShmDir + " full? lower the capacities)");
+                       " bytes for segment \"" + name + "\": " + errno_text(rc) +
+                       " (is its file system full? lower the capacities)");
   void* base = ::mmap(nullptr, g.total_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED)
     throw SegmentError("cannot map new segment \"" + name + "\": " + errno_text(errno));
@@ -195,12 +285,12 @@ bool create_and_publish(const std::string& name, const Capacities& caps, mode_t 
 
   park_point("create.before_link");
   std::string proc = "/proc/self/fd/" + std::to_string(fd);
-  if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, path_of(name).c_str(), AT_SYMLINK_FOLLOW) == 0) {
+  if (::linkat(AT_FDCWD, proc.c_str(), dir.fd(), file.c_str(), AT_SYMLINK_FOLLOW) == 0) {
     set.keep = true;
     return true;
   }
   if (errno == EEXIST) return false;
-  throw SegmentError("cannot publish segment \"" + name + "\" as " + path_of(name) + ": " +
+  throw SegmentError("cannot publish segment \"" + name + "\": " +
                      errno_text(errno));
 }
 
@@ -225,7 +315,7 @@ struct DescriptorMappable {
 // the process (the mapping outlives every handle); in-process readers map
 // through them instead of opening the file again.
 struct WrittenFile {
-  std::string name;
+  std::string path;
   int fd;
   dev_t device;
   ino_t inode;
@@ -240,26 +330,26 @@ bool is_written_file(dev_t device, ino_t inode) {
   return false;
 }
 
-// The writer descriptor of `name` when this process writes the file now under
-// that name, else -1.
-int writer_descriptor(const std::string& name) {
+// The writer descriptor of `path` when this process writes the file now under
+// that path, else -1.
+int writer_descriptor(const std::string& path) {
   struct stat st {};
-  if (::stat(path_of(name).c_str(), &st) != 0) return -1;
+  if (::stat(path.c_str(), &st) != 0) return -1;
   std::lock_guard lock(g_files_mutex);
   for (const auto& w : g_written_files)
-    if (w.name == name && w.device == st.st_dev && w.inode == st.st_ino) return w.fd;
+    if (w.path == path && w.device == st.st_dev && w.inode == st.st_ino) return w.fd;
   return -1;
 }
 
-// Opens /dev/shm/<name> without following symlinks or blocking on a FIFO, and
-// only if it is a regular file.
-int open_segment_file(const std::string& name, bool writable) {
-  int fd = ::open(path_of(name).c_str(),
-                  (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+// Opens segment `name` of `dir` without following symlinks or blocking on a
+// FIFO, and only if it is a regular file.
+int open_segment_file(const SegmentDirectory& dir, const std::string& name, const std::string& file,
+                      bool writable) {
+  int fd = ::openat(dir.fd(), file.c_str(),
+                    (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
-    if (err == ENOENT)
-      throw SegmentError("segment \"" + name + "\" does not exist in " + kShmDir, true);
+    if (err == ENOENT) throw SegmentError("segment \"" + name + "\" does not exist", true);
     throw SegmentError("cannot open segment \"" + name + "\": " + errno_text(err) +
                        (err == ELOOP ? " (it is a symbolic link)" : ""));
   }
@@ -298,7 +388,7 @@ void unlock_descriptor_table() { g_files_mutex.unlock(); }
 std::unique_ptr<MappedSegment> MappedSegment::map(const std::string& name, int fd, bool owns_fd,
                                                   bool writable) {
   auto out = std::unique_ptr<MappedSegment>(new MappedSegment());
-  out->name_ = name;
+  out->path_ = name;
   out->fd_ = fd;
   out->owns_fd_ = owns_fd;  // from here on the destructor closes it (or keeps it)
   struct stat st {};
@@ -340,7 +430,27 @@ std::string segment_name(std::string_view instance, std::string_view role) {
   std::string err = check_part("instance", instance);
   if (err.empty()) err = check_part("role", role);
   if (!err.empty()) throw std::invalid_argument(err);
-  return "shmetrics." + std::string(instance) + "." + std::string(role);
+  return std::string(instance) + "." + std::string(role);
+}
+
+std::string default_segment_directory() {
+  const char* dir = std::getenv(kDirectoryVariable);
+  if (dir != nullptr && *dir != '\0') return dir;
+  return std::string(kShmDir) + "/shmetrics-" + std::to_string(::geteuid());
+}
+
+void prepare_segment_directory(const std::string& directory, mode_t segment_mode) {
+  SegmentDirectory dir(directory, /*create=*/true, segment_mode);
+}
+
+std::string segment_path(std::string_view directory, std::string_view name) {
+  std::string dir = directory.empty() ? default_segment_directory() : std::string(directory);
+  if (dir.empty() || dir.front() != '/')
+    throw std::invalid_argument("segment directory \"" + dir + "\" is invalid: expected an absolute path" +
+                                (directory.empty() ? std::string(" (from ") + kDirectoryVariable + ")" : ""));
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  if (std::string err = check_segment_name(name); !err.empty()) throw std::invalid_argument(err);
+  return (dir == "/" ? "" : dir) + "/" + std::string(name);
 }
 
 std::string check_segment_name(std::string_view name) {
@@ -389,56 +499,65 @@ std::string check_header(const Header& h, std::uint64_t file_bytes, Geometry& g)
   return "";
 }
 
-std::unique_ptr<MappedSegment> MappedSegment::open_or_create(const std::string& name,
+std::unique_ptr<MappedSegment> MappedSegment::open_or_create(const std::string& path,
                                                              const Capacities& capacities,
                                                              mode_t mode) {
-  if (std::string err = check_segment_name(name); !err.empty()) throw SegmentError(err);
+  const Location at = locate(path);
+  SegmentDirectory dir(at.directory, /*create=*/true, mode);
   // Creators race through linkat(); losers and late comers open what was published.
   for (int attempt = 0;; ++attempt) {
     int fd;
     try {
-      fd = open_segment_file(name, /*writable=*/true);
+      fd = open_segment_file(dir, path, at.name, /*writable=*/true);
     } catch (const SegmentError& e) {
       if (!e.missing() || attempt >= 3) throw;
-      create_and_publish(name, capacities, mode);
+      create_and_publish(path, dir, at.name, capacities, mode);
       continue;
     }
-    auto out = map(name, fd, /*owns_fd=*/true, /*writable=*/true);
+    auto out = map(path, fd, /*owns_fd=*/true, /*writable=*/true);
     if (!(out->capacities() == capacities))
-      throw SegmentError("segment \"" + name + "\" has capacities " + describe(out->capacities()) +
+      throw SegmentError("segment \"" + path + "\" has capacities " + describe(out->capacities()) +
                          " but this process asked for " + describe(capacities));
     struct stat st {};
     ::fstat(fd, &st);
     if (st.st_uid != ::geteuid())
-      throw SegmentError("segment \"" + name + "\" is owned by uid " + std::to_string(st.st_uid) +
+      throw SegmentError("segment \"" + path + "\" is owned by uid " + std::to_string(st.st_uid) +
                          ", not by this process's uid " + std::to_string(::geteuid()) +
                          ": refusing to write into a segment another user controls");
     if (st.st_mode & 022)
-      throw SegmentError("segment \"" + name + "\" is writable by group or others (mode 0" +
-                         [&] { char b[8]; std::snprintf(b, sizeof b, "%03o", st.st_mode & 0777); return std::string(b); }() +
+      throw SegmentError("segment \"" + path + "\" is writable by group or others (mode " +
+                         octal_mode(st.st_mode) +
                          "): refusing to trust it; remove it and let a writer create it anew");
     std::lock_guard lock(g_files_mutex);
-    g_written_files.push_back({name, fd, out->device_, out->inode_});
+    g_written_files.push_back({path, fd, out->device_, out->inode_});
     return out;
   }
 }
 
-std::unique_ptr<MappedSegment> MappedSegment::open_read_only(const std::string& name) {
-  if (std::string err = check_segment_name(name); !err.empty()) throw SegmentError(err);
-  if (int fd = writer_descriptor(name); fd >= 0) return map(name, fd, /*owns_fd=*/false, /*writable=*/false);
-  return map(name, open_segment_file(name, /*writable=*/false), /*owns_fd=*/true, /*writable=*/false);
+std::unique_ptr<MappedSegment> MappedSegment::open_read_only(const std::string& path) {
+  const Location at = locate(path);
+  if (int fd = writer_descriptor(path); fd >= 0) return map(path, fd, /*owns_fd=*/false, /*writable=*/false);
+  SegmentDirectory dir(at.directory, /*create=*/false, 0);
+  int fd = open_segment_file(dir, path, at.name, /*writable=*/false);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || (st.st_uid != dir.owner() && dir.owner() != 0)) {
+    ::close(fd);
+    throw SegmentError("segment \"" + path + "\" is owned by uid " + std::to_string(st.st_uid) +
+                       ", not by its directory's owner " + std::to_string(dir.owner()));
+  }
+  return map(path, fd, /*owns_fd=*/true, /*writable=*/false);
 }
 
-ino_t current_inode(const std::string& name) {
+ino_t current_inode(const std::string& path) {
   struct stat st {};
-  if (::stat(path_of(name).c_str(), &st) != 0) return 0;
+  if (::stat(path.c_str(), &st) != 0) return 0;
   return st.st_ino;
 }
 
-bool remove_segment(const std::string& name) {
+bool remove_segment(const std::string& path) {
   // The set named in the header goes too, if it is the file owner's and of
   // the header's size (so a forged header cannot name another set).
-  int fd = ::open(path_of(name).c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd >= 0) {
     struct stat st {};
     alignas(Header) unsigned char copy[sizeof(Header)] = {};
@@ -449,11 +568,12 @@ bool remove_segment(const std::string& name) {
       remove_semaphore_set(h.semaphore_set);
     ::close(fd);
   }
-  return ::unlink(path_of(name).c_str()) == 0;
+  return ::unlink(path.c_str()) == 0;
 }
 
-void recreate_segment(const std::string& name, const Capacities& capacities, mode_t mode) {
-  if (std::string err = check_segment_name(name); !err.empty()) throw SegmentError(err);
+void recreate_segment(const std::string& path, const Capacities& capacities, mode_t mode) {
+  const Location at = locate(path);
+  const std::string& name = path;
   std::vector<std::string> holders;
   try {
     auto old = MappedSegment::open_read_only(name);
@@ -474,8 +594,9 @@ void recreate_segment(const std::string& name, const Capacities& capacities, mod
     throw SegmentError("cannot recreate segment \"" + name + "\": it is in use by live processes " +
                        list + "; stop them first");
   }
-  remove_segment(name);
-  create_and_publish(name, capacities, mode);
+  SegmentDirectory dir(at.directory, /*create=*/true, mode);
+  remove_segment(path);
+  create_and_publish(path, dir, at.name, capacities, mode);
 }
 
 namespace {

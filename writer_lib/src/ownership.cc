@@ -572,25 +572,33 @@ namespace shmetrics {
 
 namespace {
 
-// The segment name the options give, after checking the options; throws
+// The segment path the options give, after checking the options; throws
 // std::invalid_argument naming what is wrong.
-std::string checked_segment_name(const SegmentOptions& options) {
-  std::string name = options.name.empty() ? shm::segment_name(options.instance, options.role)
-                                          : options.name;
-  if (std::string err = shm::check_segment_name(name); !err.empty())
-    throw std::invalid_argument(err);
+std::string checked_segment_path(const SegmentOptions& options) {
+  std::string path;
+  if (!options.name.empty() && options.name.front() == '/') {
+    if (!options.directory.empty())
+      throw std::invalid_argument("segment name \"" + options.name + "\" is a path and directory \"" +
+                                  options.directory + "\" is set too: give one of them");
+    const auto slash = options.name.rfind('/');
+    path = shm::segment_path(slash == 0 ? "/" : options.name.substr(0, slash), options.name.substr(slash + 1));
+  } else {
+    path = shm::segment_path(options.directory, options.name.empty()
+                                                    ? shm::segment_name(options.instance, options.role)
+                                                    : options.name);
+  }
   if (options.mode & 022)
     throw std::invalid_argument("mode 0" + std::to_string((options.mode >> 6) & 7) +
                                 std::to_string((options.mode >> 3) & 7) + std::to_string(options.mode & 7) +
                                 " is invalid: segments must not be writable by group or others "
                                 "(0600, or 0640 to let a group read)");
-  return name;
+  return path;
 }
 
 }  // namespace
 
 Segment Segment::open(const SegmentOptions& options) {
-  std::string name = checked_segment_name(options);
+  std::string name = checked_segment_path(options);
   if (options.lock_timeout.count() <= 0)
     throw std::invalid_argument("lock_timeout must be positive, got " +
                                 std::to_string(options.lock_timeout.count()) + " ms");
@@ -598,7 +606,7 @@ Segment Segment::open(const SegmentOptions& options) {
   std::lock_guard lock(detail::g_table_mutex);
   std::uint16_t size = detail::g_table_size.load(std::memory_order_relaxed);
   for (std::uint16_t i = 0; i < size; ++i)
-    if (detail::g_table[i]->mapped->name() == name) {
+    if (detail::g_table[i]->mapped->path() == name) {
       if (!(detail::g_table[i]->mapped->capacities() == options.capacities))
         throw shm::SegmentError("segment \"" + name + "\" is open in this process with capacities " +
                                 shm::describe(detail::g_table[i]->mapped->capacities()) +
@@ -619,10 +627,10 @@ Segment Segment::open(const SegmentOptions& options) {
 }
 
 void Segment::recreate(const SegmentOptions& options) {
-  shm::recreate_segment(checked_segment_name(options), options.capacities, options.mode);
+  shm::recreate_segment(checked_segment_path(options), options.capacities, options.mode);
 }
 
-const std::string& Segment::name() const { return detail::g_table[index_]->mapped->name(); }
+const std::string& Segment::path() const { return detail::g_table[index_]->mapped->path(); }
 int Segment::fd() const { return detail::g_table[index_]->mapped->fd(); }
 
 }  // namespace shmetrics

@@ -252,7 +252,7 @@ std::uint32_t register_family(std::uint16_t index, std::string_view name, std::s
         fam.label_names == label_names)
       return f;
     throw std::invalid_argument(
-        "metric \"" + key + "\" is already registered in segment \"" + seg->mapped->name() +
+        "metric \"" + key + "\" is already registered in segment \"" + seg->mapped->path() +
         "\" as " + describe_family(fam.type, fam.value_type, fam.gauge_mode, fam.label_names) +
         "; this registration asks for " + describe_family(type, value_type, mode, label_names));
   };
@@ -267,7 +267,7 @@ std::uint32_t register_family(std::uint16_t index, std::string_view name, std::s
   if (!reg.held()) {
     count_event(index, shm::kEventLockTimeouts);
     throw shm::SegmentError("cannot register \"" + key + "\": the registration lock of segment \"" +
-                            seg->mapped->name() + "\" was not had within " +
+                            seg->mapped->path() + "\" was not had within " +
                             std::to_string(seg->lock_timeout.count()) +
                             " ms (is a writer stopped while registering?)");
   }
@@ -281,7 +281,7 @@ std::uint32_t register_family(std::uint16_t index, std::string_view name, std::s
   std::uint32_t count = h.family_count.load(std::memory_order_relaxed);
   auto refuse = [&](const std::string& why) {
     count_event(index, shm::kEventSeriesRefused);
-    return shm::SegmentError("cannot register \"" + key + "\" in segment \"" + seg->mapped->name() +
+    return shm::SegmentError("cannot register \"" + key + "\" in segment \"" + seg->mapped->path() +
                              "\": " + why + "; create the segment with larger capacities");
   };
   if (count >= caps.families)

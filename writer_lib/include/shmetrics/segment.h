@@ -22,10 +22,15 @@ using shm::Capacities;
 using shm::ValueType;
 
 struct SegmentOptions {
-  // The segment is /dev/shm/shmetrics.<instance>.<role> unless `name` is set.
+  // The segment is the file <instance>.<role> (or `name`, when set) in
+  // `directory`. An empty directory is $SHMETRICS_SEGMENT_DIR when set, else
+  // /dev/shm/shmetrics-<euid>, created on first use: a directory only this
+  // user can create files in, so nobody can squat the name. `name` may also be
+  // an absolute path (then `directory` stays empty).
   std::string instance = "default";
   std::string role;
   std::string name;
+  std::string directory;
   // Fixed when the segment is created; opening it with others fails.
   Capacities capacities{};
   // File mode at creation, set with fchmod so the umask cannot strip it.
@@ -151,7 +156,8 @@ class Segment {
     return gauge_family(name, help, {}, mode, value_type).labels({});
   }
 
-  const std::string& name() const;
+  // The segment file's path.
+  const std::string& path() const;
   // The descriptor this process keeps of the segment for its life;
   // in-process readers reuse it.
   int fd() const;

@@ -26,13 +26,32 @@ class SegmentError : public std::runtime_error {
   bool missing_;
 };
 
-// "shmetrics.<instance>.<role>"; throws std::invalid_argument when either part is
+// "<instance>.<role>"; throws std::invalid_argument when either part is
 // not 1-64 characters of [A-Za-z0-9_-].
 std::string segment_name(std::string_view instance, std::string_view role);
 
 // "" when `name` can name a segment (1-255 characters of [A-Za-z0-9._-], not
 // starting with '.'), else a message saying why not.
 std::string check_segment_name(std::string_view name);
+
+// Where segments live. /dev/shm is writable by every user, so a predictable
+// file name there could be squatted; segments live in a directory only their
+// user can create files in: $SHMETRICS_SEGMENT_DIR when set (an absolute
+// path, e.g. a systemd RuntimeDirectory), else /dev/shm/shmetrics-<euid>,
+// which writers create (mode 0700; 0710 for segments a group may read).
+// Before use a directory is checked: a real directory (not a symlink), not
+// writable by group or others, owned by the user or root; one named
+// shmetrics-<N> must belong to uid N.
+std::string default_segment_directory();
+
+// Creates segment directory `directory` when missing, as a writer of
+// segments of mode `segment_mode` would, and checks it as above. Throws
+// SegmentError naming what is wrong.
+void prepare_segment_directory(const std::string& directory, mode_t segment_mode);
+
+// "<directory>/<name>", after checking both (an absolute directory, a valid
+// name); an empty directory is the default one. Throws std::invalid_argument.
+std::string segment_path(std::string_view directory, std::string_view name);
 
 // Renders capacities as "{thread_slots=64, process_records=64, ...}" for messages.
 std::string describe(const Capacities& capacities);
@@ -56,7 +75,8 @@ class MappedSegment {
   MappedSegment& operator=(const MappedSegment&) = delete;
   ~MappedSegment();
 
-  const std::string& name() const { return name_; }
+  // The segment file's path, as opened.
+  const std::string& path() const { return path_; }
   int fd() const { return fd_; }
   std::uint8_t* base() const { return base_; }
   std::uint64_t size_bytes() const { return size_bytes_; }
@@ -69,7 +89,8 @@ class MappedSegment {
   // from the header once and checked (owner, size) when mapped.
   int semaphore_set() const { return semaphore_set_; }
 
-  // Opens the segment `name` for writing, creating it with `capacities` and
+  // Opens the segment file `path` (absolute; in a checked segment directory,
+  // created when missing) for writing, creating it with `capacities` and
   // file mode `mode` when it does not exist. Creation is complete before the
   // name appears (O_TMPFILE, then linkat), so of several concurrent creators
   // exactly one publishes and the others open it. The segment's semaphore set
@@ -77,22 +98,24 @@ class MappedSegment {
   // of another layout version or capacities, one owned by another user or
   // writable by group or others, anything but a regular file, a semaphore
   // set that is gone or not the segment owner's. Throws SegmentError.
-  static std::unique_ptr<MappedSegment> open_or_create(const std::string& name,
+  static std::unique_ptr<MappedSegment> open_or_create(const std::string& path,
                                                         const Capacities& capacities,
                                                         mode_t mode);
 
   // Maps an existing segment read-only, trusting nothing but the header check.
   // The exporter's view; throws SegmentError (missing() when absent). Never
-  // blocks on a FIFO or follows a symlink planted under the name.
-  static std::unique_ptr<MappedSegment> open_read_only(const std::string& name);
+  // blocks on a FIFO or follows a symlink planted under the name; its
+  // directory is checked as default_segment_directory() says, and the file
+  // must belong to the directory's owner (or the directory to root).
+  static std::unique_ptr<MappedSegment> open_read_only(const std::string& path);
 
  private:
   struct Region;  // the Boost.Interprocess mapped_region behind base_
   MappedSegment();
-  static std::unique_ptr<MappedSegment> map(const std::string& name, int fd, bool owns_fd,
+  static std::unique_ptr<MappedSegment> map(const std::string& path, int fd, bool owns_fd,
                                             bool writable);
   std::unique_ptr<Region> region_;
-  std::string name_;
+  std::string path_;
   int fd_ = -1;
   bool owns_fd_ = false;
   int semaphore_set_ = -1;
@@ -110,20 +133,20 @@ class MappedSegment {
 void lock_descriptor_table();
 void unlock_descriptor_table();
 
-// The inode behind /dev/shm/<name> now, or 0 when there is none. Lets a reader
+// The inode behind `path` now, or 0 when there is none. Lets a reader
 // notice a segment removed and created anew under the same name.
-ino_t current_inode(const std::string& name);
+ino_t current_inode(const std::string& path);
 
-// Removes /dev/shm/<name> and its semaphore set (when the set is this user's
+// Removes the segment file `path` and its semaphore set (when the set is the file owner's
 // and the right size); true if the file existed.
-bool remove_segment(const std::string& name);
+bool remove_segment(const std::string& path);
 
-// Replaces the segment `name` with a new, empty one (a counter reset): refuses,
+// Replaces the segment file `path` with a new, empty one (a counter reset): refuses,
 // naming their pids, while any slot or record of the old segment is held by a
 // live process — this one included. A process that claims between the check
 // and the replacement writes into the old, unnamed segment; stop writers
 // first. Throws SegmentError.
-void recreate_segment(const std::string& name, const Capacities& capacities, mode_t mode);
+void recreate_segment(const std::string& path, const Capacities& capacities, mode_t mode);
 
 // The ownership semaphores of layout.h ("Ownership"), numbered by
 // Geometry::slot_semaphore / record_semaphore.

@@ -1,0 +1,175 @@
+// Segment directories: nobody else can plant, squat or redirect a segment.
+//
+// The bound: another user can create files only in world-writable
+// directories. In one (a sticky 1777 directory, as /dev/shm is) it may plant
+// a file, a symlink, a FIFO or a directory of its own under the name of a
+// segment directory; writers and readers then refuse that directory with one
+// line saying why — never write through it, follow it or block on it — and
+// inside a directory the writers made, it can plant nothing at all.
+#include "support.h"
+
+#include <shmetrics/shmetrics.h>
+
+#include <catch2/catch.hpp>
+
+#include <cerrno>
+#include <cstdlib>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+using namespace shmetrics;
+
+namespace {
+
+constexpr uid_t kNobody = 65534;
+
+// A world-writable sticky directory like /dev/shm, removed with what is in it.
+struct FakeShm {
+  std::string path;
+  FakeShm() {
+    char templ[] = "/dev/shm/test-squat-XXXXXX";
+    if (::mkdtemp(templ) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path = templ;
+    ::chmod(path.c_str(), 01777);
+  }
+  ~FakeShm() {
+    std::string cmd = "rm -rf '" + path + "'";
+    if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", path.c_str());
+  }
+};
+
+// Runs `plant` as user nobody in a child; true when it succeeded.
+bool as_nobody(const std::function<bool()>& plant) {
+  return testing::wait_child(testing::fork_child([&] {
+           if (::setgid(kNobody) != 0 || ::setuid(kNobody) != 0) return false;
+           return plant();
+         })) == 0;
+}
+
+std::string open_error(const std::string& directory) {
+  SegmentOptions o;
+  o.directory = directory;
+  o.name = "default.ops";
+  o.capacities.thread_slots = 2;
+  o.capacities.process_records = 2;
+  o.capacities.series = 16;
+  o.capacities.families = 4;
+  o.capacities.string_bytes = 1024;
+  try {
+    Segment::open(o);
+  } catch (const shm::SegmentError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("a_directory_name_squatted_by_another_user_is_refused_with_a_reason") {
+  REQUIRE(::geteuid() == 0);  // the squatter must be another user
+  FakeShm shm;
+  const std::string dir = shm.path + "/shmetrics-0";  // the default name of uid 0's directory
+  struct Kind {
+    const char* what;
+    std::function<bool()> plant;
+    const char* reason;
+  };
+  const std::string elsewhere = shm.path + "/elsewhere";
+  const Kind kinds[] = {
+      {"a file", [&] { return ::close(::open(dir.c_str(), O_CREAT | O_WRONLY, 0644)) == 0; },
+       "a file or symbolic link is in its place"},
+      {"a symlink to a directory of the squatter's",
+       [&] { return ::mkdir(elsewhere.c_str(), 0700) == 0 && ::symlink(elsewhere.c_str(), dir.c_str()) == 0; },
+       "a file or symbolic link is in its place"},
+      {"a FIFO", [&] { return ::mkfifo(dir.c_str(), 0666) == 0; }, "a file or symbolic link is in its place"},
+      {"a directory of the squatter's", [&] { return ::mkdir(dir.c_str(), 0700) == 0; },
+       "is owned by uid 65534"},
+      {"a directory of the squatter's, open to all", [&] { return ::mkdir(dir.c_str(), 0777) == 0 && ::chmod(dir.c_str(), 0777) == 0; },
+       "writable by group or others"},
+  };
+  for (const Kind& k : kinds) {
+    INFO(k.what);
+    std::string cmd = "rm -rf '" + dir + "' '" + elsewhere + "'";
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    REQUIRE(as_nobody(k.plant));
+    const std::string err = open_error(dir);
+    CHECK_THAT(err, Catch::Contains(dir) && Catch::Contains(k.reason));
+    CHECK_THAT(err, Catch::Contains(dir + " ") || Catch::Contains(dir + ":"));
+    // Nothing was written through it.
+    struct stat st {};
+    CHECK(::stat((elsewhere + "/default.ops").c_str(), &st) != 0);
+    // A reader refuses it as well, without blocking.
+    CHECK_THROWS_WITH(shm::MappedSegment::open_read_only(dir + "/default.ops"), Catch::Contains(dir));
+  }
+  // A directory whose name claims another uid is refused even when a reader
+  // is told to trust another owner.
+  std::string cmd = "rm -rf '" + dir + "'";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  const std::string claims_1000 = shm.path + "/shmetrics-1000";
+  REQUIRE(as_nobody([&] { return ::mkdir(claims_1000.c_str(), 0700) == 0; }));
+  CHECK_THROWS_WITH(shm::MappedSegment::open_read_only(claims_1000 + "/default.ops"),
+                    Catch::Contains("is owned by uid 65534 but its name says uid 1000"));
+}
+
+TEST_CASE("another_user_can_plant_nothing_in_a_segment_directory_writers_made") {
+  REQUIRE(::geteuid() == 0);
+  FakeShm shm;
+  const std::string dir = shm.path + "/shmetrics-0";
+  CHECK(open_error(dir).empty());  // the writer made the directory and its segment
+  struct stat st {};
+  REQUIRE(::stat(dir.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0700);
+  CHECK(st.st_uid == 0);
+  const std::string segment = dir + "/default.ops";
+  const std::string planted = dir + "/default.judge";
+  CHECK_FALSE(as_nobody([&] { return ::open(planted.c_str(), O_CREAT | O_WRONLY, 0644) >= 0; }));
+  CHECK_FALSE(as_nobody([&] { return ::symlink("/etc/passwd", planted.c_str()) == 0; }));
+  CHECK_FALSE(as_nobody([&] { return ::mkfifo(planted.c_str(), 0666) == 0; }));
+  CHECK_FALSE(as_nobody([&] { return ::unlink(segment.c_str()) == 0; }));
+  CHECK(::stat(planted.c_str(), &st) != 0);
+  shm::remove_segment(segment);
+}
+
+TEST_CASE("a_group_readable_segment_gets_a_directory_its_group_can_search_and_nothing_more") {
+  FakeShm shm;
+  const std::string dir = shm.path + "/app";
+  SegmentOptions o;
+  o.directory = dir;
+  o.name = "x.ops";
+  o.mode = 0640;
+  o.capacities.thread_slots = 2;
+  o.capacities.process_records = 2;
+  o.capacities.series = 16;
+  o.capacities.families = 4;
+  o.capacities.string_bytes = 1024;
+  ::umask(077);  // a strict umask must not strip what the mode asks for
+  Segment s = Segment::open(o);
+  ::umask(022);
+  struct stat st {};
+  REQUIRE(::stat(dir.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0710);
+  REQUIRE(::stat(s.path().c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0640);
+  CHECK(s.path() == dir + "/x.ops");
+  shm::remove_segment(s.path());
+}
+
+TEST_CASE("segment_paths_come_from_the_options_the_environment_or_the_uid") {
+  ::unsetenv("SHMETRICS_SEGMENT_DIR");
+  CHECK(shm::default_segment_directory() == "/dev/shm/shmetrics-" + std::to_string(::geteuid()));
+  ::setenv("SHMETRICS_SEGMENT_DIR", "/run/myapp", 1);
+  CHECK(shm::default_segment_directory() == "/run/myapp");
+  CHECK(shm::segment_path("", "default.ops") == "/run/myapp/default.ops");
+  ::setenv("SHMETRICS_SEGMENT_DIR", "relative/dir", 1);
+  CHECK_THROWS_WITH(shm::segment_path("", "default.ops"),
+                    Catch::Contains("expected an absolute path") && Catch::Contains("SHMETRICS_SEGMENT_DIR"));
+  ::unsetenv("SHMETRICS_SEGMENT_DIR");
+  CHECK(shm::segment_path("/a/b/", "c.ops") == "/a/b/c.ops");
+  CHECK_THROWS_WITH(shm::segment_path("/a", "../c"), Catch::Contains("is invalid"));
+  SegmentOptions o;
+  o.role = "ops";
+  o.name = "/dev/shm/x/y.ops";
+  o.directory = "/dev/shm/x";
+  CHECK_THROWS_WITH(Segment::open(o), Catch::Contains("give one of them"));
+}
