@@ -70,7 +70,7 @@ RoleSource::RoleSource(std::string role, std::string segment_name,
 
 void RoleSource::set_max_scrape_bytes(std::size_t bytes) {
   std::lock_guard lock(mutex_);
-  max_scrape_bytes_ = std::max(bytes, 2 * kRoomAfterRender);
+  max_scrape_bytes_ = std::max(bytes, kRoomAfterRender + 1024);
 }
 
 // `keep_mapping`: the segment itself is fine (a limit was reached): it is not

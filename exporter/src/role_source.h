@@ -43,7 +43,7 @@ class RoleSource {
   std::string scrape() { return *scrape_shared(); }
 
   // Bounds the parsed entries of the segment and each whole exposition
-  // (default kDefaultMaxScrapeBytes); at least 2 × kRoomAfterRender.
+  // (default kDefaultMaxScrapeBytes); at least kRoomAfterRender + 1024.
   void set_max_scrape_bytes(std::size_t bytes);
 
   // By default a segment owned by another user than the exporter's is not
