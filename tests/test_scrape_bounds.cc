@@ -260,7 +260,11 @@ TEST_CASE("scrapes_arriving_during_a_render_share_its_body") {
   threads.emplace_back([&] { bodies[0] = source.scrape_shared(); });
   while ([&] { std::lock_guard lock(m); return renders; }() == 0) std::this_thread::yield();
   for (int i = 1; i < kScrapes; ++i) threads.emplace_back([&, i] { bodies[i] = source.scrape_shared(); });
-  while (source.scrapes_waiting() < kScrapes - 1) std::this_thread::yield();
+  // Bounded, so a source that makes them render instead fails, not hangs.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (source.scrapes_waiting() < kScrapes - 1 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
+  CHECK(source.scrapes_waiting() == kScrapes - 1);
   {
     std::lock_guard lock(m);
     release = true;
