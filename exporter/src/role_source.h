@@ -35,9 +35,10 @@ class RoleSource {
   // shmetrics_segment_up 0; the reason is logged once per change.
   //
   // A scrape that arrives while another renders waits for that render and
-  // takes the same body (rendered after it arrived, so never stale); one
-  // that arrives later renders anew. So concurrent scrapes hold one body
-  // between them, not one each.
+  // takes the same body (begun before it arrived, so at most that one render
+  // old); one that arrives later renders anew. So concurrent scrapes hold one
+  // body between them, not one each, and a client's scrapes in sequence
+  // never see counters go back.
   std::shared_ptr<const std::string> scrape_shared();
   // The same, copied (for --once and tests).
   std::string scrape() { return *scrape_shared(); }
