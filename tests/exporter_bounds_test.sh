@@ -2,9 +2,9 @@
 # exporter_bounds_test.sh EXPORTER MAKE_AMPLIFYING_SEGMENT
 #
 # The exporter binary against the amplifying segment of the defects issue
-# (item 3; tests/amplifying_segment.h): 2,048 families and series of a 288 KB
+# (item 3; tests/amplifying_segment.h): 2,048 families and series of a 336 KB
 # segment sharing one help text and one 128 KiB block of label values, which
-# an unbounded exporter renders as ~280 MB per scrape. Creates it as the ops
+# an unbounded exporter renders as 277 MB per scrape. Creates it as the ops
 # segment of a fresh instance, starts the exporter, scrapes ops /metrics
 # SCRAPES times at once (as slow Prometheus servers would overlap), then:
 #   - every scrape answered 200 with shmetrics_segment_up{role="ops"} 1, the

@@ -1,7 +1,7 @@
 // What one segment writer can make the exporter spend (DESIGN.md invariant
 // 11): bounded by the exporter's own limit, --max-scrape-bytes, not by what
 // the segment claims. Entries sharing strings are refused and counted, so the
-// amplifying segment of the defects issue (288 KB rendering ~280 MB) renders a
+// amplifying segment of the defects issue (336 KB rendering 277 MB) renders a
 // few KB with a peak RSS growth under 32 MiB; an honest segment whose parsed
 // entries or exposition exceed the limit takes only its role down, with one
 // logged reason; concurrent scrapes share one body.
