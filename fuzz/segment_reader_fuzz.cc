@@ -14,10 +14,10 @@
 // more than its limits is reported too.
 //
 // The same image is also served by a RoleSource, as the exporter serves a
-// role: written to /dev/shm/shmetrics.fuzz-<pid> (removed at exit), opened,
-// checked and scraped twice with the same limit; its body must be a
-// well-formed exposition within the limit that says whether the segment was
-// up.
+// role: written to /dev/shm/shmetrics.fuzz-<pid> (removed at exit, though not
+// after a crash), opened, checked and scraped twice with the same limit; its
+// body must be a well-formed exposition within the limit that says whether
+// the segment was up.
 //
 // How the input becomes an image:
 //
