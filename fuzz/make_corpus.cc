@@ -10,11 +10,12 @@
 // same image. The capacities are inside the synthetic mode's ranges. A few
 // variants exercise the target's other knobs: dead records, a late clock, a
 // truncated image, a liveall family with a "pid" label, and published counts lowered in the image and raised back
-// by the target's between-render flips (the incremental parse).
+// by the target's between-render flips (the incremental parse), a render
+// limit the exposition exceeds, and a family whose help is another's.
 //
 // In every image the header padding carries what the target reads there:
-// bytes 216..223 now_ns (the fake readyz clock's "now"), 224..231 the mask of
-// dead records (0: all live).
+// bytes 352..359 now_ns (the fake readyz clock's "now"), 360..367 the mask of
+// dead records (0: all live), 368..371 the renders' byte limit (0: 1 MiB).
 #include <shmetrics/shmetrics.h>
 
 #include <atomic>
@@ -41,8 +42,9 @@ using Bytes = std::vector<std::uint8_t>;
 // As fuzz/segment_reader_fuzz.cc reads them: header padding after the counts.
 constexpr std::size_t kNowOffset = offsetof(shm::Header, family_count) + 32;
 constexpr std::size_t kMaskOffset = offsetof(shm::Header, family_count) + 40;
+constexpr std::size_t kLimitOffset = offsetof(shm::Header, family_count) + 48;
 static_assert(offsetof(shm::Header, pages_used) + 4 <= kNowOffset);
-static_assert(kMaskOffset + 8 <= offsetof(shm::Header, events));
+static_assert(kLimitOffset + 4 <= offsetof(shm::Header, events));
 constexpr std::size_t kPrefix = offsetof(shm::Header, registration_lock);
 constexpr std::size_t kFamilyCount = offsetof(shm::Header, family_count);
 constexpr std::size_t kSeriesCount = offsetof(shm::Header, series_count);
@@ -411,6 +413,14 @@ int main(int argc, char** argv) {
     write_file("raw-basic-pid-label", with_pid_label(basic, 6));
     write_file("raw-basic-truncated", Bytes(basic.begin(), basic.end() - 1));
     write_file("raw-header-only", Bytes(basic.begin(), basic.begin() + sizeof(shm::Header)));
+    Bytes limited = basic;
+    put<std::uint32_t>(limited, kLimitOffset, 1);  // 1,025 bytes: less than its exposition
+    write_both("basic-limited", limited);
+    Bytes shared = basic;  // family 1's help is family 0's: both own those bytes
+    const auto families = get<std::uint64_t>(shared, offsetof(shm::Header, families_offset));
+    put<std::uint32_t>(shared, families + sizeof(shm::FamilyEntry) + offsetof(shm::FamilyEntry, help_offset),
+                       get<std::uint32_t>(shared, families + offsetof(shm::FamilyEntry, help_offset)));
+    write_both("basic-shared-help", shared);
   } catch (const std::exception& e) {
     die(e.what());
   }

@@ -1,12 +1,23 @@
 // libFuzzer target: the exporter's untrusted segment reader over arbitrary
-// segment images (DESIGN.md invariant 7). Built and run by scripts/fuzz.sh.
+// segment images (DESIGN.md invariants 7 and 11). Built and run by
+// scripts/fuzz.sh.
 //
 // Whatever the bytes, SegmentReader must give an error or an exposition:
 // never a crash, a hang or a read outside the image. The image lives in a heap
 // buffer of exactly the image's size, so AddressSanitizer reports any read past
 // its end. The exposition it produces is checked here (valid UTF-8, every line a
-// comment or a well-formed sample, no duplicate family or series); a violation
-// is a __builtin_trap, which libFuzzer reports as a crash with its input.
+// comment or a well-formed sample, no duplicate family or series, no more
+// bytes than the render's limit and no buffer grown past it); a violation is a
+// __builtin_trap, which libFuzzer reports as a crash with its input.
+// scripts/fuzz.sh bounds the time (-timeout) and memory (-rss_limit_mb,
+// -malloc_limit_mb) of each input, so an input that makes the reader spend
+// more than its limits is reported too.
+//
+// The same image is also served by a RoleSource, as the exporter serves a
+// role: written to /dev/shm/shmetrics.fuzz-<pid> (removed at exit, though not
+// after a crash), opened, checked and scraped twice with the same limit; its
+// body must be a well-formed exposition within the limit that says whether
+// the segment was up.
 //
 // How the input becomes an image:
 //
@@ -26,6 +37,8 @@
 //   bytes counts+32..+39  now_ns given to render() (CLOCK_MONOTONIC nanoseconds)
 //   bytes counts+40..+47  a mask: record r counts as dead when bit r % 64 is set,
 //                   so a real segment (zeros) has every record live.
+//   bytes counts+48..+51  the renders' byte limit: 0 (a real segment) for
+//                   1 MiB, else 1 KiB + the value % 256 KiB.
 //
 // Between the two renders (the second goes through the reader's incremental
 // parse: families and series already parsed are kept, only new ones parsed),
@@ -41,6 +54,8 @@
 // SHMETRICS_FUZZ_PRINT=1 in the environment prints each exposition or error
 // to stderr (to look at what a seed renders: run the binary on the file).
 
+#include "log.h"
+#include "role_source.h"
 #include "segment_reader.h"
 
 #include <shmetrics/shm/layout.h>
@@ -52,16 +67,20 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <unistd.h>
 #include <unordered_set>
 
 namespace {
 
 namespace shm = shmetrics::shm;
+using shmetrics::exporter::kRoomAfterRender;
 using shmetrics::exporter::RecordLiveness;
+using shmetrics::exporter::RoleSource;
 using shmetrics::exporter::SegmentReader;
 
 constexpr std::size_t kImmutablePrefix = offsetof(shm::Header, registration_lock);  // 192
@@ -70,9 +89,11 @@ constexpr std::size_t kCountsBytes = 28;  // seven uint32 counts
 // Header padding after the counts, never read by the reader.
 constexpr std::size_t kNowOffset = kCountsOffset + 32;
 constexpr std::size_t kMaskOffset = kCountsOffset + 40;
+constexpr std::size_t kLimitOffset = kCountsOffset + 48;
 static_assert(offsetof(shm::Header, pages_used) + 4 == kCountsOffset + kCountsBytes);
 static_assert(kCountsOffset + kCountsBytes <= kNowOffset, "now_ns must lie in header padding");
-static_assert(kMaskOffset + 8 <= offsetof(shm::Header, events), "mask must lie in header padding");
+static_assert(kMaskOffset + 8 <= kLimitOffset);
+static_assert(kLimitOffset + 4 <= offsetof(shm::Header, events), "limit must lie in header padding");
 
 constexpr std::uint8_t kSyntheticTag = 0xA5;
 constexpr std::size_t kParamBytes = 10;  // after the tag
@@ -294,9 +315,17 @@ void check_exposition(const std::string& out) {
   if (!family_has_sample) fail("family without samples", family);
 }
 
+// The byte limit of this image's renders.
+std::size_t render_limit(const Image& image) {
+  std::uint32_t v = 0;
+  if (image.size >= kLimitOffset + 4) std::memcpy(&v, image.data + kLimitOffset, 4);
+  return v == 0 ? std::size_t{1} << 20 : 1024 + v % (256 * 1024);
+}
+
 // Renders and checks; returns the exposition, or "error: ..." when render()
 // gave an error.
 std::string render_and_check(SegmentReader& reader, const Image& image, const char* what) {
+  const std::size_t limit = render_limit(image);
   const std::uint64_t now_ns = get_u64(image.data, image.size, kNowOffset);
   const std::uint64_t dead_mask = get_u64(image.data, image.size, kMaskOffset);
   // Records past this reader's capacities never get asked about.
@@ -306,7 +335,11 @@ std::string render_and_check(SegmentReader& reader, const Image& image, const ch
     return ((dead_mask >> (record % 64)) & 1) == 0;
   };
   std::string out;
-  std::string err = reader.render(out, live, now_ns);
+  const std::size_t initial_capacity = out.capacity();
+  std::string err = reader.render(out, live, now_ns, limit);
+  if (out.capacity() > initial_capacity && out.capacity() > limit + kRoomAfterRender)
+    fail("render grew its buffer past its limit and room", std::to_string(out.capacity()));
+  if (reader.over_limit() && err.empty()) fail("over the limit without an error", out);
   if (print_enabled()) {
     if (err.empty())
       std::fprintf(stderr, "--- %s: %zu bytes of exposition\n%s", what, out.size(), out.c_str());
@@ -317,11 +350,52 @@ std::string render_and_check(SegmentReader& reader, const Image& image, const ch
     if (!shm::is_valid_utf8(err)) fail("error message is not valid UTF-8", err);
     return "error: " + err;
   }
+  if (out.size() > limit) fail("exposition larger than the render's limit", std::to_string(out.size()));
   check_exposition(out);
   return out;
 }
 
+// The segment file RoleSource reads, one per fuzzing process (a plain array:
+// the exit handler that removes it runs after static strings are destroyed).
+char g_segment_path[64];
+
+// Serves the image as the exporter serves a role, through a segment file.
+void serve_and_check(const Image& image) {
+  if (g_segment_path[0] == '\0') {
+    std::snprintf(g_segment_path, sizeof g_segment_path, "/dev/shm/shmetrics.fuzz-%d", ::getpid());
+    std::atexit([] { ::unlink(g_segment_path); });
+  }
+  const std::string name = g_segment_path + std::strlen("/dev/shm/");
+  int fd = ::open(g_segment_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) std::abort();
+  for (std::size_t at = 0; at < image.size;) {
+    ssize_t n = ::write(fd, image.data + at, image.size - at);
+    if (n <= 0) std::abort();
+    at += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  // The reader's limit is then render_limit(image), as for the renders below.
+  const std::size_t limit = render_limit(image) + kRoomAfterRender;
+  const std::uint64_t now_ns = get_u64(image.data, image.size, kNowOffset);
+  RoleSource source("fuzz", name, [now_ns] { return now_ns; });
+  source.set_max_scrape_bytes(limit);
+  for (int scrape = 0; scrape < 2; ++scrape) {
+    std::shared_ptr<const std::string> body = source.scrape_shared();
+    if (print_enabled()) std::fprintf(stderr, "--- role scrape %d:\n%s", scrape + 1, body->c_str());
+    if (body->size() > limit)
+      fail("role body larger than --max-scrape-bytes", std::to_string(body->size()));
+    check_exposition(*body);
+    if (body->find("\nshmetrics_segment_up{role=\"fuzz\"} ") == std::string::npos)
+      fail("role body without shmetrics_segment_up", *body);
+  }
+}
+
 }  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  if (!print_enabled()) shmetrics::exporter::set_log_output(nullptr);
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::unique_ptr<Image> image;
@@ -331,6 +405,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     image = std::make_unique<Image>(size);
     if (size > 0) std::memcpy(image->data, data, size);
   }
+
+  serve_and_check(*image);
 
   SegmentReader reader(image->data, image->size);
   if (print_enabled() && !reader.error().empty())

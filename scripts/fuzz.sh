@@ -7,7 +7,10 @@
 #   reader's sources, under ASan+UBSan), and fuzzes for SECONDS seconds,
 #   starting from a copy of fuzz/corpus/ (the committed corpus is not changed).
 #   Prints the executions done; a crash, timeout, leak or out-of-memory fails
-#   the run and its input is left under build-fuzz/artifacts/.
+#   the run and its input is left under build-fuzz/artifacts/. Each input gets
+#   at most TIMEOUT_SECONDS, RSS_LIMIT_MB of RSS and no single allocation over
+#   MALLOC_LIMIT_MB: the target's renders are limited to about 1 MiB, so an
+#   input that makes the reader spend more is a failure.
 #   Env: FUZZ_LOG (default build-fuzz/fuzz.log) keeps libFuzzer's output.
 # Ends with "1 passed, 0 failed" or "0 passed, 1 failed"; exits non-zero on failure.
 
@@ -15,6 +18,9 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SECONDS_TO_RUN="${1:-60}"
+TIMEOUT_SECONDS=5
+RSS_LIMIT_MB=1024
+MALLOC_LIMIT_MB=64
 [[ "$SECONDS_TO_RUN" =~ ^[1-9][0-9]*$ ]] || die "SECONDS must be a positive integer, got \"$SECONDS_TO_RUN\""
 
 OUT=build-fuzz
@@ -54,12 +60,16 @@ install_fuzz_deps() {
   done
 }
 
-# The reader and what it links: the exporter's reader and text format, and all
-# of shm/ (names, header check; segment_file.cc needs Boost's headers only).
+# The reader, the role source serving it, and what they link: the exporter's
+# text format, SIGBUS guard and log, and all of shm/ (names, header check;
+# segment_file.cc needs Boost's headers only).
 SOURCES=(
   fuzz/segment_reader_fuzz.cc
   exporter/src/segment_reader.cc
+  exporter/src/role_source.cc
   exporter/src/text_format.cc
+  exporter/src/sigbus_guard.cc
+  exporter/src/log.cc
 )
 for f in shm/src/*.cc; do SOURCES+=("$f"); done
 
@@ -93,7 +103,8 @@ main() {
   # Leak checks stay on (ASan's default); UBSan stops at the first report.
   ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}" \
     UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}" \
-    "$TARGET" -max_total_time="$SECONDS_TO_RUN" -timeout=10 -rss_limit_mb=2048 \
+    "$TARGET" -max_total_time="$SECONDS_TO_RUN" -timeout="$TIMEOUT_SECONDS" -rss_limit_mb="$RSS_LIMIT_MB" \
+    -malloc_limit_mb="$MALLOC_LIMIT_MB" \
     -max_len=65536 -print_final_stats=1 -artifact_prefix="$ARTIFACTS/" \
     "$work/corpus" >"$LOG" 2>&1 || rc=$?
 

@@ -26,15 +26,21 @@ namespace {
 thread_local bool t_close_after_answer = false;
 
 // Answers with `body` through a fixed-length content provider: the library
-// compresses bodies set with set_content, never these.
-void send_fixed(httplib::Response& res, std::string text, const char* content_type) {
-  auto body = std::make_shared<std::string>(std::move(text));
+// compresses bodies set with set_content, never these. The body is sent from
+// where it is, shared with any other response holding it, never copied.
+void send_fixed(httplib::Response& res, std::shared_ptr<const std::string> body,
+                const char* content_type) {
+  const std::size_t size = body->size();
   res.set_content_provider(
-      body->size(), content_type,
-      [body](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+      size, content_type,
+      [body = std::move(body)](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
         if (offset > body->size()) return false;
         return sink.write(body->data() + offset, std::min(length, body->size() - offset));
       });
+}
+
+void send_fixed(httplib::Response& res, std::string text, const char* content_type) {
+  send_fixed(res, std::make_shared<const std::string>(std::move(text)), content_type);
 }
 
 bool has_body(const httplib::Request& req) {
@@ -180,7 +186,7 @@ MetricsServer::MetricsServer(std::shared_ptr<RoleSource> source, const ServerOpt
 void MetricsServer::route_metrics(std::shared_ptr<RoleSource> source) {
   // HEAD reaches this handler too; the library sends the headers only.
   Get("/metrics", [source](const httplib::Request&, httplib::Response& res) {
-    send_fixed(res, source->scrape(), kTextContentType);
+    send_fixed(res, source->scrape_shared(), kTextContentType);
   });
 }
 

@@ -10,6 +10,8 @@ namespace shmetrics::exporter {
 
 namespace {
 
+std::FILE* g_output = stderr;
+
 void append_value(std::string& out, std::string_view v) {
   bool quote = v.empty() || v.find_first_of(" \"=\t\n\\") != std::string_view::npos;
   if (!quote) {
@@ -29,6 +31,8 @@ void append_value(std::string& out, std::string_view v) {
 }
 
 }  // namespace
+
+void set_log_output(std::FILE* out) { g_output = out; }
 
 void log_event(std::string_view level, std::string_view event,
                std::initializer_list<LogField> fields) {
@@ -56,8 +60,9 @@ void log_event(std::string_view level, std::string_view event,
   line += '\n';
   static std::mutex mutex;
   std::lock_guard lock(mutex);
-  std::fwrite(line.data(), 1, line.size(), stderr);
-  std::fflush(stderr);
+  if (g_output == nullptr) return;
+  std::fwrite(line.data(), 1, line.size(), g_output);
+  std::fflush(g_output);
 }
 
 }  // namespace shmetrics::exporter

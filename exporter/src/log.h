@@ -2,6 +2,7 @@
 //   ts=2026-11-27T13:40:01.123Z level=info event=listening role=ops address=127.0.0.1:8081
 #pragma once
 
+#include <cstdio>
 #include <initializer_list>
 #include <string_view>
 #include <utility>
@@ -13,5 +14,9 @@ using LogField = std::pair<std::string_view, std::string_view>;
 // Values with spaces, quotes or '=' are quoted. Thread-safe.
 void log_event(std::string_view level, std::string_view event,
                std::initializer_list<LogField> fields = {});
+
+// Where the lines go: stderr unless changed; nullptr drops them (the fuzz
+// target, which opens thousands of segments). Call before any thread logs.
+void set_log_output(std::FILE* out);
 
 }  // namespace shmetrics::exporter

@@ -43,8 +43,11 @@ struct Options {
   std::vector<RoleConfig> roles{{"ops", "", "127.0.0.1:8081", "", 0}, {"judge", "", "127.0.0.1:8082", "", 0}};
   std::string once_segment;
   bool accept_foreign_owner = false;
+  std::size_t max_scrape_bytes = shmetrics::exporter::kDefaultMaxScrapeBytes;
   ServerOptions server;
 };
+
+static_assert(shmetrics::exporter::kDefaultMaxScrapeBytes == 67108864, "--help gives the default");
 
 void print_help() {
   std::cout <<
@@ -78,6 +81,10 @@ format, each role on its own listener: GET /metrics.
   --accept-foreign-owner  serve segments owned by another user than the
                           exporter's (by default such a role is down, with
                           the reason logged)
+  --max-scrape-bytes N    most bytes one role may hold parsed from its segment,
+                          and the largest exposition it renders, 65536-2^40
+                          (default 67108864, 64 MiB); a segment past either
+                          answers shmetrics_segment_up 0, with the reason logged
 
 HTTP limits, per role listener:
   --threads N             worker threads, 1-1024 (default 8). A connection holds
@@ -242,6 +249,8 @@ Options parse_options(int argc, char** argv) {
     } else if (a == "--accept-foreign-owner") {
       no_value();
       o.accept_foreign_owner = true;
+    } else if (a == "--max-scrape-bytes") {
+      o.max_scrape_bytes = static_cast<std::size_t>(parse_number(a, value_of(i), 65536, 1L << 40));
     } else if (is_server_flag(a)) {
       parse_server_flag(a, value_of(i), o.server);
     } else {
@@ -269,9 +278,10 @@ Options parse_options(int argc, char** argv) {
   return o;
 }
 
-int run_once(const std::string& segment, bool accept_foreign_owner) {
+int run_once(const std::string& segment, const Options& options) {
   RoleSource source("once", segment);
-  source.accept_foreign_owner(accept_foreign_owner);
+  source.accept_foreign_owner(options.accept_foreign_owner);
+  source.set_max_scrape_bytes(options.max_scrape_bytes);
   std::string text = source.scrape();
   std::fwrite(text.data(), 1, text.size(), stdout);
   return text.find("shmetrics_segment_up{role=\"once\"} 1") == std::string::npos ? 1 : 0;
@@ -283,7 +293,7 @@ int main(int argc, char** argv) {
   Options options = parse_options(argc, argv);
   shmetrics::exporter::install_sigbus_handler();
   if (!options.once_segment.empty())
-    return run_once(options.once_segment, options.accept_foreign_owner);
+    return run_once(options.once_segment, options);
 
   // Signals go to the waiting main thread only: block them before any thread.
   sigset_t signals;
@@ -297,6 +307,7 @@ int main(int argc, char** argv) {
   for (const RoleConfig& r : options.roles) {
     auto source = std::make_shared<RoleSource>(r.role, r.segment);
     source->accept_foreign_owner(options.accept_foreign_owner);
+    source->set_max_scrape_bytes(options.max_scrape_bytes);
     auto server = shmetrics::exporter::make_metrics_server(source, options.server);
     std::string error;
     int port = server->bind_listener(r.host, r.port, error);

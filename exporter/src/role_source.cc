@@ -4,6 +4,7 @@
 #include "sigbus_guard.h"
 #include "text_format.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 #include <unistd.h>
@@ -63,9 +64,19 @@ RoleSource::RoleSource(std::string role, std::string segment_name,
                        std::function<std::uint64_t()> now_ns)
     : role_(std::move(role)), segment_name_(std::move(segment_name)), now_ns_(std::move(now_ns)) {}
 
-void RoleSource::set_down(const std::string& reason) {
-  mapped_.reset();
-  reader_.reset();
+void RoleSource::set_max_scrape_bytes(std::size_t bytes) {
+  std::lock_guard lock(mutex_);
+  max_scrape_bytes_ = std::max(bytes, kRoomAfterRender + 1024);
+}
+
+// `keep_mapping`: the segment itself is fine (a limit was reached): it is not
+// re-opened, and a reader that freed its entries for good is kept, so later
+// scrapes are refused at once until the segment is replaced.
+void RoleSource::set_down(const std::string& reason, bool keep_mapping) {
+  if (!keep_mapping) {
+    mapped_.reset();
+    reader_.reset();
+  }
   if (reason == last_error_) return;
   last_error_ = reason;
   log_event("warn", "segment_down", {{"role", role_}, {"segment", segment_name_}, {"reason", reason}});
@@ -114,34 +125,92 @@ bool RoleSource::ensure_open() {
   return true;
 }
 
-std::string RoleSource::scrape() {
+std::shared_ptr<const std::string> RoleSource::scrape_shared() {
+  std::unique_lock lock(share_mutex_);
+  if (rendering_) {
+    const std::uint64_t joined = renders_started_;
+    ++waiting_;
+    rendered_.wait(lock, [&] { return renders_done_ >= joined; });
+    std::shared_ptr<const std::string> body = shared_body_;
+    std::exception_ptr error = shared_error_;
+    if (--waiting_ == 0) {  // no body outlives the scrapes that share it
+      shared_body_.reset();
+      shared_error_ = nullptr;
+    }
+    if (error) std::rethrow_exception(error);
+    return body;
+  }
+  rendering_ = true;
+  ++renders_started_;
+  lock.unlock();
+  std::shared_ptr<const std::string> body;
+  std::exception_ptr error;
+  try {
+    body = render();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  lock.lock();
+  rendering_ = false;
+  ++renders_done_;
+  if (waiting_ > 0) {
+    shared_body_ = body;
+    shared_error_ = error;
+  }
+  lock.unlock();
+  rendered_.notify_all();
+  if (error) std::rethrow_exception(error);
+  return body;
+}
+
+std::shared_ptr<const std::string> RoleSource::render() {
   std::lock_guard lock(mutex_);
   std::string out;
   // The exposition barely changes between scrapes: no regrowth while building
   // it, with some room for counters gaining digits.
-  out.reserve(last_scrape_bytes_ + last_scrape_bytes_ / 16);
+  out.reserve(std::min(last_scrape_bytes_ + last_scrape_bytes_ / 16, max_scrape_bytes_));
   bool up = ensure_open();
   if (up) {
     std::string err;
+    bool over_limit = false;
     {
       SigbusGuard guard(mapped_->base(), mapped_->size_bytes());
-      err = reader_->render(out, kernel_liveness(*mapped_), now_ns_());
-      if (guard.faulted()) err = "segment \"" + segment_name_ + "\" was truncated while being read";
+      // Room is left for the exporter's own metrics, appended below.
+      err = reader_->render(out, kernel_liveness(*mapped_), now_ns_(),
+                            max_scrape_bytes_ - kRoomAfterRender);
+      over_limit = reader_->over_limit();
+      if (guard.faulted()) {
+        err = "segment \"" + segment_name_ + "\" was truncated while being read";
+        over_limit = false;
+      }
     }
     if (!err.empty()) {
-      out.clear();
-      set_down(err);
+      out = {};
+      if (over_limit)
+        err = "segment \"" + segment_name_ + "\" is too large to serve with --max-scrape-bytes " +
+              std::to_string(max_scrape_bytes_) + ": " + err + " (the limit less " +
+              std::to_string(kRoomAfterRender) +
+              " bytes kept for the exporter's own metrics); raise it if the segment is legitimate";
+      set_down(err, over_limit);
       up = false;
+    } else if (!last_error_.empty()) {  // back within the limits
+      last_error_.clear();
+      log_event("info", "segment_served", {{"role", role_}, {"segment", segment_name_}});
     }
   }
   append_own_metrics(out, up);
   last_scrape_bytes_ = out.size();
-  return out;
+  return std::make_shared<const std::string>(std::move(out));
 }
 
 std::uint64_t RoleSource::liveness_queries() {
   std::lock_guard lock(mutex_);
   return reader_ ? reader_->liveness_queries() : 0;
+}
+
+std::uint32_t RoleSource::scrapes_waiting() {
+  std::lock_guard lock(share_mutex_);
+  return waiting_;
 }
 
 void RoleSource::append_own_metrics(std::string& out, bool up) const {

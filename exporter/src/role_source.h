@@ -7,7 +7,10 @@
 
 #include <shmetrics/shm/segment_file.h>
 
+#include <condition_variable>
+#include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -18,7 +21,8 @@ namespace shmetrics::exporter {
 // CLOCK_MONOTONIC in nanoseconds, the writers' readyz clock.
 std::uint64_t monotonic_now_ns();
 
-// Thread-safe: scrapes of one role are serialised; roles are independent.
+// Thread-safe: one render of a role runs at a time, and scrapes that arrive
+// while it runs share its body; roles are independent.
 class RoleSource {
  public:
   // `now_ns` is the clock of the readyz windows: CLOCK_MONOTONIC unless given.
@@ -26,9 +30,22 @@ class RoleSource {
              std::function<std::uint64_t()> now_ns = monotonic_now_ns);
 
   // The whole exposition for the role. While the segment is missing or cannot
-  // be trusted it holds only the exporter's own metrics, with
+  // be trusted, or its parsed entries or exposition would take more than
+  // max_scrape_bytes, it holds only the exporter's own metrics, with
   // shmetrics_segment_up 0; the reason is logged once per change.
-  std::string scrape();
+  //
+  // A scrape that arrives while another renders waits for that render and
+  // takes the same body (begun before it arrived, so at most that one render
+  // old); one that arrives later renders anew. So concurrent scrapes hold one
+  // body between them, not one each, and a client's scrapes in sequence
+  // never see counters go back.
+  std::shared_ptr<const std::string> scrape_shared();
+  // The same, copied (for --once and tests).
+  std::string scrape() { return *scrape_shared(); }
+
+  // Bounds the parsed entries of the segment and each whole exposition
+  // (default kDefaultMaxScrapeBytes); at least kRoomAfterRender + 1024.
+  void set_max_scrape_bytes(std::size_t bytes);
 
   // By default a segment owned by another user than the exporter's is not
   // served (its owner could be anyone able to write /dev/shm).
@@ -41,16 +58,32 @@ class RoleSource {
   // record's owner is alive since the segment was (re)opened. A record found
   // dead is not asked about again until it is claimed anew.
   std::uint64_t liveness_queries();
+  // Diagnostics: scrapes now waiting for the render in progress.
+  std::uint32_t scrapes_waiting();
 
  private:
   bool ensure_open();
-  void set_down(const std::string& reason);
+  void set_down(const std::string& reason, bool keep_mapping = false);
+  std::shared_ptr<const std::string> render();
   void append_own_metrics(std::string& out, bool up) const;
 
   const std::string role_;
   const std::string segment_name_;
   const std::function<std::uint64_t()> now_ns_;
-  std::mutex mutex_;
+  std::size_t max_scrape_bytes_ = kDefaultMaxScrapeBytes;
+
+  // Sharing a render: under share_mutex_, whether one runs, and the body (or
+  // exception) of the last one while scrapes that waited for it remain.
+  std::mutex share_mutex_;
+  std::condition_variable rendered_;
+  bool rendering_ = false;
+  std::uint64_t renders_started_ = 0;
+  std::uint64_t renders_done_ = 0;
+  std::uint32_t waiting_ = 0;
+  std::shared_ptr<const std::string> shared_body_;
+  std::exception_ptr shared_error_;
+
+  std::mutex mutex_;  // the segment and reader, held while rendering
   std::unique_ptr<shm::MappedSegment> mapped_;
   std::unique_ptr<SegmentReader> reader_;
   std::string last_error_;  // what was logged last, to log each change once

@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <bit>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <set>
 #include <unordered_set>
 
@@ -75,6 +77,17 @@ const char* type_word(shm::MetricType type) {
   return type == shm::MetricType::kCounter ? "counter" : "gauge";  // info is a gauge in 0.0.4
 }
 
+// Bounds of what one sample line appends past its name and labels: a value
+// (at most 24 characters as append_uint, append_int or append_double write
+// it) and the newline; the pid label of the per-process gauge modes.
+constexpr std::size_t kValueBytes = 32;
+constexpr std::size_t kPidLabelBytes = 24;  // ,pid="4294967295"
+// The readyz families, whatever their values (about 1 KB).
+constexpr std::size_t kReadyzBytes = 2048;
+// Estimated bytes of bookkeeping per parsed entry, past its strings: a node
+// of a hash set or of claimed_strings_.
+constexpr std::size_t kNodeBytes = 64;
+
 }  // namespace
 
 SegmentReader::SegmentReader(const std::uint8_t* base, std::uint64_t size_bytes)
@@ -94,9 +107,50 @@ SegmentReader::SegmentReader(const std::uint8_t* base, std::uint64_t size_bytes)
   if (error_.empty()) capacities_ = header->capacities;
 }
 
+// Only the pool's used bytes hold strings: a range past string_used is refused
+// even where the pool has room.
 std::string_view SegmentReader::pool_string(std::uint32_t offset, std::uint32_t length) const {
-  if (offset > capacities_.string_bytes || length > capacities_.string_bytes - offset) return {};
+  if (offset > string_used_ || length > string_used_ - offset) return {};
   return {reinterpret_cast<const char*>(base_ + geometry_.strings_offset + offset), length};
+}
+
+// Claims the strings of one entry for it, all or none: false when two of
+// them overlap or one overlaps a string of an entry examined before. The
+// registrar writes each entry's strings once, so honest entries never share a
+// byte; shared strings are how one writer would make the exporter render (or
+// just copy and validate) the same bytes thousands of times. So each pool
+// byte is examined for one entry at most, and parsing costs at most the pool
+// once. Empty strings own no byte.
+bool SegmentReader::claim_strings(std::initializer_list<PoolRange> ranges) {
+  auto overlaps_claimed = [this](std::uint32_t begin, std::uint32_t end) {
+    auto next = claimed_strings_.upper_bound(begin);  // first range starting after begin
+    if (next != claimed_strings_.end() && next->first < end) return true;
+    return next != claimed_strings_.begin() && std::prev(next)->second > begin;
+  };
+  for (auto a = ranges.begin(); a != ranges.end(); ++a) {
+    if (a->length == 0) continue;
+    const std::uint32_t end = a->offset + a->length;  // within the pool: checked by pool_string
+    if (overlaps_claimed(a->offset, end)) return false;
+    for (auto b = ranges.begin(); b != a; ++b)
+      if (b->length != 0 && b->offset < end && a->offset < b->offset + b->length) return false;
+  }
+  for (const PoolRange& r : ranges) {
+    if (r.length == 0) continue;
+    std::uint32_t begin = r.offset, end = r.offset + r.length;
+    // Merged with the ranges it touches: an honest segment's claims stay few.
+    auto next = claimed_strings_.lower_bound(end);
+    if (next != claimed_strings_.end() && next->first == end) {
+      end = next->second;
+      next = claimed_strings_.erase(next);
+    }
+    if (next != claimed_strings_.begin() && std::prev(next)->second == begin) {
+      std::prev(next)->second = end;
+    } else {
+      claimed_strings_.emplace_hint(next, begin, end);
+      parsed_bytes_ += kNodeBytes;
+    }
+  }
+  return true;
 }
 
 bool SegmentReader::parse_family(std::uint32_t index, Family& f) {
@@ -105,13 +159,20 @@ bool SegmentReader::parse_family(std::uint32_t index, Family& f) {
   f.trusted = false;
   // Copy each string once, then validate the copy.
   if (e.name_length == 0 || e.name_length > shm::kMaxNameBytes ||
-      e.help_length > shm::kMaxHelpBytes || e.label_count > shm::kMaxLabels)
+      e.help_length > shm::kMaxHelpBytes || e.label_count > shm::kMaxLabels ||
+      e.label_names_length > e.label_count * (4 + shm::kMaxNameBytes))
     return false;
   std::string_view name = pool_string(e.name_offset, e.name_length);
   std::string_view help = pool_string(e.help_offset, e.help_length);
   std::string_view labels = pool_string(e.label_names_offset, e.label_names_length);
   if (name.size() != e.name_length || help.size() != e.help_length ||
       labels.size() != e.label_names_length)
+    return false;
+  // Claimed before anything is copied, valid or not: entries pointing at the
+  // same bytes cost one copy of them, not one each.
+  if (!claim_strings({{e.name_offset, e.name_length},
+                      {e.help_offset, e.help_length},
+                      {e.label_names_offset, e.label_names_length}}))
     return false;
   f.name.assign(name);
   std::string help_copy(help);
@@ -165,8 +226,10 @@ bool SegmentReader::parse_series(std::uint32_t index, std::uint32_t& family, Ser
   // Counters index slot cells, gauges record cells.
   if (e.cell_index >= (f.type == shm::MetricType::kGauge ? capacities_.gauge_series : capacities_.series))
     return false;
+  if (e.label_values_length > f.label_names.size() * (4 + shm::kMaxLabelValueBytes)) return false;
   std::string_view bytes = pool_string(e.label_values_offset, e.label_values_length);
   if (bytes.size() != e.label_values_length) return false;
+  if (!claim_strings({{e.label_values_offset, e.label_values_length}})) return false;  // before the copy
   std::vector<std::string> values;
   if (!decode_strings(std::string(bytes), f.label_names.size(), shm::kMaxLabelValueBytes, values) ||
       !valid_label_values(values))
@@ -178,13 +241,17 @@ bool SegmentReader::parse_series(std::uint32_t index, std::uint32_t& family, Ser
   return true;
 }
 
-void SegmentReader::parse_new_entries() {
+bool SegmentReader::parse_new_entries(std::size_t max_bytes) {
   const std::uint8_t* h = base_;
-  // Series first: every family a series names was published before it.
+  // Series first: every family a series names was published before it. The
+  // strings of every entry counted were written before string_used, which is
+  // read after the counts.
   std::uint32_t series = std::min(
       load_acquire<std::uint32_t>(h + offsetof(shm::Header, series_count)), capacities_.series);
   std::uint32_t families = std::min(
       load_acquire<std::uint32_t>(h + offsetof(shm::Header, family_count)), capacities_.families);
+  string_used_ = std::min(load_acquire<std::uint32_t>(h + offsetof(shm::Header, string_used)),
+                          capacities_.string_bytes);
   if (families > parsed_families_) {
     std::unordered_set<std::string> names;
     for (const auto& f : families_)
@@ -194,9 +261,12 @@ void SegmentReader::parse_new_entries() {
       bool ok = parse_family(i, f) && names.insert(f.name).second;
       f.trusted = ok;
       if (!ok) ++families_dropped_;
+      parsed_bytes_ += sizeof(Family) + f.name.size() + f.help_line.size() + kNodeBytes;
+      for (const auto& n : f.label_names) parsed_bytes_ += sizeof n + n.size();
       families_.push_back(std::move(f));
+      parsed_families_ = i + 1;
+      if (parsed_bytes_ > max_bytes) return false;
     }
-    parsed_families_ = families;
   }
   for (std::uint32_t i = parsed_series_; i < series; ++i) {
     Series s;
@@ -215,10 +285,14 @@ void SegmentReader::parse_new_entries() {
     if (families_[family].type == shm::MetricType::kCounter)
       counter_cells_ = std::max(counter_cells_, s.cell + 1);
     append_sample_head(s.head, families_[family].name, s.labels);  // rendered once, appended per scrape
+    // The series, its head and its labels (here and in the family's set).
+    parsed_bytes_ += sizeof s + sizeof(std::uint32_t) + kNodeBytes + s.head.size() + 2 * s.labels.size();
     families_[family].series.push_back(static_cast<std::uint32_t>(series_.size()));
     series_.push_back(std::move(s));
+    if (parsed_bytes_ > max_bytes) return false;
   }
   parsed_series_ = std::max(parsed_series_, series);
+  return true;
 }
 
 void SegmentReader::sum_counters() {
@@ -302,7 +376,7 @@ bool per_process(shm::GaugeMode m) { return m == shm::GaugeMode::kLiveAll || m =
 
 }  // namespace
 
-void SegmentReader::render_gauge(const Family& f, std::string& out, const GaugeSources& sources) {
+bool SegmentReader::render_gauge(const Family& f, std::string& out, const GaugeSources& sources) {
   const shm::GaugeMode mode = f.gauge_mode;
   const bool stamped = shm::is_timestamped(mode);
   const bool integer = f.value_type == shm::ValueType::kInteger;
@@ -331,6 +405,8 @@ void SegmentReader::render_gauge(const Family& f, std::string& out, const GaugeS
           continue;
         }
         if (!r.first_with_pid) continue;  // two series with one pid label would be a duplicate
+        if (!room_for(out, f.name.size() + s.labels.size() + kPidLabelBytes + kValueBytes + 3))
+          return false;
         std::string labels = s.labels;
         if (!labels.empty()) labels += ',';
         labels += "pid=\"" + std::to_string(r.pid) + "\"";
@@ -338,10 +414,11 @@ void SegmentReader::render_gauge(const Family& f, std::string& out, const GaugeS
         append_gauge_value(out, bits, integer);
         out += '\n';
       }
+      return true;
     };
-    from_records(sources.live);
+    if (!from_records(sources.live)) return false;
     if (keeps_dead_values(mode)) {
-      from_records(sources.dead);
+      if (!from_records(sources.dead)) return false;
       if (!per_process(mode)) {
         const std::uint8_t* cell = sources.folded_cells + std::uint64_t{s.cell} * sizeof(shm::GaugeCell);
         std::uint64_t bits = load_relaxed<std::uint64_t>(cell + offsetof(shm::GaugeCell, value));
@@ -350,16 +427,21 @@ void SegmentReader::render_gauge(const Family& f, std::string& out, const GaugeS
       }
     }
     if (any) {
+      if (!room_for(out, s.head.size() + kValueBytes)) return false;
       out += s.head;
       append_gauge_value(out, combined, integer);
       out += '\n';
     }
   }
+  return true;
 }
 
-void SegmentReader::render_info(const Family& f, std::string& out,
+bool SegmentReader::render_info(const Family& f, std::string& out,
                                 const std::vector<LiveRecord>& live) {
+  // Each process may hold another value: the set of them is bounded by the
+  // room left in the exposition, as the lines they become.
   std::set<std::string> distinct;
+  std::size_t lines_bytes = 0;
   std::vector<std::uint64_t> words((capacities_.info_value_bytes + 7) / 8);
   std::vector<std::string> values;
   for (const LiveRecord& r : live) {
@@ -379,19 +461,26 @@ void SegmentReader::render_info(const Family& f, std::string& out,
       if (length == 0) break;
       std::string_view encoded(reinterpret_cast<const char*>(words.data()), bytes);
       if (decode_strings(encoded, f.label_names.size(), shm::kMaxLabelValueBytes, values) &&
-          valid_label_values(values))
-        distinct.insert(render_labels(f.label_names, values));
+          valid_label_values(values)) {
+        std::string labels = render_labels(f.label_names, values);
+        const std::size_t line = f.name.size() + labels.size() + 5;  // name{labels} 1\n
+        if (distinct.insert(std::move(labels)).second) lines_bytes += line;
+        if (out.size() + lines_bytes > max_bytes_) return false;
+      }
       break;
     }
   }
+  if (!room_for(out, lines_bytes)) return false;
   for (const auto& labels : distinct) {
     append_sample_head(out, f.name, labels);
     out += "1\n";
   }
+  return true;
 }
 
-void SegmentReader::render_readyz(std::string& out, std::uint64_t now_ns) {
-  if (load_relaxed<std::uint32_t>(base_ + offsetof(shm::Header, readyz_used)) == 0) return;
+bool SegmentReader::render_readyz(std::string& out, std::uint64_t now_ns) {
+  if (load_relaxed<std::uint32_t>(base_ + offsetof(shm::Header, readyz_used)) == 0) return true;
+  if (!room_for(out, kReadyzBytes)) return false;
   const auto now = static_cast<std::int64_t>(now_ns / 1'000'000'000u);
   const std::int64_t short_window = capacities_.readyz_short_window_seconds;
   const std::int64_t long_window = capacities_.readyz_long_window_seconds;
@@ -450,6 +539,7 @@ void SegmentReader::render_readyz(std::string& out, std::uint64_t now_ns) {
          "# TYPE readyz_status gauge\n";
   out += ready ? "readyz_status{status=\"ready\"} 1\nreadyz_status{status=\"degraded\"} 0\n"
                : "readyz_status{status=\"ready\"} 0\nreadyz_status{status=\"degraded\"} 1\n";
+  return true;
 }
 
 SegmentReader::GaugeSources SegmentReader::gauge_sources(const RecordLiveness& live,
@@ -498,16 +588,18 @@ SegmentReader::GaugeSources SegmentReader::gauge_sources(const RecordLiveness& l
   return sources;
 }
 
-void SegmentReader::render_families(std::string& out, const GaugeSources& sources) {
+bool SegmentReader::render_families(std::string& out, const GaugeSources& sources) {
   for (const Family& f : families_) {
     if (!f.trusted) continue;
     std::size_t start = out.size();
+    if (!room_for(out, f.help_line.size())) return false;
     out += f.help_line;
     std::size_t samples = out.size();
     switch (f.type) {
       case shm::MetricType::kCounter:
         for (std::uint32_t index : f.series) {
           const Series& s = series_[index];
+          if (!room_for(out, s.head.size() + kValueBytes)) return false;
           out += s.head;
           if (s.double_index >= 0) {
             append_double(out, double_sums_[static_cast<std::size_t>(s.double_index)]);
@@ -518,23 +610,53 @@ void SegmentReader::render_families(std::string& out, const GaugeSources& source
         }
         break;
       case shm::MetricType::kGauge:
-        render_gauge(f, out, sources);
+        if (!render_gauge(f, out, sources)) return false;
         break;
       case shm::MetricType::kInfo:
-        render_info(f, out, sources.live);
+        if (!render_info(f, out, sources.live)) return false;
         break;
     }
     if (out.size() == samples) out.resize(start);  // no samples: leave the family out
   }
+  return true;
 }
 
-std::string SegmentReader::render(std::string& out, const RecordLiveness& live, std::uint64_t now_ns) {
-  if (!error_.empty()) return error_;
+// Whether `more` bytes may be appended to `out` within this render's limit.
+// When they may, `out` has room for them: grown here to an exact capacity,
+// since std::string doubles its own, which could allocate twice the limit.
+bool SegmentReader::room_for(std::string& out, std::size_t more) {
+  if (more > max_bytes_ || out.size() > max_bytes_ - more) return false;
+  if (out.capacity() - out.size() >= more) return true;
+  const std::size_t ceiling = std::min(max_bytes_, SIZE_MAX - kRoomAfterRender) + kRoomAfterRender;
+  std::string bigger;
+  bigger.reserve(std::min(std::max(out.capacity() * 2, out.size() + more), ceiling));
+  bigger.append(out);
+  out.swap(bigger);
+  return true;
+}
+
+std::string SegmentReader::render(std::string& out, const RecordLiveness& live, std::uint64_t now_ns,
+                                  std::size_t max_bytes) {
+  if (!error_.empty()) return error_;  // over_limit_ stays as the error left it
+  over_limit_ = false;
+  max_bytes_ = max_bytes;
   if (load_relaxed<std::uint64_t>(base_ + offsetof(shm::Header, magic)) != shm::kMagic ||
       load_relaxed<std::uint32_t>(base_ + offsetof(shm::Header, layout_version)) !=
           shm::kLayoutVersion)
     return "the segment's magic or layout version changed under the exporter";
-  parse_new_entries();
+  if (!parse_new_entries(max_bytes)) {
+    // Freed, for good: the image only grows, so parsing it again would only
+    // reach the limit again.
+    families_ = {};
+    series_ = {};
+    claimed_strings_ = {};
+    double_cells_ = {};
+    parsed_bytes_ = 0;
+    over_limit_ = true;
+    error_ = "its families and series take more than " + std::to_string(max_bytes) +
+             " bytes parsed";
+    return error_;
+  }
   for (std::uint32_t e = 0; e < shm::kEventCount; ++e)
     events_[e] = load_relaxed<std::uint64_t>(base_ + offsetof(shm::Header, events) + e * 8);
   sum_counters();
@@ -543,15 +665,20 @@ std::string SegmentReader::render(std::string& out, const RecordLiveness& live, 
   // published meanwhile would be missed or counted twice, so the families are
   // rendered again when the dead state moved (folds are rare: one per takeover).
   const std::size_t start = out.size();
+  bool fits = true;
   for (int attempt = 0;; ++attempt) {
     std::uint64_t state_before = 0;
     GaugeSources sources = gauge_sources(live, state_before);
-    render_families(out, sources);
+    fits = render_families(out, sources);
     std::uint64_t state_after = load_acquire<std::uint64_t>(base_ + geometry_.dead_offset);
+    if (!fits) break;
     if (state_after == state_before || attempt == 3) break;
     out.resize(start);
   }
-  render_readyz(out, now_ns);
+  if (!fits || !render_readyz(out, now_ns)) {
+    over_limit_ = true;
+    return "its exposition takes more than " + std::to_string(max_bytes) + " bytes";
+  }
   return "";
 }
 

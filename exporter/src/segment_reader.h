@@ -4,8 +4,11 @@
 
 #include <shmetrics/shm/layout.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
+#include <map>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -18,6 +21,14 @@ namespace shmetrics::exporter {
 // reader does not ask again until the record names another pid or generation.
 using RecordLiveness = std::function<bool(std::uint32_t record, std::uint32_t pid)>;
 
+// The exporter's default bound on one role's parsed entries and on one
+// exposition (--max-scrape-bytes).
+inline constexpr std::size_t kDefaultMaxScrapeBytes = std::size_t{64} << 20;
+
+// Room render() leaves in its buffer past its limit, for the lines a caller
+// appends after it (the exporter's own metrics) without a reallocation.
+inline constexpr std::size_t kRoomAfterRender = 16 * 1024;
+
 // Reads one segment image — a live mapping or any heap buffer — and renders
 // it. Treats every byte as untrusted: each field is read once (atomic loads in
 // the order the layout's protocol gives), every offset, length, count, name
@@ -25,6 +36,14 @@ using RecordLiveness = std::function<bool(std::uint32_t record, std::uint32_t pi
 // never read out of bounds. What was registered is append-only, so the parsed
 // families and series are kept between reads of the same image and only new
 // entries are parsed; records found dead are remembered too (DeadVerdict).
+//
+// What a render spends is bounded by the reader's limit, not by what the
+// image claims. The registrar appends every entry's strings to the pool, so
+// no byte of the pool belongs to two entries: an entry whose strings reach
+// past string_used or overlap another entry's is left out and counted, which
+// keeps a few shared strings from being rendered thousands of times. Even
+// honest entries can add up to more than the exporter should hold: the parsed
+// entries and each exposition are limited to `max_bytes` (render()).
 //
 // Not thread-safe: one reader per image, used by one thread at a time.
 class SegmentReader {
@@ -38,8 +57,23 @@ class SegmentReader {
   // Appends the exposition of every trusted family to `out`, and the readyz
   // families computed for the time `now_ns` (CLOCK_MONOTONIC nanoseconds).
   // Returns "" or, when the image stopped being trustworthy (its magic or
-  // version changed), a message; `out` is then unspecified.
-  std::string render(std::string& out, const RecordLiveness& live, std::uint64_t now_ns);
+  // version changed) or a limit was reached, a message; `out` is then
+  // unspecified.
+  //
+  // Limits: `out` never grows past `max_bytes` (what it held before
+  // counts), checked before each append; its capacity is grown by the reader
+  // to at most max_bytes + kRoomAfterRender. The parsed entries kept between
+  // renders are estimated in bytes as they are parsed; past `max_bytes` they
+  // are freed and every later render returns the same message (the image
+  // only grows: re-parsing it would only reach the limit again).
+  // over_limit() tells these refusals from an untrustworthy image.
+  std::string render(std::string& out, const RecordLiveness& live, std::uint64_t now_ns,
+                     std::size_t max_bytes = kDefaultMaxScrapeBytes);
+
+  // Whether the last render() failed on its byte limit.
+  bool over_limit() const { return over_limit_; }
+  // Estimated bytes held by the parsed families and series.
+  std::size_t parsed_bytes() const { return parsed_bytes_; }
 
   // Events counted by writers (shm::Event), as read during the last render.
   std::uint64_t event(shm::Event e) const { return events_[e]; }
@@ -92,16 +126,24 @@ class SegmentReader {
     const std::uint8_t* folded_cells;   // the active dead buffer's GaugeCells
   };
 
-  void parse_new_entries();
+  // A string of an entry: bytes [offset, offset + length) of the pool.
+  struct PoolRange {
+    std::uint32_t offset;
+    std::uint32_t length;
+  };
+
+  bool parse_new_entries(std::size_t max_bytes);
   bool parse_family(std::uint32_t index, Family& out);
   bool parse_series(std::uint32_t index, std::uint32_t& family, Series& out);
   std::string_view pool_string(std::uint32_t offset, std::uint32_t length) const;
+  bool claim_strings(std::initializer_list<PoolRange> ranges);
   void sum_counters();
-  void render_readyz(std::string& out, std::uint64_t now_ns);
-  void render_gauge(const Family& f, std::string& out, const GaugeSources& sources);
-  void render_families(std::string& out, const GaugeSources& sources);
+  bool room_for(std::string& out, std::size_t more);
+  bool render_readyz(std::string& out, std::uint64_t now_ns);
+  bool render_gauge(const Family& f, std::string& out, const GaugeSources& sources);
+  bool render_families(std::string& out, const GaugeSources& sources);
   GaugeSources gauge_sources(const RecordLiveness& live, std::uint64_t& dead_state);
-  void render_info(const Family& f, std::string& out, const std::vector<LiveRecord>& live);
+  bool render_info(const Family& f, std::string& out, const std::vector<LiveRecord>& live);
 
   const std::uint8_t* base_;
   std::uint64_t size_bytes_;
@@ -110,6 +152,13 @@ class SegmentReader {
   shm::Geometry geometry_{};
   std::uint32_t parsed_families_ = 0;  // entries of the image examined so far
   std::uint32_t parsed_series_ = 0;
+  std::uint32_t string_used_ = 0;  // header.string_used, read once per parse
+  // The pool bytes of the entries examined so far (claim_strings), as
+  // disjoint [begin, end) ranges (begin -> end), adjacent ones merged.
+  std::map<std::uint32_t, std::uint32_t> claimed_strings_;
+  std::size_t parsed_bytes_ = 0;
+  std::size_t max_bytes_ = kDefaultMaxScrapeBytes;  // of the render in progress
+  bool over_limit_ = false;
   std::vector<Family> families_;
   std::vector<Series> series_;
   std::uint64_t families_dropped_ = 0;

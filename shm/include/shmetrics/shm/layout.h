@@ -32,14 +32,16 @@
 //                              | timed, shm::lock_robust)        |                     |
 // semaphore_set                | creator, before linkat()        | plain               | IPC_STAT: owner = the file's
 //                              |                                 |                     | owner, nsems = slots+records
-// string_used                  | registrar under the lock        | release, before the | <= string_bytes
-//                              |                                 | count that uses it  |
+// string_used                  | registrar under the lock        | release, before the | acquire, once, after the
+//                              |                                 | count that uses it  | counts; min(string_bytes)
 // gauge_cells_used             | registrar under the lock, before| release             | a gauge series' cell must be
 //                              | the series count                |                     | below gauge_series
 // family_count / series_count  | registrar under the lock, after | release (publishes  | acquire; <= capacity; every
 //                              | the entry and its strings       | the entry)          | entry field re-validated
 // FamilyEntry / SeriesEntry    | registrar, before the count     | relaxed             | offsets+lengths inside the
-//                              |                                 |                     | pool, names valid, UTF-8
+//                              |   (its strings appended to the  |                     | used pool, no byte shared
+//                              |   pool, each written once)      |                     | with another entry, names
+//                              |                                 |                     | valid, UTF-8
 // events[]                     | anyone                          | relaxed fetch_add   | none (monotonic counters)
 // readyz_used                  | any process calling readyz()    | relaxed store of 1  | renders readyz families if 1
 // SlotHeader.owner_pid/claims  | the claiming process, holding   | relaxed             | informational only
