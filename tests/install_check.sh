@@ -107,6 +107,7 @@ run_example() {
   LD_LIBRARY_PATH="$lib_dir" "$work/a.out" &
   local group=$! i
   for ((i = 0; i < 200; i++)); do
+    kill -0 "$group" 2>/dev/null || break  # the example died
     "$exporter" --once shmetrics.default.ops >"$work/exposition" 2>&1 || true
     grep -qx 'rbac_allowed_total 8' "$work/exposition" && break
     sleep 0.1
