@@ -100,19 +100,21 @@ check "the example links to libshmetrics.so.$layout_version" \
   bash -c "readelf -d '$work/a.out' | grep -F '[libshmetrics.so.$layout_version]'"
 
 # Runs the example in a private /dev/shm (its segment name is fixed), reads
-# its segment with the exporter once all eight processes counted, stops them.
+# its segment with the exporter once all eight processes counted (for up to
+# 20 s), and stops them, also when the run is cut short.
 run_example() {
   mount -t tmpfs tmpfs /dev/shm
   set -m  # the example and its children in a process group of their own
   LD_LIBRARY_PATH="$lib_dir" "$work/a.out" &
-  local group=$! i
-  for ((i = 0; i < 200; i++)); do
-    kill -0 "$group" 2>/dev/null || break  # the example died
+  group=$!
+  trap 'kill -TERM -- "-$group" 2>/dev/null' EXIT
+  trap 'exit 1' TERM INT
+  local deadline=$((SECONDS + 20))
+  while ((SECONDS < deadline)) && kill -0 "$group" 2>/dev/null; do
     "$exporter" --once shmetrics.default.ops >"$work/exposition" 2>&1 || true
     grep -qx 'rbac_allowed_total 8' "$work/exposition" && break
     sleep 0.1
   done
-  kill -TERM -- "-$group"
   cat "$work/exposition"
   grep -qx 'rbac_allowed_total 8' "$work/exposition" \
     && grep -qx 'http_requests_total{route="/"} 16' "$work/exposition"
