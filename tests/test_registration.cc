@@ -7,10 +7,47 @@
 #include <catch2/catch.hpp>
 
 #include <array>
+#include <atomic>
+#include <cstdlib>
+#include <new>
 #include <span>
+#include <string>
+#include <string_view>
+#include <vector>
 
 using namespace shmetrics;
 using testing::ScopedName;
+
+namespace {
+
+// Every operator new of this program, counted: labels() of a registered series
+// must allocate nothing.
+std::atomic<std::size_t> allocations{0};
+
+void* counted_malloc(std::size_t size) noexcept {
+  allocations.fetch_add(1, std::memory_order_relaxed);
+  return std::malloc(size == 0 ? 1 : size);
+}
+
+void* counted_malloc_or_throw(std::size_t size) {
+  if (void* p = counted_malloc(size)) return p;
+  throw std::bad_alloc();
+}
+
+}  // namespace
+
+// Every form that allocates with malloc here frees with free, so AddressSanitizer
+// sees matching pairs (Catch2 itself uses new(std::nothrow)).
+void* operator new(std::size_t size) { return counted_malloc_or_throw(size); }
+void* operator new[](std::size_t size) { return counted_malloc_or_throw(size); }
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept { return counted_malloc(size); }
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept { return counted_malloc(size); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
 
 namespace {
 
@@ -68,6 +105,46 @@ TEST_CASE("label_values_must_be_utf8_and_match_the_label_count") {
   const std::array<std::string_view, 1> one = {"/s"};
   CHECK_THROWS_WITH(f.labels(std::span<const std::string_view>(one)),
                     Catch::Contains("has 2 label names but 1 label values"));
+}
+
+TEST_CASE("labels_take_std_string_values_and_allocate_nothing_for_a_registered_series") {
+  ScopedName name("strings");
+  Segment s = open_small(name);
+  CounterFamily f = s.counter_family("req_total", "Requests.", {"route", "code"});
+  GaugeFamily g = s.gauge_family("g", "G.", {"route"}, GaugeMode::kSum);
+  // A route longer than std::string's inline buffer, so copies would allocate.
+  const std::vector<std::string> strings = {"/a/route/longer/than/sso", "200"};
+  const std::vector<std::string_view> views(strings.begin(), strings.end());
+  const std::array<std::string, 2> array = {strings[0], strings[1]};
+  const std::vector<std::string> gauge_route = {strings[0]};
+  f.labels(strings).inc();  // registers the series
+  g.labels(gauge_route).set(2.5);
+
+  const std::size_t before = allocations.load();
+  Counter by_strings = f.labels(strings);
+  Counter by_views = f.labels(views);
+  Counter by_array = f.labels(array);
+  Counter by_list = f.labels({strings[0], strings[1]});
+  Gauge gauge = g.labels(gauge_route);
+  by_strings.inc();
+  by_views.inc(2);
+  by_array.inc(3);
+  by_list.inc(4);
+  gauge.inc(1);
+  const std::size_t allocated = allocations.load() - before;
+
+  CHECK(allocated == 0);
+  const std::string text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "req_total{route=\"/a/route/longer/than/sso\",code=\"200\"}") == 11.0);
+  CHECK(testing::sample(text, "g{route=\"/a/route/longer/than/sso\"}") == 3.5);
+  CHECK(testing::count_lines(text, "req_total{") == 1);
+  CHECK_THROWS_WITH(f.labels(std::vector<std::string>{"/a"}),
+                    Catch::Contains("has 2 label names but 1 label values"));
+  CHECK_THROWS_WITH(f.labels(std::vector<std::string>(shm::kMaxLabels + 1, "x")),
+                    Catch::Contains("has 2 label names but " + std::to_string(shm::kMaxLabels + 1) +
+                                    " label values"));
+  CHECK_THROWS_WITH(f.labels(std::vector<std::string>{"/b", "2\xc0\x80"}),
+                    Catch::Contains("not valid UTF-8"));
 }
 
 TEST_CASE("same_registration_in_another_process_returns_the_same_metric") {

@@ -7,6 +7,8 @@
 #include <shmetrics/readyz.h>
 #include <shmetrics/shm/layout.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <initializer_list>
@@ -39,11 +41,30 @@ struct SegmentOptions {
   std::chrono::milliseconds lock_timeout{1000};
 };
 
+namespace detail {
+
+// family.labels() of std::string values through views of them, kept on the
+// stack when there are no more than a family can have label names: so
+// std::string values, like string_views, allocate nothing for a series already
+// registered. More values than that are refused by labels()' count check.
+template <typename Family>
+auto labels_of_strings(const Family& family, std::span<const std::string> values) {
+  if (values.size() > shm::kMaxLabels)
+    return family.labels(std::vector<std::string_view>(values.begin(), values.end()));
+  std::array<std::string_view, shm::kMaxLabels> views;
+  std::copy(values.begin(), values.end(), views.begin());
+  return family.labels(std::span<const std::string_view>(views.data(), values.size()));
+}
+
+}  // namespace detail
+
 // A family of counter series sharing a name, help and label names.
 // Thread-safe: labels() may be called from any thread.
 class CounterFamily {
  public:
-  // The series with these label values, registered on first use. Throws
+  // The series with these label values (a braced list, or a vector, array or
+  // span of std::string_view or std::string), registered on first use; no
+  // allocation for a series already registered. Throws
   // std::invalid_argument when the number of values differs from the label
   // names or a value is not valid UTF-8. When the segment has no room left the
   // handle is refused: its updates are dropped and counted, never thrown.
@@ -53,6 +74,9 @@ class CounterFamily {
   }
   Counter labels(std::initializer_list<std::string_view> values) const {
     return labels(std::span<const std::string_view>(values.begin(), values.size()));
+  }
+  Counter labels(std::span<const std::string> values) const {
+    return detail::labels_of_strings(*this, values);
   }
 
  private:
@@ -73,6 +97,9 @@ class GaugeFamily {
   }
   Gauge labels(std::initializer_list<std::string_view> values) const {
     return labels(std::span<const std::string_view>(values.begin(), values.size()));
+  }
+  Gauge labels(std::span<const std::string> values) const {
+    return detail::labels_of_strings(*this, values);
   }
 
  private:

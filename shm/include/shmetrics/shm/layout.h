@@ -1,7 +1,8 @@
 // The shared segment: its layout and its concurrency protocol, in one place.
 //
 // Anyone changing this file changes kLayoutVersion (and with it the SONAME of
-// libshmetrics, whose inline hot path reads the cells laid out here).
+// libshmetrics, whose inline hot path reads the cells laid out here: meson
+// reads the SONAME from the kLayoutVersion line, so keep its form).
 //
 // ┌──────────────────────────── segment (one file in /dev/shm) ───────────────────┐
 // │ Header          magic, version, capacities, region offsets, registration     │
