@@ -50,8 +50,7 @@ inline void on_fatal_signal(int sig) {
   // Not async-signal-safe in theory (std::string), good enough for a
   // benchmark interrupted by hand: the segments must not outlive it.
   for (const auto& n : created_segments()) {
-    std::string path = "/dev/shm/" + n;
-    ::unlink(path.c_str());
+    ::unlink(n.c_str());
   }
   ::signal(sig, SIG_DFL);
   ::raise(sig);
@@ -69,8 +68,8 @@ inline void install_cleanup() {
 inline std::string unique_segment_name(const std::string& tag) {
   static int counter = 0;
   install_cleanup();
-  std::string name = "shmetrics.bench-" + std::to_string(::getpid()) + "-" +
-                     std::to_string(counter++) + "-" + tag;
+  std::string name = shm::segment_path("", "bench-" + std::to_string(::getpid()) + "-" +
+                                               std::to_string(counter++) + "-" + tag);
   shm::remove_segment(name);
   created_segments().push_back(name);
   return name;
@@ -249,8 +248,7 @@ struct SegmentBytes {
 inline SegmentBytes segment_bytes(const std::string& name) {
   struct stat st {};
   SegmentBytes b;
-  std::string path = "/dev/shm/" + name;
-  if (::stat(path.c_str(), &st) == 0) {
+  if (::stat(name.c_str(), &st) == 0) {
     b.blocks_bytes = static_cast<std::uint64_t>(st.st_blocks) * 512u;
     b.size_bytes = static_cast<std::uint64_t>(st.st_size);
   }

@@ -5,7 +5,7 @@
 int main() {
   // Every worker opens the role's segment; the first one creates it.
   shmetrics::SegmentOptions options;
-  options.role = "ops";  // /dev/shm/shmetrics.default.ops
+  options.role = "ops";  // /dev/shm/shmetrics-<uid>/default.ops
   shmetrics::Segment segment = shmetrics::Segment::open(options);
 
   // Register once, keep the handles: updates are inlined and lock-free.

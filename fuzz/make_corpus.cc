@@ -2,8 +2,8 @@
 //
 // Usage: make_corpus OUT_DIR   (fuzz/make_corpus.sh builds and runs it)
 //
-// Creates a few small real segments in /dev/shm with libshmetrics (names
-// shmetrics.fzc<pid>.<what>, removed before exit), records into them from this
+// Creates a few small real segments with libshmetrics (in the default segment
+// directory, names fzc<pid>.<what>, removed before exit), records into them from this
 // process, from forked children and from extra threads, and writes each image
 // twice: raw (the file's bytes) and in the fuzz target's synthetic form (0xA5,
 // 10 capacity bytes, then the image from offset 128 on), which reproduces the
@@ -80,19 +80,19 @@ shmetrics::Segment open_segment(const std::string& what, const shm::Capacities& 
   options.role = what;
   options.capacities = caps;
   shmetrics::Segment segment = shmetrics::Segment::open(options);
-  g_created.push_back(segment.name());
+  g_created.push_back(segment.path());
   return segment;
 }
 
 Bytes read_image(const shmetrics::Segment& segment) {
-  std::ifstream in("/dev/shm/" + segment.name(), std::ios::binary);
-  if (!in) die("cannot read /dev/shm/" + segment.name());
+  std::ifstream in(segment.path(), std::ios::binary);
+  if (!in) die("cannot read " + segment.path());
   Bytes bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   shm::Header h;
-  if (bytes.size() < sizeof h) die(segment.name() + " is shorter than a header");
+  if (bytes.size() < sizeof h) die(segment.path() + " is shorter than a header");
   std::memcpy(static_cast<void*>(&h), bytes.data(), kPrefix);
   if (bytes.size() != h.total_bytes)
-    die(segment.name() + ": file is " + std::to_string(bytes.size()) + " bytes, header says " +
+    die(segment.path() + ": file is " + std::to_string(bytes.size()) + " bytes, header says " +
         std::to_string(h.total_bytes));
   return bytes;
 }

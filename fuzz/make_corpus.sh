@@ -4,7 +4,7 @@
 # Builds fuzz/make_corpus.cc together with libshmetrics' sources (so the
 # segments are written by the library of this checkout, whatever state build/
 # is in) into build-fuzz/, runs it, and replaces the files in fuzz/corpus/.
-# It creates a few small segments in /dev/shm (shmetrics.fzc<pid>.*) and
+# It creates a few small segments in the default segment directory (fzc<pid>.*) and
 # removes them again. The generated files are committed; run this after a
 # layout change (kLayoutVersion) and commit the result.
 set -euo pipefail

@@ -14,10 +14,14 @@
 // more than its limits is reported too.
 //
 // The same image is also served by a RoleSource, as the exporter serves a
-// role: written to /dev/shm/shmetrics.fuzz-<pid> (removed at exit, though not
-// after a crash), opened, checked and scraped twice with the same limit; its
-// body must be a well-formed exposition within the limit that says whether
-// the segment was up.
+// role: written to <default segment directory>/fuzz-<pid> (removed at exit,
+// though not after a crash), opened, checked and scraped twice with the same
+// limit; its body must be a well-formed exposition within the limit that says
+// whether the segment was up. A reader refuses a segment whose semaphore set
+// is not a real one of the right size, so when the image's header asks for a
+// few (thread_slots + process_records up to kMaxFuzzSemaphores) the file's
+// header is pointed at a real set of that size, made once per size and
+// removed at exit; other images take the refusal path.
 //
 // How the input becomes an image:
 //
@@ -60,6 +64,7 @@
 
 #include <shmetrics/shm/layout.h>
 #include <shmetrics/shm/names.h>
+#include <shmetrics/shm/segment_file.h>
 
 #include <charconv>
 #include <cstddef>
@@ -68,7 +73,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <map>
 #include <memory>
+#include <sys/sem.h>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -357,21 +364,49 @@ std::string render_and_check(SegmentReader& reader, const Image& image, const ch
 
 // The segment file RoleSource reads, one per fuzzing process (a plain array:
 // the exit handler that removes it runs after static strings are destroyed).
-char g_segment_path[64];
+char g_segment_path[256];
+
+// Real semaphore sets by size, for images whose header asks for a few.
+constexpr std::uint32_t kMaxFuzzSemaphores = 512;
+std::map<std::uint32_t, int>* g_semaphore_sets = new std::map<std::uint32_t, int>;
+
+// The id of a real semaphore set of `count` semaphores, or -1.
+int semaphore_set_of(std::uint32_t count) {
+  if (count == 0 || count > kMaxFuzzSemaphores) return -1;
+  auto [it, made] = g_semaphore_sets->emplace(count, -1);
+  if (made) it->second = ::semget(IPC_PRIVATE, static_cast<int>(count), IPC_CREAT | 0600);
+  return it->second;
+}
 
 // Serves the image as the exporter serves a role, through a segment file.
 void serve_and_check(const Image& image) {
   if (g_segment_path[0] == '\0') {
-    std::snprintf(g_segment_path, sizeof g_segment_path, "/dev/shm/shmetrics.fuzz-%d", ::getpid());
-    std::atexit([] { ::unlink(g_segment_path); });
+    const std::string dir = shm::default_segment_directory();
+    shm::prepare_segment_directory(dir, 0600);
+    std::snprintf(g_segment_path, sizeof g_segment_path, "%s/fuzz-%d", dir.c_str(), ::getpid());
+    std::atexit([] {
+      ::unlink(g_segment_path);
+      for (const auto& [count, set] : *g_semaphore_sets) ::semctl(set, 0, IPC_RMID);
+    });
   }
-  const std::string name = g_segment_path + std::strlen("/dev/shm/");
+  const std::string name = g_segment_path;
   int fd = ::open(g_segment_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) std::abort();
   for (std::size_t at = 0; at < image.size;) {
     ssize_t n = ::write(fd, image.data + at, image.size - at);
     if (n <= 0) std::abort();
     at += static_cast<std::size_t>(n);
+  }
+  if (image.size >= sizeof(shm::Header)) {
+    shm::Capacities c{};
+    std::memcpy(&c, image.data + offsetof(shm::Header, capacities), sizeof c);
+    const std::uint64_t count = std::uint64_t{c.thread_slots} + c.process_records;
+    if (int set = count <= kMaxFuzzSemaphores ? semaphore_set_of(static_cast<std::uint32_t>(count)) : -1; set >= 0) {
+      const auto n = static_cast<std::uint32_t>(count);
+      if (::pwrite(fd, &set, sizeof set, offsetof(shm::Header, semaphore_set)) != sizeof set ||
+          ::pwrite(fd, &n, sizeof n, offsetof(shm::Header, semaphore_count)) != sizeof n)
+        std::abort();
+    }
   }
   ::close(fd);
   // The reader's limit is then render_limit(image), as for the renders below.

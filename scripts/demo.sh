@@ -203,8 +203,8 @@ remove_segments() {
   local seg
   for seg in "${SEGMENTS[@]}"; do
     if [[ -e "$seg" ]]; then
-      rm -f -- "$seg"
-      step "removed $seg"
+      remove_segment_file "$seg"
+      step "removed $seg and its semaphores"
     fi
   done
 }
@@ -483,7 +483,7 @@ main() {
   build
 
   INSTANCE="demo-$$"
-  SEGMENTS=("/dev/shm/shmetrics.$INSTANCE.ops" "/dev/shm/shmetrics.$INSTANCE.judge")
+  SEGMENTS=("$(segment_dir)/$INSTANCE.ops" "$(segment_dir)/$INSTANCE.judge")
   LOG_DIR="$BUILD_DIR/demo-logs/$INSTANCE"
   [[ "$LOG_DIR" == /* ]] || LOG_DIR="$SHMETRICS_ROOT/$LOG_DIR" # printed in commands to copy
   MAP_FILE="$LOG_DIR/rbac-map.json"

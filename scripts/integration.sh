@@ -34,7 +34,8 @@ cleanup() {
   if [[ $failed -gt 0 || $rc -ne 0 ]]; then
     for log in "$work"/*.log; do echo "--- last lines of $(basename "$log")"; tail -n 15 "$log"; done
   fi
-  rm -f "/dev/shm/shmetrics.$instance.ops" "/dev/shm/shmetrics.$instance.judge"
+  remove_segment_file "$(segment_dir)/$instance.ops"
+  remove_segment_file "$(segment_dir)/$instance.judge"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -172,7 +173,7 @@ m["routes"].append({"pattern": "/ops/audit", "methods": ["GET"], "scopes": ["ops
 open(path + ".new", "w").write(json.dumps(m, indent=2))
 os.rename(path + ".new", path)
 EOF
-hits() { "$exporter" --once "shmetrics.$instance.ops" 2>/dev/null | awk '$1 == "rbac_reload_hit_total" {print $2}'; }
+hits() { "$exporter" --once "$instance.ops" 2>/dev/null | awk '$1 == "rbac_reload_hit_total" {print $2}'; }
 for _ in $(seq 150); do
   [[ $(hits) -ge 1 ]] && break
   send_ops 200 yes GET /ops/status ops:read

@@ -13,6 +13,9 @@ cd "$SHMETRICS_ROOT"
 
 BUILD_DIR="${BUILD_DIR:-build}"
 
+# shellcheck source=scripts/segments.sh
+source "$SHMETRICS_ROOT/scripts/segments.sh"
+
 # Debian 12 packages the build, the tests and the demo need.
 SHMETRICS_PACKAGES=(
   g++

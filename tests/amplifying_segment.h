@@ -1,6 +1,6 @@
 // The amplifying segment of the defects issue (item 3): a small, valid
 // segment whose entries all point at the same strings, written byte by byte
-// as an attacker with write access to /dev/shm could. 2,048 counter families
+// as an attacker with write access to the segment could. 2,048 counter families
 // share one 4 KiB help text and one label-names block; their 2,048 series (one
 // each) share one block of 32 label values of 4 KiB. Family 0 and series 0 own
 // those strings, laid out as the registrar lays them out; every other entry
@@ -55,18 +55,18 @@ inline std::string encode_strings(const std::vector<std::string>& parts) {
 }
 
 // Writes the entries, strings and counts into the existing, empty segment
-// `name` (created with amplifying_capacities()) through a writable mapping.
+// file `path` (created with amplifying_capacities()) through a writable mapping.
 // Returns the bytes of string pool used.
-inline std::uint32_t write_amplifying_entries(const std::string& name) {
+inline std::uint32_t write_amplifying_entries(const std::string& path) {
   using S = AmplifyingShape;
-  int fd = ::open(("/dev/shm/" + name).c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error("cannot open /dev/shm/" + name);
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("cannot open " + path);
   struct stat st {};
   ::fstat(fd, &st);
   auto size = static_cast<std::size_t>(st.st_size);
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   ::close(fd);
-  if (p == MAP_FAILED) throw std::runtime_error("cannot map /dev/shm/" + name);
+  if (p == MAP_FAILED) throw std::runtime_error("cannot map " + path);
   auto* base = static_cast<std::uint8_t*>(p);
   auto* header = reinterpret_cast<shm::Header*>(base);
   const std::uint64_t families_at = header->families_offset;

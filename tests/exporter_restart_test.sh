@@ -9,7 +9,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/script_lib.sh"
 take_script_args "$@"
 begin_test_run restart
-segment=shmetrics.$INSTANCE.ops
+segment=$INSTANCE.ops
 
 checks_now() {  # rbac_reload_checks_total as the running exporter serves it
   curl -fsS --max-time 5 "http://127.0.0.1:$OPS_PORT/metrics" | awk '$1 == "rbac_reload_checks_total" {print $2}'

@@ -54,7 +54,7 @@ family_args() {
 
 # once ROLE OUT: one exposition of ROLE's segment into OUT; status of --once.
 once() {
-  "$EXPORTER" --once "shmetrics.$INSTANCE.$1" >"$2" 2>"$WORK/once-$1.err"
+  "$EXPORTER" --once "$INSTANCE.$1" >"$2" 2>"$WORK/once-$1.err"
 }
 
 # The writers' workers register their families right after the fork and each
@@ -71,9 +71,9 @@ ready() {
 }
 for role in ops judge; do
   if poll_until "$POLL_SECONDS" ready "$role"; then
-    pass "--once shmetrics.$INSTANCE.$role shows every family of the $role role and $WORKERS reload hits"
+    pass "--once $INSTANCE.$role shows every family of the $role role and $WORKERS reload hits"
   else
-    die "--once shmetrics.$INSTANCE.$role did not show every family within ${POLL_SECONDS}s: $(cat "$WORK/poll-$role.why" "$WORK/once-$role.err" 2>/dev/null)"
+    die "--once $INSTANCE.$role did not show every family within ${POLL_SECONDS}s: $(cat "$WORK/poll-$role.why" "$WORK/once-$role.err" 2>/dev/null)"
   fi
 done
 
@@ -117,7 +117,7 @@ for role in ops judge; do
   file=$WORK/exposition-$role.txt
   rc=0
   once "$role" "$file" || rc=$?
-  check "--once shmetrics.$INSTANCE.$role exits 0 (got $rc)" [ "$rc" -eq 0 ]
+  check "--once $INSTANCE.$role exits 0 (got $rc)" [ "$rc" -eq 0 ]
   check "promtool check metrics accepts the $role exposition silently" run_promtool "$file"
   mapfile -t args < <(family_args "$role")
   absent=()

@@ -111,7 +111,7 @@ run_example() {
   trap 'exit 1' TERM INT
   local deadline=$((SECONDS + 20))
   while ((SECONDS < deadline)) && kill -0 "$group" 2>/dev/null; do
-    "$exporter" --once shmetrics.default.ops >"$work/exposition" 2>&1 || true
+    "$exporter" --once default.ops >"$work/exposition" 2>&1 || true
     grep -qx 'rbac_allowed_total 8' "$work/exposition" && break
     sleep 0.1
   done
@@ -122,11 +122,11 @@ run_example() {
 exporter="$build_dir/exporter/shmetrics-exporter"
 if [[ ! -x $exporter ]]; then
   echo "skipped: running the example (no $exporter to read its segment)"
-elif ! unshare --user --map-root-user --mount true 2>/dev/null; then
-  echo "skipped: running the example (no private /dev/shm: unshare --user --mount is not allowed here)"
+elif ! unshare --user --map-root-user --mount --ipc true 2>/dev/null; then
+  echo "skipped: running the example (no private /dev/shm: unshare --user --mount --ipc is not allowed here)"
 else
   check "the example's eight processes count into one segment" \
-    timeout 60 unshare --user --map-root-user --mount \
+    timeout 60 unshare --user --map-root-user --mount --ipc \
     bash -c "$(declare -f run_example); work='$work' lib_dir='$lib_dir' exporter='$exporter'; run_example"
 fi
 

@@ -44,6 +44,9 @@
 #   require_prometheus_parser dies unless $PYTHON imports
 #                             prometheus_client.parser
 
+# shellcheck source=scripts/segments.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/segments.sh"
+
 # Settings the scripts share; a script may change them after sourcing.
 # shellcheck disable=SC2034  # used by the scripts, not here
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd) # tests/, with the Python helpers
@@ -64,8 +67,8 @@ take_script_args() {
 
 begin_test_run() {
   INSTANCE=$1-$$-$RANDOM
-  OPS_SEGMENT=/dev/shm/shmetrics.$INSTANCE.ops
-  JUDGE_SEGMENT=/dev/shm/shmetrics.$INSTANCE.judge
+  OPS_SEGMENT=$(segment_dir)/$INSTANCE.ops
+  JUDGE_SEGMENT=$(segment_dir)/$INSTANCE.judge
   WORK=$(mktemp -d "${TMPDIR:-/tmp}/$(basename "$0" .sh).XXXXXX")
   PASSED=0
   FAILED=0
@@ -97,7 +100,8 @@ cleanup() {
   trap - EXIT INT TERM
   local pid
   for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_process "$pid" 5; done
-  rm -f "$OPS_SEGMENT" "$JUDGE_SEGMENT"
+  remove_segment_file "$OPS_SEGMENT"
+  remove_segment_file "$JUDGE_SEGMENT"
   if [ "$FAILED" -gt 0 ] || [ "$rc" -ne 0 ]; then
     echo "--- logs of $WORK (instance $INSTANCE) ---" >&2
     local f
