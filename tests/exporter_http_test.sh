@@ -243,7 +243,8 @@ second_ops_address() {
   { grep -o 'event=listening role=ops address=[^ ]*:[1-9][0-9]*' "$WORK/second.err" || true; } |
     head -n 1 | sed 's/.*address=//'
 }
-if poll_until "$POLL_SECONDS" test -n "$(second_ops_address)"; then
+second_ops_listening() { [ -n "$(second_ops_address)" ]; }  # evaluated at every poll
+if poll_until "$POLL_SECONDS" second_ops_listening; then
   address=$(second_ops_address)
   pass "an exporter given every flag as --flag=VALUE, ops on $second_ops, logged its listener ($address)"
   if [ "$second_ops" = '[::1]:0' ]; then

@@ -14,6 +14,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <sys/sem.h>
 #include <thread>
 #include <unistd.h>
@@ -141,8 +142,12 @@ TEST_CASE("a_reader_with_read_access_cannot_take_writers_slots_or_records") {
       if (!become_group_reader()) return false;
       exporter::RoleSource source("test", path);
       source.accept_foreign_owner(true);
-      std::optional<double> v = testing::sample(source.scrape(), "busy");
-      double out = v ? *v : -1.0;
+      const std::string text = source.scrape();
+      std::optional<double> v = testing::sample(text, "busy");
+      // -2: the role was down (no liveness to speak of), -1: no live value.
+      double out = testing::sample(text, "shmetrics_segment_up{role=\"test\"}") != 1.0 ? -2.0
+                   : v                                                            ? *v
+                                                                                  : -1.0;
       return ::write(result[1], &out, sizeof out) == sizeof out;
     });
     REQUIRE(testing::wait_child(reader) == 0);
@@ -163,4 +168,47 @@ TEST_CASE("a_reader_with_read_access_cannot_take_writers_slots_or_records") {
   ::close(report[1]);
   ::close(ready[0]);
   ::close(ready[1]);
+}
+
+// A writer in a container (a pid namespace below the exporter's) names
+// itself by its pid there; the exporter on the host sees its semaphore taken
+// by another number, and must still find it live (NSpid), then dead once it
+// is killed.
+TEST_CASE("an_exporter_on_the_host_sees_live_gauges_of_writers_in_a_child_pid_namespace") {
+  testing::ScopedName name("child-pidns");
+  SegmentOptions o;
+  o.name = name.str();
+  o.capacities.thread_slots = 4;
+  o.capacities.process_records = 4;
+  o.capacities.series = 64;
+  o.capacities.families = 16;
+  o.capacities.string_bytes = 8192;
+  Segment s = Segment::open(o);
+  Gauge level = s.gauge("level", "Level.", GaugeMode::kLiveSum, ValueType::kInteger);
+  int ready[2], pid_pipe[2];
+  REQUIRE(::pipe(ready) == 0);
+  REQUIRE(::pipe(pid_pipe) == 0);
+  pid_t outer = testing::fork_child([&] {
+    if (::unshare(CLONE_NEWPID) != 0) return false;
+    pid_t inner = testing::fork_child([&] {  // pid 1 of the new namespace
+      if (::getpid() != 1) return false;
+      level.set(42);
+      char byte = 1;
+      if (::write(ready[1], &byte, 1) != 1) return false;
+      for (;;) ::pause();
+    });
+    if (::write(pid_pipe[1], &inner, sizeof inner) != sizeof inner) return false;
+    testing::wait_child(inner);
+    return true;
+  });
+  pid_t inner = 0;
+  REQUIRE(::read(pid_pipe[0], &inner, sizeof inner) == sizeof inner);
+  char byte;
+  REQUIRE(::read(ready[0], &byte, 1) == 1);
+  exporter::RoleSource source("test", name.str());
+  CHECK(testing::sample(source.scrape(), "level") == 42.0);
+  ::kill(inner, SIGKILL);
+  testing::wait_child(outer);
+  CHECK_FALSE(testing::sample(source.scrape(), "level"));
+  for (int fd : {ready[0], ready[1], pid_pipe[0], pid_pipe[1]}) ::close(fd);
 }

@@ -2,10 +2,12 @@
 // gauge or info updates lost.
 #include "support.h"
 
+#include <shmetrics/shm/test_hooks.h>
 #include <shmetrics/shmetrics.h>
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -74,4 +76,63 @@ TEST_CASE("newcomers_taking_over_dead_records_together_lose_no_gauge_or_info_upd
   CHECK(testing::sample(text, "jobs_done") == 64.0 + kRounds * kWorkers * kIncrements);
   CHECK(testing::sample(text, "shmetrics_record_unavailable_total{role=\"test\"}") == 0.0);
   CHECK(testing::sample(text, "shmetrics_registration_lock_timeouts_total{role=\"test\"}") == 0.0);
+}
+
+// The bound: the fold lock is one for the whole segment, so while a stopped
+// process holds it a newcomer waits for it once, at most lock_timeout, and
+// not once per dead record; its update is dropped and counted, and once the
+// holder is gone the next newcomer folds everything exactly once.
+TEST_CASE("a_stopped_folder_costs_a_newcomer_one_bounded_wait_not_one_per_dead_record") {
+  ScopedName name("stopped-folder");
+  SegmentOptions o;
+  o.name = name.str();
+  o.capacities.thread_slots = 4;
+  o.capacities.process_records = 8;
+  o.capacities.series = 64;
+  o.capacities.families = 16;
+  o.capacities.string_bytes = 8192;
+  o.lock_timeout = std::chrono::milliseconds(100);
+  Segment s = Segment::open(o);
+  Gauge done = s.gauge("jobs_done", "Jobs done.", GaugeMode::kSum, ValueType::kInteger);
+  for (int i = 0; i < 8; ++i)  // eight dead records, one job each
+    REQUIRE(testing::wait_child(testing::fork_child([&] {
+              done.inc();
+              return true;
+            })) == 0);
+  int parked[2], waits[2];
+  REQUIRE(::pipe(parked) == 0);
+  REQUIRE(::pipe(waits) == 0);
+  // A takes over a dead record and stops inside its fold, holding the lock.
+  pid_t folder = testing::fork_child([&] {
+    shm::set_park_point("fold.before_publish", parked[1]);
+    done.inc();
+    return false;
+  });
+  char byte;
+  REQUIRE(::read(parked[0], &byte, 1) == 1);
+  // B finds seven more dead records; it reports each wait for the fold lock.
+  pid_t newcomer = testing::fork_child([&] {
+    shm::set_park_point("claim_record.fold_wait", waits[1], shm::kReportOnly);
+    done.inc(5);  // dropped: no record within lock_timeout
+    done.inc(5);  // dropped without another wait: backing off
+    return ::write(waits[1], "d", 1) == 1;
+  });
+  int fold_waits = 0;
+  while (::read(waits[0], &byte, 1) == 1 && byte != 'd') ++fold_waits;
+  CHECK(testing::wait_child(newcomer) == 0);
+  CHECK(fold_waits == 1);
+  std::string text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "shmetrics_registration_lock_timeouts_total{role=\"test\"}") == 1.0);
+  CHECK(testing::sample(text, "shmetrics_record_unavailable_total{role=\"test\"}") == 2.0);
+  ::kill(folder, SIGKILL);
+  testing::wait_child(folder);
+  // With the holder dead, the next newcomer gets a record at once.
+  REQUIRE(testing::wait_child(testing::fork_child([&] {
+            done.inc();
+            return true;
+          })) == 0);
+  text = testing::scrape(name.str());
+  CHECK(testing::sample(text, "jobs_done") == 9.0);  // 8 dead + 1; the dropped 10 never counted
+  CHECK(testing::sample(text, "shmetrics_record_unavailable_total{role=\"test\"}") == 2.0);
+  for (int fd : {parked[0], parked[1], waits[0], waits[1]}) ::close(fd);
 }

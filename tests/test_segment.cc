@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <sched.h>
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -224,8 +226,12 @@ TEST_CASE("recreating_a_segment_refuses_while_live_processes_hold_it_and_names_t
   Segment::recreate(o);
   CHECK(shm::current_inode(name.str()) != before);
   CHECK_FALSE(testing::sample(testing::scrape(name.str()), "kept_total"));  // a fresh, empty segment
-  // This process writing it counts as a holder too.
-  Segment::open(o).counter("mine_total", "Mine.").inc();
+  // This process having it open counts as a holder too, before any write
+  // (it holds no claim yet, but its handles would write the old segment)...
+  Counter mine = Segment::open(o).counter("mine_total", "Mine.");
+  CHECK_THROWS_WITH(Segment::recreate(o), Catch::Contains("(this process)"));
+  // ...and after one.
+  mine.inc();
   CHECK_THROWS_WITH(Segment::recreate(o), Catch::Contains("(this process)"));
   ::close(ready[0]);
   ::close(ready[1]);
@@ -253,4 +259,18 @@ TEST_CASE("the_exporter_refuses_a_segment_owned_by_another_user_unless_told") {
   // Writers never write into it.
   CHECK_THROWS_WITH(shm::MappedSegment::open_or_create(name.path, small_capacities(), 0600),
                     Catch::Contains("owned by uid 65534"));
+}
+
+TEST_CASE("a_segment_whose_semaphores_live_in_another_ipc_namespace_is_refused") {
+  // Set ids are per IPC namespace: the id in a header made in another one
+  // would name an unrelated set here (or none).
+  ScopedName name("other-ipcns");
+  REQUIRE(testing::wait_child(testing::fork_child([&] {
+            if (::unshare(CLONE_NEWIPC) != 0) return false;
+            shm::MappedSegment::open_or_create(name.str(), small_capacities(), 0600);
+            return true;
+          })) == 0);
+  CHECK_THAT(open_error(name.str()), Catch::Contains("another IPC namespace"));
+  CHECK_THROWS_WITH(shm::MappedSegment::open_or_create(name.str(), small_capacities(), 0600),
+                    Catch::Contains("another IPC namespace"));
 }

@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <unistd.h>
 
@@ -41,16 +44,43 @@ constexpr OwnCounter kOwnCounters[] = {
 
 }  // namespace
 
+namespace {
+
+// Whether process `pid` (as this pid namespace numbers it) is `inner` in its
+// own innermost pid namespace: the last field of NSpid in /proc/PID/status.
+// A writer in a container is numbered there; an exporter on the host sees it
+// under another number.
+bool innermost_pid_is(pid_t pid, std::uint32_t inner) {
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/status").c_str(), "r");
+  if (f == nullptr) return false;
+  char line[256];
+  bool match = false;
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    if (std::strncmp(line, "NSpid:", 6) != 0) continue;
+    const char* last = std::strrchr(line, '\t');
+    match = last != nullptr && std::strtoul(last + 1, nullptr, 10) == inner;
+    break;
+  }
+  std::fclose(f);
+  return match;
+}
+
+}  // namespace
+
 RecordLiveness kernel_liveness(const shm::MappedSegment& segment) {
   const int set = segment.semaphore_set();
   const std::uint32_t slots = segment.capacities().thread_slots;
   return [set, slots](std::uint32_t record, std::uint32_t pid) {
     shm::ClaimHolder holder = shm::claim_holder(set, shm::Geometry::record_semaphore(slots, record));
     if (holder.error) return true;  // unknown: only the kernel's word makes a record dead
+    if (!holder.held) return false;
     // The holder must be the owner the record names: while a new owner takes
     // over a dead one's record, the old values are not shown as live. A
-    // holder in another pid namespace shows as pid 0 and is trusted.
-    return holder.held && (holder.pid == 0 || static_cast<std::uint32_t>(holder.pid) == pid);
+    // holder in a pid namespace this one cannot see shows as pid 0 and is
+    // trusted; one in a namespace below this one (a writer in a container,
+    // the exporter on the host) is compared by its innermost pid.
+    if (holder.pid == 0 || static_cast<std::uint32_t>(holder.pid) == pid) return true;
+    return innermost_pid_is(holder.pid, pid);
   };
 }
 
@@ -60,9 +90,9 @@ std::uint64_t monotonic_now_ns() {
   return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
-RoleSource::RoleSource(std::string role, std::string segment_name,
+RoleSource::RoleSource(std::string role, std::string segment_path,
                        std::function<std::uint64_t()> now_ns)
-    : role_(std::move(role)), segment_name_(std::move(segment_name)), now_ns_(std::move(now_ns)) {}
+    : role_(std::move(role)), segment_path_(std::move(segment_path)), now_ns_(std::move(now_ns)) {}
 
 void RoleSource::set_max_scrape_bytes(std::size_t bytes) {
   std::lock_guard lock(mutex_);
@@ -79,18 +109,26 @@ void RoleSource::set_down(const std::string& reason, bool keep_mapping) {
   }
   if (reason == last_error_) return;
   last_error_ = reason;
-  log_event("warn", "segment_down", {{"role", role_}, {"segment", segment_name_}, {"reason", reason}});
+  log_event("warn", "segment_down", {{"role", role_}, {"segment", segment_path_}, {"reason", reason}});
 }
 
 bool RoleSource::ensure_open() {
-  if (mapped_ && shm::current_inode(segment_name_) != mapped_->inode()) {
-    log_event("info", "segment_replaced", {{"role", role_}, {"segment", segment_name_}});
+  if (mapped_ && shm::current_inode(segment_path_) != mapped_->inode()) {
+    log_event("info", "segment_replaced", {{"role", role_}, {"segment", segment_path_}});
     mapped_.reset();
     reader_.reset();
   }
-  if (mapped_) return true;
+  if (mapped_) {
+    // Liveness needs the semaphore set: one removed under the segment
+    // (ipcrm, RemoveIPC) takes the role down rather than showing the dead
+    // as live.
+    std::string why = mapped_->check_semaphores();
+    if (why.empty()) return true;
+    set_down("segment \"" + segment_path_ + "\" is unusable: " + why);
+    return false;
+  }
   try {
-    mapped_ = shm::MappedSegment::open_read_only(segment_name_);
+    mapped_ = shm::MappedSegment::open_read_only(segment_path_);
   } catch (const shm::SegmentError& e) {
     set_down(e.what());
     return false;
@@ -100,16 +138,16 @@ bool RoleSource::ensure_open() {
     SigbusGuard guard(mapped_->base(), mapped_->size_bytes());
     reader_ = std::make_unique<SegmentReader>(mapped_->base(), mapped_->size_bytes());
     if (guard.faulted()) {
-      set_down("segment \"" + segment_name_ + "\" was truncated while being opened");
+      set_down("segment \"" + segment_path_ + "\" was truncated while being opened");
       return false;
     }
   }
   if (!reader_->error().empty()) {
-    set_down("segment \"" + segment_name_ + "\" is invalid: " + reader_->error());
+    set_down("segment \"" + segment_path_ + "\" is invalid: " + reader_->error());
     return false;
   }
   if (mapped_->owner_uid() != ::geteuid()) {
-    std::string who = "segment \"" + segment_name_ + "\" is owned by uid " +
+    std::string who = "segment \"" + segment_path_ + "\" is owned by uid " +
                       std::to_string(mapped_->owner_uid()) + ", not by the exporter's uid " +
                       std::to_string(::geteuid());
     if (!accept_foreign_owner_) {
@@ -120,7 +158,7 @@ bool RoleSource::ensure_open() {
   }
   last_error_.clear();
   log_event("info", "segment_opened",
-            {{"role", role_}, {"segment", segment_name_}, {"inode", std::to_string(mapped_->inode())},
+            {{"role", role_}, {"segment", segment_path_}, {"inode", std::to_string(mapped_->inode())},
              {"capacities", shm::describe(mapped_->capacities())}});
   return true;
 }
@@ -180,14 +218,14 @@ std::shared_ptr<const std::string> RoleSource::render() {
                             max_scrape_bytes_ - kRoomAfterRender);
       over_limit = reader_->over_limit();
       if (guard.faulted()) {
-        err = "segment \"" + segment_name_ + "\" was truncated while being read";
+        err = "segment \"" + segment_path_ + "\" was truncated while being read";
         over_limit = false;
       }
     }
     if (!err.empty()) {
       out = {};
       if (over_limit)
-        err = "segment \"" + segment_name_ + "\" is too large to serve with --max-scrape-bytes " +
+        err = "segment \"" + segment_path_ + "\" is too large to serve with --max-scrape-bytes " +
               std::to_string(max_scrape_bytes_) + ": " + err + " (the limit less " +
               std::to_string(kRoomAfterRender) +
               " bytes kept for the exporter's own metrics); raise it if the segment is legitimate";
@@ -195,7 +233,7 @@ std::shared_ptr<const std::string> RoleSource::render() {
       up = false;
     } else if (!last_error_.empty()) {  // back within the limits
       last_error_.clear();
-      log_event("info", "segment_served", {{"role", role_}, {"segment", segment_name_}});
+      log_event("info", "segment_served", {{"role", role_}, {"segment", segment_path_}});
     }
   }
   append_own_metrics(out, up);

@@ -26,7 +26,7 @@ std::uint64_t monotonic_now_ns();
 class RoleSource {
  public:
   // `now_ns` is the clock of the readyz windows: CLOCK_MONOTONIC unless given.
-  RoleSource(std::string role, std::string segment_name,
+  RoleSource(std::string role, std::string segment_path,
              std::function<std::uint64_t()> now_ns = monotonic_now_ns);
 
   // The whole exposition for the role. While the segment is missing or cannot
@@ -52,7 +52,7 @@ class RoleSource {
   void accept_foreign_owner(bool accept) { accept_foreign_owner_ = accept; }
 
   const std::string& role() const { return role_; }
-  const std::string& segment_name() const { return segment_name_; }
+  const std::string& segment_path() const { return segment_path_; }
 
   // Diagnostics: how many times scrapes asked the kernel whether a process
   // record's owner is alive since the segment was (re)opened. A record found
@@ -68,7 +68,7 @@ class RoleSource {
   void append_own_metrics(std::string& out, bool up) const;
 
   const std::string role_;
-  const std::string segment_name_;
+  const std::string segment_path_;
   const std::function<std::uint64_t()> now_ns_;
   std::size_t max_scrape_bytes_ = kDefaultMaxScrapeBytes;
 
@@ -92,9 +92,11 @@ class RoleSource {
 };
 
 // The liveness the kernel proves: the record's ownership semaphore is held,
-// last taken by the pid the record names (or by a process in another pid
-// namespace). A record counts as dead only on the kernel's word (the reader
-// keeps that verdict), so a set that cannot be read counts as live.
+// last taken by the pid the record names — as this pid namespace sees it, or
+// as the holder's own (innermost) namespace does, or by a process in a
+// namespace this one cannot see. A record counts as dead only on the
+// kernel's word (the reader keeps that verdict), so a set that cannot be
+// read counts as live (and RoleSource takes the role down when its set is gone).
 RecordLiveness kernel_liveness(const shm::MappedSegment& segment);
 
 }  // namespace shmetrics::exporter

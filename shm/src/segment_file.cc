@@ -10,6 +10,8 @@
 #include <ctime>
 #include <fcntl.h>
 #include <mutex>
+#include <tuple>
+#include <utility>
 #include <vector>
 #include <sys/mman.h>
 #include <sys/sem.h>
@@ -74,15 +76,15 @@ Location locate(const std::string& path) {
 class SegmentDirectory {
  public:
   SegmentDirectory(const std::string& dir, bool create, mode_t segment_mode) {
+    const std::string base = dir.substr(dir.rfind('/') + 1);
+    if (base == "." || base == "..")
+      throw SegmentError("segment directory " + dir + " is invalid: expected a path that does not end in . or ..");
+    // Group search when a group may read the segments (0640): nothing more.
+    const mode_t group_search = (segment_mode & 0040) != 0 ? 0010 : 0;
     fd_ = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd_ < 0 && errno == ENOENT && create) {
-      // Group search when a group may read the segments (0640): nothing more.
-      const mode_t mode = 0700 | ((segment_mode & 0040) != 0 ? 0010 : 0);
-      if (::mkdir(dir.c_str(), mode) == 0) {
-        ::chmod(dir.c_str(), mode);  // the umask may have stripped bits
-      } else if (errno != EEXIST) {
+      if (::mkdir(dir.c_str(), 0700 | group_search) != 0 && errno != EEXIST)
         throw SegmentError("cannot create segment directory " + dir + ": " + errno_text(errno));
-      }
       fd_ = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     }
     if (fd_ < 0) {
@@ -111,15 +113,27 @@ class SegmentDirectory {
     } else if (create && st.st_uid != ::geteuid() && st.st_uid != 0) {
       why = "is owned by uid " + std::to_string(st.st_uid) + ", not by this process's uid " +
             std::to_string(::geteuid()) + " or root";
-    } else if (std::string base = dir.substr(dir.rfind('/') + 1); base.rfind("shmetrics-", 0) == 0 &&
-               base.substr(10) != std::to_string(st.st_uid)) {
+    } else if (base.rfind("shmetrics-", 0) == 0 && base.substr(10) != std::to_string(st.st_uid)) {
       why = "is owned by uid " + std::to_string(st.st_uid) + " but its name says uid " + base.substr(10) +
             " (planted by another user?)";
     }
     if (!why.empty()) {
       ::close(fd_);
-      throw SegmentError("segment directory " + dir + " " + why + "; refusing to use it (remove it, or "
-                         "choose another directory with " + kDirectoryVariable + ")");
+      throw SegmentError("segment directory " + dir + " " + why + "; refusing to use it (have its owner or "
+                         "root remove it, or choose another directory with " + kDirectoryVariable + ")");
+    }
+    // A directory of ours whose segments a group may read lets the group
+    // search it (the umask may have stripped that bit at mkdir; a directory
+    // made for 0600 segments gains it when 0640 ones are asked for). The
+    // change goes through the checked descriptor, never through the path.
+    if (create && st.st_uid == ::geteuid() && (st.st_mode & group_search) != group_search) {
+      const std::string proc = "/proc/self/fd/" + std::to_string(fd_);
+      if (::chmod(proc.c_str(), (st.st_mode & 0777) | group_search) != 0) {
+        const int err = errno;
+        ::close(fd_);
+        throw SegmentError("cannot let the group search segment directory " + dir + " (mode " +
+                           octal_mode(st.st_mode) + ", a 0640 segment needs 0710): " + errno_text(err));
+      }
     }
   }
   ~SegmentDirectory() { ::close(fd_); }
@@ -173,6 +187,25 @@ std::string check_semaphore_set(int set, uid_t owner, std::uint32_t count) {
   return "";
 }
 
+// The IPC namespace this process is in: device and inode of
+// /proc/self/ns/ipc ({0, 0} when /proc cannot tell).
+std::pair<std::uint64_t, std::uint64_t> ipc_namespace() {
+  struct stat st {};
+  if (::stat("/proc/self/ns/ipc", &st) != 0) return {0, 0};
+  return {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
+}
+
+// "" when a header naming the IPC namespace {device, inode} can be trusted
+// with a set id of this process's namespace, else why not.
+std::string check_ipc_namespace(std::uint64_t device, std::uint64_t inode) {
+  const auto [own_device, own_inode] = ipc_namespace();
+  if ((own_device == device && own_inode == inode) || own_inode == 0) return "";
+  return "its semaphores live in another IPC namespace (ipc:[" + std::to_string(inode) +
+         "]) than this process's (ipc:[" + std::to_string(own_inode) +
+         "]): writers and the exporter must share one IPC namespace, as they share the segment "
+         "(in Kubernetes, containers of one pod do; with Docker, --ipc=container:NAME)";
+}
+
 // Removes a semaphore set this process created; quiet (nothing to tell).
 void remove_semaphore_set(int set) {
   if (set >= 0) ::semctl(set, 0, IPC_RMID);
@@ -195,6 +228,7 @@ void initialise(std::uint8_t* base, const Capacities& caps, const Geometry& g, i
   h->record_stride = g.record_stride;
   h->semaphore_set = semaphore_set;
   h->semaphore_count = caps.thread_slots + caps.process_records;
+  std::tie(h->ipc_namespace_device, h->ipc_namespace_inode) = ipc_namespace();
   park_point("create.mid_header");
 
   pthread_mutexattr_t attr;
@@ -228,7 +262,9 @@ bool create_and_publish(const std::string& name, const SegmentDirectory& dir, co
                        std::to_string(kMaxSegmentBytes) + " bytes");
   int fd = ::openat(dir.fd(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
   if (fd < 0)
-    throw SegmentError("cannot create segment \"" + name + "\": " + errno_text(errno));
+    throw SegmentError("cannot create segment \"" + name + "\" in its directory: " + errno_text(errno) +
+                       " (the directory must be writable by this user, on a file system with "
+                       "O_TMPFILE such as tmpfs)");
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
@@ -262,10 +298,10 @@ bool create_and_publish(const std::string& name, const SegmentDirectory& dir, co
     struct semid_ds ds {};
     SemArg arg{};
     arg.buf = &ds;
-    if (::semctl(set.id, 0, IPC_STAT, arg) == 0) {
-      ds.sem_perm.gid = file_stat.st_gid;
-      ::semctl(set.id, 0, IPC_SET, arg);
-    }
+    if (::semctl(set.id, 0, IPC_STAT, arg) != 0 || (ds.sem_perm.gid = file_stat.st_gid, false) ||
+        ::semctl(set.id, 0, IPC_SET, arg) != 0)
+      throw SegmentError("cannot give the semaphores of segment \"" + name + "\" the file's group " +
+                         std::to_string(file_stat.st_gid) + ": " + errno_text(errno));
   }
   // Reserve every page now: a full tmpfs fails here, not later with SIGBUS.
   if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(g.total_bytes)); rc != 0)
@@ -377,6 +413,10 @@ void note_recovered_lock(pthread_mutex_t* mutex) {
 #endif
 }
 
+std::string MappedSegment::check_semaphores() const {
+  return check_semaphore_set(semaphore_set_, owner_uid_, capacities_.thread_slots + capacities_.process_records);
+}
+
 MappedSegment::~MappedSegment() {
   region_.reset();
   if (owns_fd_ && !is_written_file(device_, inode_)) ::close(fd_);
@@ -409,9 +449,9 @@ std::unique_ptr<MappedSegment> MappedSegment::map(const std::string& name, int f
   if (header.semaphore_count != header.capacities.thread_slots + header.capacities.process_records)
     throw SegmentError("segment \"" + name + "\" is invalid: semaphore_count " +
                        std::to_string(header.semaphore_count) + " is not thread_slots + process_records");
-  if (std::string why = check_semaphore_set(header.semaphore_set, st.st_uid, header.semaphore_count);
-      !why.empty())
-    throw SegmentError("segment \"" + name + "\" is unusable: " + why);
+  std::string why = check_ipc_namespace(header.ipc_namespace_device, header.ipc_namespace_inode);
+  if (why.empty()) why = check_semaphore_set(header.semaphore_set, st.st_uid, header.semaphore_count);
+  if (!why.empty()) throw SegmentError("segment \"" + name + "\" is unusable: " + why);
   out->semaphore_set_ = header.semaphore_set;
   try {
     out->region_ = std::make_unique<Region>();
@@ -564,6 +604,7 @@ bool remove_segment(const std::string& path) {
     const auto& h = *reinterpret_cast<const Header*>(copy);
     if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_uid == ::geteuid() || ::geteuid() == 0) &&
         ::pread(fd, copy, sizeof copy, 0) == static_cast<ssize_t>(sizeof copy) &&
+        check_ipc_namespace(h.ipc_namespace_device, h.ipc_namespace_inode).empty() &&
         check_semaphore_set(h.semaphore_set, st.st_uid, h.semaphore_count).empty())
       remove_semaphore_set(h.semaphore_set);
     ::close(fd);
@@ -575,6 +616,9 @@ void recreate_segment(const std::string& path, const Capacities& capacities, mod
   const Location at = locate(path);
   const std::string& name = path;
   std::vector<std::string> holders;
+  // This process writing the segment counts, whether or not it holds a claim
+  // now: its handles would go on writing the old one.
+  if (writer_descriptor(path) >= 0) holders.push_back(std::to_string(::getpid()) + " (this process)");
   try {
     auto old = MappedSegment::open_read_only(name);
     const std::uint32_t semaphores = old->capacities().thread_slots + old->capacities().process_records;

@@ -23,6 +23,10 @@ void park_point(const char* name) {
   if (armed == nullptr || std::strcmp(armed, name) != 0) return;
   char byte = 'p';
   const int resume = g_resume_fd.load(std::memory_order_relaxed);
+  if (resume == kReportOnly) {
+    (void)!::write(g_report_fd.load(std::memory_order_relaxed), &byte, 1);
+    return;
+  }
   // Once, when it resumes: disarmed before reporting, so no other thread
   // that runs after the report parks too.
   if (resume >= 0) g_park_at.store(nullptr, std::memory_order_relaxed);

@@ -324,21 +324,25 @@ enum class RecordClaim {
   kClaimed,
   kAllLive,       // every record is held by a live process (or is being claimed by one)
   kLockTimedOut,  // a dead record needed folding, and the fold lock was not had in time
+  kBackingOff,    // another thread's claim just failed: this update waits out its back-off
 };
 
 // Claims a record for this process: a free one first, else one whose owner
-// the kernel proves dead (folding its values first). Every record whose lock
-// cannot be had is held by a live process, so when the scan ends without a
-// record, the table is full (or a fold lock wait timed out).
+// the kernel proves dead (folding its values first). Every record whose
+// semaphore cannot be had is held by a live process, so when the scan ends
+// without a record, the table is full. The fold lock is one for the whole
+// segment: when a wait for it times out (a stopped holder), the scan ends
+// there, so one claim waits at most lock_timeout in all.
 RecordClaim claim_record(std::uint16_t index, ProcessSegment& seg, shm::GaugeCell*& out) {
   std::lock_guard lock(seg.record_mutex);
   if (seg.record.load(std::memory_order_relaxed) >= 0) {
     out = process_gauge_cells[index].load(std::memory_order_relaxed);
     return RecordClaim::kClaimed;
   }
+  // Threads that queued here behind a claim that failed do not scan again.
+  if (seg.record_retry_countdown.load(std::memory_order_relaxed) > 0) return RecordClaim::kBackingOff;
   const auto& caps = seg.mapped->capacities();
   const int set = seg.mapped->semaphore_set();
-  bool timed_out = false;
   for (int pass = 0; pass < 2; ++pass) {
     for (std::uint32_t i = 0; i < caps.process_records; ++i) {
       shm::RecordHeader& h = record_header(seg, i);
@@ -353,11 +357,11 @@ RecordClaim claim_record(std::uint16_t index, ProcessSegment& seg, shm::GaugeCel
       // are folded first, then the record is reset, both under fold_lock.
       std::optional<FoldLock> fold;
       if (h.owner_pid.load(std::memory_order_acquire) != 0) {
+        shm::park_point("claim_record.fold_wait");
         fold.emplace(seg);
         if (!fold->held()) {
           shm::release_claim(set, semaphore);
-          timed_out = true;
-          continue;
+          return RecordClaim::kLockTimedOut;  // every other dead record needs the same lock
         }
         // A dead folder's unfinished reset may just have freed it: then there
         // is nothing to fold.
@@ -372,7 +376,7 @@ RecordClaim claim_record(std::uint16_t index, ProcessSegment& seg, shm::GaugeCel
       return RecordClaim::kClaimed;
     }
   }
-  return timed_out ? RecordClaim::kLockTimedOut : RecordClaim::kAllLive;
+  return RecordClaim::kAllLive;
 }
 
 }  // namespace
@@ -559,7 +563,8 @@ shm::GaugeCell* gauge_cells_slow(std::uint16_t segment, std::uint32_t cell) noex
   }
   if (claim != RecordClaim::kClaimed) {
     if (claim == RecordClaim::kLockTimedOut) count_event(segment, shm::kEventLockTimeouts);
-    seg->record_retry_countdown.store(kRecordRetryEvery, std::memory_order_relaxed);
+    if (claim != RecordClaim::kBackingOff)
+      seg->record_retry_countdown.store(kRecordRetryEvery, std::memory_order_relaxed);
     count_event(segment, shm::kEventRecordUnavailable);
     return nullptr;
   }

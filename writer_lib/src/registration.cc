@@ -455,7 +455,7 @@ Gauge GaugeFamily::labels(std::span<const std::string_view> values) const {
 void Info::set(const std::vector<std::string_view>& values) const noexcept {
   detail::ProcessSegment* seg = detail::segment_at(segment_);
   if (seg == nullptr) return;
-  // Claim the record first (it takes seg->claims_mutex itself).
+  // Claim the record first (it takes seg->record_mutex itself).
   if (detail::process_gauge_cells[segment_].load(std::memory_order_acquire) == nullptr &&
       detail::gauge_cells_slow(segment_, 0) == nullptr)
     return;

@@ -31,8 +31,9 @@
 //                              | linked to its name              | linkat()            | offsets == compute_geometry()
 // registration_lock, fold_lock | registrars / claimers (robust,  | pthread             | exporter never touches them
 //                              | timed, shm::lock_robust)        |                     |
-// semaphore_set                | creator, before linkat()        | plain               | IPC_STAT: owner = the file's
-//                              |                                 |                     | owner, nsems = slots+records
+// semaphore_set, _count,       | creator, before linkat()        | plain               | own IPC namespace; IPC_STAT:
+//   ipc_namespace_*            |                                 |                     | owner = the file's owner,
+//                              |                                 |                     | nsems = slots+records
 // string_used                  | registrar under the lock        | release, before the | acquire, once, after the
 //                              |                                 | count that uses it  | counts; min(string_bytes)
 // gauge_cells_used             | registrar under the lock, before| release             | a gauge series' cell must be
@@ -165,6 +166,9 @@ inline constexpr std::uint32_t kMaxNameBytes = 256;
 inline constexpr std::uint32_t kMaxHelpBytes = 4096;
 inline constexpr std::uint32_t kMaxLabelValueBytes = 4096;
 inline constexpr std::uint32_t kMaxSlots = 1u << 16;
+// thread_slots + process_records: one semaphore each, numbered by semop's
+// unsigned short sem_num.
+inline constexpr std::uint32_t kMaxSemaphores = 1u << 16;
 inline constexpr std::uint32_t kMaxRecords = 1u << 16;
 inline constexpr std::uint32_t kMaxFamilies = 1u << 20;
 inline constexpr std::uint32_t kMaxSeries = 1u << 24;
@@ -231,6 +235,11 @@ struct alignas(kCacheLine) Header {
   std::uint64_t record_stride;
   std::int32_t semaphore_set;       // System V semaphore set id: ownership (see above)
   std::uint32_t semaphore_count;    // thread_slots + process_records
+  // The IPC namespace the set lives in (device and inode of the creator's
+  // /proc/self/ns/ipc): set ids are per namespace, so a process in another
+  // one must not take the id for its own.
+  std::uint64_t ipc_namespace_device;
+  std::uint64_t ipc_namespace_inode;
 
   alignas(kCacheLine) pthread_mutex_t registration_lock;  // robust, process-shared
   alignas(kCacheLine) pthread_mutex_t fold_lock;          // robust, process-shared; timed
@@ -249,6 +258,7 @@ static_assert(offsetof(Header, magic) == 0);
 static_assert(offsetof(Header, capacities) == 16);
 static_assert(offsetof(Header, total_bytes) == 64);
 static_assert(offsetof(Header, semaphore_set) == 128);
+static_assert(offsetof(Header, ipc_namespace_inode) == 144);
 static_assert(offsetof(Header, registration_lock) == 192);
 static_assert(sizeof(pthread_mutex_t) <= 64);
 static_assert(offsetof(Header, fold_lock) == 256);
@@ -436,7 +446,8 @@ inline bool compute_geometry(const Capacities& c, Geometry& g) {
       c.string_bytes > kMaxStringBytes || c.info_families > kMaxInfoFamilies ||
       c.info_value_bytes > kMaxInfoValueBytes || c.readyz_short_window_seconds == 0 ||
       c.readyz_long_window_seconds < c.readyz_short_window_seconds ||
-      c.readyz_long_window_seconds > kMaxWindowSeconds)
+      c.readyz_long_window_seconds > kMaxWindowSeconds ||
+      std::uint64_t{c.thread_slots} + c.process_records > kMaxSemaphores)
     return false;
   std::uint64_t at = sizeof(Header);
   g.families_offset = at;

@@ -88,6 +88,10 @@ class MappedSegment {
   // The System V semaphore set of the slots' and records' ownership, read
   // from the header once and checked (owner, size) when mapped.
   int semaphore_set() const { return semaphore_set_; }
+  // "" while that set is still there, the owner's and of its size, else why
+  // not: a set removed under a live segment (ipcrm, systemd-logind's
+  // RemoveIPC) leaves liveness unknowable. One semctl.
+  std::string check_semaphores() const;
 
   // Opens the segment file `path` (absolute; in a checked segment directory,
   // created when missing) for writing, creating it with `capacities` and

@@ -8,7 +8,10 @@ namespace shmetrics::shm {
 
 // Parks this process at the point called `name`: it writes one byte to
 // `report_fd`, then pauses until killed or, when `resume_fd` is given, until
-// it reads one byte from `resume_fd` (and goes on). nullptr disarms.
+// it reads one byte from `resume_fd` (and goes on). With kReportOnly it only
+// writes the byte, every time the point is passed (a test counts them).
+// nullptr disarms.
+inline constexpr int kReportOnly = -2;
 void set_park_point(const char* name, int report_fd, int resume_fd = -1);
 
 // Called by the library at each named point.
