@@ -9,6 +9,8 @@
 # everything it started and removes its files, also on failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/segments.sh
+source scripts/segments.sh
 build_dir=${1:-build}
 exporter=$build_dir/exporter/shmetrics-exporter
 ops_server=$build_dir/examples/shmetrics-ops-server
