@@ -43,6 +43,13 @@ Options parse(int argc, char** argv) {
       o.busy = true;
       continue;
     }
+    if (a == "--help" || a == "-h") {
+      std::cout << "usage: shmetrics-demo-writer --role ops|judge [--instance NAME] [--workers N] [--busy]\n"
+                   "Forks N workers (1-64, default 3) that record the work order's metrics into the\n"
+                   "segment INSTANCE.ROLE of the segment directory ($SHMETRICS_SEGMENT_DIR, else\n"
+                   "/dev/shm/shmetrics-<uid>) until SIGTERM.\n";
+      std::exit(0);
+    }
     if (i + 1 >= argc) usage_error(a + " needs a value");
     std::string v = argv[++i];
     if (a == "--instance") o.instance = v;

@@ -20,8 +20,9 @@
 // whether the segment was up. A reader refuses a segment whose semaphore set
 // is not a real one of the right size, so when the image's header asks for a
 // few (thread_slots + process_records up to kMaxFuzzSemaphores) the file's
-// header is pointed at a real set of that size, made once per size and
-// removed at exit; other images take the refusal path.
+// header is pointed at a real set of that size in this IPC namespace, with
+// its token, made once per size and removed at exit; other images take the
+// refusal path.
 //
 // How the input becomes an image:
 //
@@ -76,6 +77,7 @@
 #include <map>
 #include <memory>
 #include <sys/sem.h>
+#include <sys/stat.h>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -370,11 +372,18 @@ char g_segment_path[256];
 constexpr std::uint32_t kMaxFuzzSemaphores = 512;
 std::map<std::uint32_t, int>* g_semaphore_sets = new std::map<std::uint32_t, int>;
 
-// The id of a real semaphore set of `count` semaphores, or -1.
+// The id of a real semaphore set for `count` slots and records (plus the
+// token's semaphores, spelling token 1), or -1.
 int semaphore_set_of(std::uint32_t count) {
   if (count == 0 || count > kMaxFuzzSemaphores) return -1;
   auto [it, made] = g_semaphore_sets->emplace(count, -1);
-  if (made) it->second = ::semget(IPC_PRIVATE, static_cast<int>(count), IPC_CREAT | 0600);
+  if (made) {
+    it->second = ::semget(IPC_PRIVATE, static_cast<int>(count + shm::kTokenSemaphores), IPC_CREAT | 0600);
+    union {
+      int val;
+    } one{1};
+    if (it->second >= 0) ::semctl(it->second, static_cast<int>(count), SETVAL, one);
+  }
   return it->second;
 }
 
@@ -403,8 +412,15 @@ void serve_and_check(const Image& image) {
     const std::uint64_t count = std::uint64_t{c.thread_slots} + c.process_records;
     if (int set = count <= kMaxFuzzSemaphores ? semaphore_set_of(static_cast<std::uint32_t>(count)) : -1; set >= 0) {
       const auto n = static_cast<std::uint32_t>(count);
-      if (::pwrite(fd, &set, sizeof set, offsetof(shm::Header, semaphore_set)) != sizeof set ||
-          ::pwrite(fd, &n, sizeof n, offsetof(shm::Header, semaphore_count)) != sizeof n)
+      const std::uint64_t token = 1;
+      struct stat ns {};  // the set lives in this IPC namespace
+      ::stat("/proc/self/ns/ipc", &ns);
+      const std::uint64_t ns_device = ns.st_dev, ns_inode = ns.st_ino;
+      if (::pwrite(fd, &ns_device, 8, offsetof(shm::Header, ipc_namespace_device)) != 8 ||
+          ::pwrite(fd, &ns_inode, 8, offsetof(shm::Header, ipc_namespace_inode)) != 8 ||
+          ::pwrite(fd, &set, sizeof set, offsetof(shm::Header, semaphore_set)) != sizeof set ||
+          ::pwrite(fd, &n, sizeof n, offsetof(shm::Header, semaphore_count)) != sizeof n ||
+          ::pwrite(fd, &token, sizeof token, offsetof(shm::Header, semaphore_token)) != sizeof token)
         std::abort();
     }
   }

@@ -134,6 +134,12 @@ check "--accept-foreign-owner=yes is refused with exit 2" usage_error_of bool-eq
 check "--accept-foreign-owner=yes is told that the flag takes no value ($(head -n 1 "$WORK/bool-eq.err"))" \
   grep -q -e '--accept-foreign-owner takes no value' "$WORK/bool-eq.err"
 check "--help=x is refused with exit 2 rather than printing the help" usage_error_of help-eq --help=x
+check "--segment-owner of an unknown user is refused with exit 2" usage_error_of owner-unknown --segment-owner no-such-user-shm
+check "... naming the user ($(head -n 1 "$WORK/owner-unknown.err"))" \
+  grep -q -e '--segment-owner "no-such-user-shm" is invalid: expected a user name' "$WORK/owner-unknown.err"
+check "--segment-owner with --accept-foreign-owner is refused with exit 2" \
+  usage_error_of owner-both --segment-owner=nobody --accept-foreign-owner
+check "... as a contradiction" grep -q 'contradict each other' "$WORK/owner-both.err"
 check "--ops-listen ::1:0 (unbracketed IPv6) is refused with exit 2" usage_error_of ipv6-bare --ops-listen ::1:0
 check "--ops-listen ::1:0 is told to bracket the address ($(head -n 1 "$WORK/ipv6-bare.err"))" \
   grep -q 'IPv6 address goes in brackets, as in \[::1\]:' "$WORK/ipv6-bare.err"

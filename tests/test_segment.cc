@@ -256,6 +256,14 @@ TEST_CASE("the_exporter_refuses_a_segment_owned_by_another_user_unless_told") {
   exporter::RoleSource trusting("test", name.path);
   trusting.accept_foreign_owner(true);
   CHECK(testing::sample(trusting.scrape(), "shmetrics_segment_up{role=\"test\"}") == 1.0);
+  // Told the writers' user, it serves theirs and nobody else's.
+  exporter::RoleSource owned_by_nobody("test", name.path);
+  owned_by_nobody.expect_owner(65534);
+  CHECK(testing::sample(owned_by_nobody.scrape(), "shmetrics_segment_up{role=\"test\"}") == 1.0);
+  exporter::RoleSource owned_by_another("test", name.path);
+  owned_by_another.expect_owner(1000);
+  owned_by_another.accept_foreign_owner(true);  // an expected owner wins
+  CHECK(testing::sample(owned_by_another.scrape(), "shmetrics_segment_up{role=\"test\"}") == 0.0);
   // Writers never write into it.
   CHECK_THROWS_WITH(shm::MappedSegment::open_or_create(name.path, small_capacities(), 0600),
                     Catch::Contains("owned by uid 65534"));
@@ -273,4 +281,20 @@ TEST_CASE("a_segment_whose_semaphores_live_in_another_ipc_namespace_is_refused")
   CHECK_THAT(open_error(name.str()), Catch::Contains("another IPC namespace"));
   CHECK_THROWS_WITH(shm::MappedSegment::open_or_create(name.str(), small_capacities(), 0600),
                     Catch::Contains("another IPC namespace"));
+}
+
+TEST_CASE("a_header_naming_another_segments_semaphore_set_is_refused") {
+  // Set ids are reused (after a set is removed, or in a new IPC namespace
+  // whose inode number came back): an id alone could name another segment's
+  // set, of the same owner and size, and two segments would share claims.
+  ScopedName a("token-a"), b("token-b");
+  shm::MappedSegment::open_or_create(a.str(), small_capacities(), 0600);
+  const int b_set = shm::MappedSegment::open_or_create(b.str(), small_capacities(), 0600)->semaphore_set();
+  poke(a.str(), offsetof(shm::Header, semaphore_set), &b_set, sizeof b_set);
+  CHECK_THAT(open_error(a.str()), Catch::Contains("is not this segment's") && Catch::Contains("token"));
+  CHECK_THROWS_WITH(shm::MappedSegment::open_or_create(a.str(), small_capacities(), 0600),
+                    Catch::Contains("is not this segment's"));
+  // Removing the forged segment leaves the other's set alone.
+  shm::remove_segment(a.str());
+  CHECK(shm::MappedSegment::open_read_only(b.str())->check_semaphores().empty());
 }

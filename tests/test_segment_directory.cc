@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <fcntl.h>
+#include <sys/sem.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -172,4 +173,41 @@ TEST_CASE("segment_paths_come_from_the_options_the_environment_or_the_uid") {
   o.name = "/dev/shm/x/y.ops";
   o.directory = "/dev/shm/x";
   CHECK_THROWS_WITH(Segment::open(o), Catch::Contains("give one of them"));
+}
+
+TEST_CASE("a_segment_directory_is_not_created_under_a_parent_another_user_chose") {
+  REQUIRE(::geteuid() == 0);
+  FakeShm shm;
+  const std::string elsewhere = shm.path + "/elsewhere", link = shm.path + "/link";
+  REQUIRE(as_nobody([&] { return ::mkdir(elsewhere.c_str(), 0755) == 0 && ::symlink(elsewhere.c_str(), link.c_str()) == 0; }));
+  CHECK_THAT(open_error(link + "/segs"), Catch::Contains("refusing to create segment directory " + link + "/segs") &&
+                                             Catch::Contains("belongs to uid 65534"));
+  struct stat st {};
+  CHECK(::stat((elsewhere + "/segs").c_str(), &st) != 0);  // nothing made where the other user chose
+}
+
+TEST_CASE("the_semaphores_follow_the_segment_files_mode_and_group") {
+  FakeShm shm;
+  const std::string path = shm.path + "/app/x.ops";
+  shm::Capacities c;
+  c.thread_slots = 2;
+  c.process_records = 2;
+  c.series = 16;
+  c.families = 4;
+  c.string_bytes = 1024;
+  auto set_mode = [](int set) {
+    struct semid_ds ds {};
+    union {
+      struct semid_ds* buf;
+    } arg{&ds};
+    return ::semctl(set, 0, IPC_STAT, arg) == 0 ? static_cast<int>(ds.sem_perm.mode & 0777) : -1;
+  };
+  const int set = shm::MappedSegment::open_or_create(path, c, 0600)->semaphore_set();
+  CHECK(set_mode(set) == 0600);
+  // An operator lets a group read the file: the next writer to open it lets
+  // the group read the semaphores too (an exporter needs both).
+  REQUIRE(::chmod(path.c_str(), 0640) == 0);
+  shm::MappedSegment::open_or_create(path, c, 0600);
+  CHECK(set_mode(set) == 0640);
+  shm::remove_segment(path);
 }

@@ -10,6 +10,9 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <optional>
+#include <pwd.h>
+#include <sys/types.h>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -43,6 +46,7 @@ struct Options {
   std::vector<RoleConfig> roles{{"ops", "", "127.0.0.1:8081", "", 0}, {"judge", "", "127.0.0.1:8082", "", 0}};
   std::string once_segment;
   bool accept_foreign_owner = false;
+  std::optional<uid_t> segment_owner;
   std::size_t max_scrape_bytes = shmetrics::exporter::kDefaultMaxScrapeBytes;
   ServerOptions server;
 };
@@ -78,9 +82,13 @@ format, each role on its own listener: GET /metrics.
   --once SEGMENT          print one exposition of SEGMENT (a name or a path)
                           to stdout and exit (status 0 when the segment was
                           read, 1 when not)
-  --accept-foreign-owner  serve segments owned by another user than the
-                          exporter's (by default such a role is down, with
-                          the reason logged)
+  --segment-owner USER    the writers' user (a name or a uid): segments
+                          owned by anyone else are not served (default: the
+                          exporter's own user). Give it when the exporter
+                          runs as another user than the writers
+  --accept-foreign-owner  serve segments of any owner, logging it (unsafe
+                          where another user could have made the segment,
+                          e.g. in a directory whose name it took first)
   --max-scrape-bytes N    most bytes one role may hold parsed from its segment,
                           and the largest exposition it renders, 65536-2^40
                           (default 67108864, 64 MiB); a segment past either
@@ -201,6 +209,22 @@ std::string segment_path(const std::string& dir, const std::string& value) {
   return shmetrics::shm::segment_path(slash == 0 ? "/" : value.substr(0, slash), value.substr(slash + 1));
 }
 
+// The uid of `user`: a user name, or a number.
+uid_t parse_user(const std::string& user) {
+  if (!user.empty() && user.find_first_not_of("0123456789") == std::string::npos) {
+    errno = 0;
+    char* end = nullptr;
+    unsigned long uid = std::strtoul(user.c_str(), &end, 10);
+    if (errno == 0 && *end == '\0' && uid < 0xffffffffUL) return static_cast<uid_t>(uid);
+  }
+  struct passwd entry {};
+  struct passwd* found = nullptr;
+  std::vector<char> buffer(16384);
+  if (::getpwnam_r(user.c_str(), &entry, buffer.data(), buffer.size(), &found) != 0 || found == nullptr)
+    usage_error("--segment-owner \"" + user + "\" is invalid: expected a user name known to this system, or a uid");
+  return found->pw_uid;
+}
+
 Options parse_options(int argc, char** argv) {
   Options o;
   std::string a;                            // the flag, without any "=VALUE"
@@ -246,6 +270,8 @@ Options parse_options(int argc, char** argv) {
       o.roles[1].segment = value_of(i);
     } else if (a == "--once") {
       o.once_segment = value_of(i);
+    } else if (a == "--segment-owner") {
+      o.segment_owner = parse_user(value_of(i));
     } else if (a == "--accept-foreign-owner") {
       no_value();
       o.accept_foreign_owner = true;
@@ -266,6 +292,8 @@ Options parse_options(int argc, char** argv) {
     }
     parse_listen(r);
   }
+  if (o.segment_owner && o.accept_foreign_owner)
+    usage_error("--segment-owner and --accept-foreign-owner contradict each other: give one of them");
   if (!o.once_segment.empty()) {
     try {
       o.once_segment = segment_path(o.segment_dir, o.once_segment);
@@ -281,6 +309,7 @@ Options parse_options(int argc, char** argv) {
 int run_once(const std::string& segment, const Options& options) {
   RoleSource source("once", segment);
   source.accept_foreign_owner(options.accept_foreign_owner);
+  if (options.segment_owner) source.expect_owner(*options.segment_owner);
   source.set_max_scrape_bytes(options.max_scrape_bytes);
   std::string text = source.scrape();
   std::fwrite(text.data(), 1, text.size(), stdout);
@@ -307,6 +336,7 @@ int main(int argc, char** argv) {
   for (const RoleConfig& r : options.roles) {
     auto source = std::make_shared<RoleSource>(r.role, r.segment);
     source->accept_foreign_owner(options.accept_foreign_owner);
+    if (options.segment_owner) source->expect_owner(*options.segment_owner);
     source->set_max_scrape_bytes(options.max_scrape_bytes);
     auto server = shmetrics::exporter::make_metrics_server(source, options.server);
     std::string error;

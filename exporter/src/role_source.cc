@@ -146,12 +146,13 @@ bool RoleSource::ensure_open() {
     set_down("segment \"" + segment_path_ + "\" is invalid: " + reader_->error());
     return false;
   }
-  if (mapped_->owner_uid() != ::geteuid()) {
+  const uid_t expected = expected_owner_.value_or(::geteuid());
+  if (mapped_->owner_uid() != expected) {
     std::string who = "segment \"" + segment_path_ + "\" is owned by uid " +
-                      std::to_string(mapped_->owner_uid()) + ", not by the exporter's uid " +
-                      std::to_string(::geteuid());
-    if (!accept_foreign_owner_) {
-      set_down(who + " (start the exporter with --accept-foreign-owner to serve it)");
+                      std::to_string(mapped_->owner_uid()) + ", not by uid " + std::to_string(expected) +
+                      (expected_owner_ ? " (--segment-owner)" : " (the exporter's)");
+    if (!accept_foreign_owner_ || expected_owner_) {
+      set_down(who + (expected_owner_ ? "" : "; give the writers' user with --segment-owner"));
       return false;
     }
     log_event("warn", "segment_foreign_owner", {{"role", role_}, {"reason", who}});

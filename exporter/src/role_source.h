@@ -14,7 +14,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <sys/types.h>
 
 namespace shmetrics::exporter {
 
@@ -47,8 +49,11 @@ class RoleSource {
   // (default kDefaultMaxScrapeBytes); at least kRoomAfterRender + 1024.
   void set_max_scrape_bytes(std::size_t bytes);
 
-  // By default a segment owned by another user than the exporter's is not
-  // served (its owner could be anyone able to write /dev/shm).
+  // A segment is served only when its owner is the writers' user: `uid`
+  // when given (--segment-owner), else the exporter's own. Anyone can make a
+  // segment of their own, even in a directory whose name was squatted.
+  void expect_owner(uid_t uid) { expected_owner_ = uid; }
+  // Serves a segment of any owner, logging it (--accept-foreign-owner).
   void accept_foreign_owner(bool accept) { accept_foreign_owner_ = accept; }
 
   const std::string& role() const { return role_; }
@@ -89,6 +94,7 @@ class RoleSource {
   std::string last_error_;  // what was logged last, to log each change once
   std::size_t last_scrape_bytes_ = 0;  // to reserve the next exposition at once
   bool accept_foreign_owner_ = false;
+  std::optional<uid_t> expected_owner_;
 };
 
 // The liveness the kernel proves: the record's ownership semaphore is held,

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/sem.h>
 #if defined(__SANITIZE_THREAD__)
 #include <sanitizer/tsan_interface.h>
@@ -29,6 +30,8 @@ namespace {
 
 constexpr const char* kShmDir = "/dev/shm";
 constexpr const char* kDirectoryVariable = "SHMETRICS_SEGMENT_DIR";
+constexpr const char* kChooseDirectory =
+    "$SHMETRICS_SEGMENT_DIR, SegmentOptions::directory, or the exporter's --segment-dir";
 
 std::string errno_text(int err) { return std::strerror(err); }
 
@@ -47,7 +50,7 @@ std::string check_part(std::string_view what, std::string_view part) {
 
 std::string octal_mode(mode_t mode) {
   char b[8];
-  std::snprintf(b, sizeof b, "0%03o", static_cast<unsigned>(mode & 0777));
+  std::snprintf(b, sizeof b, "0%03o", static_cast<unsigned>(mode & 07777));
   return b;
 }
 
@@ -83,6 +86,15 @@ class SegmentDirectory {
     const mode_t group_search = (segment_mode & 0040) != 0 ? 0010 : 0;
     fd_ = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd_ < 0 && errno == ENOENT && create) {
+      // Only where nobody else decides what the parent is: a parent of
+      // another user's (reached through a symlink it planted, say) would let
+      // that user choose where our directory goes.
+      const std::string parent = dir.rfind('/') == 0 ? "/" : dir.substr(0, dir.rfind('/'));
+      struct stat p {};
+      if (::stat(parent.c_str(), &p) == 0 && p.st_uid != 0 && p.st_uid != ::geteuid())
+        throw SegmentError("refusing to create segment directory " + dir + ": its parent " + parent +
+                           " belongs to uid " + std::to_string(p.st_uid) +
+                           ", neither this user nor root (expected a parent such as /dev/shm or /run)");
       if (::mkdir(dir.c_str(), 0700 | group_search) != 0 && errno != EEXIST)
         throw SegmentError("cannot create segment directory " + dir + ": " + errno_text(errno));
       fd_ = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -93,9 +105,10 @@ class SegmentDirectory {
         throw SegmentError("segment directory " + dir + " does not exist", /*missing=*/true);
       throw SegmentError("cannot open segment directory " + dir + ": " + errno_text(err) +
                          (err == ENOTDIR || err == ELOOP
-                              ? " (a file or symbolic link is in its place: remove it, or choose "
-                                "another directory with " + std::string(kDirectoryVariable) + ")"
-                              : ""));
+                              ? std::string(" (a file or symbolic link is in its place: have its owner or "
+                                            "root remove it, or choose another directory: ") +
+                                    kChooseDirectory + ")"
+                              : std::string()));
     }
     struct stat st {};
     if (::fstat(fd_, &st) != 0) {
@@ -120,7 +133,7 @@ class SegmentDirectory {
     if (!why.empty()) {
       ::close(fd_);
       throw SegmentError("segment directory " + dir + " " + why + "; refusing to use it (have its owner or "
-                         "root remove it, or choose another directory with " + kDirectoryVariable + ")");
+                         "root remove it, or choose another directory: " + kChooseDirectory + ")");
     }
     // A directory of ours whose segments a group may read lets the group
     // search it (the umask may have stripped that bit at mkdir; a directory
@@ -164,9 +177,14 @@ std::string semmsl() {
   return read ? std::to_string(n) : "unknown";
 }
 
-// "" when `set` is a semaphore set owned by `owner` with `count` semaphores,
-// else why not.
-std::string check_semaphore_set(int set, uid_t owner, std::uint32_t count) {
+// The values of the token semaphores that spell `token`, 15 bits each.
+std::uint16_t token_part(std::uint64_t token, std::uint32_t i) {
+  return static_cast<std::uint16_t>((token >> (i * kTokenBitsPerSemaphore)) & 0x7fff);
+}
+
+// "" when `set` is a semaphore set owned by `owner` with `count` semaphores
+// for slots and records, whose token semaphores spell `token`, else why not.
+std::string check_semaphore_set(int set, uid_t owner, std::uint32_t count, std::uint64_t token) {
   struct semid_ds ds {};
   SemArg arg{};
   arg.buf = &ds;
@@ -175,16 +193,34 @@ std::string check_semaphore_set(int set, uid_t owner, std::uint32_t count) {
     return "cannot read its semaphore set " + std::to_string(set) + ": " + errno_text(err) +
            (err == EINVAL || err == EIDRM ? " (removed? systemd-logind's RemoveIPC=yes removes a "
                                             "user's sets at logout; recreate the segment)"
-            : err == EACCES ? " (the set has the segment's mode and group)"
+            : err == EACCES ? " (its mode and group must let this user read it; a writer gives "
+                              "it the segment file's when it opens the segment)"
                             : "");
   }
   if (ds.sem_perm.uid != owner || ds.sem_perm.cuid != owner)
     return "its semaphore set " + std::to_string(set) + " is owned by uid " +
            std::to_string(ds.sem_perm.uid) + ", not by the segment's owner " + std::to_string(owner);
-  if (ds.sem_nsems != count)
+  if (ds.sem_nsems != std::uint64_t{count} + kTokenSemaphores)
     return "its semaphore set " + std::to_string(set) + " has " + std::to_string(ds.sem_nsems) +
-           " semaphores, expected " + std::to_string(count) + " (thread_slots + process_records)";
+           " semaphores, expected " + std::to_string(std::uint64_t{count} + kTokenSemaphores) +
+           " (thread_slots + process_records + " + std::to_string(kTokenSemaphores) + ")";
+  for (std::uint32_t i = 0; i < kTokenSemaphores; ++i)
+    if (::semctl(set, static_cast<int>(count + i), GETVAL) != token_part(token, i))
+      return "semaphore set " + std::to_string(set) + " is not this segment's (it does not hold the "
+             "segment's token: the id was reused, e.g. after the IPC namespace the segment was made "
+             "in went away with its container; recreate the segment)";
   return "";
+}
+
+// A random token for a new set: 60 bits, never 0.
+std::uint64_t new_token() {
+  std::uint64_t token = 0;
+  while (token == 0) {
+    if (::getrandom(&token, sizeof token, 0) != static_cast<ssize_t>(sizeof token))
+      token = static_cast<std::uint64_t>(::getpid()) << 32 ^ static_cast<std::uint64_t>(std::time(nullptr));
+    token &= kTokenMask;
+  }
+  return token;
 }
 
 // The IPC namespace this process is in: device and inode of
@@ -213,7 +249,8 @@ void remove_semaphore_set(int set) {
 
 // Writes a fresh header and initialises the registration lock. The file is
 // still anonymous, so nobody else can see it half-written.
-void initialise(std::uint8_t* base, const Capacities& caps, const Geometry& g, int semaphore_set) {
+void initialise(std::uint8_t* base, const Capacities& caps, const Geometry& g, int semaphore_set,
+                std::uint64_t token) {
   auto* h = new (base) Header{};
   h->layout_version = kLayoutVersion;
   h->header_bytes = sizeof(Header);
@@ -229,6 +266,7 @@ void initialise(std::uint8_t* base, const Capacities& caps, const Geometry& g, i
   h->semaphore_set = semaphore_set;
   h->semaphore_count = caps.thread_slots + caps.process_records;
   std::tie(h->ipc_namespace_device, h->ipc_namespace_inode) = ipc_namespace();
+  h->semaphore_token = token;
   park_point("create.mid_header");
 
   pthread_mutexattr_t attr;
@@ -282,16 +320,26 @@ bool create_and_publish(const std::string& name, const SegmentDirectory& dir, co
     ~SemaphoreSet() {
       if (!keep) remove_semaphore_set(id);
     }
-  } set{::semget(IPC_PRIVATE, static_cast<int>(semaphores), IPC_CREAT | IPC_EXCL | (mode & 0777))};
+  } set{::semget(IPC_PRIVATE, static_cast<int>(semaphores + kTokenSemaphores), IPC_CREAT | IPC_EXCL | (mode & 0777))};
   if (set.id < 0) {
     int err = errno;
-    throw SegmentError("cannot create the " + std::to_string(semaphores) + " semaphores of segment \"" +
-                       name + "\": " + errno_text(err) +
-                       (err == EINVAL ? " (thread_slots + process_records must not exceed the kernel's "
-                                        "semaphores per set, kernel.sem SEMMSL = " + semmsl() + ")"
+    throw SegmentError("cannot create the " + std::to_string(semaphores + kTokenSemaphores) +
+                       " semaphores of segment \"" + name + "\": " + errno_text(err) +
+                       (err == EINVAL ? " (thread_slots + process_records + " + std::to_string(kTokenSemaphores) +
+                                        " must not exceed the kernel's semaphores per set, kernel.sem SEMMSL = " +
+                                        semmsl() + ")"
                         : err == ENOSPC ? " (the system's limit of semaphore sets or semaphores is "
                                           "reached: `ipcs -s` lists them)"
                                         : ""));
+  }
+  // The token, in the header and in the set's last semaphores.
+  const std::uint64_t token = new_token();
+  for (std::uint32_t i = 0; i < kTokenSemaphores; ++i) {
+    SemArg value{};
+    value.val = token_part(token, i);
+    if (::semctl(set.id, static_cast<int>(semaphores + i), SETVAL, value) != 0)
+      throw SegmentError("cannot write the token of segment \"" + name + "\"'s semaphores: " +
+                         errno_text(errno));
   }
   struct stat file_stat {};
   if (::fstat(fd, &file_stat) == 0 && file_stat.st_gid != ::getegid()) {
@@ -312,7 +360,7 @@ bool create_and_publish(const std::string& name, const SegmentDirectory& dir, co
   if (base == MAP_FAILED)
     throw SegmentError("cannot map new segment \"" + name + "\": " + errno_text(errno));
   try {
-    initialise(static_cast<std::uint8_t*>(base), caps, g, set.id);
+    initialise(static_cast<std::uint8_t*>(base), caps, g, set.id, token);
   } catch (...) {
     ::munmap(base, g.total_bytes);
     throw;
@@ -414,7 +462,8 @@ void note_recovered_lock(pthread_mutex_t* mutex) {
 }
 
 std::string MappedSegment::check_semaphores() const {
-  return check_semaphore_set(semaphore_set_, owner_uid_, capacities_.thread_slots + capacities_.process_records);
+  return check_semaphore_set(semaphore_set_, owner_uid_, capacities_.thread_slots + capacities_.process_records,
+                             semaphore_token_);
 }
 
 MappedSegment::~MappedSegment() {
@@ -450,9 +499,11 @@ std::unique_ptr<MappedSegment> MappedSegment::map(const std::string& name, int f
     throw SegmentError("segment \"" + name + "\" is invalid: semaphore_count " +
                        std::to_string(header.semaphore_count) + " is not thread_slots + process_records");
   std::string why = check_ipc_namespace(header.ipc_namespace_device, header.ipc_namespace_inode);
-  if (why.empty()) why = check_semaphore_set(header.semaphore_set, st.st_uid, header.semaphore_count);
+  if (why.empty())
+    why = check_semaphore_set(header.semaphore_set, st.st_uid, header.semaphore_count, header.semaphore_token);
   if (!why.empty()) throw SegmentError("segment \"" + name + "\" is unusable: " + why);
   out->semaphore_set_ = header.semaphore_set;
+  out->semaphore_token_ = header.semaphore_token;
   try {
     out->region_ = std::make_unique<Region>();
     out->region_->region = bip::mapped_region(DescriptorMappable{fd},
@@ -568,6 +619,19 @@ std::unique_ptr<MappedSegment> MappedSegment::open_or_create(const std::string& 
       throw SegmentError("segment \"" + path + "\" is writable by group or others (mode " +
                          octal_mode(st.st_mode) +
                          "): refusing to trust it; remove it and let a writer create it anew");
+    // The set's mode and group follow the file's (an operator's chmod or
+    // chgrp of the file reaches the exporter's view of the set too).
+    {
+      struct semid_ds ds {};
+      SemArg arg{};
+      arg.buf = &ds;
+      if (::semctl(out->semaphore_set_, 0, IPC_STAT, arg) == 0 &&
+          ((ds.sem_perm.mode & 0777) != (st.st_mode & 0777) || ds.sem_perm.gid != st.st_gid)) {
+        ds.sem_perm.mode = static_cast<unsigned short>(st.st_mode & 0777);
+        ds.sem_perm.gid = st.st_gid;
+        ::semctl(out->semaphore_set_, 0, IPC_SET, arg);
+      }
+    }
     std::lock_guard lock(g_files_mutex);
     g_written_files.push_back({path, fd, out->device_, out->inode_});
     return out;
@@ -605,7 +669,7 @@ bool remove_segment(const std::string& path) {
     if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_uid == ::geteuid() || ::geteuid() == 0) &&
         ::pread(fd, copy, sizeof copy, 0) == static_cast<ssize_t>(sizeof copy) &&
         check_ipc_namespace(h.ipc_namespace_device, h.ipc_namespace_inode).empty() &&
-        check_semaphore_set(h.semaphore_set, st.st_uid, h.semaphore_count).empty())
+        check_semaphore_set(h.semaphore_set, st.st_uid, h.semaphore_count, h.semaphore_token).empty())
       remove_semaphore_set(h.semaphore_set);
     ::close(fd);
   }

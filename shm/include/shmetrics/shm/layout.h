@@ -32,8 +32,9 @@
 // registration_lock, fold_lock | registrars / claimers (robust,  | pthread             | exporter never touches them
 //                              | timed, shm::lock_robust)        |                     |
 // semaphore_set, _count,       | creator, before linkat()        | plain               | own IPC namespace; IPC_STAT:
-//   ipc_namespace_*            |                                 |                     | owner = the file's owner,
-//                              |                                 |                     | nsems = slots+records
+//   ipc_namespace_*,           |                                 |                     | owner = the file's owner,
+//   semaphore_token            |                                 |                     | nsems = slots+records+4; the
+//                              |                                 |                     | token semaphores hold the token
 // string_used                  | registrar under the lock        | release, before the | acquire, once, after the
 //                              |                                 | count that uses it  | counts; min(string_bytes)
 // gauge_cells_used             | registrar under the lock, before| release             | a gauge series' cell must be
@@ -166,9 +167,13 @@ inline constexpr std::uint32_t kMaxNameBytes = 256;
 inline constexpr std::uint32_t kMaxHelpBytes = 4096;
 inline constexpr std::uint32_t kMaxLabelValueBytes = 4096;
 inline constexpr std::uint32_t kMaxSlots = 1u << 16;
-// thread_slots + process_records: one semaphore each, numbered by semop's
-// unsigned short sem_num.
-inline constexpr std::uint32_t kMaxSemaphores = 1u << 16;
+// The semaphores after the slots' and records' that hold the set's token.
+inline constexpr std::uint32_t kTokenSemaphores = 4;
+inline constexpr std::uint32_t kTokenBitsPerSemaphore = 15;  // semaphore values stop at 32767
+inline constexpr std::uint64_t kTokenMask = (1ULL << (kTokenSemaphores * kTokenBitsPerSemaphore)) - 1;
+// thread_slots + process_records: one semaphore each (and the token's), numbered
+// by semop's unsigned short sem_num.
+inline constexpr std::uint32_t kMaxSemaphores = (1u << 16) - kTokenSemaphores;
 inline constexpr std::uint32_t kMaxRecords = 1u << 16;
 inline constexpr std::uint32_t kMaxFamilies = 1u << 20;
 inline constexpr std::uint32_t kMaxSeries = 1u << 24;
@@ -240,6 +245,11 @@ struct alignas(kCacheLine) Header {
   // one must not take the id for its own.
   std::uint64_t ipc_namespace_device;
   std::uint64_t ipc_namespace_inode;
+  // A random token the creator also writes into the set's last
+  // kTokenSemaphores semaphores, 15 bits in each: a set id names this
+  // segment's set only when they hold it (set ids and namespace inodes are
+  // both reused, e.g. across container restarts).
+  std::uint64_t semaphore_token;
 
   alignas(kCacheLine) pthread_mutex_t registration_lock;  // robust, process-shared
   alignas(kCacheLine) pthread_mutex_t fold_lock;          // robust, process-shared; timed
@@ -259,6 +269,7 @@ static_assert(offsetof(Header, capacities) == 16);
 static_assert(offsetof(Header, total_bytes) == 64);
 static_assert(offsetof(Header, semaphore_set) == 128);
 static_assert(offsetof(Header, ipc_namespace_inode) == 144);
+static_assert(offsetof(Header, semaphore_token) == 152);
 static_assert(offsetof(Header, registration_lock) == 192);
 static_assert(sizeof(pthread_mutex_t) <= 64);
 static_assert(offsetof(Header, fold_lock) == 256);

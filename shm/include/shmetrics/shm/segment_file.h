@@ -123,6 +123,7 @@ class MappedSegment {
   int fd_ = -1;
   bool owns_fd_ = false;
   int semaphore_set_ = -1;
+  std::uint64_t semaphore_token_ = 0;
   std::uint8_t* base_ = nullptr;
   std::uint64_t size_bytes_ = 0;
   dev_t device_ = 0;
