@@ -6,6 +6,7 @@
 #include "role_source.h"
 
 #include <shmetrics/clock.h>
+#include <shmetrics/segment.h>
 
 #include <shmetrics/shm/segment_file.h>
 
@@ -43,6 +44,22 @@ class ScopedName {
  private:
   std::string name_;
 };
+
+// Options of a small segment at `path` (a name in the default directory, or
+// an absolute path): `slots` thread slots, `records` process records, 64
+// series, 16 families, 8 KiB of strings, 4 info families of 96 bytes.
+inline SegmentOptions small_options(const std::string& path, std::uint32_t slots, std::uint32_t records) {
+  SegmentOptions o;
+  o.name = path;
+  o.capacities.thread_slots = slots;
+  o.capacities.process_records = records;
+  o.capacities.series = 64;
+  o.capacities.families = 16;
+  o.capacities.string_bytes = 8192;
+  o.capacities.info_families = 4;
+  o.capacities.info_value_bytes = 96;
+  return o;
+}
 
 // Children block in wait() until the parent calls release(): they start
 // together, so their writes overlap and races have a chance to show.

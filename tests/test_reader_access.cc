@@ -50,15 +50,8 @@ TEST_CASE("a_reader_with_read_access_cannot_take_writers_slots_or_records") {
   REQUIRE(::geteuid() == 0);  // the reader must run as another user
   GroupDirectory dir;
   const std::string path = dir.path + "/segment";
-  SegmentOptions o;
-  o.directory = dir.path;
-  o.name = "segment";
+  SegmentOptions o = testing::small_options(path, /*slots=*/4, /*records=*/4);
   o.mode = 0640;
-  o.capacities.thread_slots = 4;
-  o.capacities.process_records = 4;
-  o.capacities.series = 64;
-  o.capacities.families = 16;
-  o.capacities.string_bytes = 8192;
   Segment s = Segment::open(o);
   Counter served = s.counter("served_total", "Served.");
   Gauge busy = s.gauge("busy", "Busy.", GaugeMode::kLiveSum, ValueType::kInteger);
@@ -176,14 +169,7 @@ TEST_CASE("a_reader_with_read_access_cannot_take_writers_slots_or_records") {
 // is killed.
 TEST_CASE("an_exporter_on_the_host_sees_live_gauges_of_writers_in_a_child_pid_namespace") {
   testing::ScopedName name("child-pidns");
-  SegmentOptions o;
-  o.name = name.str();
-  o.capacities.thread_slots = 4;
-  o.capacities.process_records = 4;
-  o.capacities.series = 64;
-  o.capacities.families = 16;
-  o.capacities.string_bytes = 8192;
-  Segment s = Segment::open(o);
+  Segment s = Segment::open(testing::small_options(name.str(), /*slots=*/4, /*records=*/4));
   Gauge level = s.gauge("level", "Level.", GaugeMode::kLiveSum, ValueType::kInteger);
   int ready[2], pid_pipe[2];
   REQUIRE(::pipe(ready) == 0);

@@ -24,15 +24,7 @@ using testing::ScopedName;
 TEST_CASE("newcomers_taking_over_dead_records_together_lose_no_gauge_or_info_update") {
   const ValueType type = GENERATE(ValueType::kDouble, ValueType::kInteger);
   ScopedName name("takeover");
-  SegmentOptions o;
-  o.name = name.str();
-  o.capacities.thread_slots = 16;
-  o.capacities.process_records = 64;
-  o.capacities.series = 64;
-  o.capacities.families = 16;
-  o.capacities.string_bytes = 8192;
-  o.capacities.info_families = 4;
-  o.capacities.info_value_bytes = 96;
+  SegmentOptions o = testing::small_options(name.str(), /*slots=*/16, /*records=*/64);
   Segment s = Segment::open(o);
   Gauge done = s.gauge("jobs_done", "Jobs done.", GaugeMode::kSum, type);
   Info id = s.info("worker_info", "The worker.", {"id"});
@@ -84,13 +76,7 @@ TEST_CASE("newcomers_taking_over_dead_records_together_lose_no_gauge_or_info_upd
 // holder is gone the next newcomer folds everything exactly once.
 TEST_CASE("a_stopped_folder_costs_a_newcomer_one_bounded_wait_not_one_per_dead_record") {
   ScopedName name("stopped-folder");
-  SegmentOptions o;
-  o.name = name.str();
-  o.capacities.thread_slots = 4;
-  o.capacities.process_records = 8;
-  o.capacities.series = 64;
-  o.capacities.families = 16;
-  o.capacities.string_bytes = 8192;
+  SegmentOptions o = testing::small_options(name.str(), /*slots=*/4, /*records=*/8);
   o.lock_timeout = std::chrono::milliseconds(100);
   Segment s = Segment::open(o);
   Gauge done = s.gauge("jobs_done", "Jobs done.", GaugeMode::kSum, ValueType::kInteger);

@@ -49,16 +49,8 @@ bool as_nobody(const std::function<bool()>& plant) {
 }
 
 std::string open_error(const std::string& directory) {
-  SegmentOptions o;
-  o.directory = directory;
-  o.name = "default.ops";
-  o.capacities.thread_slots = 2;
-  o.capacities.process_records = 2;
-  o.capacities.series = 16;
-  o.capacities.families = 4;
-  o.capacities.string_bytes = 1024;
   try {
-    Segment::open(o);
+    Segment::open(testing::small_options(directory + "/default.ops", /*slots=*/2, /*records=*/2));
   } catch (const shm::SegmentError& e) {
     return e.what();
   }
@@ -135,15 +127,9 @@ TEST_CASE("another_user_can_plant_nothing_in_a_segment_directory_writers_made") 
 TEST_CASE("a_group_readable_segment_gets_a_directory_its_group_can_search_and_nothing_more") {
   FakeShm shm;
   const std::string dir = shm.path + "/app";
-  SegmentOptions o;
+  SegmentOptions o = testing::small_options("x.ops", /*slots=*/2, /*records=*/2);
   o.directory = dir;
-  o.name = "x.ops";
   o.mode = 0640;
-  o.capacities.thread_slots = 2;
-  o.capacities.process_records = 2;
-  o.capacities.series = 16;
-  o.capacities.families = 4;
-  o.capacities.string_bytes = 1024;
   ::umask(077);  // a strict umask must not strip what the mode asks for
   Segment s = Segment::open(o);
   ::umask(022);
@@ -189,12 +175,7 @@ TEST_CASE("a_segment_directory_is_not_created_under_a_parent_another_user_chose"
 TEST_CASE("the_semaphores_follow_the_segment_files_mode_and_group") {
   FakeShm shm;
   const std::string path = shm.path + "/app/x.ops";
-  shm::Capacities c;
-  c.thread_slots = 2;
-  c.process_records = 2;
-  c.series = 16;
-  c.families = 4;
-  c.string_bytes = 1024;
+  const shm::Capacities c = testing::small_options(path, /*slots=*/2, /*records=*/2).capacities;
   auto set_mode = [](int set) {
     struct semid_ds ds {};
     union {

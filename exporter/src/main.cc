@@ -199,16 +199,6 @@ void parse_server_flag(std::string_view flag, const std::string& value, ServerOp
   else if (flag == "--max-request-bytes") s.max_request_bytes = count(256, 1048576);
 }
 
-// The path of segment `value` (a name in `dir`, or an absolute path when it
-// holds a '/'); throws std::invalid_argument naming what is wrong.
-std::string segment_path(const std::string& dir, const std::string& value) {
-  if (value.find('/') == std::string::npos) return shmetrics::shm::segment_path(dir, value);
-  const auto slash = value.rfind('/');
-  if (value.front() != '/')
-    throw std::invalid_argument("segment \"" + value + "\" is invalid: expected a name or an absolute path");
-  return shmetrics::shm::segment_path(slash == 0 ? "/" : value.substr(0, slash), value.substr(slash + 1));
-}
-
 // The uid of `user`: a user name, or a number.
 uid_t parse_user(const std::string& user) {
   if (!user.empty() && user.find_first_not_of("0123456789") == std::string::npos) {
@@ -285,7 +275,7 @@ Options parse_options(int argc, char** argv) {
   }
   for (RoleConfig& r : o.roles) {
     try {
-      r.segment = segment_path(o.segment_dir, r.segment.empty() ? shmetrics::shm::segment_name(o.instance, r.role)
+      r.segment = shmetrics::shm::segment_path(o.segment_dir, r.segment.empty() ? shmetrics::shm::segment_name(o.instance, r.role)
                                                                 : r.segment);
     } catch (const std::invalid_argument& e) {
       usage_error(e.what());
@@ -296,7 +286,7 @@ Options parse_options(int argc, char** argv) {
     usage_error("--segment-owner and --accept-foreign-owner contradict each other: give one of them");
   if (!o.once_segment.empty()) {
     try {
-      o.once_segment = segment_path(o.segment_dir, o.once_segment);
+      o.once_segment = shmetrics::shm::segment_path(o.segment_dir, o.once_segment);
     } catch (const std::invalid_argument& e) {
       usage_error(e.what());
     }

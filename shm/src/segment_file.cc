@@ -535,6 +535,12 @@ void prepare_segment_directory(const std::string& directory, mode_t segment_mode
 }
 
 std::string segment_path(std::string_view directory, std::string_view name) {
+  if (const auto slash = name.rfind('/'); slash != std::string_view::npos) {
+    if (name.front() != '/')
+      throw std::invalid_argument("segment \"" + std::string(name) +
+                                  "\" is invalid: expected a name or an absolute path");
+    return segment_path(slash == 0 ? "/" : name.substr(0, slash), name.substr(slash + 1));
+  }
   std::string dir = directory.empty() ? default_segment_directory() : std::string(directory);
   if (dir.empty() || dir.front() != '/')
     throw std::invalid_argument("segment directory \"" + dir + "\" is invalid: expected an absolute path" +

@@ -580,18 +580,11 @@ namespace {
 // The segment path the options give, after checking the options; throws
 // std::invalid_argument naming what is wrong.
 std::string checked_segment_path(const SegmentOptions& options) {
-  std::string path;
-  if (!options.name.empty() && options.name.front() == '/') {
-    if (!options.directory.empty())
-      throw std::invalid_argument("segment name \"" + options.name + "\" is a path and directory \"" +
-                                  options.directory + "\" is set too: give one of them");
-    const auto slash = options.name.rfind('/');
-    path = shm::segment_path(slash == 0 ? "/" : options.name.substr(0, slash), options.name.substr(slash + 1));
-  } else {
-    path = shm::segment_path(options.directory, options.name.empty()
-                                                    ? shm::segment_name(options.instance, options.role)
-                                                    : options.name);
-  }
+  if (!options.name.empty() && options.name.front() == '/' && !options.directory.empty())
+    throw std::invalid_argument("segment name \"" + options.name + "\" is a path and directory \"" +
+                                options.directory + "\" is set too: give one of them");
+  std::string path = shm::segment_path(
+      options.directory, options.name.empty() ? shm::segment_name(options.instance, options.role) : options.name);
   if (options.mode & 022)
     throw std::invalid_argument("mode 0" + std::to_string((options.mode >> 6) & 7) +
                                 std::to_string((options.mode >> 3) & 7) + std::to_string(options.mode & 7) +

@@ -50,7 +50,9 @@ std::string default_segment_directory();
 void prepare_segment_directory(const std::string& directory, mode_t segment_mode);
 
 // "<directory>/<name>", after checking both (an absolute directory, a valid
-// name); an empty directory is the default one. Throws std::invalid_argument.
+// name); an empty directory is the default one. A `name` holding a '/' must
+// be an absolute path and is taken as it is (its file name checked), whatever
+// `directory` says. Throws std::invalid_argument.
 std::string segment_path(std::string_view directory, std::string_view name);
 
 // Renders capacities as "{thread_slots=64, process_records=64, ...}" for messages.
