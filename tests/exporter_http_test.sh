@@ -243,7 +243,7 @@ else
   second_ops=127.0.0.1:0
 fi
 start_bg second "$EXPORTER" "--instance=$INSTANCE" "--ops-listen=$second_ops" --judge-listen=127.0.0.1:0 \
-  --threads=2 --keep-alive-max=3
+  --threads=2 --max-request-bytes=300
 SECOND_PID=$BG_PID
 second_ops_address() {
   { grep -o 'event=listening role=ops address=[^ ]*:[1-9][0-9]*' "$WORK/second.err" || true; } |
@@ -261,8 +261,10 @@ if poll_until "$POLL_SECONDS" second_ops_listening; then
   check "ops /metrics on $address answers 200 (got ${status:-000})" [ "${status:-000}" = 200 ]
   check "ops /metrics on $address shows the ops role's segment up" \
     grep -q '^shmetrics_segment_up{role="ops"} 1$' "$WORK/second.body"
-  ka=$(header second Keep-Alive)
-  check "--keep-alive-max=3 is in force on $address (Keep-Alive '$ka')" grep -q 'max=3' <<<"$ka"
+  status=$(curl -sS -g --max-time "$REQUEST_SECONDS" -o /dev/null -H "X-Pad: $(head -c 400 /dev/zero | tr '\0' a)" \
+    -w '%{http_code}' "http://$address/metrics" 2>"$WORK/curl.err") || true
+  check "--max-request-bytes=300 is in force on $address: a 400-byte header gets 431 (got ${status:-000})" \
+    [ "${status:-000}" = 431 ]
 else
   fail "an exporter given every flag as --flag=VALUE, ops on $second_ops, did not log its listener within ${POLL_SECONDS}s: $(tail -n 3 "$WORK/second.err")"
 fi

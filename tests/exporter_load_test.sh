@@ -2,37 +2,25 @@
 # exporter_load_test.sh EXPORTER DEMO_WRITER
 #
 # The exporter's HTTP side under load and abuse. Starts a demo writer for the
-# ops role of a fresh instance and the exporter (--threads 8) on 127.0.0.1:0,
+# ops role of a fresh instance and the exporter (--threads 2) on 127.0.0.1:0,
 # then checks:
 #   flags   --help names every HTTP limit; a bad value exits 2 naming it
 #   (a)     200 scrapes at once all answer 200 with a complete body; the
-#           listen backlog is 128
-#   (b)     4 slow clients (fewer than the 8 threads) sending a request head a
-#           byte a second: 20 scrapes meanwhile all answer before they let go
-#   (c)     a 20 KB header line is refused (400 from cpp-httplib), a head over
-#           --max-request-bytes gets 431, an unknown path 404, a method
-#           cpp-httplib does not know 400, POST/PUT /metrics 405 with Allow:
-#           GET, HEAD, HEAD /metrics 200 with Content-Length and no body, a
-#           GET with a body 413 with a text body and its connection closed
-#           (the body is never parsed as a request); the exporter still serves
-#           afterwards; the keep-alive flags show in the Keep-Alive header
+#           listen backlog is 1024
+#   (b)     12 slow clients, six times the threads, sending a request head a
+#           byte a second: 20 scrapes meanwhile all answer before the slow
+#           clients let go (a waiting connection holds no thread)
+#   (c)     a 20 KB header line gets 431, as does a head over
+#           --max-request-bytes; an unknown path 404; any other method on
+#           /metrics (BREW included) 405 with Allow: GET, HEAD; HEAD /metrics
+#           200 with Content-Length and no body; a GET with a body 413 with
+#           a text body and its connection closed (the body is never parsed
+#           as a request); the exporter still serves afterwards
 #   SIGTERM the exporter stops with status 0 at once, even while slow clients
-#           hold every thread (cpp-httplib's stop() alone would wait for them)
+#           are connected
 #
-# More slow clients than threads (measured, not asserted): cpp-httplib 0.11.4
-# serves a connection on one pool thread for its whole life and its read
-# timeout applies to each receive, so a client sending a byte a second (a gap
-# shorter than --read-timeout-ms) keeps its thread for as long as it goes on,
-# and connections beyond the threads wait in the pool's queue. The script runs
-# 12 such clients against 8 threads for HOLD seconds and prints how long 20
-# scrapes took: they are answered only when slow clients finish (here: when
-# they send the rest of their head after HOLD s; with the default 5 s read
-# timeout none is cut). It then runs the same against an exporter with
-# --read-timeout-ms 500, shorter than the clients' gap: the slow clients are
-# cut at their first pause and the scrapes answer at once. Measured here
-# (2 CPUs, HOLD 6): 12 slow clients, read timeout 5000 ms -> every scrape took
-# ~4.5 s (until the slow clients let go); read timeout 500 ms -> slow clients
-# cut, scrapes took under 10 ms.
+# tests/exporter_abuse_test.sh attacks the same side harder (the rows of the
+# HTTP issue's table).
 #
 # Prints "ok: ..." / "FAIL: ..." per check, the measurements, and a final
 # "N passed, N failed"; exits 0 only when nothing failed.
@@ -42,7 +30,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/script_lib.sh"
 take_script_args "$@"
 CLIENT=$HERE/exporter_load_client.py
-THREADS=8
+THREADS=2
 BURST=200
 HOLD=6               # seconds the slow clients hold their threads
 SLOW_HOLD_ON_STOP=30 # longer than STOP_SECONDS: the stop must not wait for them
@@ -56,22 +44,6 @@ status_in() {
   return 1
 }
 
-# twelve_slow_clients NAME READ_TIMEOUT_MS SUBJECT [WHEN]: 12 slow clients
-# hold on for HOLD s while 20 scrapes run; the check "SUBJECT, 20 scrapes were
-# all answered[WHEN]" passes when every scrape was answered. Prints what was
-# measured (the exporter runs with --read-timeout-ms READ_TIMEOUT_MS).
-twelve_slow_clients() {
-  local name=$1 read_timeout_ms=$2 subject=$3 when=${4:-}
-  if "$PYTHON" "$CLIENT" slow "$OPS_PORT" --slow 12 --scrapes 20 --hold "$HOLD" \
-    >"$WORK/$name.out" 2>"$WORK/$name.err"; then
-    pass "$subject, 20 scrapes were all answered$when"
-  else
-    fail "$subject, scrapes failed: $(cat "$WORK/$name.err")"
-  fi
-  echo "  measured (12 slow clients, $THREADS threads, read timeout $read_timeout_ms ms, hold ${HOLD}s):"
-  sed 's/^/    /' "$WORK/$name.out"
-}
-
 # ---------------------------------------------------------------- preconditions
 command -v curl >/dev/null || die "curl not found"
 [ -x "$PYTHON" ] || die "$PYTHON not found"
@@ -81,12 +53,12 @@ check "segments of instance $INSTANCE do not exist before the test" no_segments_
 # ------------------------------------------------------------------------ flags
 "$EXPORTER" --help >"$WORK/help.out" 2>&1 || true
 missing=
-for flag in --threads --read-timeout-ms --write-timeout-ms --keep-alive-max --keep-alive-timeout-s \
-  --max-request-bytes; do
+for flag in --threads --max-connections --max-request-bytes --header-timeout-ms --keep-alive-timeout-s \
+  --write-timeout-ms; do
   grep -qe "$flag" "$WORK/help.out" || missing="$missing $flag"
 done
 check "--help names every HTTP limit (missing:${missing:- none})" [ -z "$missing" ]
-check "--help gives the defaults of the HTTP limits" grep -q 'default 8' "$WORK/help.out"
+check "--help gives the defaults of the HTTP limits" grep -q 'default 1024' "$WORK/help.out"
 
 # bad_value FLAG VALUE: the exporter exits 2 and names the flag and the value.
 bad_value() {
@@ -101,8 +73,8 @@ bad_value() {
     return 1
   }
 }
-for bad in "--threads 0" "--threads 1025" "--threads eight" "--read-timeout-ms 0" \
-  "--read-timeout-ms 5s" "--write-timeout-ms -1" "--keep-alive-max 0" \
+for bad in "--threads 0" "--threads 257" "--threads eight" "--header-timeout-ms 0" \
+  "--header-timeout-ms 5s" "--write-timeout-ms -1" "--max-connections 0" "--max-connections 65537" \
   "--keep-alive-timeout-s 0" "--keep-alive-timeout-s 99999999999999999999" \
   "--max-request-bytes 10" "--max-request-bytes 4096x"; do
   # shellcheck disable=SC2086  # two words on purpose
@@ -114,8 +86,8 @@ check "--threads without a value exits 2 (got $rc)" [ "$rc" -eq 2 ]
 
 # ---------------------------------------------------------- writer, exporter
 start_demo_writer writer ops 2
-start_exporter exporter --threads "$THREADS" --keep-alive-max 50 --keep-alive-timeout-s 4 \
-  --read-timeout-ms 5000 --write-timeout-ms 5000 --max-request-bytes 4096
+start_exporter exporter --threads "$THREADS" --max-connections 512 --keep-alive-timeout-s 4 \
+  --header-timeout-ms 10000 --write-timeout-ms 5000 --max-request-bytes 4096
 check "ops /metrics comes up with the writer's segment" poll_until "$POLL_SECONDS" ops_segment_up
 
 # ------------------------------------------------------------ (a) 200 at once
@@ -128,25 +100,23 @@ fi
 echo "  measured: $(cat "$WORK/burst.out") (wall $((($(date +%s%N) - start) / 1000000)) ms)"
 if command -v ss >/dev/null; then
   backlog=$(ss -Hltn "sport = :$OPS_PORT" | awk '{print $3}' | head -n 1)
-  check "the ops listener's backlog is 128 (got '$backlog')" [ "$backlog" = 128 ]
+  check "the ops listener's backlog is 1024 (got '$backlog')" [ "$backlog" = 1024 ]
 fi
 
-# ----------------------------------------------- (b) slow clients < threads
-if "$PYTHON" "$CLIENT" slow "$OPS_PORT" --slow 4 --scrapes 20 --hold "$HOLD" --expect-during-hold \
-  >"$WORK/slow4.out" 2>"$WORK/slow4.err"; then
-  pass "with 4 slow clients on $THREADS threads, 20 scrapes all answered while they held on"
+# ----------------------------------------- (b) slow clients > threads
+# The head deadline (--header-timeout-ms 10000) is longer than HOLD: the
+# slow clients are not cut, they just hold no thread.
+if "$PYTHON" "$CLIENT" slow "$OPS_PORT" --slow 12 --scrapes 20 --hold "$HOLD" --expect-during-hold \
+  >"$WORK/slow12.out" 2>"$WORK/slow12.err"; then
+  pass "with 12 slow clients on $THREADS threads, 20 scrapes all answered while they held on"
 else
-  fail "with 4 slow clients on $THREADS threads, scrapes did not all answer in time: $(cat "$WORK/slow4.err")"
+  fail "with 12 slow clients on $THREADS threads, scrapes did not all answer in time: $(cat "$WORK/slow12.err")"
 fi
-sed 's/^/  measured: /' "$WORK/slow4.out"
-
-# ------------------------------------------ more slow clients than threads
-# Documented above; only that the scrapes are answered in the end is checked.
-twelve_slow_clients slow12 5000 "with 12 slow clients on $THREADS threads" " in the end"
+sed 's/^/  measured: /' "$WORK/slow12.out"
 
 # ------------------------------------------------------------ (c) abuse
 http_request big20k "$OPS_PORT" /metrics -H "X-Big: $(head -c 20000 /dev/zero | tr '\0' a)"
-check "a 20 KB header line is refused with 400 or 431 (got $HTTP_STATUS)" status_in 400 431
+check "a 20 KB header line gets 431 (got $HTTP_STATUS)" status_in 431
 http_request big5k "$OPS_PORT" /metrics -H "X-Big: $(head -c 5000 /dev/zero | tr '\0' a)"
 check "a 5 KB head over --max-request-bytes 4096 gets 431 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 431 ]
 http_request big3k "$OPS_PORT" /metrics -H "X-Big: $(head -c 3000 /dev/zero | tr '\0' a)"
@@ -155,8 +125,7 @@ check "a 3 KB head under --max-request-bytes 4096 is served (got $HTTP_STATUS)" 
 http_request nope "$OPS_PORT" /nope
 check "GET /nope answers 404 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 404 ]
 http_request brew "$OPS_PORT" /metrics -X BREW
-check "BREW /metrics answers 400 from cpp-httplib (got $HTTP_STATUS)" status_in 400
-for method in POST PUT DELETE OPTIONS; do
+for method in BREW POST PUT DELETE OPTIONS; do
   http_request "m-$method" "$OPS_PORT" /metrics -X "$method"
   allow=$(header "m-$method" Allow)
   check "$method /metrics answers 405 (got $HTTP_STATUS)" status_in 405
@@ -178,9 +147,6 @@ raw_head() {
     grep -q '^HTTP/1.1 200' "$WORK/head.raw"
 }
 check "HEAD /metrics sends no body (the raw answer ends with its headers)" raw_head
-ka=$(header head Keep-Alive)
-check "the Keep-Alive header shows --keep-alive-timeout-s 4 and --keep-alive-max 50 (got '$ka')" \
-  [ "$ka" = "timeout=4, max=50" ]
 
 http_request body "$OPS_PORT" /metrics -X GET --data 'x=1'
 check "GET /metrics with a body answers 413 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 413 ]
@@ -201,15 +167,15 @@ fi
 check "exporter still running after the abuse" alive "$EXPORTER_PID"
 check "ops /metrics still answers 200 with the segment up after the abuse" ops_segment_up
 
-# SIGTERM while 12 slow clients hold every thread: stop() alone would wait
-# for them (they would go on for SLOW_HOLD_ON_STOP s).
+# SIGTERM while 12 slow clients are connected: the stop must not wait for
+# them (they would go on for SLOW_HOLD_ON_STOP s).
 start_bg slow-at-stop "$PYTHON" "$CLIENT" slow "$OPS_PORT" --slow 12 --scrapes 0 --hold "$SLOW_HOLD_ON_STOP"
 SLOW_PID=$BG_PID
 sleep 3
 stop_start=$(date +%s%N)
 stop_process "$EXPORTER_PID" "$STOP_SECONDS"
 stop_ms=$((($(date +%s%N) - stop_start) / 1000000))
-check "exporter exits 0 on SIGTERM while 12 slow clients hold its threads (got $STOP_RC after $stop_ms ms)" \
+check "exporter exits 0 on SIGTERM while 12 slow clients are connected (got $STOP_RC after $stop_ms ms)" \
   [ "$STOP_RC" = 0 ]
 check "exporter logged event=stopped" grep -q 'event=stopped' "$WORK/exporter.err"
 poll_until "$STOP_SECONDS" process_gone "$SLOW_PID" || true
@@ -217,8 +183,3 @@ stop_process "$SLOW_PID" "$STOP_SECONDS"
 echo "  measured: SIGTERM to exit with 12 slow clients connected: $stop_ms ms; the slow clients saw:"
 sed 's/^/    /' "$WORK/slow-at-stop.out"
 
-# --------------------------------- slow clients cut by a short read timeout
-start_exporter exporter-rt500 --threads "$THREADS" --read-timeout-ms 500
-twelve_slow_clients slow12rt 500 "with --read-timeout-ms 500 and 12 slow clients"
-stop_process "$EXPORTER_PID" "$STOP_SECONDS"
-check "exporter with --read-timeout-ms 500 exits 0 on SIGTERM (got $STOP_RC)" [ "$STOP_RC" = 0 ]

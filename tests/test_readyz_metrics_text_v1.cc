@@ -7,6 +7,7 @@
 #include <shmetrics/shmetrics.h>
 
 #include <catch2/catch.hpp>
+#include <httplib.h>
 
 #include <latch>
 #include <thread>
@@ -118,16 +119,15 @@ TEST_CASE("test_metrics_text_endpoint_contains_readyz_gauges") {
   worker_observes(readyz, {true, false, true, true});
   auto source = std::make_shared<exporter::RoleSource>("judge", name.str(),
                                                        [&clock] { return clock.now_ns(); });
-  auto server = exporter::make_metrics_server(source);
+  exporter::HttpServer server(exporter::ServerOptions{});
   std::string error;
-  int port = server->bind_listener("127.0.0.1", 0, error);
+  int index = server.add_listener(source, "127.0.0.1", 0, error);
   INFO(error);
-  REQUIRE(port > 0);
-  std::thread serving([&] { server->listen_after_bind(); });
-  httplib::Client client("127.0.0.1", port);
+  REQUIRE(index >= 0);
+  server.start();
+  httplib::Client client("127.0.0.1", server.port(static_cast<std::size_t>(index)));
   auto res = client.Get("/metrics");
-  server->stop();
-  serving.join();
+  server.stop();
   REQUIRE(res);
   CHECK(res->status == 200);
   CHECK(res->get_header_value("Content-Type") == exporter::kTextContentType);

@@ -1,7 +1,16 @@
 #include "http_server.h"
 
-#include <dirent.h>
-#include <fcntl.h>
+#include "log.h"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -10,209 +19,52 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
+#include <list>
+#include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <type_traits>
+#include <utility>
 
 namespace shmetrics::exporter {
 
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
 namespace {
 
-// Set by the pre-routing handler when it refused a request whose body it did
-// not read; consumed by the logger, which runs on the same thread once the
-// answer is written.
-thread_local bool t_close_after_answer = false;
+// Logs an event at most once per kEvery, with how often it happened since.
+class ThrottledLog {
+ public:
+  static constexpr auto kEvery = std::chrono::seconds(10);
 
-// Answers with `body` through a fixed-length content provider: the library
-// compresses bodies set with set_content, never these. The body is sent from
-// where it is, shared with any other response holding it, never copied.
-void send_fixed(httplib::Response& res, std::shared_ptr<const std::string> body,
-                const char* content_type) {
-  const std::size_t size = body->size();
-  res.set_content_provider(
-      size, content_type,
-      [body = std::move(body)](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
-        if (offset > body->size()) return false;
-        return sink.write(body->data() + offset, std::min(length, body->size() - offset));
-      });
-}
+  void note(std::string_view level, std::string_view event, const std::string& role,
+            std::uint64_t total, std::string_view reason) {
+    std::unique_lock lock(mutex_);
+    ++unlogged_;
+    Clock::time_point now = Clock::now();
+    if (now < next_) return;
+    next_ = now + kEvery;
+    std::string since = std::to_string(unlogged_);
+    unlogged_ = 0;
+    lock.unlock();
+    std::string count = std::to_string(total);
+    log_event(level, event, {{"role", role}, {"count", count}, {"since_last_log", since}, {"reason", reason}});
+  }
 
-void send_fixed(httplib::Response& res, std::string text, const char* content_type) {
-  send_fixed(res, std::make_shared<const std::string>(std::move(text)), content_type);
-}
-
-bool has_body(const httplib::Request& req) {
-  if (req.has_header("Transfer-Encoding")) return true;
-  std::string length = req.get_header_value("Content-Length");
-  return !length.empty() && length.find_first_not_of('0') != std::string::npos;
-}
-
-// The bytes of the request line and headers as sent. cpp-httplib adds four
-// headers of its own (REMOTE_ADDR, REMOTE_PORT, LOCAL_ADDR, LOCAL_PORT): not
-// the client's, so not counted.
-std::size_t head_size(const httplib::Request& req) {
-  std::size_t n = req.method.size() + req.target.size() + req.version.size() + 4;
-  for (const auto& [key, value] : req.headers) n += key.size() + value.size() + 4;
-  std::size_t added = std::string_view("REMOTE_ADDRREMOTE_PORTLOCAL_ADDRLOCAL_PORT").size() + 4 * 4 +
-                      req.remote_addr.size() + std::to_string(req.remote_port).size() +
-                      req.local_addr.size() + std::to_string(req.local_port).size();
-  return n + 2 - std::min(added, n);
-}
-
-// Whether `addr` is host:port as cpp-httplib spells the request's addresses
-// (getnameinfo, numeric).
-bool endpoint_is(const sockaddr_storage& addr, socklen_t len, const std::string& host, int port) {
-  char name[NI_MAXHOST];
-  char service[NI_MAXSERV];
-  if (getnameinfo(reinterpret_cast<const sockaddr*>(&addr), len, name, sizeof name, service,
-                  sizeof service, NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-    return false;
-  return host == name && std::to_string(port) == service;
-}
-
-struct Endpoint {
-  sockaddr_storage addr{};
-  socklen_t len = sizeof(sockaddr_storage);
+ private:
+  std::mutex mutex_;
+  Clock::time_point next_{};
+  std::uint64_t unlogged_ = 0;
 };
-
-int port_of(const Endpoint& e) {
-  if (e.addr.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in&>(e.addr).sin_port);
-  if (e.addr.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6&>(e.addr).sin6_port);
-  return -1;
-}
-
-// Calls visit(fd, local, peer) on each connected socket of this process until
-// it returns true; returns that descriptor, or -1. cpp-httplib 0.11.4 does not
-// say which sockets it serves, but /proc/self/fd does.
-template <typename Visit>
-int find_connection(Visit visit) {
-  DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return -1;
-  int found = -1;
-  while (dirent* entry = readdir(dir)) {
-    char* end = nullptr;
-    long number = std::strtol(entry->d_name, &end, 10);
-    if (*end != '\0' || end == entry->d_name || number == dirfd(dir)) continue;
-    int fd = static_cast<int>(number);
-    Endpoint local;
-    Endpoint peer;
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local.addr), &local.len) != 0 ||
-        getpeername(fd, reinterpret_cast<sockaddr*>(&peer.addr), &peer.len) != 0)
-      continue;  // not a socket, or not connected (a listener)
-    if (visit(fd, local, peer)) {
-      found = fd;
-      break;
-    }
-  }
-  closedir(dir);
-  return found;
-}
-
-// The descriptor of the connection `req` came on, or -1: the one socket with
-// the request's local and remote address. Handlers get neither the stream nor
-// the socket; only refused requests pay for this walk.
-int connection_fd(const httplib::Request& req) {
-  return find_connection([&req](int, const Endpoint& local, const Endpoint& peer) {
-    return endpoint_is(local.addr, local.len, req.local_addr, req.local_port) &&
-           endpoint_is(peer.addr, peer.len, req.remote_addr, req.remote_port);
-  });
-}
-
-// Ends the connection `req` came on once its answer is written: FIN after the
-// answer, then /dev/null over the descriptor, so the library's next read sees
-// end of file and it closes the descriptor itself (the number is never free
-// for another thread to reuse meanwhile). Unread body bytes are never parsed.
-void close_connection(const httplib::Request& req) {
-  int fd = connection_fd(req);
-  if (fd < 0) return;  // the library goes on as usual: the body is parsed and refused
-  ::shutdown(fd, SHUT_WR);
-  int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (null_fd < 0) return;
-  ::dup3(null_fd, fd, O_CLOEXEC);
-  ::close(null_fd);
-}
-
-httplib::Server::HandlerResponse refuse(httplib::Response& res, int status, std::string why,
-                                        bool body_unread) {
-  res.status = status;
-  send_fixed(res, std::move(why) + "\n", "text/plain; charset=utf-8");
-  if (body_unread) {
-    res.set_header("Connection", "close");
-    t_close_after_answer = true;
-  }
-  return httplib::Server::HandlerResponse::Handled;
-}
-
-void check_options(const ServerOptions& o) {
-  if (o.threads == 0) throw std::invalid_argument("ServerOptions::threads must be at least 1");
-  if (o.keep_alive_max == 0)
-    throw std::invalid_argument("ServerOptions::keep_alive_max must be at least 1");
-  if (o.read_timeout.count() <= 0 || o.write_timeout.count() <= 0 || o.keep_alive_timeout.count() <= 0)
-    throw std::invalid_argument("ServerOptions timeouts must be positive");
-  if (o.listen_backlog <= 0) throw std::invalid_argument("ServerOptions::listen_backlog must be positive");
-}
-
-}  // namespace
-
-MetricsServer::MetricsServer(std::shared_ptr<RoleSource> source, const ServerOptions& options)
-    : options_(options) {
-  check_options(options_);
-  new_task_queue = [n = options_.threads] { return new httplib::ThreadPool(n); };
-  set_read_timeout(options_.read_timeout);
-  set_write_timeout(options_.write_timeout);
-  set_keep_alive_max_count(options_.keep_alive_max);
-  set_keep_alive_timeout(options_.keep_alive_timeout.count());
-  // Every body is refused before the library reads it; this bounds any route
-  // that takes one later.
-  set_payload_max_length(options_.max_request_bytes);
-  set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    return refuse_abuse(req, res);
-  });
-  // The library adds Keep-Alive to an answer after which it would go on
-  // reading; ours says Connection: close.
-  set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
-    if (t_close_after_answer) res.headers.erase("Keep-Alive");
-  });
-  set_logger([](const httplib::Request& req, const httplib::Response&) {
-    if (!t_close_after_answer) return;
-    t_close_after_answer = false;
-    close_connection(req);
-  });
-  route_metrics(std::move(source));
-}
-
-void MetricsServer::route_metrics(std::shared_ptr<RoleSource> source) {
-  // HEAD reaches this handler too; the library sends the headers only.
-  Get("/metrics", [source](const httplib::Request&, httplib::Response& res) {
-    send_fixed(res, source->scrape_shared(), kTextContentType);
-  });
-}
-
-// Runs before routing, after the head is read and before any body is. The
-// rules, first match wins: a head over max_request_bytes gets 431; a body 413
-// (no route takes one); a path other than /metrics 404; a method other than
-// GET or HEAD 405.
-httplib::Server::HandlerResponse MetricsServer::refuse_abuse(const httplib::Request& req,
-                                                             httplib::Response& res) const {
-  t_close_after_answer = false;  // never left over from a request whose answer failed
-  bool body = has_body(req);
-  if (head_size(req) > options_.max_request_bytes)
-    return refuse(res, 431, "request head larger than " + std::to_string(options_.max_request_bytes) + " bytes",
-                  body);
-  // Refused unread, a body costs nothing; the library would read one into
-  // memory, or hold the thread to skip a too long one.
-  if (body) return refuse(res, 413, "request bodies are not accepted", true);
-  if (req.path != "/metrics") return refuse(res, 404, "not found: only /metrics is served", false);
-  if (req.method != "GET" && req.method != "HEAD") {
-    res.set_header("Allow", "GET, HEAD");
-    return refuse(res, 405, "method " + req.method + " not allowed on /metrics: use GET or HEAD", false);
-  }
-  return HandlerResponse::Unhandled;
-}
-
-namespace {
 
 // The numeric address of `addr` as HOST:PORT, an IPv6 host in brackets.
 std::string address_text(const sockaddr_storage& addr, socklen_t len) {
@@ -225,10 +77,18 @@ std::string address_text(const sockaddr_storage& addr, socklen_t len) {
                                     : std::string(host) + ":" + service;
 }
 
+int port_of(const sockaddr_storage& addr) {
+  if (addr.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in&>(addr).sin_port);
+  if (addr.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6&>(addr).sin6_port);
+  return -1;
+}
+
 // A listening socket bound to `address`, or -1 with `error` naming the
-// failed call and errno.
+// failed call and errno. SO_REUSEADDR only: it lets a restarted exporter
+// bind while old connections linger in TIME_WAIT, where SO_REUSEPORT would
+// let a second exporter share the port and take half the scrapes.
 int listen_on(const addrinfo& address, int backlog, std::string& error) {
-  int fd = ::socket(address.ai_family, address.ai_socktype | SOCK_CLOEXEC, address.ai_protocol);
+  int fd = ::socket(address.ai_family, address.ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, address.ai_protocol);
   if (fd < 0) {
     error = std::string("socket: ") + std::strerror(errno);
     return -1;
@@ -239,10 +99,7 @@ int listen_on(const addrinfo& address, int backlog, std::string& error) {
     ::close(fd);
     return -1;
   };
-  // SO_REUSEADDR lets a restarted exporter bind while old connections linger
-  // in TIME_WAIT. Accepted sockets inherit TCP_NODELAY: the library writes
-  // the head and the body separately, and with Nagle a keep-alive client's
-  // delayed ACK holds every body back ~40 ms. [::] takes IPv4 clients too.
+  // Accepted sockets inherit TCP_NODELAY. [::] takes IPv4 clients too.
   int one = 1;
   int zero = 0;
   if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
@@ -254,14 +111,406 @@ int listen_on(const addrinfo& address, int backlog, std::string& error) {
   return fd;
 }
 
+void check_options(const ServerOptions& o) {
+  if (o.threads == 0) throw std::invalid_argument("ServerOptions::threads must be at least 1");
+  if (o.max_connections == 0) throw std::invalid_argument("ServerOptions::max_connections must be at least 1");
+  if (o.max_request_bytes < 64) throw std::invalid_argument("ServerOptions::max_request_bytes must be at least 64");
+  if (o.header_timeout.count() <= 0 || o.keep_alive_timeout.count() <= 0 || o.write_timeout.count() <= 0)
+    throw std::invalid_argument("ServerOptions timeouts must be positive");
+  if (o.listen_backlog <= 0) throw std::invalid_argument("ServerOptions::listen_backlog must be positive");
+}
+
+// Lingering close: after the answer and a FIN, unread bytes of the client
+// (a refused body, say) are read and dropped for a while, so the kernel
+// does not answer them with a reset that could destroy the answer before
+// the client reads it.
+constexpr auto kLingerTime = std::chrono::seconds(2);
+constexpr std::size_t kLingerBytes = 64 * 1024;
+
 }  // namespace
 
-// Binds through the sockets API, not the library's bind_to_port: that one
-// drops errno, and sets SO_REUSEPORT, with which a second exporter on the
-// same port starts without a word and takes half the scrapes. The socket is
-// handed to the library as its listener (svr_sock_ is protected, 0.11.4 has
-// no public call for it), which listen_after_bind then serves.
-int MetricsServer::bind_listener(const std::string& host, int port, std::string& error) {
+struct HttpServer::Io {
+  explicit Io(std::size_t threads) : ioc(static_cast<int>(threads)) {}
+  asio::io_context ioc;
+  std::vector<std::thread> threads;
+  bool started = false;
+  bool stopped = false;
+};
+
+class ConnectionBase;
+
+struct HttpServer::Listener : std::enable_shared_from_this<HttpServer::Listener> {
+  Listener(asio::io_context& context, std::shared_ptr<RoleSource> role_source, const ServerOptions& o)
+      : ioc(context), source(std::move(role_source)), options(o), acceptor(asio::make_strand(context)),
+        retry(acceptor.get_executor()) {}
+
+  void accept();
+  void on_accept(beast::error_code ec, tcp::socket socket);
+  bool admit();
+  void release(ConnectionBase& c);
+  void wait_begin(ConnectionBase& c);
+  void wait_end(ConnectionBase& c);
+
+  asio::io_context& ioc;
+  const std::shared_ptr<RoleSource> source;
+  const ServerOptions options;
+  tcp::acceptor acceptor;
+  asio::steady_timer retry;  // after accept fails for want of descriptors or memory
+  std::string address;
+  int port = 0;
+
+  std::atomic<std::uint64_t> accepted{0}, refused{0}, evicted{0}, header_timeouts{0}, requests{0};
+  ThrottledLog refused_log, evicted_log, accept_error_log;
+
+  // The connections and the order they began waiting for a request head.
+  std::mutex mutex;
+  std::list<ConnectionBase*> waiting;  // longest waiting first
+  std::size_t open = 0;                // slots taken
+};
+
+// What the listener knows of a connection: whether it waits for a request
+// head (and since when, by its place in the list), and whether it was
+// evicted. Closing is posted to the connection's strand.
+class ConnectionBase : public std::enable_shared_from_this<ConnectionBase> {
+ public:
+  ConnectionBase(std::shared_ptr<HttpServer::Listener> listener, asio::any_io_executor strand)
+      : listener_(std::move(listener)), strand_(std::move(strand)) {}
+  virtual ~ConnectionBase() { listener_->release(*this); }
+
+  // Closes the connection on its own strand, if it still exists. Not
+  // virtual: it may run while the object is being destroyed elsewhere.
+  void evict() {
+    asio::post(strand_, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->close_now();
+    });
+  }
+
+ protected:
+  virtual void close_now() = 0;
+
+  std::shared_ptr<HttpServer::Listener> listener_;
+  asio::any_io_executor strand_;  // the connection's own strand
+
+ private:
+  friend struct HttpServer::Listener;
+  std::list<ConnectionBase*>::iterator waiting_at_;
+  bool is_waiting_ = false;  // under the listener's mutex
+  bool was_evicted_ = false;
+};
+
+bool HttpServer::Listener::admit() {
+  std::lock_guard lock(mutex);
+  if (open < options.max_connections) {
+    ++open;
+    return true;
+  }
+  if (waiting.empty()) return false;
+  // The slot of the connection that waited longest passes to the new one.
+  ConnectionBase* oldest = waiting.front();
+  waiting.pop_front();
+  oldest->is_waiting_ = false;
+  oldest->was_evicted_ = true;
+  evicted.fetch_add(1, std::memory_order_relaxed);  // before the close a client may see
+  oldest->evict();
+  return true;
+}
+
+void HttpServer::Listener::release(ConnectionBase& c) {
+  std::lock_guard lock(mutex);
+  if (c.is_waiting_) waiting.erase(c.waiting_at_);
+  c.is_waiting_ = false;
+  if (!c.was_evicted_) --open;
+}
+
+void HttpServer::Listener::wait_begin(ConnectionBase& c) {
+  std::lock_guard lock(mutex);
+  if (c.is_waiting_ || c.was_evicted_) return;
+  c.waiting_at_ = waiting.insert(waiting.end(), &c);
+  c.is_waiting_ = true;
+}
+
+void HttpServer::Listener::wait_end(ConnectionBase& c) {
+  std::lock_guard lock(mutex);
+  if (c.is_waiting_) waiting.erase(c.waiting_at_);
+  c.is_waiting_ = false;
+}
+
+namespace {
+
+using Parser = http::request_parser<http::empty_body>;
+
+struct Answer {
+  http::status status = http::status::ok;
+  std::string text;  // the body of a refusal
+  bool close = false;
+  bool allow = false;  // add Allow: GET, HEAD
+};
+
+std::string_view view(beast::string_view s) { return {s.data(), s.size()}; }
+
+// The path of a request target, without its query.
+std::string_view target_path(beast::string_view target) {
+  return view(target).substr(0, view(target).find('?'));
+}
+
+// The first rule a request head breaks, or nullopt when it asks for
+// /metrics as it may. No request carries a body: one announcing a body is
+// refused unread and its connection closed, so the body is never parsed
+// as a request.
+std::optional<Answer> refuse(const http::request<http::empty_body>& req, const Parser& parser) {
+  if (req.version() != 10 && req.version() != 11)
+    return Answer{http::status::http_version_not_supported, "HTTP/1.0 and HTTP/1.1 are served", true};
+  std::size_t lengths = 0;
+  for (const auto& field : req) {
+    if (field.name() != http::field::content_length) continue;
+    lengths += 1 + static_cast<std::size_t>(std::count(field.value().begin(), field.value().end(), ','));
+  }
+  if (lengths > 1) return Answer{http::status::bad_request, "several Content-Length values", true};
+  if (req.find(http::field::transfer_encoding) != req.end() || parser.chunked() ||
+      parser.content_length().value_or(0) > 0)
+    return Answer{http::status::payload_too_large, "request bodies are not accepted", true};
+  if (target_path(req.target()) != "/metrics")
+    return Answer{http::status::not_found, "not found: only /metrics is served"};
+  if (req.method() != http::verb::get && req.method() != http::verb::head)
+    return Answer{http::status::method_not_allowed,
+                  "method " + std::string(view(req.method_string())) + " not allowed on /metrics: use GET or HEAD",
+                  false, true};
+  return std::nullopt;
+}
+
+// One connection, plain or TLS: reads request heads one after another
+// (pipelined ones in order), answers each, and closes at the first error,
+// refusal that leaves bytes unread, deadline, or eviction.
+template <bool kTls>
+class Connection final : public ConnectionBase {
+ public:
+  using Stream = std::conditional_t<kTls, beast::ssl_stream<beast::tcp_stream>, beast::tcp_stream>;
+
+  Connection(std::shared_ptr<HttpServer::Listener> listener, tcp::socket socket,
+             std::shared_ptr<ssl::context> tls)
+      : ConnectionBase(std::move(listener), socket.get_executor()),
+        tls_(std::move(tls)),
+        stream_(make_stream(std::move(socket), tls_.get())),
+        buffer_(listener_->options.max_request_bytes) {}
+
+  void start() {
+    asio::dispatch(strand_, [self = shared()] {
+      // The first head, TLS handshake included, is due header_timeout
+      // after the accept; so is an idle connection's first byte.
+      self->tcp().expires_after(self->listener_->options.header_timeout);
+      self->listener_->wait_begin(*self);
+      if constexpr (kTls) {
+        self->stream_.async_handshake(ssl::stream_base::server,
+                                      [self](beast::error_code ec) { self->on_handshake(ec); });
+      } else {
+        self->read_head();
+      }
+    });
+  }
+
+ private:
+  static Stream make_stream(tcp::socket socket, ssl::context* tls) {
+    if constexpr (kTls) return Stream(std::move(socket), *tls);
+    else return Stream(std::move(socket));
+  }
+
+  std::shared_ptr<Connection> shared() { return std::static_pointer_cast<Connection>(shared_from_this()); }
+  beast::tcp_stream& tcp() { return beast::get_lowest_layer(stream_); }
+
+  void close_now() override {
+    beast::error_code ignored;
+    tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    tcp().close();
+  }
+
+  void on_handshake(beast::error_code ec) {
+    if (ec) {
+      if (ec == beast::error::timeout) listener_->header_timeouts.fetch_add(1, std::memory_order_relaxed);
+      return close_now();
+    }
+    read_head();
+  }
+
+  // Waits for the next request: up to keep_alive_timeout for its first
+  // byte (header_timeout on a new connection), then header_timeout for the
+  // rest of its head. Bytes already buffered (pipelined) start the head.
+  void read_head() {
+    if (buffer_.size() == 0 && !first_) {
+      listener_->wait_begin(*this);
+      tcp().expires_after(listener_->options.keep_alive_timeout);
+      stream_.async_read_some(buffer_.prepare(buffer_.max_size()),
+                              [self = shared()](beast::error_code ec, std::size_t n) {
+                                self->buffer_.commit(n);
+                                if (ec) return self->close_now();
+                                self->tcp().expires_after(self->listener_->options.header_timeout);
+                                self->parse_head();
+                              });
+      return;
+    }
+    if (!first_) {
+      listener_->wait_begin(*this);
+      tcp().expires_after(listener_->options.header_timeout);
+    }
+    parse_head();
+  }
+
+  void parse_head() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(listener_->options.max_request_bytes));
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared()](beast::error_code ec, std::size_t) { self->on_head(ec); });
+  }
+
+  void on_head(beast::error_code ec) {
+    listener_->wait_end(*this);
+    first_ = false;
+    if (ec == beast::error::timeout) {
+      listener_->header_timeouts.fetch_add(1, std::memory_order_relaxed);
+      return close_now();
+    }
+    if (ec == http::error::end_of_stream || ec == http::error::partial_message || ec == asio::error::eof ||
+        ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
+        ec == asio::error::bad_descriptor || ec == ssl::error::stream_truncated)
+      return close_now();
+    if (ec == http::error::header_limit || ec == http::error::buffer_overflow)
+      return answer(Answer{http::status::request_header_fields_too_large,
+                           "request head larger than " + std::to_string(listener_->options.max_request_bytes) +
+                               " bytes",
+                           true},
+                    11, false);
+    if (ec)
+      return answer(Answer{http::status::bad_request, "malformed request: " + ec.message(), true}, 11, false);
+    listener_->requests.fetch_add(1, std::memory_order_relaxed);
+    const auto& req = parser_->get();
+    const bool head_only = req.method() == http::verb::head;
+    if (auto refusal = refuse(req, *parser_)) {
+      refusal->close = refusal->close || !req.keep_alive();
+      return answer(std::move(*refusal), req.version(), head_only);
+    }
+    serve_metrics(req.version(), req.keep_alive(), head_only);
+  }
+
+  void serve_metrics(unsigned version, bool keep_alive, bool head_only) {
+    try {
+      body_ = listener_->source->scrape_shared();
+    } catch (const std::exception& e) {
+      log_event("error", "scrape_failed", {{"role", listener_->source->role()}, {"reason", e.what()}});
+      return answer(Answer{http::status::internal_server_error, "the exposition could not be rendered", true},
+                    version, head_only);
+    }
+    auto res = std::make_shared<http::response<http::span_body<const char>>>(http::status::ok, version);
+    res->set(http::field::content_type, kTextContentType);
+    if (!head_only) res->body() = beast::span<const char>(body_->data(), body_->size());
+    res->content_length(body_->size());
+    res->keep_alive(keep_alive);
+    send(std::move(res), !keep_alive);
+  }
+
+  void answer(Answer a, unsigned version, bool head_only) {
+    text_ = std::move(a.text);
+    text_ += '\n';
+    auto res = std::make_shared<http::response<http::span_body<const char>>>(a.status, version);
+    res->set(http::field::content_type, "text/plain; charset=utf-8");
+    if (a.allow) res->set(http::field::allow, "GET, HEAD");
+    if (!head_only) res->body() = beast::span<const char>(text_.data(), text_.size());
+    res->content_length(text_.size());
+    res->keep_alive(!a.close);
+    send(std::move(res), a.close);
+  }
+
+  void send(std::shared_ptr<http::response<http::span_body<const char>>> res, bool close) {
+    tcp().expires_after(listener_->options.write_timeout);
+    http::async_write(stream_, *res, [self = shared(), res, close](beast::error_code ec, std::size_t) {
+      self->body_.reset();
+      if (ec) return self->close_now();
+      if (close) return self->finish();
+      self->read_head();
+    });
+  }
+
+  // Ends the connection after an answer: close_notify for TLS, then FIN,
+  // then a lingering read of whatever the client still sends.
+  void finish() {
+    tcp().expires_after(kLingerTime);
+    if constexpr (kTls) {
+      stream_.async_shutdown([self = shared()](beast::error_code) { self->close_now(); });
+    } else {
+      beast::error_code ignored;
+      tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+      linger();
+    }
+  }
+
+  void linger() {
+    buffer_.clear();
+    tcp().async_read_some(buffer_.prepare(buffer_.max_size()),
+                          [self = shared()](beast::error_code ec, std::size_t n) {
+                            self->lingered_ += n;
+                            if (ec || self->lingered_ >= kLingerBytes) return self->close_now();
+                            self->linger();
+                          });
+  }
+
+  std::shared_ptr<ssl::context> tls_;  // outlives stream_
+  Stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<Parser> parser_;
+  std::shared_ptr<const std::string> body_;  // the exposition being sent
+  std::string text_;                         // a refusal being sent
+  bool first_ = true;
+  std::size_t lingered_ = 0;
+};
+
+}  // namespace
+
+void HttpServer::Listener::accept() {
+  acceptor.async_accept(asio::make_strand(ioc), [self = shared_from_this()](beast::error_code ec,
+                                                                             tcp::socket socket) {
+    self->on_accept(ec, std::move(socket));
+  });
+}
+
+void HttpServer::Listener::on_accept(beast::error_code ec, tcp::socket socket) {
+  if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+  if (ec) {
+    // Out of descriptors or memory: waiting connections stay in the
+    // backlog until some close; try again shortly instead of spinning.
+    accept_error_log.note("error", "accept_failed", source->role(), 0, ec.message());
+    retry.expires_after(std::chrono::milliseconds(100));
+    retry.async_wait([self = shared_from_this()](beast::error_code wait_ec) {
+      if (!wait_ec) self->accept();
+    });
+    return;
+  }
+  accepted.fetch_add(1, std::memory_order_relaxed);
+  std::uint64_t evicted_before = evicted.load(std::memory_order_relaxed);
+  if (!admit()) {
+    std::uint64_t total = refused.fetch_add(1, std::memory_order_relaxed) + 1;  // before the close
+    beast::error_code ignored;
+    socket.close(ignored);
+    refused_log.note("warn", "connection_refused", source->role(), total,
+                     "every connection slot is busy answering (--max-connections " +
+                         std::to_string(options.max_connections) + ")");
+  } else {
+    if (evicted.load(std::memory_order_relaxed) != evicted_before)
+      evicted_log.note("warn", "connection_evicted", source->role(), evicted.load(std::memory_order_relaxed),
+                       "connection limit reached (--max-connections " + std::to_string(options.max_connections) +
+                           "): closed the connection that waited longest for a request");
+    std::make_shared<Connection<false>>(shared_from_this(), std::move(socket), nullptr)->start();
+  }
+  accept();
+}
+
+HttpServer::HttpServer(const ServerOptions& options) : options_(options) {
+  check_options(options_);
+  io_ = std::make_unique<Io>(options_.threads);
+}
+
+HttpServer::~HttpServer() { stop(); }
+
+int HttpServer::add_listener(std::shared_ptr<RoleSource> source, const std::string& host, int port,
+                             std::string& error) {
+  if (io_->started) throw std::logic_error("HttpServer::add_listener after start()");
   std::string wanted =
       (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
   addrinfo hints{};
@@ -274,39 +523,79 @@ int MetricsServer::bind_listener(const std::string& host, int port, std::string&
             (rc == EAI_SYSTEM ? std::strerror(errno) : gai_strerror(rc));
     return -1;
   }
-  // Like the library: the first address of `host` that can be bound.
   int fd = -1;
+  int family = AF_UNSPEC;
   std::string why;
-  for (const addrinfo* a = found; a != nullptr && fd < 0; a = a->ai_next)
+  for (const addrinfo* a = found; a != nullptr && fd < 0; a = a->ai_next) {
     fd = listen_on(*a, options_.listen_backlog, why);
+    family = a->ai_family;
+  }
   freeaddrinfo(found);
   if (fd < 0) {
     error = "cannot listen on " + wanted + ": " + why;
     return -1;
   }
-  Endpoint local;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local.addr), &local.len) != 0) {
+  sockaddr_storage local{};
+  socklen_t len = sizeof local;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) {
     error = "cannot listen on " + wanted + ": getsockname: " + std::strerror(errno);
     ::close(fd);
     return -1;
   }
-  svr_sock_ = fd;
-  port_ = port_of(local);
-  address_ = address_text(local.addr, local.len);
-  return port_;
+  auto listener = std::make_shared<Listener>(io_->ioc, std::move(source), options_);
+  beast::error_code ec;
+  listener->acceptor.assign(family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    error = "cannot listen on " + wanted + ": " + ec.message();
+    return -1;
+  }
+  listener->port = port_of(local);
+  listener->address = address_text(local, len);
+  listeners_.push_back(std::move(listener));
+  return static_cast<int>(listeners_.size() - 1);
 }
 
-void MetricsServer::disconnect_clients() {
-  if (port_ <= 0) return;
-  find_connection([this](int fd, const Endpoint& local, const Endpoint&) {
-    if (port_of(local) == port_) ::shutdown(fd, SHUT_RDWR);
-    return false;
-  });
+const std::string& HttpServer::address(std::size_t index) const { return listeners_.at(index)->address; }
+int HttpServer::port(std::size_t index) const { return listeners_.at(index)->port; }
+
+ListenerStats HttpServer::stats(std::size_t index) const {
+  const Listener& l = *listeners_.at(index);
+  ListenerStats s;
+  s.accepted = l.accepted.load();
+  s.refused = l.refused.load();
+  s.evicted = l.evicted.load();
+  s.header_timeouts = l.header_timeouts.load();
+  s.requests = l.requests.load();
+  {
+    std::lock_guard lock(const_cast<Listener&>(l).mutex);
+    s.open = l.open;
+  }
+  return s;
 }
 
-std::unique_ptr<MetricsServer> make_metrics_server(std::shared_ptr<RoleSource> source,
-                                                   const ServerOptions& options) {
-  return std::make_unique<MetricsServer>(std::move(source), options);
+void HttpServer::start() {
+  if (io_->started) return;
+  io_->started = true;
+  for (auto& l : listeners_) asio::dispatch(l->acceptor.get_executor(), [l] { l->accept(); });
+  for (std::size_t i = 0; i < options_.threads; ++i) io_->threads.emplace_back([this] { io_->ioc.run(); });
+}
+
+void HttpServer::stop() {
+  if (!io_ || io_->stopped) return;
+  io_->stopped = true;
+  io_->ioc.stop();
+  for (auto& t : io_->threads) t.join();
+  io_->threads.clear();
+  for (auto& l : listeners_) {
+    beast::error_code ignored;
+    l->acceptor.close(ignored);
+  }
+  // The listeners go first, then the context: destroying it destroys the
+  // pending handlers and with them the connections (each holding its
+  // listener), while the context's services still exist.
+  listeners_.clear();
+  io_.reset();
 }
 
 }  // namespace shmetrics::exporter

@@ -1,77 +1,101 @@
-// The exporter's HTTP side: one cpp-httplib server per role, GET /metrics.
+// The exporter's HTTP side: Boost.Beast over Boost.Asio, GET /metrics per role.
+//
+// Why Beast and not cpp-httplib (which still serves the example servers and
+// the test clients): cpp-httplib 0.11.4 gives each connection a pool thread
+// for its whole keep-alive life, reads a request head of any size before any
+// hook runs, keeps an unbounded queue and answers Range requests itself. An
+// exporter on a network must bound all of that, and Beast's parser and
+// Asio's asynchronous sockets let it: a connection costs a few KiB and no
+// thread while it waits, a head is limited while it is read, and every wait
+// has a deadline.
 #pragma once
 
 #include "role_source.h"
 
-#include <httplib.h>
-
+#include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace shmetrics::exporter {
 
 // Content-Type of the text exposition format 0.0.4.
 inline constexpr const char* kTextContentType = "text/plain; version=0.0.4; charset=utf-8";
 
-// Limits of one listener. cpp-httplib 0.11.4 serves each connection on one
-// pool thread for its whole keep-alive life and times out each receive, not
-// the request: `threads` is how many clients are served at once, and a client
-// that keeps sending a byte within every read timeout keeps its thread.
+// The limits of a server. Every wait has a deadline and every buffer a
+// bound, so one client can hold at most one connection slot, its head
+// buffer and (while it reads an answer) a reference to a shared body.
 struct ServerOptions {
-  std::size_t threads = 8;
-  std::chrono::milliseconds read_timeout{5000};   // per receive
-  std::chrono::milliseconds write_timeout{5000};  // per send
-  std::size_t keep_alive_max = 100;               // requests per connection
-  std::chrono::seconds keep_alive_timeout{5};     // wait for a connection's next request
-  // The largest request head (request line and headers); also the library's
-  // body limit, though every body is refused before the library reads it.
+  // Threads of the whole process running every listener's connections. A
+  // waiting connection holds none; a render holds one while it runs.
+  std::size_t threads = 4;
+  // Connections open at once, per listener. At the limit a new connection
+  // takes the slot of the connection that has waited longest for its next
+  // request head (evicted); when every connection is busy answering, the new
+  // one is closed at once (refused). Both are counted and logged.
+  std::size_t max_connections = 1024;
+  // The largest request line and headers, enforced while reading: a longer
+  // head gets 431 and the connection is closed.
   std::size_t max_request_bytes = 4096;
-  int listen_backlog = 128;  // the library would listen with 5
+  // Deadline for a whole request head from its first byte; for a new
+  // connection, from its accept (a TLS handshake included).
+  std::chrono::milliseconds header_timeout{5000};
+  // How long a connection may wait for its next request.
+  std::chrono::milliseconds keep_alive_timeout{std::chrono::seconds(60)};
+  // Deadline for writing one answer.
+  std::chrono::milliseconds write_timeout{30000};
+  int listen_backlog = 1024;
 };
 
-// A server answering GET and HEAD /metrics with `source`'s exposition, sent
-// through a fixed-length content provider so the library never compresses it
-// (its brotli is slow enough to stall a scrape). Every other request is
-// refused before its body is read, by the first rule that matches: a head
-// larger than max_request_bytes gets 431; a request body 413 (no route takes
-// one); a path other than /metrics 404, whatever the method; a method other
-// than GET or HEAD on /metrics 405 with `Allow: GET, HEAD`. A refused request
-// whose body was not read has its connection closed after the answer, so the
-// body is never parsed as a request. Methods the library does not know get
-// 400 from it before these rules. Not yet bound or listening.
-class MetricsServer : public httplib::Server {
+// Counters of one listener, for logs and tests.
+struct ListenerStats {
+  std::uint64_t accepted = 0;      // connections taken
+  std::uint64_t refused = 0;       // closed at once: every slot busy answering
+  std::uint64_t evicted = 0;       // closed to make room for a new one
+  std::uint64_t header_timeouts = 0;
+  std::uint64_t requests = 0;      // heads read and answered
+  std::uint64_t open = 0;          // connections now open
+};
+
+class HttpServer {
  public:
-  MetricsServer(std::shared_ptr<RoleSource> source, const ServerOptions& options);
+  explicit HttpServer(const ServerOptions& options);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
 
-  // Listens on HOST:PORT (port 0: a free port) with options.listen_backlog.
-  // HOST is an IPv4 or IPv6 address without brackets, or a name (the first of
-  // its addresses that can be bound). Returns the port, or -1 with `error`
-  // saying which address failed and the system's reason, e.g. "cannot listen
-  // on 127.0.0.1:8081: Address already in use".
-  int bind_listener(const std::string& host, int port, std::string& error);
+  // Adds a listener serving `source` on HOST:PORT (port 0: a free port) and
+  // starts listening (accepting begins with start()). HOST is an IPv4 or
+  // IPv6 address without brackets, or a name (the first of its addresses
+  // that can be bound). Returns the listener's index, or -1 with `error`
+  // naming the address and the system's reason, e.g. "cannot listen on
+  // 127.0.0.1:8081: Address already in use". Before start() only.
+  int add_listener(std::shared_ptr<RoleSource> source, const std::string& host, int port,
+                   std::string& error);
 
-  // The bound address as HOST:PORT, numeric, an IPv6 host in brackets.
-  const std::string& address() const { return address_; }
+  // The bound address of listener `index` as HOST:PORT, numeric, an IPv6
+  // host in brackets; and its port.
+  const std::string& address(std::size_t index) const;
+  int port(std::size_t index) const;
+  ListenerStats stats(std::size_t index) const;
 
-  // After stop(): shuts down every connection still open on this listener,
-  // so its threads see end of file instead of waiting on a client that sends
-  // a byte at a time (stop() alone waits for every connection to end). Stop
-  // every listener of the process first: then no new socket can take the
-  // number of one that closes meanwhile.
-  void disconnect_clients();
+  // Starts the threads. Returns at once.
+  void start();
+  // Stops accepting, closes every connection and joins the threads. From
+  // any thread but the server's own; idempotent. The listeners are gone
+  // afterwards (address(), port() and stats() throw std::out_of_range).
+  void stop();
+
+  struct Listener;  // one role's acceptor, source and connections
 
  private:
-  void route_metrics(std::shared_ptr<RoleSource> source);
-  HandlerResponse refuse_abuse(const httplib::Request& req, httplib::Response& res) const;
-
   ServerOptions options_;
-  int port_ = 0;         // the bound port, once bind_listener succeeded
-  std::string address_;  // and its address
+  struct Io;
+  std::unique_ptr<Io> io_;
+  std::vector<std::shared_ptr<Listener>> listeners_;
 };
-
-std::unique_ptr<MetricsServer> make_metrics_server(std::shared_ptr<RoleSource> source,
-                                                   const ServerOptions& options = {});
 
 }  // namespace shmetrics::exporter

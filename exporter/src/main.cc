@@ -7,11 +7,10 @@
 #include <shmetrics/shm/layout.h>
 #include <shmetrics/shm/segment_file.h>
 
-#include <httplib.h>
-
 #include <algorithm>
 #include <optional>
 #include <pwd.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <cerrno>
 #include <chrono>
@@ -94,37 +93,44 @@ format, each role on its own listener: GET /metrics.
                           (default 67108864, 64 MiB); a segment past either
                           answers shmetrics_segment_up 0, with the reason logged
 
-HTTP limits, per role listener:
-  --threads N             worker threads, 1-1024 (default 8). A connection holds
-                          its thread for its whole keep-alive life, so N is how
-                          many clients are served at once; others queue
-  --read-timeout-ms N     give up on a client when one receive waits this long,
-                          1-600000 (default 5000). It is per receive, not per
-                          request: a client sending a byte at a time within it
-                          keeps its thread
-  --write-timeout-ms N    give up on a client when one send waits this long,
-                          1-600000 (default 5000)
-  --keep-alive-max N      requests served on one connection, 1-100000 (default 100)
+HTTP limits (the server is Boost.Beast over Boost.Asio; a connection waiting
+for a request holds no thread):
+  --threads N             threads serving every listener, 1-256 (default 4); a
+                          scrape renders on one of them
+  --max-connections N     connections open at once per listener, 1-65536
+                          (default 1024). At the limit a new connection takes
+                          the slot of the one that has waited longest for its
+                          next request head (logged as connection_evicted);
+                          when every connection is busy answering, the new one
+                          is closed at once (connection_refused)
+  --max-request-bytes N   largest request line and headers, 256-65536 (default
+                          4096), enforced while reading: a longer head gets
+                          431 and the connection is closed
+  --header-timeout-ms N   deadline for a whole request head from its first
+                          byte, and for a new connection's first head from its
+                          accept (TLS handshake included), 1-600000 (default
+                          5000); past it the connection is closed
   --keep-alive-timeout-s N
-                          close a connection that sends no request for N
-                          seconds, 1-3600 (default 5); also bounds the wait for
-                          the first byte of a new connection
-  --max-request-bytes N   largest request line and headers, 256-1048576
-                          (default 4096); larger heads get 431 (a single header
-                          line over 8 KiB gets 400 from cpp-httplib first)
+                          close a connection that sends no next request for N
+                          seconds, 1-3600 (default 60)
+  --write-timeout-ms N    deadline for writing one answer, 1-600000 (default
+                          30000)
   --help                  print this help and exit
   --version               print the version and the segment layout version
                           it reads, and exit
 
 A flag's value may also be given as --flag=VALUE; no value may be empty.
 
-Only GET and HEAD /metrics are served. Other requests get, by the first rule
-that matches: 431 for a head over --max-request-bytes; 413 for a request with
-a body (Content-Length above 0 or Transfer-Encoding), whose connection is then
-closed; 404 for any path but /metrics, whatever the method; 405 with
-"Allow: GET, HEAD" for another method on /metrics. Methods cpp-httplib does not
-know (all but GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, CONNECT, TRACE and
-PRI) get 400 from it first. The listen backlog is 128.
+Only GET and HEAD /metrics are served, over HTTP/1.0 and 1.1; pipelined
+requests are answered in order, and Range is ignored (200, the whole body).
+Other requests get, by the first rule that matches: 400 for a malformed head
+or several Content-Length values; 431 for a head over --max-request-bytes;
+505 for another HTTP version; 413 for a request with a body (Content-Length
+above 0 or Transfer-Encoding); 404 for any path but /metrics, whatever the
+method; 405 with "Allow: GET, HEAD" for another method on /metrics. After a
+400, 413, 431 or 505 the connection is closed, so nothing after the head is
+read as a request. The listen backlog is 1024; the port is bound without
+SO_REUSEPORT, so a port in use is an error.
 
 Logs one key=value line per event on stderr. SIGTERM and SIGINT stop it.
 SIGHUP is logged (event=sighup) and otherwise ignored: there is nothing to
@@ -178,9 +184,9 @@ long parse_number(std::string_view flag, const std::string& value, long lo, long
   return n;
 }
 
-constexpr std::string_view kServerFlags[] = {"--threads", "--read-timeout-ms", "--write-timeout-ms",
-                                            "--keep-alive-max", "--keep-alive-timeout-s",
-                                            "--max-request-bytes"};
+constexpr std::string_view kServerFlags[] = {"--threads", "--max-connections", "--max-request-bytes",
+                                            "--header-timeout-ms", "--keep-alive-timeout-s",
+                                            "--write-timeout-ms"};
 
 bool is_server_flag(std::string_view flag) {
   return std::find(std::begin(kServerFlags), std::end(kServerFlags), flag) != std::end(kServerFlags);
@@ -191,12 +197,12 @@ void parse_server_flag(std::string_view flag, const std::string& value, ServerOp
   using std::chrono::milliseconds;
   using std::chrono::seconds;
   auto count = [&](long lo, long hi) { return static_cast<std::size_t>(parse_number(flag, value, lo, hi)); };
-  if (flag == "--threads") s.threads = count(1, 1024);
-  else if (flag == "--read-timeout-ms") s.read_timeout = milliseconds(parse_number(flag, value, 1, 600000));
-  else if (flag == "--write-timeout-ms") s.write_timeout = milliseconds(parse_number(flag, value, 1, 600000));
-  else if (flag == "--keep-alive-max") s.keep_alive_max = count(1, 100000);
+  if (flag == "--threads") s.threads = count(1, 256);
+  else if (flag == "--max-connections") s.max_connections = count(1, 65536);
+  else if (flag == "--max-request-bytes") s.max_request_bytes = count(256, 65536);
+  else if (flag == "--header-timeout-ms") s.header_timeout = milliseconds(parse_number(flag, value, 1, 600000));
   else if (flag == "--keep-alive-timeout-s") s.keep_alive_timeout = seconds(parse_number(flag, value, 1, 3600));
-  else if (flag == "--max-request-bytes") s.max_request_bytes = count(256, 1048576);
+  else if (flag == "--write-timeout-ms") s.write_timeout = milliseconds(parse_number(flag, value, 1, 600000));
 }
 
 // The uid of `user`: a user name, or a number.
@@ -296,6 +302,25 @@ Options parse_options(int argc, char** argv) {
   return o;
 }
 
+// Raises the soft limit of open descriptors to the hard one: every listener
+// may hold --max-connections sockets. Logs when even the hard limit is lower
+// than that (accept then fails for want of descriptors, and is retried).
+void raise_descriptor_limit(const Options& options) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  const rlim_t wanted = options.roles.size() * options.server.max_connections + 64;
+  if (limit.rlim_cur < wanted)
+    log_event("warn", "descriptor_limit_low",
+              {{"limit", std::to_string(limit.rlim_cur)}, {"wanted", std::to_string(wanted)},
+               {"reason", "RLIMIT_NOFILE is below --max-connections for every role; raise it (LimitNOFILE= "
+                          "in systemd) or lower --max-connections"}});
+}
+
 int run_once(const std::string& segment, const Options& options) {
   RoleSource source("once", segment);
   source.accept_foreign_owner(options.accept_foreign_owner);
@@ -322,24 +347,23 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  std::vector<std::unique_ptr<shmetrics::exporter::MetricsServer>> servers;
+  raise_descriptor_limit(options);
+  shmetrics::exporter::HttpServer server(options.server);
   for (const RoleConfig& r : options.roles) {
     auto source = std::make_shared<RoleSource>(r.role, r.segment);
     source->accept_foreign_owner(options.accept_foreign_owner);
     if (options.segment_owner) source->expect_owner(*options.segment_owner);
     source->set_max_scrape_bytes(options.max_scrape_bytes);
-    auto server = shmetrics::exporter::make_metrics_server(source, options.server);
     std::string error;
-    int port = server->bind_listener(r.host, r.port, error);
-    if (port <= 0) {
+    int index = server.add_listener(source, r.host, r.port, error);
+    if (index < 0) {
       log_event("error", "listen_failed", {{"role", r.role}, {"address", r.listen}, {"reason", error}});
       return 1;
     }
-    log_event("info", "listening", {{"role", r.role}, {"address", server->address()}, {"segment", r.segment}});
-    servers.push_back(std::move(server));
+    log_event("info", "listening",
+              {{"role", r.role}, {"address", server.address(static_cast<std::size_t>(index))}, {"segment", r.segment}});
   }
-  std::vector<std::thread> threads;
-  for (auto& server : servers) threads.emplace_back([s = server.get()] { s->listen_after_bind(); });
+  server.start();
 
   int signal_number = 0;
   // SIGHUP, which would end the process, reloads nothing: every scrape checks
@@ -348,9 +372,7 @@ int main(int argc, char** argv) {
     log_event("info", "sighup",
               {{"action", "ignored"}, {"reason", "nothing to reload: every scrape rechecks its segment"}});
   log_event("info", "stopping", {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
-  for (auto& server : servers) server->stop();
-  for (auto& server : servers) server->disconnect_clients();
-  for (auto& t : threads) t.join();
+  server.stop();
   log_event("info", "stopped");
   return 0;
 }

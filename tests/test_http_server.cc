@@ -1,0 +1,254 @@
+// The exporter's HTTP server in process, over raw sockets on 127.0.0.1: the
+// bounds it keeps (connection slots, evictions, refusals, head size and head
+// deadline), pipelining in order, and a stop with connections open. Run
+// under ThreadSanitizer too: connections run on several threads and meet in
+// their listener's bookkeeping.
+#include "http_server.h"
+#include "support.h"
+
+#include <shmetrics/shmetrics.h>
+
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace shmetrics;
+using exporter::HttpServer;
+using exporter::RoleSource;
+using exporter::ServerOptions;
+
+namespace {
+
+constexpr int kWaitMs = 10000;  // bound of every wait: a failure, never a pass
+
+// A blocking client socket connected to 127.0.0.1:port.
+class Client {
+ public:
+  explicit Client(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  }
+  ~Client() { ::close(fd_); }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Sends all of `data`; false when the server closed meanwhile.
+  bool send(const std::string& data) {
+    std::size_t sent = 0;
+    while (sent < data.size()) {
+      ssize_t n = ::send(fd_, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      sent += static_cast<std::size_t>(n);
+    }
+    return true;
+  }
+
+  // Everything until the server closes, or until kWaitMs pass without a byte.
+  std::string read_to_end() {
+    std::string out;
+    char buf[65536];
+    for (;;) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, kWaitMs) <= 0) {
+        out += "<no end of stream>";
+        return out;
+      }
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) return out;
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+
+  // Whether the server closed the connection (end of stream or reset) within kWaitMs.
+  bool closed_by_server() {
+    return read_to_end().find("<no end of stream>") == std::string::npos;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+std::vector<std::string> statuses(const std::string& answers) {
+  static const std::regex status_line("HTTP/1\\.1 ([0-9]{3}) ");
+  std::vector<std::string> out;
+  for (auto it = std::sregex_iterator(answers.begin(), answers.end(), status_line); it != std::sregex_iterator(); ++it)
+    out.push_back((*it)[1]);
+  return out;
+}
+
+// Polls `done` every millisecond for up to kWaitMs.
+template <typename Done>
+bool wait_until(Done done) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kWaitMs);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// A server with one listener on 127.0.0.1:0 serving `source`.
+struct Served {
+  Served(std::shared_ptr<RoleSource> source, const ServerOptions& options) : server(options) {
+    std::string error;
+    int index = server.add_listener(std::move(source), "127.0.0.1", 0, error);
+    INFO(error);
+    REQUIRE(index == 0);
+    port = server.port(0);
+    server.start();
+  }
+  HttpServer server;
+  int port = 0;
+};
+
+std::shared_ptr<RoleSource> missing_segment_source() {
+  return std::make_shared<RoleSource>("ops", "/nonexistent-shmetrics-dir/none.ops");
+}
+
+const std::string kGet = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
+const std::string kGetClose = "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+
+}  // namespace
+
+TEST_CASE("pipelined requests are answered in order") {
+  ServerOptions options;
+  options.threads = 2;
+  Served s(missing_segment_source(), options);
+  std::string requests;
+  std::vector<std::string> want;
+  for (int i = 0; i < 20; ++i) {
+    requests += i % 2 == 0 ? kGet : "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n";
+    want.push_back(i % 2 == 0 ? "200" : "404");
+  }
+  requests += kGetClose;
+  want.push_back("200");
+  Client c(s.port);
+  REQUIRE(c.send(requests));
+  CHECK(statuses(c.read_to_end()) == want);
+  CHECK(s.server.stats(0).requests == 21);
+}
+
+TEST_CASE("at the connection limit the connection waiting longest is evicted") {
+  ServerOptions options;
+  options.max_connections = 2;
+  Served s(missing_segment_source(), options);
+  Client first(s.port);
+  REQUIRE(wait_until([&] { return s.server.stats(0).open == 1; }));
+  Client second(s.port);
+  REQUIRE(wait_until([&] { return s.server.stats(0).open == 2; }));
+  Client third(s.port);
+  CHECK(first.closed_by_server());
+  CHECK(s.server.stats(0).evicted == 1);
+  CHECK(s.server.stats(0).refused == 0);
+  REQUIRE(third.send(kGetClose));
+  CHECK(statuses(third.read_to_end()) == std::vector<std::string>{"200"});
+  // The second one was not touched and still gets answers.
+  REQUIRE(second.send(kGetClose));
+  CHECK(statuses(second.read_to_end()) == std::vector<std::string>{"200"});
+  CHECK(s.server.stats(0).open <= 2);
+}
+
+TEST_CASE("when every connection is busy answering, a new one is closed at once") {
+  testing::ScopedName name("http-busy");
+  Segment segment = Segment::open(testing::small_options(name.str(), 4, 4));
+  REQUIRE(segment.path() == name.str());
+  // The render asks the clock for the readyz windows: the test holds it there.
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool rendering = false;
+  bool release = false;
+  auto source = std::make_shared<RoleSource>("ops", name.str(), [&] {
+    std::unique_lock lock(mutex);
+    rendering = true;
+    changed.notify_all();
+    changed.wait(lock, [&] { return release; });
+    return exporter::monotonic_now_ns();
+  });
+  ServerOptions options;
+  options.max_connections = 1;
+  options.threads = 2;
+  Served s(source, options);
+  Client busy(s.port);
+  REQUIRE(busy.send(kGetClose));
+  {
+    std::unique_lock lock(mutex);
+    REQUIRE(changed.wait_for(lock, std::chrono::milliseconds(kWaitMs), [&] { return rendering; }));
+  }
+  Client refused(s.port);
+  CHECK(refused.closed_by_server());
+  CHECK(s.server.stats(0).refused == 1);
+  CHECK(s.server.stats(0).evicted == 0);
+  {
+    std::lock_guard lock(mutex);
+    release = true;
+  }
+  changed.notify_all();
+  std::string answer = busy.read_to_end();
+  CHECK(statuses(answer) == std::vector<std::string>{"200"});
+  CHECK(answer.find("shmetrics_segment_up{role=\"ops\"} 1") != std::string::npos);
+}
+
+TEST_CASE("a head over max_request_bytes gets 431 and the connection is closed") {
+  ServerOptions options;
+  options.max_request_bytes = 512;
+  Served s(missing_segment_source(), options);
+  Client c(s.port);
+  // Within the limit: served.
+  REQUIRE(c.send("GET /metrics HTTP/1.1\r\nX: " + std::string(400, 'a') + "\r\n\r\n"));
+  // Over it, without an end: refused after reading no more than the limit.
+  c.send("GET /metrics HTTP/1.1\r\nX: " + std::string(600, 'a'));
+  std::string answers = c.read_to_end();
+  CHECK(statuses(answers) == std::vector<std::string>{"200", "431"});
+  CHECK(answers.find("request head larger than 512 bytes") != std::string::npos);
+}
+
+TEST_CASE("a head not complete within header_timeout is cut") {
+  ServerOptions options;
+  options.header_timeout = std::chrono::milliseconds(200);
+  Served s(missing_segment_source(), options);
+  Client c(s.port);
+  REQUIRE(c.send("GET /metr"));
+  CHECK(c.read_to_end().empty());  // closed without an answer
+  // Beast closes the socket at the deadline, before the handler counts it.
+  CHECK(wait_until([&] { return s.server.stats(0).header_timeouts == 1; }));
+}
+
+TEST_CASE("a connection idle past keep_alive_timeout is closed, one within it is served") {
+  ServerOptions options;
+  options.keep_alive_timeout = std::chrono::milliseconds(300);
+  options.header_timeout = std::chrono::milliseconds(kWaitMs);
+  Served s(missing_segment_source(), options);
+  Client c(s.port);
+  REQUIRE(c.send(kGet));
+  CHECK(c.closed_by_server());  // after the answer, idle: closed
+  CHECK(s.server.stats(0).requests == 1);
+  CHECK(s.server.stats(0).header_timeouts == 0);
+}
+
+TEST_CASE("stop() returns with connections open and closes them") {
+  auto s = std::make_unique<Served>(missing_segment_source(), ServerOptions{});
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 16; ++i) clients.push_back(std::make_unique<Client>(s->port));
+  clients[0]->send("GET /met");  // one in the middle of a head
+  REQUIRE(wait_until([&] { return s->server.stats(0).open == 16; }));
+  s->server.stop();
+  for (auto& c : clients) CHECK(c->closed_by_server());
+  s.reset();
+}
