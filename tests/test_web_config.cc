@@ -149,7 +149,10 @@ struct Outcome {
   std::string version, cipher, server_error;
 };
 
-Outcome handshake(asio::ssl::context& server_context, const Client& options) {
+// `drop`, when given, is released once the server's stream exists: the
+// connection must outlive the last shared_ptr to its context.
+Outcome handshake(asio::ssl::context& server_context, const Client& options,
+                  std::shared_ptr<asio::ssl::context>* drop = nullptr) {
   asio::ssl::context client_context(asio::ssl::context::tls_client);
   SSL_CTX* c = client_context.native_handle();
   SSL_CTX_set_security_level(c, 0);
@@ -164,6 +167,7 @@ Outcome handshake(asio::ssl::context& server_context, const Client& options) {
   asio::io_context io;
   asio::ssl::stream<asio::local::stream_protocol::socket> server(io, server_context), client(io, client_context);
   asio::local::connect_pair(server.next_layer(), client.next_layer());
+  if (drop != nullptr) drop->reset();
 
   Outcome out;
   std::thread server_thread([&] {
@@ -541,6 +545,14 @@ TEST_CASE("client_allowed_sans_match_a_san_of_the_leaf_exactly", "[web_config][t
   CHECK_FALSE(connects(yaml("VerifyClientCertIfGiven", "[client.example]"), {}));
   // Without client auth no certificate is asked for, and the SANs do not apply.
   CHECK(connects(tls_yaml("  client_allowed_sans: [client.example]\n"), {}));
+}
+
+TEST_CASE("a_connection_outlives_its_context", "[web_config][tls]") {
+  auto context = context_for(tls_yaml("  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: " +
+                                      pki().file("ca.pem") + "\n  client_allowed_sans: [client.example]\n"));
+  asio::ssl::context& raw = *context;
+  CHECK(handshake(raw, {.cert = "client"}, &context).client_ok);
+  CHECK(context == nullptr);
 }
 
 TEST_CASE("tls_context_errors_name_the_file_and_openssls_reason", "[web_config][tls]") {

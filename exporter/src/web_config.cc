@@ -409,11 +409,19 @@ std::string openssl_reason() {
 }
 
 // The client checks that OpenSSL's verify mode cannot express: verifying or
-// not, and the allowed SANs of the leaf.
+// not, and the allowed SANs of the leaf. Owned by the SSL_CTX (ex_data), so it
+// lives as long as any connection made from the context.
 struct ClientPolicy {
   bool verify_chain = false;
   std::vector<std::string> allowed_sans;
 };
+
+int client_policy_index() {
+  static const int index = SSL_CTX_get_ex_new_index(
+      0, nullptr, nullptr, nullptr,
+      [](void*, void* policy, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<ClientPolicy*>(policy); });
+  return index;
+}
 
 // Go's text for an IP address: dotted for IPv4 and IPv4-mapped IPv6.
 std::string ip_text(const ASN1_OCTET_STRING* ip) {
@@ -464,17 +472,11 @@ int verify_client(X509_STORE_CTX* store, void* arg) {
 
 int refuse_passphrase(char*, int, int, void*) { return -1; }
 
-// The context and the policy its callback reads, freed together.
-struct ContextWithPolicy {
-  boost::asio::ssl::context context{boost::asio::ssl::context::tls_server};
-  ClientPolicy policy;
-};
-
 }  // namespace
 
 std::shared_ptr<boost::asio::ssl::context> make_tls_context(const TlsServerConfig& tls) {
-  auto holder = std::make_shared<ContextWithPolicy>();
-  SSL_CTX* ctx = holder->context.native_handle();
+  auto context = std::make_shared<boost::asio::ssl::context>(boost::asio::ssl::context::tls_server);
+  SSL_CTX* ctx = context->native_handle();
   ERR_clear_error();
   SSL_CTX_set_default_passwd_cb(ctx, refuse_passphrase);
   if (SSL_CTX_use_certificate_chain_file(ctx, tls.cert_file.c_str()) != 1) {
@@ -520,7 +522,12 @@ std::shared_ptr<boost::asio::ssl::context> make_tls_context(const TlsServerConfi
   SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof kSessionContext - 1);
 
   // Client certificates.
-  ClientPolicy& policy = holder->policy;
+  auto owned_policy = std::make_unique<ClientPolicy>();
+  ClientPolicy& policy = *owned_policy;
+  if (SSL_CTX_set_ex_data(ctx, client_policy_index(), owned_policy.release()) != 1) {
+    delete &policy;
+    tls_fail("tls_server_config: cannot attach the client policy", "");
+  }
   int mode = SSL_VERIFY_PEER;
   switch (tls.client_auth) {
     case ClientAuth::kNoClientCert: mode = SSL_VERIFY_NONE; break;
@@ -553,7 +560,7 @@ std::shared_ptr<boost::asio::ssl::context> make_tls_context(const TlsServerConfi
     SSL_CTX_set_verify(ctx, mode, nullptr);
     SSL_CTX_set_cert_verify_callback(ctx, verify_client, &policy);
   }
-  return std::shared_ptr<boost::asio::ssl::context>(holder, &holder->context);
+  return context;
 }
 
 // ---- Basic auth ------------------------------------------------------------

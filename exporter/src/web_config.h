@@ -135,7 +135,8 @@ WebConfig load_web_config(const std::string& path);
 // no renegotiation, released buffers, stateless session tickets and no
 // server-side session cache (like Go). Throws WebConfigError naming the file
 // that failed and OpenSSL's reason. The context is immutable once returned:
-// share it between threads and connections.
+// share it between threads and connections; a connection made from it stays
+// valid after the last shared_ptr to it is gone.
 std::shared_ptr<boost::asio::ssl::context> make_tls_context(const TlsServerConfig& tls);
 
 // basic_auth_users checking. Thread-safe: check() and cached() may be called
@@ -185,7 +186,8 @@ class BasicAuth {
 };
 
 // What the server needs to serve one connection, built from one reading of
-// the files. `tls` is null for plain HTTP.
+// the files. `tls` is null for plain HTTP; `auth` is never null (see
+// BasicAuth::enabled).
 struct LoadedWebConfig {
   WebConfig config;
   std::shared_ptr<boost::asio::ssl::context> tls;
