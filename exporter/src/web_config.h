@@ -124,8 +124,10 @@ class WebConfigError : public std::runtime_error {
 
 // Reads and validates the file at `path` (the files it names are read by
 // make_tls_context). Throws WebConfigError, e.g.
-//   web config /etc/x.yml: unknown key "tls_server_config.cert" (line 2;
-//   expected one of cert_file, key_file, ...)
+//   web config /etc/x.yml: unknown key "tls_server_config.cert": expected one
+//   of cert_file, key_file, ... (line 2)
+//   web config /etc/x.yml: "tls_server_config.min_version" is an unknown TLS
+//   version "TLS14": expected one of TLS10, TLS11, TLS12, TLS13 (line 4)
 WebConfig load_web_config(const std::string& path);
 
 // A server context for `tls`: the certificate chain and its key (checked to
@@ -143,6 +145,8 @@ std::shared_ptr<boost::asio::ssl::context> make_tls_context(const TlsServerConfi
 // from any threads at once.
 class BasicAuth {
  public:
+  // `users` as load_web_config validated them (a malformed hash throws
+  // WebConfigError).
   explicit BasicAuth(std::map<std::string, std::string, std::less<>> users);
 
   // Whether any user is configured. Without users the toolkit lets every
