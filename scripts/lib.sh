@@ -27,6 +27,8 @@ SHMETRICS_PACKAGES=(
   catch2
   zlib1g-dev
   libssl-dev
+  libyaml-cpp-dev
+  libcrypt-dev
   nlohmann-json3-dev
   prometheus
   python3-prometheus-client

@@ -7,6 +7,7 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -132,6 +133,9 @@ constexpr std::size_t kLingerBytes = 64 * 1024;
 struct HttpServer::Io {
   explicit Io(std::size_t threads) : ioc(static_cast<int>(threads)) {}
   asio::io_context ioc;
+  // Bcrypt, one at a time, off the threads serving connections. Declared
+  // after ioc: destroyed first, with the connections its pending work holds.
+  asio::thread_pool auth{1};
   std::vector<std::thread> threads;
   bool started = false;
   bool stopped = false;
@@ -140,9 +144,10 @@ struct HttpServer::Io {
 class ConnectionBase;
 
 struct HttpServer::Listener : std::enable_shared_from_this<HttpServer::Listener> {
-  Listener(asio::io_context& context, std::shared_ptr<RoleSource> role_source, const ServerOptions& o)
-      : ioc(context), source(std::move(role_source)), options(o), acceptor(asio::make_strand(context)),
-        retry(acceptor.get_executor()) {}
+  Listener(asio::io_context& context, asio::thread_pool& auth_pool, std::shared_ptr<RoleSource> role_source,
+           const ServerOptions& o)
+      : ioc(context), auth(auth_pool), source(std::move(role_source)), options(o),
+        acceptor(asio::make_strand(context)), retry(acceptor.get_executor()) {}
 
   void accept();
   void on_accept(beast::error_code ec, tcp::socket socket);
@@ -152,6 +157,8 @@ struct HttpServer::Listener : std::enable_shared_from_this<HttpServer::Listener>
   void wait_end(ConnectionBase& c);
 
   asio::io_context& ioc;
+  asio::thread_pool& auth;
+  std::shared_ptr<WebConfigWatcher> web_config;  // null: plain HTTP, no auth
   const std::shared_ptr<RoleSource> source;
   const ServerOptions options;
   tcp::acceptor acceptor;
@@ -159,7 +166,8 @@ struct HttpServer::Listener : std::enable_shared_from_this<HttpServer::Listener>
   std::string address;
   int port = 0;
 
-  std::atomic<std::uint64_t> accepted{0}, refused{0}, evicted{0}, header_timeouts{0}, requests{0};
+  std::atomic<std::uint64_t> accepted{0}, refused{0}, evicted{0}, header_timeouts{0}, requests{0},
+      unauthorized{0};
   ThrottledLog refused_log, evicted_log, accept_error_log;
 
   // The connections and the order they began waiting for a request head.
@@ -243,7 +251,8 @@ struct Answer {
   http::status status = http::status::ok;
   std::string text;  // the body of a refusal
   bool close = false;
-  bool allow = false;  // add Allow: GET, HEAD
+  bool allow = false;         // add Allow: GET, HEAD
+  bool authenticate = false;  // add WWW-Authenticate: Basic
 };
 
 std::string_view view(beast::string_view s) { return {s.data(), s.size()}; }
@@ -253,11 +262,11 @@ std::string_view target_path(beast::string_view target) {
   return view(target).substr(0, view(target).find('?'));
 }
 
-// The first rule a request head breaks, or nullopt when it asks for
-// /metrics as it may. No request carries a body: one announcing a body is
-// refused unread and its connection closed, so the body is never parsed
-// as a request.
-std::optional<Answer> refuse(const http::request<http::empty_body>& req, const Parser& parser) {
+// The first rule of the protocol a request head breaks, checked before
+// authentication. No request carries a body: one announcing a body is
+// refused unread and its connection closed, so the body is never parsed as
+// a request.
+std::optional<Answer> refuse_framing(const http::request<http::empty_body>& req, const Parser& parser) {
   if (req.version() != 10 && req.version() != 11)
     return Answer{http::status::http_version_not_supported, "HTTP/1.0 and HTTP/1.1 are served", true};
   std::size_t lengths = 0;
@@ -269,6 +278,11 @@ std::optional<Answer> refuse(const http::request<http::empty_body>& req, const P
   if (req.find(http::field::transfer_encoding) != req.end() || parser.chunked() ||
       parser.content_length().value_or(0) > 0)
     return Answer{http::status::payload_too_large, "request bodies are not accepted", true};
+  return std::nullopt;
+}
+
+// After authentication: anything but GET or HEAD /metrics.
+std::optional<Answer> refuse_route(const http::request<http::empty_body>& req) {
   if (target_path(req.target()) != "/metrics")
     return Answer{http::status::not_found, "not found: only /metrics is served"};
   if (req.method() != http::verb::get && req.method() != http::verb::head)
@@ -277,6 +291,13 @@ std::optional<Answer> refuse(const http::request<http::empty_body>& req, const P
                   false, true};
   return std::nullopt;
 }
+
+// The first byte of a TLS connection: a handshake record. Anything else is
+// a client speaking plain HTTP to a TLS port.
+constexpr unsigned char kTlsHandshakeRecord = 0x16;
+constexpr std::string_view kPlainToTls =
+    "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+    "Client sent an HTTP request to an HTTPS server.\n";
 
 // One connection, plain or TLS: reads request heads one after another
 // (pipelined ones in order), answers each, and closes at the first error,
@@ -300,8 +321,8 @@ class Connection final : public ConnectionBase {
       self->tcp().expires_after(self->listener_->options.header_timeout);
       self->listener_->wait_begin(*self);
       if constexpr (kTls) {
-        self->stream_.async_handshake(ssl::stream_base::server,
-                                      [self](beast::error_code ec) { self->on_handshake(ec); });
+        self->tcp().async_read_some(self->buffer_.prepare(self->buffer_.max_size()),
+                                    [self](beast::error_code ec, std::size_t n) { self->on_first_bytes(ec, n); });
       } else {
         self->read_head();
       }
@@ -323,8 +344,36 @@ class Connection final : public ConnectionBase {
     tcp().close();
   }
 
+  // TLS: the client's first bytes decide. A handshake goes on with them; a
+  // plain HTTP request gets the 400 Go's servers give it, in plain text.
+  void on_first_bytes(beast::error_code ec, std::size_t n) {
+    buffer_.commit(n);
+    if (ec) {
+      listener_->wait_end(*this);
+      if (ec == beast::error::timeout) listener_->header_timeouts.fetch_add(1, std::memory_order_relaxed);
+      return close_now();
+    }
+    if (static_cast<const unsigned char*>(buffer_.data().data())[0] != kTlsHandshakeRecord) {
+      listener_->wait_end(*this);
+      tcp().expires_after(listener_->options.write_timeout);
+      return asio::async_write(tcp(), asio::buffer(kPlainToTls.data(), kPlainToTls.size()),
+                               [self = shared()](beast::error_code write_ec, std::size_t) {
+                                 if (write_ec) return self->close_now();
+                                 self->linger_plain();
+                               });
+    }
+    if constexpr (kTls) {
+      stream_.async_handshake(ssl::stream_base::server, buffer_.data(),
+                              [self = shared()](beast::error_code handshake_ec, std::size_t used) {
+                                self->buffer_.consume(used);
+                                self->on_handshake(handshake_ec);
+                              });
+    }
+  }
+
   void on_handshake(beast::error_code ec) {
     if (ec) {
+      listener_->wait_end(*this);
       if (ec == beast::error::timeout) listener_->header_timeouts.fetch_add(1, std::memory_order_relaxed);
       return close_now();
     }
@@ -341,7 +390,10 @@ class Connection final : public ConnectionBase {
       stream_.async_read_some(buffer_.prepare(buffer_.max_size()),
                               [self = shared()](beast::error_code ec, std::size_t n) {
                                 self->buffer_.commit(n);
-                                if (ec) return self->close_now();
+                                if (ec) {
+                                  self->listener_->wait_end(*self);
+                                  return self->close_now();
+                                }
                                 self->tcp().expires_after(self->listener_->options.header_timeout);
                                 self->parse_head();
                               });
@@ -364,6 +416,8 @@ class Connection final : public ConnectionBase {
   void on_head(beast::error_code ec) {
     listener_->wait_end(*this);
     first_ = false;
+    // The configuration of this request: its headers go on every answer.
+    config_ = listener_->web_config ? listener_->web_config->current() : nullptr;
     if (ec == beast::error::timeout) {
       listener_->header_timeouts.fetch_add(1, std::memory_order_relaxed);
       return close_now();
@@ -382,12 +436,41 @@ class Connection final : public ConnectionBase {
       return answer(Answer{http::status::bad_request, "malformed request: " + ec.message(), true}, 11, false);
     listener_->requests.fetch_add(1, std::memory_order_relaxed);
     const auto& req = parser_->get();
-    const bool head_only = req.method() == http::verb::head;
-    if (auto refusal = refuse(req, *parser_)) {
-      refusal->close = refusal->close || !req.keep_alive();
-      return answer(std::move(*refusal), req.version(), head_only);
+    if (auto refusal = refuse_framing(req, *parser_)) return answer(std::move(*refusal), req.version(), head_only());
+    if (config_ && config_->auth->enabled()) {
+      auto found = req.find(http::field::authorization);
+      std::string authorization = found == req.end() ? std::string() : std::string(view(found->value()));
+      if (std::optional<bool> known = config_->auth->cached(authorization)) return authorized(*known);
+      // Bcrypt on the auth thread; the answer comes back on this strand.
+      asio::post(listener_->auth, [self = shared(), auth = config_->auth, authorization = std::move(authorization)] {
+        bool ok = auth->check(authorization);
+        asio::post(self->strand_, [self, ok] { self->authorized(ok); });
+      });
+      return;
     }
-    serve_metrics(req.version(), req.keep_alive(), head_only);
+    authorized(true);
+  }
+
+  bool head_only() const { return parser_->get().method() == http::verb::head; }
+
+  void authorized(bool ok) {
+    const auto& req = parser_->get();
+    if (!ok) {
+      listener_->unauthorized.fetch_add(1, std::memory_order_relaxed);
+      return answer(Answer{http::status::unauthorized, "Unauthorized", !req.keep_alive(), false, true},
+                    req.version(), head_only());
+    }
+    if (auto refusal = refuse_route(req)) {
+      refusal->close = refusal->close || !req.keep_alive();
+      return answer(std::move(*refusal), req.version(), head_only());
+    }
+    serve_metrics(req.version(), req.keep_alive(), head_only());
+  }
+
+  template <typename Message>
+  void add_configured_headers(Message& res) const {
+    if (!config_) return;
+    for (const auto& [name, value] : config_->config.headers) res.set(name, value);
   }
 
   void serve_metrics(unsigned version, bool keep_alive, bool head_only) {
@@ -400,6 +483,7 @@ class Connection final : public ConnectionBase {
     }
     auto res = std::make_shared<http::response<http::span_body<const char>>>(http::status::ok, version);
     res->set(http::field::content_type, kTextContentType);
+    add_configured_headers(*res);
     if (!head_only) res->body() = beast::span<const char>(body_->data(), body_->size());
     res->content_length(body_->size());
     res->keep_alive(keep_alive);
@@ -412,6 +496,8 @@ class Connection final : public ConnectionBase {
     auto res = std::make_shared<http::response<http::span_body<const char>>>(a.status, version);
     res->set(http::field::content_type, "text/plain; charset=utf-8");
     if (a.allow) res->set(http::field::allow, "GET, HEAD");
+    if (a.authenticate) res->set(http::field::www_authenticate, "Basic");
+    add_configured_headers(*res);
     if (!head_only) res->body() = beast::span<const char>(text_.data(), text_.size());
     res->content_length(text_.size());
     res->keep_alive(!a.close);
@@ -435,10 +521,15 @@ class Connection final : public ConnectionBase {
     if constexpr (kTls) {
       stream_.async_shutdown([self = shared()](beast::error_code) { self->close_now(); });
     } else {
-      beast::error_code ignored;
-      tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
-      linger();
+      linger_plain();
     }
+  }
+
+  void linger_plain() {
+    tcp().expires_after(kLingerTime);
+    beast::error_code ignored;
+    tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    linger();
   }
 
   void linger() {
@@ -455,8 +546,9 @@ class Connection final : public ConnectionBase {
   Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<Parser> parser_;
-  std::shared_ptr<const std::string> body_;  // the exposition being sent
-  std::string text_;                         // a refusal being sent
+  std::shared_ptr<const LoadedWebConfig> config_;  // of the request being answered
+  std::shared_ptr<const std::string> body_;        // the exposition being sent
+  std::string text_;                               // a refusal being sent
   bool first_ = true;
   std::size_t lingered_ = 0;
 };
@@ -496,7 +588,11 @@ void HttpServer::Listener::on_accept(beast::error_code ec, tcp::socket socket) {
       evicted_log.note("warn", "connection_evicted", source->role(), evicted.load(std::memory_order_relaxed),
                        "connection limit reached (--max-connections " + std::to_string(options.max_connections) +
                            "): closed the connection that waited longest for a request");
-    std::make_shared<Connection<false>>(shared_from_this(), std::move(socket), nullptr)->start();
+    std::shared_ptr<const LoadedWebConfig> config = web_config ? web_config->current() : nullptr;
+    if (config && config->tls)
+      std::make_shared<Connection<true>>(shared_from_this(), std::move(socket), config->tls)->start();
+    else
+      std::make_shared<Connection<false>>(shared_from_this(), std::move(socket), nullptr)->start();
   }
   accept();
 }
@@ -542,7 +638,7 @@ int HttpServer::add_listener(std::shared_ptr<RoleSource> source, const std::stri
     ::close(fd);
     return -1;
   }
-  auto listener = std::make_shared<Listener>(io_->ioc, std::move(source), options_);
+  auto listener = std::make_shared<Listener>(io_->ioc, io_->auth, std::move(source), options_);
   beast::error_code ec;
   listener->acceptor.assign(family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
   if (ec) {
@@ -567,6 +663,7 @@ ListenerStats HttpServer::stats(std::size_t index) const {
   s.evicted = l.evicted.load();
   s.header_timeouts = l.header_timeouts.load();
   s.requests = l.requests.load();
+  s.unauthorized = l.unauthorized.load();
   {
     std::lock_guard lock(const_cast<Listener&>(l).mutex);
     s.open = l.open;
@@ -574,9 +671,15 @@ ListenerStats HttpServer::stats(std::size_t index) const {
   return s;
 }
 
+void HttpServer::set_web_config(std::shared_ptr<WebConfigWatcher> web_config) {
+  if (io_->started) throw std::logic_error("HttpServer::set_web_config after start()");
+  web_config_ = std::move(web_config);
+}
+
 void HttpServer::start() {
   if (io_->started) return;
   io_->started = true;
+  for (auto& l : listeners_) l->web_config = web_config_;
   for (auto& l : listeners_) asio::dispatch(l->acceptor.get_executor(), [l] { l->accept(); });
   for (std::size_t i = 0; i < options_.threads; ++i) io_->threads.emplace_back([this] { io_->ioc.run(); });
 }
@@ -587,6 +690,8 @@ void HttpServer::stop() {
   io_->ioc.stop();
   for (auto& t : io_->threads) t.join();
   io_->threads.clear();
+  io_->auth.stop();
+  io_->auth.join();
   for (auto& l : listeners_) {
     beast::error_code ignored;
     l->acceptor.close(ignored);

@@ -11,6 +11,7 @@
 #pragma once
 
 #include "role_source.h"
+#include "web_config.h"
 
 #include <atomic>
 #include <chrono>
@@ -56,6 +57,7 @@ struct ListenerStats {
   std::uint64_t refused = 0;       // closed at once: every slot busy answering
   std::uint64_t evicted = 0;       // closed to make room for a new one
   std::uint64_t header_timeouts = 0;
+  std::uint64_t unauthorized = 0;  // 401 answers
   std::uint64_t requests = 0;      // heads read and answered
   std::uint64_t open = 0;          // connections now open
 };
@@ -76,6 +78,15 @@ class HttpServer {
   int add_listener(std::shared_ptr<RoleSource> source, const std::string& host, int port,
                    std::string& error);
 
+  // Serves every listener under `web_config` (--web.config.file): a new
+  // connection speaks TLS when the configuration current at its accept has
+  // tls_server_config; a request is answered only after basic auth passes
+  // when it has basic_auth_users (401 with "WWW-Authenticate: Basic"
+  // otherwise, before anything is rendered); its headers go on every
+  // answer. Bcrypt runs on a thread of its own, never on the threads that
+  // serve connections. Before start() only.
+  void set_web_config(std::shared_ptr<WebConfigWatcher> web_config);
+
   // The bound address of listener `index` as HOST:PORT, numeric, an IPv6
   // host in brackets; and its port.
   const std::string& address(std::size_t index) const;
@@ -95,6 +106,7 @@ class HttpServer {
   ServerOptions options_;
   struct Io;
   std::unique_ptr<Io> io_;
+  std::shared_ptr<WebConfigWatcher> web_config_;
   std::vector<std::shared_ptr<Listener>> listeners_;
 };
 

@@ -47,6 +47,7 @@ struct Options {
   bool accept_foreign_owner = false;
   std::optional<uid_t> segment_owner;
   std::size_t max_scrape_bytes = shmetrics::exporter::kDefaultMaxScrapeBytes;
+  std::string web_config_file;  // empty: plain HTTP, no auth
   ServerOptions server;
 };
 
@@ -93,6 +94,18 @@ format, each role on its own listener: GET /metrics.
                           (default 67108864, 64 MiB); a segment past either
                           answers shmetrics_segment_up 0, with the reason logged
 
+TLS and authentication:
+  --web.config.file FILE  node_exporter's web configuration file (Prometheus
+                          exporter-toolkit format): tls_server_config (TLS,
+                          client certificates), http_server_config.headers,
+                          basic_auth_users (bcrypt hashes). The same file
+                          serves node_exporter and this exporter; unknown keys
+                          are refused at start, naming the file and key. It is
+                          re-read when it or a file it names changes (checked
+                          at most once a second, and on SIGHUP); a file that
+                          becomes invalid keeps the last good configuration,
+                          logged as event=web_config_invalid
+
 HTTP limits (the server is Boost.Beast over Boost.Asio; a connection waiting
 for a request holds no thread):
   --threads N             threads serving every listener, 1-256 (default 4); a
@@ -133,8 +146,8 @@ read as a request. The listen backlog is 1024; the port is bound without
 SO_REUSEPORT, so a port in use is an error.
 
 Logs one key=value line per event on stderr. SIGTERM and SIGINT stop it.
-SIGHUP is logged (event=sighup) and otherwise ignored: there is nothing to
-reload, as every scrape checks its segment and reopens one created anew.
+SIGHUP re-reads --web.config.file (event=sighup); segments need no reload,
+as every scrape checks its segment and reopens one created anew.
 A missing or invalid segment leaves its role answering 200 with
 shmetrics_segment_up{role="..."} 0; the other role is unaffected.
 )";
@@ -271,6 +284,8 @@ Options parse_options(int argc, char** argv) {
     } else if (a == "--accept-foreign-owner") {
       no_value();
       o.accept_foreign_owner = true;
+    } else if (a == "--web.config.file") {
+      o.web_config_file = value_of(i);
     } else if (a == "--max-scrape-bytes") {
       o.max_scrape_bytes = static_cast<std::size_t>(parse_number(a, value_of(i), 65536, 1L << 40));
     } else if (is_server_flag(a)) {
@@ -348,7 +363,21 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   raise_descriptor_limit(options);
+  std::shared_ptr<shmetrics::exporter::WebConfigWatcher> web_config;
+  if (!options.web_config_file.empty()) {
+    try {
+      web_config = std::make_shared<shmetrics::exporter::WebConfigWatcher>(options.web_config_file);
+    } catch (const std::exception& e) {
+      log_event("error", "web_config_invalid", {{"file", options.web_config_file}, {"reason", e.what()}});
+      return 1;
+    }
+    auto loaded = web_config->current();
+    log_event("info", "web_config_loaded",
+              {{"file", options.web_config_file}, {"tls", loaded->tls ? "on" : "off"},
+               {"basic_auth", loaded->auth->enabled() ? "on" : "off"}});
+  }
   shmetrics::exporter::HttpServer server(options.server);
+  server.set_web_config(web_config);
   for (const RoleConfig& r : options.roles) {
     auto source = std::make_shared<RoleSource>(r.role, r.segment);
     source->accept_foreign_owner(options.accept_foreign_owner);
@@ -366,11 +395,16 @@ int main(int argc, char** argv) {
   server.start();
 
   int signal_number = 0;
-  // SIGHUP, which would end the process, reloads nothing: every scrape checks
-  // its segment and reopens one created anew.
-  while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP)
-    log_event("info", "sighup",
-              {{"action", "ignored"}, {"reason", "nothing to reload: every scrape rechecks its segment"}});
+  // SIGHUP, which would end the process, re-reads the web configuration.
+  while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    if (web_config) {
+      log_event("info", "sighup", {{"action", "re-reading the web configuration"}});
+      web_config->reload_now();
+    } else {
+      log_event("info", "sighup",
+                {{"action", "ignored"}, {"reason", "no --web.config.file; every scrape rechecks its segment"}});
+    }
+  }
   log_event("info", "stopping", {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
   server.stop();
   log_event("info", "stopped");
