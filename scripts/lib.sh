@@ -29,6 +29,8 @@ SHMETRICS_PACKAGES=(
   libssl-dev
   nlohmann-json3-dev
   prometheus
+  prometheus-node-exporter
+  openssl
   python3-prometheus-client
   curl
   ca-certificates
