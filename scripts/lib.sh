@@ -31,6 +31,8 @@ SHMETRICS_PACKAGES=(
   libcrypt-dev
   nlohmann-json3-dev
   prometheus
+  prometheus-node-exporter
+  openssl
   python3-prometheus-client
   curl
   ca-certificates

@@ -1,7 +1,6 @@
 # shellcheck shell=bash
-# tests/script_lib.sh: what the exporter test scripts (exposition_check.sh,
-# exporter_http_test.sh, exporter_load_test.sh, exporter_memory_test.sh,
-# exporter_restart_test.sh) share. Source it, do not run it:
+# tests/script_lib.sh: what the exporter test scripts in tests/ share (each
+# of them sources it). Source it, do not run it:
 #   source "$(dirname "${BASH_SOURCE[0]}")/script_lib.sh"
 #
 # A script calls take_script_args "$@", then begin_test_run PREFIX, then
