@@ -4,8 +4,9 @@
 # - A library-only build (-Dexamples=false -Dtests=false), configured where
 #   pkg-config and CMake find no package at all, builds and installs
 #   libshmetrics, its headers and shmetrics.pc into a temporary prefix; its
-#   meson log shows no lookup of Catch2, nlohmann-json, OpenSSL or the bench/
-#   libraries, and with -Dexporter=disabled none of cpp-httplib either.
+#   meson log shows no lookup of Catch2, nlohmann-json, cpp-httplib or the
+#   bench/ libraries, and with -Dexporter=disabled none of the exporter's
+#   (OpenSSL, yaml-cpp, libcrypt) either. Without them it builds no exporter.
 # - The installed library's SONAME is libshmetrics.so.<kLayoutVersion>, the
 #   value the installed layout.h gives a compiler.
 # - The README's first example, saved as the README says, compiles with the
@@ -45,7 +46,8 @@ no_lookup_of() {
   names=$(IFS='|'; echo "$*")
   ! grep -Ei "(Determining|Run-time) dependency '?($names)\b" "$log"
 }
-optional=(catch2 nlohmann_json libcrypto libssl openssl benchmark prometheus-cpp-core)
+optional=(catch2 nlohmann_json cpp-httplib benchmark prometheus-cpp-core)
+exporter_deps=(openssl libssl libcrypto yaml-cpp libcrypt)
 
 lib_build="$stage/library-only"
 check "-Dexamples=false -Dtests=false configures with no pkg-config or CMake package" \
@@ -55,8 +57,8 @@ check "it looks up none of: ${optional[*]}" \
   no_lookup_of "$lib_build/meson-logs/meson-log.txt" "${optional[@]}"
 check "-Dexporter=disabled configures too" \
   library_only_setup "$stage/no-exporter" -Dexporter=disabled
-check "and looks up cpp-httplib no more than the others" \
-  no_lookup_of "$stage/no-exporter/meson-logs/meson-log.txt" cpp-httplib "${optional[@]}"
+check "and looks up none of those nor the exporter's: ${exporter_deps[*]}" \
+  no_lookup_of "$stage/no-exporter/meson-logs/meson-log.txt" "${exporter_deps[@]}" "${optional[@]}"
 check "the library-only build compiles and installs" \
   bash -c "meson compile -C '$lib_build' -j 2 && meson install -C '$lib_build' --no-rebuild"
 
@@ -67,7 +69,8 @@ check "shmetrics.pc is installed" test -f "$pc_file"
 pc_dir=$(dirname "$pc_file")
 lib_dir=$(PKG_CONFIG_PATH="$pc_dir" pkg-config --variable=libdir shmetrics)
 check "the public header is installed" test -f "$prefix/include/shmetrics/shmetrics.h"
-check "no exporter without cpp-httplib" test ! -e "$prefix/bin/shmetrics-exporter"
+check "no exporter without its dependencies (no yaml-cpp without pkg-config)" \
+  test ! -e "$prefix/bin/shmetrics-exporter"
 
 # --- The SONAME is the layout version the installed headers declare. ---
 cat >"$stage/layout_version.cc" <<'EOF'
