@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # scripts/integration.sh: the whole path for real. Starts the preforked Ops and
 # Judge servers, shmetrics-exporter and a Prometheus server (Debian's, on
-# 127.0.0.1, scraping both roles every second), drives known traffic, and asks
-# Prometheus's HTTP API for exact totals and the work order's PromQL examples.
+# 127.0.0.1, scraping both roles every second over TLS with basic auth, from a
+# --web.config.file with a certificate and a bcrypt hash made here), drives
+# known traffic, and asks Prometheus's HTTP API for exact totals and the work
+# order's PromQL examples.
 #
 # Usage: scripts/integration.sh [BUILD_DIR]   (default: build, already built)
 # Prints "N passed, N failed"; exits non-zero when a check fails. Stops
@@ -19,6 +21,7 @@ for bin in "$exporter" "$ops_server" "$judge_server"; do
   [[ -x $bin ]] || { echo "integration: $bin is missing: build first (scripts/test.sh)"; exit 2; }
 done
 command -v prometheus >/dev/null || { echo "integration: prometheus is not installed"; exit 2; }
+command -v openssl >/dev/null || { echo "integration: openssl is not installed"; exit 2; }
 
 workers=2
 instance=it-$$-$RANDOM
@@ -80,9 +83,29 @@ cat >"$work/map.json" <<'EOF'
 EOF
 touch "$work/ready"
 
+# --- TLS and basic auth: a CA, a certificate for 127.0.0.1, a bcrypt hash -----
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=integration-ca \
+  -keyout "$work/ca.key" -out "$work/ca.crt" 2>"$work/openssl.log"
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+  -keyout "$work/server.key" -out "$work/server.csr" 2>>"$work/openssl.log"
+printf 'subjectAltName=IP:127.0.0.1\n' >"$work/san.ext"
+openssl x509 -req -in "$work/server.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial -days 2 \
+  -extfile "$work/san.ext" -out "$work/server.crt" 2>>"$work/openssl.log"
+scrape_password=$(head -c 18 /dev/urandom | base64)
+printf '%s' "$scrape_password" >"$work/password"
+hash=$(/usr/bin/python3 -c 'import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))' \
+  "$scrape_password" 2>/dev/null)
+cat >"$work/web.yml" <<WEB
+tls_server_config:
+  cert_file: server.crt
+  key_file: server.key
+basic_auth_users:
+  prometheus: '$hash'
+WEB
+
 # --- start everything ---------------------------------------------------------
 "$exporter" --instance "$instance" --ops-listen 127.0.0.1:0 --judge-listen 127.0.0.1:0 \
-  2>"$work/exporter.log" & pids+=($!)
+  --web.config.file "$work/web.yml" 2>"$work/exporter.log" & pids+=($!)
 "$ops_server" --instance "$instance" --listen 127.0.0.1:0 --workers $workers \
   --rbac-map "$work/map.json" --reload-sec 1 2>"$work/ops-server.log" & pids+=($!)
 "$judge_server" --instance "$instance" --listen 127.0.0.1:0 --workers $workers \
@@ -102,10 +125,28 @@ global:
   evaluation_interval: 1s
 scrape_configs:
   - job_name: ops
+    scheme: https
+    tls_config: {ca_file: '$work/ca.crt'}
+    basic_auth: {username: prometheus, password_file: '$work/password'}
     static_configs: [{targets: ['127.0.0.1:$exporter_ops']}]
   - job_name: judge
+    scheme: https
+    tls_config: {ca_file: '$work/ca.crt'}
+    basic_auth: {username: prometheus, password_file: '$work/password'}
     static_configs: [{targets: ['127.0.0.1:$exporter_judge']}]
 EOF
+
+# Without the password, or without TLS, nothing is served.
+for port in "$exporter_ops" "$exporter_judge"; do
+  status=$(curl -sS --max-time 5 --cacert "$work/ca.crt" -o /dev/null -w '%{http_code}' \
+    "https://127.0.0.1:$port/metrics" 2>/dev/null || true)
+  check "https://127.0.0.1:$port/metrics without credentials answers" 401 "$status"
+  status=$(curl -sS --max-time 5 --cacert "$work/ca.crt" -u prometheus:wrong -o /dev/null -w '%{http_code}' \
+    "https://127.0.0.1:$port/metrics" 2>/dev/null || true)
+  check "https://127.0.0.1:$port/metrics with a wrong password answers" 401 "$status"
+  status=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/metrics" 2>/dev/null || true)
+  check "plain http://127.0.0.1:$port/metrics answers" 400 "$status"
+done
 prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/data" \
   --web.listen-address="127.0.0.1:$prom_port" 2>"$work/prometheus.log" & pids+=($!)
 
