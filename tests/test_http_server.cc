@@ -1,6 +1,7 @@
 // The exporter's HTTP server in process, over raw sockets on 127.0.0.1: the
 // bounds it keeps (connection slots, evictions, refusals, head size and head
-// deadline), pipelining in order, and a stop with connections open. Run
+// deadline), pipelining in order, a stop with connections open, and TLS with
+// basic auth from a web config (bcrypt on its own thread). Run
 // under ThreadSanitizer too: connections run on several threads and meet in
 // their listener's bookkeeping.
 #include "http_server.h"
@@ -9,6 +10,9 @@
 #include <shmetrics/shmetrics.h>
 
 #include <catch2/catch.hpp>
+#include <httplib.h>
+
+#include <crypt.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -17,6 +21,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -251,4 +257,88 @@ TEST_CASE("stop() returns with connections open and closes them") {
   s->server.stop();
   for (auto& c : clients) CHECK(c->closed_by_server());
   s.reset();
+}
+
+namespace {
+
+// A self-signed certificate for 127.0.0.1 and a web config serving it with
+// basic auth for user "prom", in a temporary directory removed afterwards.
+struct TlsAuthConfig {
+  TlsAuthConfig() {
+    char tmpl[] = "/tmp/shmetrics-http-tls.XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    dir = tmpl;
+    std::string command = "cd " + dir +
+                          " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2"
+                          " -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1"
+                          " -keyout server.key -out server.crt 2>openssl.log";
+    REQUIRE(std::system(command.c_str()) == 0);
+    char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+    REQUIRE(::crypt_gensalt_rn("$2b$", 4, nullptr, 0, salt, sizeof salt) != nullptr);
+    crypt_data data{};
+    const char* hash = ::crypt_r(password.c_str(), salt, &data);
+    REQUIRE(hash != nullptr);
+    REQUIRE(std::string(hash).starts_with("$2b$"));
+    std::FILE* f = std::fopen((dir + "/web.yml").c_str(), "w");
+    REQUIRE(f != nullptr);
+    std::fprintf(f,
+                 "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                 "http_server_config:\n  headers:\n    X-Frame-Options: deny\n"
+                 "basic_auth_users:\n  prom: '%s'\n",
+                 hash);
+    std::fclose(f);
+  }
+  ~TlsAuthConfig() { std::system(("rm -rf " + dir).c_str()); }
+  std::string dir;
+  const std::string password = "scrape-secret";
+};
+
+}  // namespace
+
+TEST_CASE("TLS with basic auth: bcrypt runs off the serving threads and answers return in order") {
+  TlsAuthConfig config;
+  ServerOptions options;
+  options.threads = 2;
+  HttpServer server(options);
+  std::string error;
+  REQUIRE(server.add_listener(missing_segment_source(), "127.0.0.1", 0, error) == 0);
+  server.set_web_config(std::make_shared<exporter::WebConfigWatcher>(config.dir + "/web.yml"));
+  server.start();
+  const int port = server.port(0);
+
+  // Clients at once: right password, wrong ones (each new, so each costs a
+  // bcrypt), none; on keep-alive connections, two requests each.
+  std::vector<std::thread> clients;
+  std::vector<std::vector<int>> got(12);
+  for (int i = 0; i < 12; ++i) {
+    clients.emplace_back([&, i] {
+      httplib::SSLClient client("127.0.0.1", port);
+      client.enable_server_certificate_verification(false);
+      client.set_connection_timeout(10);
+      client.set_read_timeout(30);
+      if (i % 3 == 0) client.set_basic_auth("prom", config.password.c_str());
+      if (i % 3 == 1) client.set_basic_auth("prom", ("wrong-" + std::to_string(i)).c_str());
+      for (int r = 0; r < 2; ++r) {
+        auto res = client.Get("/metrics");
+        got[i].push_back(res ? res->status : -1);
+        if (res && i % 3 == 0) CHECK(res->get_header_value("X-Frame-Options") == "deny");
+        if (res && i % 3 != 0) CHECK(res->get_header_value("WWW-Authenticate") == "Basic");
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  for (int i = 0; i < 12; ++i) {
+    INFO("client " << i);
+    int want = i % 3 == 0 ? 200 : 401;
+    CHECK(got[i] == std::vector<int>{want, want});
+  }
+  CHECK(server.stats(0).unauthorized == 16);
+
+  // Plain HTTP to the TLS port gets the 400 Go's servers give, in plain text.
+  Client plain(port);
+  REQUIRE(plain.send(kGetClose));
+  std::string answer = plain.read_to_end();
+  CHECK(answer.starts_with("HTTP/1.0 400 Bad Request\r\n"));
+  CHECK(answer.find("Client sent an HTTP request to an HTTPS server.") != std::string::npos);
+  server.stop();
 }
