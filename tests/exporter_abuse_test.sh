@@ -7,7 +7,7 @@
 # this script judges what it measured. Every section starts an exporter of
 # its own, so one attack's damage (a spinning thread, a grown heap) never
 # decides another's check. A demo writer fills the ops segment and is stopped
-# first: every scrape has the same body, so sizes compare exactly.
+# first: every scrape has the same body, so sizes compare to a few bytes.
 #
 #   1 Range           `Range: bytes=0-100000000` answers 200 with the whole
 #                     body (Content-Length = bytes sent = a plain scrape).
