@@ -33,6 +33,8 @@
 #                             ports it logs (event=listening role=...
 #                             address=127.0.0.1:PORT): $EXPORTER_PID,
 #                             $EXPORTER_LOG, $OPS_PORT, $JUDGE_PORT
+#   try_start_exporter NAME [FLAGS...]  the same, but returns 1 instead of
+#                             dying when the exporter exits or does not listen
 #   http_request NAME PORT PATH [CURL ARGS...]  one request to 127.0.0.1;
 #                             $WORK/NAME.body, $WORK/NAME.headers,
 #                             $HTTP_STATUS (000: no answer)
@@ -191,17 +193,25 @@ exporter_listening() {
   alive "$EXPORTER_PID" && [ -n "$(listening_port ops)" ] && [ -n "$(listening_port judge)" ]
 }
 
-start_exporter() {
+# Listening, or gone: nothing more to wait for.
+exporter_settled() { exporter_listening || ! alive "$EXPORTER_PID"; }
+
+try_start_exporter() {
   local name=$1
   shift
   start_bg "$name" "$EXPORTER" --instance "$INSTANCE" --ops-listen 127.0.0.1:0 \
     --judge-listen 127.0.0.1:0 "$@"
   EXPORTER_PID=$BG_PID
   EXPORTER_LOG=$WORK/$name.err
-  poll_until "$POLL_SECONDS" exporter_listening ||
-    die "exporter $name did not log event=listening for both roles on 127.0.0.1 within ${POLL_SECONDS}s (alive: $(alive "$EXPORTER_PID" && echo yes || echo no))"
+  poll_until "$POLL_SECONDS" exporter_settled || true
+  exporter_listening || return 1
   OPS_PORT=$(listening_port ops)
   JUDGE_PORT=$(listening_port judge)
+}
+
+start_exporter() {
+  try_start_exporter "$@" ||
+    die "exporter $1 did not log event=listening for both roles on 127.0.0.1 within ${POLL_SECONDS}s (alive: $(alive "$EXPORTER_PID" && echo yes || echo no))"
 }
 
 http_request() {
