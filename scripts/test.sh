@@ -52,6 +52,7 @@ TSAN_TESTS=(
   test_registration
   test_readyz_metrics_text_v1
   test_http_server
+  test_web_config
   test_rbac_metrics_hit_miss_v1
   test_segment
   test_crash
