@@ -770,3 +770,39 @@ TEST_CASE("watcher_throws_on_an_invalid_file_at_start", "[web_config][watcher]")
   ConfigFile bad("nope: 1\n");
   CHECK_THROWS_WITH(WebConfigWatcher(bad.path), Catch::Contains("unknown key \"nope\""));
 }
+
+TEST_CASE("the_readmes_web_config_example_loads", "[web_config][readme]") {
+  // The README's example, as written, with its files made here and its
+  // elided bcrypt hash ("$2b$12$...") replaced by a real one.
+  std::ifstream in(SHMETRICS_SOURCE_DIR "/README.md");
+  REQUIRE(in.good());
+  std::stringstream readme;
+  readme << in.rdbuf();
+  const std::string text = readme.str();
+  const std::size_t section = text.find("### TLS and basic auth: `--web.config.file`");
+  REQUIRE(section != std::string::npos);
+  const std::size_t begin = text.find("```yaml\n", section);
+  REQUIRE(begin != std::string::npos);
+  const std::size_t end = text.find("```\n", begin + 8);
+  REQUIRE(end != std::string::npos);
+  std::string yaml = text.substr(begin + 8, end - begin - 8);
+  const std::size_t elided = yaml.find("$2b$12$...");
+  REQUIRE(elided != std::string::npos);
+  yaml.replace(elided, std::string("$2b$12$...").size(), bcrypt("readme-password"));
+
+  TempDir dir;
+  fs::copy_file(pki().file("server.pem"), dir / "server.crt");
+  fs::copy_file(pki().file("server.key"), dir / "server.key");
+  fs::copy_file(pki().file("ca.pem"), dir / "clients-ca.crt");
+  write_file(dir / "web.yml", yaml);
+  WebConfig config = load_web_config(dir / "web.yml");
+  REQUIRE(config.tls);
+  CHECK(config.tls->client_auth == ClientAuth::kRequireAndVerifyClientCert);
+  CHECK(config.tls->min_version == TLS1_2_VERSION);
+  CHECK(config.tls->client_allowed_sans == std::vector<std::string>{"scraper.example.org"});
+  CHECK(config.headers.size() == 2);
+  CHECK(config.users.count("prometheus") == 1);
+  CHECK(make_tls_context(*config.tls) != nullptr);
+  BasicAuth auth(config.users);
+  CHECK(auth.check(basic("prometheus:readme-password")));
+}
