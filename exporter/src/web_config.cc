@@ -654,9 +654,9 @@ std::optional<bool> BasicAuth::cached(std::string_view authorization) const {
   OPENSSL_cleanse(lookup.password.data(), lookup.password.size());
   if (!lookup.well_formed) return false;
   std::lock_guard lock(cache_mutex_);
-  auto it = cache_.find(lookup.key);
-  if (it == cache_.end()) return std::nullopt;
-  return it->second;
+  if (good_.count(lookup.key) != 0) return true;
+  if (bad_.count(lookup.key) != 0) return false;
+  return std::nullopt;
 }
 
 bool BasicAuth::check(std::string_view authorization) {
@@ -664,10 +664,10 @@ bool BasicAuth::check(std::string_view authorization) {
   if (!lookup.well_formed) return false;
   {
     std::lock_guard lock(cache_mutex_);
-    auto it = cache_.find(lookup.key);
-    if (it != cache_.end()) {
+    bool good = good_.count(lookup.key) != 0;
+    if (good || bad_.count(lookup.key) != 0) {
       OPENSSL_cleanse(lookup.password.data(), lookup.password.size());
-      return it->second;
+      return good;
     }
   }
   bool matches = false;
@@ -683,14 +683,17 @@ bool BasicAuth::check(std::string_view authorization) {
   OPENSSL_cleanse(lookup.password.data(), lookup.password.size());
   bool ok = matches && lookup.known_user;
   std::lock_guard lock(cache_mutex_);
-  if (cache_.size() >= kCacheEntries) {
+  // Good and bad answers live apart: a flood of wrong guesses evicts only
+  // other wrong guesses.
+  std::unordered_set<std::string>& cache = ok ? good_ : bad_;
+  if (cache.size() >= kCacheEntries) {
     // A random victim, so that no pattern of requests keeps an entry out.
     static thread_local std::minstd_rand random{std::random_device{}()};
-    auto victim = cache_.begin();
-    std::advance(victim, std::uniform_int_distribution<std::size_t>(0, cache_.size() - 1)(random));
-    cache_.erase(victim);
+    auto victim = cache.begin();
+    std::advance(victim, std::uniform_int_distribution<std::size_t>(0, cache.size() - 1)(random));
+    cache.erase(victim);
   }
-  cache_.emplace(std::move(lookup.key), ok);
+  cache.insert(std::move(lookup.key));
   return ok;
 }
 

@@ -76,6 +76,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -157,9 +158,11 @@ class BasicAuth {
   // True only for "Basic base64(user:password)" (scheme case-insensitive, as
   // Go's Request.BasicAuth) of a configured user whose hash matches. Unknown
   // users cost a bcrypt against the costliest configured hash, so timing does
-  // not tell which users exist. Answers, good and bad, are cached (bounded;
-  // keyed by HMAC-SHA256 with a per-process random key of user, hash and
-  // password, never the password itself). Blocking: a bcrypt takes tens of
+  // not tell which users exist. Answers, good and bad, are cached, each in
+  // a bounded cache of its own (keyed by HMAC-SHA256 with a per-process
+  // random key of user, hash and password, never the password itself), so
+  // wrong guesses, however many, never evict a right password: Prometheus's
+  // scrapes stay free of bcrypt during a guessing flood. Blocking: a bcrypt takes tens of
   // milliseconds and, as in the toolkit, one runs at a time, so run this off
   // the I/O threads.
   bool check(std::string_view authorization);
@@ -169,7 +172,7 @@ class BasicAuth {
   // when check() would have to run bcrypt.
   std::optional<bool> cached(std::string_view authorization) const;
 
-  static constexpr std::size_t kCacheEntries = 256;
+  static constexpr std::size_t kCacheEntries = 256;  // each of good and bad
 
  private:
   struct Lookup {
@@ -185,7 +188,8 @@ class BasicAuth {
   std::string dummy_hash_;
   unsigned char hmac_key_[32];
   mutable std::mutex cache_mutex_;
-  std::unordered_map<std::string, bool> cache_;
+  std::unordered_set<std::string> good_;  // right passwords
+  std::unordered_set<std::string> bad_;   // wrong ones and unknown users
   std::mutex bcrypt_mutex_;
 };
 
