@@ -24,6 +24,7 @@ import math
 import os
 import resource
 import socket
+import statistics
 import sys
 import time
 
@@ -169,6 +170,7 @@ def main():
     for phase in ("without_idle", "with_idle"):
         times = result[phase + "_ms"]
         result[phase + "_pooled_p99_ms"] = p99(times) if times else None
+        result[phase + "_pooled_median_ms"] = statistics.median(times) if times else None
     result["ok"] = not failures
     result["check_failures"] = failures
     print(json.dumps(result))

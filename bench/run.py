@@ -563,10 +563,12 @@ class Runner:
         note = ("p99 per repetition of %d scrapes, each a new connection (Connection: close), timed from connect() "
                 "to the last body byte by a Python client on CPU 0; exporter on CPU 1 with --max-connections 4096 "
                 "--header-timeout-ms 600000 (all %d idle connections held: %s server descriptors with them, %s "
-                "without); pooled p99 %.2f ms with, %.2f ms without; %d-byte body" % (
+                "without); pooled over the repetitions, p99 %.2f ms with, %.2f ms without, median %.2f ms with, "
+                "%.2f ms without; %d-byte body" % (
                     scrapes, idle, "/".join(map(str, res["server_fds_with_idle"])),
                     "/".join(map(str, res["server_fds_without_idle"])),
-                    res["with_idle_pooled_p99_ms"] or float("nan"), res["without_idle_pooled_p99_ms"] or float("nan"),
+                    *(res[k] or float("nan") for k in ("with_idle_pooled_p99_ms", "without_idle_pooled_p99_ms",
+                                                       "with_idle_pooled_median_ms", "without_idle_pooled_median_ms")),
                     len(body)))
         self.add_row("exporter_idle_2000", "p99 scrape, 2,000 idle connections open", "ms",
                      res["with_idle_p99_ms"], "the same, no idle connections", res["without_idle_p99_ms"],
