@@ -18,27 +18,99 @@ import argparse
 import json
 import os
 import platform
+import queue
 import re
+import shutil
 import signal
+import socket
+import ssl
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = "/usr/bin/python3"  # Debian's python3-prometheus-client imports only here
+NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"  # Debian's prometheus-node-exporter 1.5.0
+# One cheap collector: node_exporter's own body stays small (about 7 KB).
+NODE_EXPORTER_FLAGS = ["--collector.disable-defaults", "--collector.loadavg"]
 
+EXPORTER_SCENARIOS = ["exporter_wrk", "exporter_idle_2000", "exporter_tls"]
 SCENARIOS = [
     "counter_inc", "counter_inc_2writers", "labelled_inc_lookup", "new_series",
     "scrape_16x1000", "scrape_64x10000", "scrape_after_churn",
-    "segment_bytes_64x10000", "segment_bytes_sparse", "exporter_wrk",
-]
+    "segment_bytes_64x10000", "segment_bytes_sparse",
+] + EXPORTER_SCENARIOS
 
 
 class Failure(Exception):
     pass
+
+
+class Processes:
+    """The servers of a scenario, each with its output in the log NAME.log,
+    stopped when the block ends: SIGTERM (or, with stop="stdin", its stdin
+    closed), SIGKILL after 20 s."""
+
+    def __init__(self, runner):
+        self.runner = runner
+        self.started = []  # (process, stop, log, copying thread)
+        self.ready_line = {}  # process -> the line that matched `ready`
+
+    def __enter__(self):
+        return self
+
+    def start(self, name, cmd, ready, ready_stream="stderr", stdin=subprocess.DEVNULL, stop="sigterm",
+              timeout_s=20):
+        """Starts cmd and waits until a line of its ready_stream ("stdout" or
+        "stderr") matches the regex `ready`; returns (process, match)."""
+        log = open(self.runner.log_path(name + ".log"), "w")
+        streams = {"stdout": log, "stderr": log}
+        streams[ready_stream] = subprocess.PIPE
+        p = subprocess.Popen(cmd, stdin=stdin, stdout=streams["stdout"], stderr=streams["stderr"], text=True)
+        lines = queue.Queue()
+
+        def copy():
+            for line in getattr(p, ready_stream):
+                log.write(line)
+                log.flush()
+                lines.put(line)
+            lines.put(None)
+        thread = threading.Thread(target=copy, daemon=True)
+        thread.start()
+        self.started.append((p, stop, log, thread))
+        deadline = time.time() + timeout_s
+        while True:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.time()))
+            except queue.Empty:
+                raise Failure("%s did not start within %d s; see %s" % (name, timeout_s, log.name))
+            if line is None:
+                raise Failure("%s exited with status %s before it served; see %s" % (name, p.wait(), log.name))
+            m = re.search(ready, line.rstrip("\n"))
+            if m:
+                self.ready_line[p] = line
+                return p, m
+
+    def __exit__(self, *exc):
+        for p, stop, _, _ in reversed(self.started):
+            if p.poll() is None:
+                if stop == "stdin":
+                    p.stdin.close()
+                else:
+                    p.send_signal(signal.SIGTERM)
+        for p, _, log, thread in self.started:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            thread.join(timeout=5)
+            log.close()
+        return False
 
 
 class Runner:
@@ -362,113 +434,56 @@ class Runner:
             except Failure as e:
                 self.errors.append(str(e))
 
-        # exporter_wrk ----------------------------------------------------------------
-        if self.want("exporter_wrk"):
+        # the exporter over HTTP -------------------------------------------------------
+        if self.want(*EXPORTER_SCENARIOS):
             try:
-                self.exporter_wrk()
+                self.exporter_scenarios()
             except Failure as e:
                 self.errors.append(str(e))
 
         self.probe("end")
         self.elapsed = time.time() - t_start
 
-    # ----------------------------------------------------------------- wrk
-    def exporter_wrk(self):
-        duration = 1 if self.quick else 10
-        reps = 5
-        mp = os.path.join(self.bin, "shmetrics-bench-mp")
-        exporter = os.path.join(self.build, "exporter", "shmetrics-exporter")
-        static = os.path.join(self.bin, "shmetrics-bench-static-server")
-        procs = []
-        logs = []
-        try:
-            seg_log = open(self.log_path("wrk-segment.stderr.log"), "w")
-            logs.append(seg_log)
-            seg = subprocess.Popen([mp, "serve_segment", "--series", "1000", "--writers", "2"],
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=seg_log, text=True)
-            procs.append(seg)
-            info = json.loads(seg.stdout.readline() or "{}")
-            if not info.get("segment"):
-                raise Failure("serve_segment printed no segment; see " + seg_log.name)
+    # ------------------------------------------------- the exporter over HTTP
+    def exporter_scenarios(self):
+        """exporter_wrk, exporter_idle_2000 and exporter_tls: one segment of
+        1,000 counter series written by 2 processes (serve_segment checks its
+        own counts), served by a fresh exporter per scenario, pinned to CPU 1
+        like its peer; the clients run on CPU 0."""
+        with Processes(self) as procs:
+            seg, _ = procs.start("exporter-segment", [os.path.join(self.bin, "shmetrics-bench-mp"), "serve_segment",
+                                                      "--series", "1000", "--writers", "2"],
+                                 stdin=subprocess.PIPE, ready_stream="stdout", ready=r"^\{.*\}$", stop="stdin")
+            info = json.loads(procs.ready_line[seg])
             if not info.get("ok", False):
-                self.check_failures.extend("exporter_wrk: " + c for c in info.get("check_failures", []))
-            # The exporter on CPU 1, wrk on CPU 0.
-            exp = subprocess.Popen(["taskset", "-c", "1", exporter, "--ops-listen", "127.0.0.1:0",
-                                    "--ops-segment", info["segment"], "--judge-listen", "127.0.0.1:0",
-                                    "--judge-segment", info["segment"] + "-absent"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            procs.append(exp)
-            port = None
-            exp_log = open(self.log_path("wrk-exporter.stderr.log"), "w")
-            logs.append(exp_log)
-            deadline = time.time() + 20
-            while port is None and time.time() < deadline:
-                line = exp.stderr.readline()
-                if not line:
-                    break
-                exp_log.write(line)
-                m = re.search(r"event=listening role=ops address=127\.0\.0\.1:(\d+)", line)
-                if m:
-                    port = int(m.group(1))
-            if port is None:
-                raise Failure("the exporter did not report its port; see " + exp_log.name)
-            threading.Thread(target=lambda: [exp_log.write(l) for l in exp.stderr], daemon=True).start()
-            url = "http://127.0.0.1:%d/metrics" % port
-            body = urllib.request.urlopen(url, timeout=10).read()
-            self.check_wrk_body(body, info, "before wrk")
-            body_path = self.log_path("wrk-body.txt")
-            with open(body_path, "wb") as f:
-                f.write(body)
-            st_log = open(self.log_path("wrk-static.stderr.log"), "w")
-            logs.append(st_log)
-            st = subprocess.Popen(["taskset", "-c", "1", static, body_path], stdout=subprocess.PIPE,
-                                  stderr=st_log, text=True)
-            procs.append(st)
-            m = re.match(r"port (\d+)", st.stdout.readline() or "")
-            if not m:
-                raise Failure("the static server did not report its port; see " + st_log.name)
-            static_url = "http://127.0.0.1:%s/metrics" % m.group(1)
-            static_body = urllib.request.urlopen(static_url, timeout=10).read()
-            if static_body != body:
-                raise Failure("the static server does not serve the exporter's bytes")
-            results = {"exporter": [], "static": []}
-            for rep in range(reps):
-                for which, u in (("exporter", url), ("static", static_url)):
-                    results[which].append(self.wrk(u, duration, "%s-%d" % (which, rep)))
-            body_after = urllib.request.urlopen(url, timeout=10).read()
-            self.check_wrk_body(body_after, info, "after wrk")
-            self.results["wrk"] = results
-            e_rps = [r["rps"] for r in results["exporter"]]
-            s_rps = [r["rps"] for r in results["static"]]
-            note = ("exporter %.0f req/s (p99 %.2f ms), static %.0f req/s (p99 %.2f ms); %d-byte body, "
-                    "wrk -t1 -c4 -d%ds on CPU 0, server on CPU 1" % (
-                        statistics.median(e_rps), statistics.median([r["p99_ms"] for r in results["exporter"]]),
-                        statistics.median(s_rps), statistics.median([r["p99_ms"] for r in results["static"]]),
-                        len(body), duration))
-            self.add_row("exporter_wrk", "exporter GET /metrics, 1k series", "ms",
-                         [1000.0 / r for r in e_rps], "cpp-httplib, same bytes, static",
-                         [1000.0 / r for r in s_rps], ("≥0.5", 0.5), note=note, extra={
-                             "shmetrics_requests_per_s": e_rps, "peer_requests_per_s": s_rps,
-                             "shmetrics_p99_ms": [r["p99_ms"] for r in results["exporter"]],
-                             "peer_p99_ms": [r["p99_ms"] for r in results["static"]],
-                             "body_bytes": len(body), "wrk": "-t1 -c4 -d%ds --latency" % duration})
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    if p is procs[0]:
-                        p.stdin.close()
-                    else:
-                        p.send_signal(signal.SIGTERM)
-            for p in procs:
-                try:
-                    p.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-            for f in logs:
-                f.close()
+                self.check_failures.extend("serve_segment: " + c for c in info.get("check_failures", []))
+            for key, scenario in (("exporter_wrk", self.exporter_wrk), ("exporter_idle_2000", self.exporter_idle),
+                                  ("exporter_tls", self.exporter_tls)):
+                if self.want(key):
+                    try:
+                        scenario(info)
+                    except Failure as e:
+                        self.errors.append("%s: %s" % (key, e))
 
-    def check_wrk_body(self, body, info, when):
+    def start_exporter(self, procs, info, name, flags=()):
+        """The exporter serving info's segment as its ops role on CPU 1;
+        returns (process, port)."""
+        exporter = os.path.join(self.build, "exporter", "shmetrics-exporter")
+        p, m = procs.start(name, ["taskset", "-c", "1", exporter, "--ops-listen", "127.0.0.1:0",
+                                  "--ops-segment", info["segment"], "--judge-listen", "127.0.0.1:0",
+                                  "--judge-segment", info["segment"] + "-absent", *flags],
+                           ready=r"event=listening role=ops address=127\.0\.0\.1:(\d+)")
+        return p, int(m.group(1))
+
+    @staticmethod
+    def fetch(url, context=None):
+        try:
+            return urllib.request.urlopen(url, timeout=10, context=context).read()
+        except OSError as e:
+            raise Failure("GET %s failed: %s" % (url, e))
+
+    def check_exporter_body(self, op, body, info, when):
+        """Every series of the segment renders the count its writers wrote."""
         text = body.decode()
         family = info["family"]
         values = {}
@@ -479,12 +494,159 @@ class Runner:
         good = sum(1 for i in range(info["series"])
                    if values.get('%s{series="s%d"}' % (family, i)) == info["expected_each"])
         if good != info["series"]:
-            self.check_failures.append("exporter_wrk (%s): %d of %d series rendered %g" % (
-                when, good, info["series"], info["expected_each"]))
+            self.check_failures.append("%s (%s): %d of %d series rendered %g" % (
+                op, when, good, info["series"], info["expected_each"]))
         if 'shmetrics_segment_up{role="ops"} 1' not in text:
-            self.check_failures.append("exporter_wrk (%s): the exporter does not serve the segment" % when)
+            self.check_failures.append("%s (%s): the exporter does not serve the segment" % (op, when))
 
-    def wrk(self, url, duration, tag):
+    def wrk_pairs(self, op, urls, duration, reps):
+        """wrk -t1 -c4 on CPU 0 against each (name, url) in turn, reps times
+        interleaved; {name: [{"rps", "p99_ms"}, ...]}."""
+        results = {name: [] for name, _ in urls}
+        for rep in range(reps):
+            for name, url in urls:
+                results[name].append(self.wrk(op, url, duration, "%s-%s-%d" % (op, name, rep)))
+        return results
+
+    def exporter_wrk(self, info):
+        duration = 1 if self.quick else 10
+        reps = 5
+        static = os.path.join(self.bin, "shmetrics-bench-static-server")
+        with Processes(self) as procs:
+            _, port = self.start_exporter(procs, info, "wrk-exporter")
+            url = "http://127.0.0.1:%d/metrics" % port
+            body = self.fetch(url)
+            self.check_exporter_body("exporter_wrk", body, info, "before wrk")
+            body_path = self.log_path("wrk-body.txt")
+            with open(body_path, "wb") as f:
+                f.write(body)
+            _, m = procs.start("wrk-static", ["taskset", "-c", "1", static, body_path], ready_stream="stdout",
+                               ready=r"^port (\d+)$")
+            static_url = "http://127.0.0.1:%s/metrics" % m.group(1)
+            if self.fetch(static_url) != body:
+                raise Failure("the static server does not serve the exporter's bytes")
+            results = self.wrk_pairs("exporter_wrk", [("exporter", url), ("static", static_url)], duration, reps)
+            self.check_exporter_body("exporter_wrk", self.fetch(url), info, "after wrk")
+        self.results["wrk"] = results
+        e_rps = [r["rps"] for r in results["exporter"]]
+        s_rps = [r["rps"] for r in results["static"]]
+        note = ("exporter p99 %.2f ms, static p99 %.2f ms; %d-byte body, keep-alive, "
+                "wrk -t1 -c4 -d%ds on CPU 0, server on CPU 1 (exporter: default flags, 4 threads)" % (
+                    statistics.median([r["p99_ms"] for r in results["exporter"]]),
+                    statistics.median([r["p99_ms"] for r in results["static"]]), len(body), duration))
+        self.add_row("exporter_wrk", "exporter GET /metrics, 1k series", "rps", e_rps,
+                     "cpp-httplib, same bytes, static", s_rps, ("≥1.0×", 1.0), higher_is_better=True, note=note,
+                     extra={"shmetrics_p99_ms": [r["p99_ms"] for r in results["exporter"]],
+                            "peer_p99_ms": [r["p99_ms"] for r in results["static"]],
+                            "body_bytes": len(body), "wrk": "-t1 -c4 -d%ds --latency" % duration})
+
+    def exporter_idle(self, info):
+        reps = 3 if self.quick else 5
+        scrapes = 100 if self.quick else 1000
+        idle = 2000
+        with Processes(self) as procs:
+            # Every idle connection admitted (the default --max-connections is
+            # 1024) and held for the whole measurement (the default
+            # --header-timeout-ms of 5 s would close them).
+            exporter, port = self.start_exporter(procs, info, "idle-exporter", [
+                "--max-connections", "4096", "--header-timeout-ms", "600000"])
+            body = self.fetch("http://127.0.0.1:%d/metrics" % port)
+            self.check_exporter_body("exporter_idle_2000", body, info, "before")
+            body_path = self.log_path("idle-body.txt")
+            with open(body_path, "wb") as f:
+                f.write(body)
+            res = self.run_json("exporter_idle_2000", [
+                "taskset", "-c", "0", PYTHON, os.path.join(HERE, "idle_scrape.py"), "--port", str(port),
+                "--server-pid", str(exporter.pid), "--expect-body", body_path, "--idle", str(idle),
+                "--scrapes", str(scrapes), "--reps", str(reps)], 600)
+        self.results["idle"] = res
+        note = ("p99 per repetition of %d scrapes, each a new connection (Connection: close), timed from connect() "
+                "to the last body byte by a Python client on CPU 0; exporter on CPU 1 with --max-connections 4096 "
+                "--header-timeout-ms 600000 (all %d idle connections held: %s server descriptors with them, %s "
+                "without); pooled over the repetitions, p99 %.2f ms with, %.2f ms without, median %.2f ms with, "
+                "%.2f ms without; %d-byte body" % (
+                    scrapes, idle, "/".join(map(str, res["server_fds_with_idle"])),
+                    "/".join(map(str, res["server_fds_without_idle"])),
+                    *(res[k] or float("nan") for k in ("with_idle_pooled_p99_ms", "without_idle_pooled_p99_ms",
+                                                       "with_idle_pooled_median_ms", "without_idle_pooled_median_ms")),
+                    len(body)))
+        self.add_row("exporter_idle_2000", "p99 scrape, 2,000 idle connections open", "ms",
+                     res["with_idle_p99_ms"], "the same, no idle connections", res["without_idle_p99_ms"],
+                     ("≤1.5× without (≥0.67)", 1 / 1.5), note=note,
+                     extra={"idle_connections": idle, "scrapes_per_repetition": scrapes,
+                            "connection_per_scrape": True, "body_bytes": len(body)})
+
+    def exporter_tls(self, info):
+        duration = 1 if self.quick else 10
+        reps = 3 if self.quick else 5
+        tls_dir = tempfile.mkdtemp(prefix="shmetrics-bench-tls-")
+        try:
+            cert, key = os.path.join(tls_dir, "server.crt"), os.path.join(tls_dir, "server.key")
+            with open(self.log_path("tls-openssl.log"), "w") as log:
+                rc = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                                     "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-keyout", key, "-out", cert,
+                                     "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                                    stdout=log, stderr=log, timeout=60).returncode
+            if rc != 0:
+                raise Failure("openssl could not make the certificate; see " + self.log_path("tls-openssl.log"))
+            web_config = os.path.join(tls_dir, "web-config.yml")
+            with open(web_config, "w") as f:
+                f.write("tls_server_config:\n  cert_file: %s\n  key_file: %s\n" % (cert, key))
+            context = ssl.create_default_context(cafile=cert)
+            with Processes(self) as procs:
+                _, port = self.start_exporter(procs, info, "tls-exporter", ["--web.config.file", web_config])
+                # node_exporter logs the port it took (":0") once it serves TLS.
+                _, m = procs.start("tls-node-exporter", ["taskset", "-c", "1", NODE_EXPORTER] + NODE_EXPORTER_FLAGS + [
+                    "--web.listen-address=127.0.0.1:0", "--web.config.file=" + web_config],
+                    ready=r'msg="TLS is enabled\." .*address=127\.0\.0\.1:(\d+)')
+                url = "https://127.0.0.1:%d/metrics" % port
+                node_url = "https://127.0.0.1:%s/metrics" % m.group(1)
+                body = self.fetch(url, context)
+                self.check_exporter_body("exporter_tls", body, info, "before wrk")
+                node_body = self.fetch(node_url, context)
+                self.check_node_exporter_body(node_body, "before wrk")
+                ciphers = [self.tls_session(p, context) for p in (port, int(m.group(1)))]
+                results = self.wrk_pairs("exporter_tls", [("exporter", url), ("node_exporter", node_url)],
+                                         duration, reps)
+                self.check_exporter_body("exporter_tls", self.fetch(url, context), info, "after wrk")
+                self.check_node_exporter_body(self.fetch(node_url, context), "after wrk")
+        finally:
+            shutil.rmtree(tls_dir, ignore_errors=True)
+        self.results["tls"] = results
+        e_rps = [r["rps"] for r in results["exporter"]]
+        n_rps = [r["rps"] for r in results["node_exporter"]]
+        note = ("bodies: exporter %d bytes (1,000 series), node_exporter %d bytes (%s, with its go_/process_ "
+                "metrics); p99 %.2f ms vs %.2f ms; negotiated by OpenSSL's client defaults: %s vs %s; P-256 "
+                "certificate, HTTP/1.1 keep-alive, wrk -t1 -c4 -d%ds on CPU 0, both servers on CPU 1 "
+                "(node_exporter: GOMAXPROCS 1 from the affinity)" % (
+                    len(body), len(node_body), " ".join(NODE_EXPORTER_FLAGS),
+                    statistics.median([r["p99_ms"] for r in results["exporter"]]),
+                    statistics.median([r["p99_ms"] for r in results["node_exporter"]]), ciphers[0], ciphers[1],
+                    duration))
+        self.add_row("exporter_tls", "exporter GET /metrics over TLS, 1k series", "rps", e_rps,
+                     "node_exporter 1.5.0 /metrics over TLS", n_rps, higher_is_better=True, note=note,
+                     extra={"shmetrics_p99_ms": [r["p99_ms"] for r in results["exporter"]],
+                            "peer_p99_ms": [r["p99_ms"] for r in results["node_exporter"]],
+                            "body_bytes": len(body), "peer_body_bytes": len(node_body),
+                            "wrk": "-t1 -c4 -d%ds --latency" % duration})
+
+    @staticmethod
+    def tls_session(port, context):
+        """The protocol and cipher a client with OpenSSL's defaults (as wrk's)
+        gets from the server on `port`."""
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                    context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                name, version, _ = tls.cipher()
+                return "%s %s" % (version, name)
+        except OSError as e:
+            raise Failure("TLS handshake with 127.0.0.1:%d failed: %s" % (port, e))
+
+    def check_node_exporter_body(self, body, when):
+        if not re.search(rb"^node_load1 [0-9.e+-]+$", body, re.M):
+            self.check_failures.append("exporter_tls (%s): node_exporter's body has no node_load1 sample" % when)
+
+    def wrk(self, op, url, duration, tag):
         cmd = ["taskset", "-c", "0", "wrk", "-t1", "-c4", "-d%ds" % duration, "--latency", url]
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=duration + 60)
         with open(self.log_path("wrk-%s.log" % tag), "w") as f:
@@ -495,9 +657,9 @@ class Runner:
         if p.returncode != 0 or not m:
             raise Failure("wrk failed on %s; see %s" % (url, self.log_path("wrk-%s.log" % tag)))
         if errors:
-            self.check_failures.append("exporter_wrk: wrk reported errors on %s: %s" % (url, errors.group(0)))
-        p99 = float(l99.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[l99.group(2)] if l99 else float("nan")
-        return {"rps": float(m.group(1)), "p99_ms": p99}
+            self.check_failures.append("%s: wrk reported errors on %s: %s" % (op, url, errors.group(0)))
+        p99_ms = float(l99.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[l99.group(2)] if l99 else float("nan")
+        return {"rps": float(m.group(1)), "p99_ms": p99_ms}
 
     # ------------------------------------------------------------- output
     @staticmethod
@@ -507,6 +669,8 @@ class Runner:
             return 1e6, "MB"
         if unit == "x":
             return 1.0, "×"
+        if unit == "rps":
+            return 1.0, "req/s"
         ns = v * 1e6 if unit == "ms" else v
         if ns >= 1e6:
             return (1.0, "ms") if unit == "ms" else (1e6, "ms")
@@ -619,9 +783,9 @@ def main():
     except Failure as e:
         r.errors.append(str(e))
     print()
-    print("shmetrics benchmarks%s — %s, %d vCPUs; ratio = peer time / shmetrics time (for scaling: "
-          "shmetrics / floor); higher is better for shmetrics" % (" (--quick)" if r.quick else "", m["cpu"],
-                                                                 m["vcpus"]))
+    print("shmetrics benchmarks%s — %s, %d vCPUs; ratio = peer time / shmetrics time (for scaling and "
+          "requests/s: shmetrics / peer); higher is better for shmetrics" % (
+              " (--quick)" if r.quick else "", m["cpu"], m["vcpus"]))
     for when, p in r.probes.items():
         print("cpu probe %-5s: %s ns/step; load average %s" % (
             when, ", ".join("%s %.3f" % (k, v) for k, v in p.items() if k.startswith("cpu")), " ".join(p["loadavg"])))

@@ -2,8 +2,8 @@
 # scripts/bench.sh: install what is missing, build in release mode, run every
 # benchmark scenario of shmetrics next to its peers (prometheus-cpp,
 # client_python 0.16 in multiprocess mode, the hardware floor, a static
-# cpp-httplib server under wrk) and print one table. BENCHMARKS.md says what
-# each scenario means.
+# cpp-httplib server under wrk, node_exporter over TLS) and print one table.
+# BENCHMARKS.md says what each scenario means.
 #
 # Usage: scripts/bench.sh [--quick] [--json FILE] [--markdown FILE] [--only KEY,...]
 #   --quick          a reduced set in well under two minutes, for CI: it
