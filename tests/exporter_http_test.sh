@@ -351,3 +351,7 @@ check "exporter still running before SIGTERM" alive "$EXPORTER_PID"
 stop_process "$EXPORTER_PID" "$STOP_SECONDS"
 check "exporter exits 0 within ${STOP_SECONDS}s of SIGTERM (got $STOP_RC)" [ "$STOP_RC" = 0 ]
 check "exporter logged event=stopped" grep -q 'event=stopped' "$EXPORTER_LOG"
+# Its HTTP totals: the ops listener answered requests (its 404s among them).
+ops_totals=$(grep -o 'event=http_totals role=ops .*' "$EXPORTER_LOG" || true)
+check "exporter logged its ops listener's HTTP totals with requests > 0 ($ops_totals)" \
+  grep -qE 'event=http_totals role=ops accepted=[1-9][0-9]* .*requests=[1-9]' "$EXPORTER_LOG"

@@ -406,6 +406,15 @@ int main(int argc, char** argv) {
     }
   }
   log_event("info", "stopping", {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  // What each listener met in its life, for the operator reading the log.
+  for (std::size_t i = 0; i < options.roles.size(); ++i) {
+    shmetrics::exporter::ListenerStats st = server.stats(i);
+    log_event("info", "http_totals",
+              {{"role", options.roles[i].role}, {"accepted", std::to_string(st.accepted)},
+               {"refused", std::to_string(st.refused)}, {"evicted", std::to_string(st.evicted)},
+               {"header_timeouts", std::to_string(st.header_timeouts)}, {"requests", std::to_string(st.requests)},
+               {"unauthorized", std::to_string(st.unauthorized)}});
+  }
   server.stop();
   log_event("info", "stopped");
   return 0;
