@@ -809,3 +809,38 @@ TEST_CASE("the_readmes_web_config_example_loads", "[web_config][readme]") {
   BasicAuth auth(config.users);
   CHECK(auth.check(basic("prometheus:readme-password")));
 }
+
+TEST_CASE("only_regular_files_of_bounded_size_are_read", "[web_config]") {
+  // A FIFO would block the thread reading it for ever; a huge file would
+  // stall it: both are refused at once.
+  TempDir dir;
+  REQUIRE(::mkfifo((dir / "fifo.yml").c_str(), 0600) == 0);
+  CHECK_THROWS_WITH(load_web_config(dir / "fifo.yml"),
+                    "web config " + (dir / "fifo.yml") + ": cannot read the file: it is not a regular file");
+  write_file(dir / "big.yml", "basic_auth_users: {}\n" + std::string(2 << 20, '#'));
+  CHECK_THROWS_WITH(load_web_config(dir / "big.yml"), Catch::Contains("more than the 1048576 allowed"));
+  REQUIRE(::mkfifo((dir / "cert.fifo").c_str(), 0600) == 0);
+  TlsServerConfig tls;
+  tls.cert_file = dir / "cert.fifo";
+  tls.key_file = pki().file("server.key");
+  CHECK_THROWS_WITH(make_tls_context(tls), "tls_server_config.cert_file: cannot read " + (dir / "cert.fifo") +
+                                               ": it is not a regular file");
+}
+
+TEST_CASE("a_reload_with_the_same_users_keeps_the_password_cache", "[web_config][watcher]") {
+  ConfigFile config("basic_auth_users:\n  alice: " + bcrypt("wonderland") + "\n");
+  WebConfigWatcher watcher(config.path, std::chrono::milliseconds(0));
+  auto before = watcher.current();
+  REQUIRE(before->auth->check(basic("alice:wonderland")));
+  watcher.reload_now();  // a SIGHUP, or a certificate rotated
+  auto after = watcher.current();
+  CHECK(after != before);
+  CHECK(after->auth == before->auth);
+  CHECK(after->auth->cached(basic("alice:wonderland")) == std::optional<bool>(true));
+  // Other users: a cache of their own.
+  write_file(config.path, "basic_auth_users:\n  bob: " + bcrypt("builder") + "\n");
+  set_mtime(config.path, 1000);
+  auto changed = watcher.current();
+  CHECK(changed->auth != before->auth);
+  CHECK(changed->auth->cached(basic("alice:wonderland")) == std::nullopt);
+}

@@ -119,6 +119,7 @@ void check_options(const ServerOptions& o) {
   if (o.header_timeout.count() <= 0 || o.keep_alive_timeout.count() <= 0 || o.write_timeout.count() <= 0)
     throw std::invalid_argument("ServerOptions timeouts must be positive");
   if (o.listen_backlog <= 0) throw std::invalid_argument("ServerOptions::listen_backlog must be positive");
+  if (o.max_pending_auth == 0) throw std::invalid_argument("ServerOptions::max_pending_auth must be at least 1");
 }
 
 // Lingering close: after the answer and a FIN, unread bytes of the client
@@ -136,6 +137,7 @@ struct HttpServer::Io {
   // Bcrypt, one at a time, off the threads serving connections. Declared
   // after ioc: destroyed first, with the connections its pending work holds.
   asio::thread_pool auth{1};
+  std::atomic<std::size_t> pending_auth{0};  // checks queued or running there
   std::vector<std::thread> threads;
   bool started = false;
   bool stopped = false;
@@ -144,9 +146,9 @@ struct HttpServer::Io {
 class ConnectionBase;
 
 struct HttpServer::Listener : std::enable_shared_from_this<HttpServer::Listener> {
-  Listener(asio::io_context& context, asio::thread_pool& auth_pool, std::shared_ptr<RoleSource> role_source,
-           const ServerOptions& o)
-      : ioc(context), auth(auth_pool), source(std::move(role_source)), options(o),
+  Listener(asio::io_context& context, asio::thread_pool& auth_pool, std::atomic<std::size_t>& auth_pending,
+           std::shared_ptr<RoleSource> role_source, const ServerOptions& o)
+      : ioc(context), auth(auth_pool), pending_auth(auth_pending), source(std::move(role_source)), options(o),
         acceptor(asio::make_strand(context)), retry(acceptor.get_executor()) {}
 
   void accept();
@@ -158,6 +160,7 @@ struct HttpServer::Listener : std::enable_shared_from_this<HttpServer::Listener>
 
   asio::io_context& ioc;
   asio::thread_pool& auth;
+  std::atomic<std::size_t>& pending_auth;  // the server's, all listeners together
   std::shared_ptr<WebConfigWatcher> web_config;  // null: plain HTTP, no auth
   const std::shared_ptr<RoleSource> source;
   const ServerOptions options;
@@ -167,7 +170,7 @@ struct HttpServer::Listener : std::enable_shared_from_this<HttpServer::Listener>
   int port = 0;
 
   std::atomic<std::uint64_t> accepted{0}, refused{0}, evicted{0}, header_timeouts{0}, requests{0},
-      unauthorized{0};
+      unauthorized{0}, auth_busy{0};
   ThrottledLog refused_log, evicted_log, accept_error_log;
 
   // The connections and the order they began waiting for a request head.
@@ -257,9 +260,21 @@ struct Answer {
 
 std::string_view view(beast::string_view s) { return {s.data(), s.size()}; }
 
-// The path of a request target, without its query.
+// The path of a request target, without its query; an absolute-form
+// target (http://host:port/metrics, as sent to proxies) without its scheme
+// and authority, as RFC 9112 asks servers to accept.
 std::string_view target_path(beast::string_view target) {
-  return view(target).substr(0, view(target).find('?'));
+  std::string_view t = view(target);
+  for (std::string_view scheme : {"http://", "https://"}) {
+    std::string_view head = t.substr(0, scheme.size());
+    if (beast::iequals(beast::string_view(head.data(), head.size()),
+                       beast::string_view(scheme.data(), scheme.size()))) {
+      std::size_t slash = t.find('/', scheme.size());
+      t = slash == std::string_view::npos ? std::string_view("/") : t.substr(slash);
+      break;
+    }
+  }
+  return t.substr(0, t.find('?'));
 }
 
 // The first rule of the protocol a request head breaks, checked before
@@ -406,11 +421,39 @@ class Connection final : public ConnectionBase {
     parse_head();
   }
 
+  // Reads a request head, counting its bytes: Beast 1.74's header_limit
+  // bounds only the bytes its parser has not consumed yet, so a head of many
+  // short fields (each consumed, and kept, as it completes) would pass it.
   void parse_head() {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(listener_->options.max_request_bytes));
-    http::async_read_header(stream_, buffer_, *parser_,
-                            [self = shared()](beast::error_code ec, std::size_t) { self->on_head(ec); });
+    head_bytes_ = 0;
+    feed_head();
+  }
+
+  void feed_head() {
+    const std::size_t limit = listener_->options.max_request_bytes;
+    while (buffer_.size() > 0 && !parser_->is_header_done()) {
+      beast::error_code ec;
+      std::size_t used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      head_bytes_ += used;
+      if (head_bytes_ > limit) return on_head(http::error::header_limit);
+      if (ec == http::error::need_more) break;
+      if (ec) return on_head(ec);
+    }
+    if (parser_->is_header_done()) return on_head({});
+    // What is buffered is an incomplete head: it may grow to the limit.
+    if (head_bytes_ + buffer_.size() >= limit) return on_head(http::error::header_limit);
+    stream_.async_read_some(buffer_.prepare(limit - head_bytes_ - buffer_.size()),
+                            [self = shared()](beast::error_code ec, std::size_t n) {
+                              self->buffer_.commit(n);
+                              if (ec == asio::error::eof)
+                                ec = self->head_bytes_ + self->buffer_.size() == 0 ? http::error::end_of_stream
+                                                                                  : http::error::partial_message;
+                              if (ec) return self->on_head(ec);
+                              self->feed_head();
+                            });
   }
 
   void on_head(beast::error_code ec) {
@@ -441,9 +484,18 @@ class Connection final : public ConnectionBase {
       auto found = req.find(http::field::authorization);
       std::string authorization = found == req.end() ? std::string() : std::string(view(found->value()));
       if (std::optional<bool> known = config_->auth->cached(authorization)) return authorized(*known);
-      // Bcrypt on the auth thread; the answer comes back on this strand.
+      // Bcrypt on the auth thread, at most max_pending_auth checks queued
+      // for the whole server; the answer comes back on this strand.
+      if (listener_->pending_auth.fetch_add(1) >= listener_->options.max_pending_auth) {
+        listener_->pending_auth.fetch_sub(1);
+        listener_->auth_busy.fetch_add(1, std::memory_order_relaxed);
+        return answer(Answer{http::status::service_unavailable,
+                             "too many password checks in progress; try again", true},
+                      req.version(), head_only());
+      }
       asio::post(listener_->auth, [self = shared(), auth = config_->auth, authorization = std::move(authorization)] {
         bool ok = auth->check(authorization);
+        self->listener_->pending_auth.fetch_sub(1);
         asio::post(self->strand_, [self, ok] { self->authorized(ok); });
       });
       return;
@@ -497,6 +549,7 @@ class Connection final : public ConnectionBase {
     res->set(http::field::content_type, "text/plain; charset=utf-8");
     if (a.allow) res->set(http::field::allow, "GET, HEAD");
     if (a.authenticate) res->set(http::field::www_authenticate, "Basic");
+    if (a.status == http::status::service_unavailable) res->set(http::field::retry_after, "1");
     add_configured_headers(*res);
     if (!head_only) res->body() = beast::span<const char>(text_.data(), text_.size());
     res->content_length(text_.size());
@@ -517,6 +570,8 @@ class Connection final : public ConnectionBase {
   // Ends the connection after an answer: close_notify for TLS, then FIN,
   // then a lingering read of whatever the client still sends.
   void finish() {
+    // Answered: its slot may go to a new connection.
+    listener_->wait_begin(*this);
     tcp().expires_after(kLingerTime);
     if constexpr (kTls) {
       stream_.async_shutdown([self = shared()](beast::error_code) { self->close_now(); });
@@ -526,6 +581,7 @@ class Connection final : public ConnectionBase {
   }
 
   void linger_plain() {
+    listener_->wait_begin(*this);  // answered: its slot may go to a new connection
     tcp().expires_after(kLingerTime);
     beast::error_code ignored;
     tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -550,6 +606,7 @@ class Connection final : public ConnectionBase {
   std::shared_ptr<const std::string> body_;        // the exposition being sent
   std::string text_;                               // a refusal being sent
   bool first_ = true;
+  std::size_t head_bytes_ = 0;  // of the head being read, consumed by the parser
   std::size_t lingered_ = 0;
 };
 
@@ -638,7 +695,7 @@ int HttpServer::add_listener(std::shared_ptr<RoleSource> source, const std::stri
     ::close(fd);
     return -1;
   }
-  auto listener = std::make_shared<Listener>(io_->ioc, io_->auth, std::move(source), options_);
+  auto listener = std::make_shared<Listener>(io_->ioc, io_->auth, io_->pending_auth, std::move(source), options_);
   beast::error_code ec;
   listener->acceptor.assign(family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
   if (ec) {
@@ -664,6 +721,7 @@ ListenerStats HttpServer::stats(std::size_t index) const {
   s.header_timeouts = l.header_timeouts.load();
   s.requests = l.requests.load();
   s.unauthorized = l.unauthorized.load();
+  s.auth_busy = l.auth_busy.load();
   {
     std::lock_guard lock(const_cast<Listener&>(l).mutex);
     s.open = l.open;

@@ -49,6 +49,12 @@ struct ServerOptions {
   // Deadline for writing one answer.
   std::chrono::milliseconds write_timeout{30000};
   int listen_backlog = 1024;
+  // Password checks (bcrypt, tens of ms each, one at a time) queued at once,
+  // for all listeners together. Past it, a request whose password is not in
+  // the cache gets 503 with Retry-After: 1 and its connection is closed, so
+  // a flood of guesses queues no more than this much work. Passwords that
+  // passed once stay cached and never wait.
+  std::size_t max_pending_auth = 16;
 };
 
 // Counters of one listener, for logs and tests.
@@ -58,6 +64,7 @@ struct ListenerStats {
   std::uint64_t evicted = 0;       // closed to make room for a new one
   std::uint64_t header_timeouts = 0;
   std::uint64_t unauthorized = 0;  // 401 answers
+  std::uint64_t auth_busy = 0;     // 503 answers: max_pending_auth checks queued
   std::uint64_t requests = 0;      // heads read and answered
   std::uint64_t open = 0;          // connections now open
 };

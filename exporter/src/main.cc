@@ -128,6 +128,9 @@ for a request holds no thread):
                           seconds, 1-3600 (default 60)
   --write-timeout-ms N    deadline for writing one answer, 1-600000 (default
                           30000)
+  --max-auth-queue N      password checks (bcrypt) queued at once, 1-4096
+                          (default 16); past it, a request whose password is
+                          not cached gets 503 with Retry-After: 1
   --help                  print this help and exit
   --version               print the version and the segment layout version
                           it reads, and exit
@@ -199,7 +202,7 @@ long parse_number(std::string_view flag, const std::string& value, long lo, long
 
 constexpr std::string_view kServerFlags[] = {"--threads", "--max-connections", "--max-request-bytes",
                                             "--header-timeout-ms", "--keep-alive-timeout-s",
-                                            "--write-timeout-ms"};
+                                            "--write-timeout-ms", "--max-auth-queue"};
 
 bool is_server_flag(std::string_view flag) {
   return std::find(std::begin(kServerFlags), std::end(kServerFlags), flag) != std::end(kServerFlags);
@@ -216,6 +219,7 @@ void parse_server_flag(std::string_view flag, const std::string& value, ServerOp
   else if (flag == "--header-timeout-ms") s.header_timeout = milliseconds(parse_number(flag, value, 1, 600000));
   else if (flag == "--keep-alive-timeout-s") s.keep_alive_timeout = seconds(parse_number(flag, value, 1, 3600));
   else if (flag == "--write-timeout-ms") s.write_timeout = milliseconds(parse_number(flag, value, 1, 600000));
+  else if (flag == "--max-auth-queue") s.max_pending_auth = count(1, 4096);
 }
 
 // The uid of `user`: a user name, or a number.
@@ -413,7 +417,7 @@ int main(int argc, char** argv) {
               {{"role", options.roles[i].role}, {"accepted", std::to_string(st.accepted)},
                {"refused", std::to_string(st.refused)}, {"evicted", std::to_string(st.evicted)},
                {"header_timeouts", std::to_string(st.header_timeouts)}, {"requests", std::to_string(st.requests)},
-               {"unauthorized", std::to_string(st.unauthorized)}});
+               {"unauthorized", std::to_string(st.unauthorized)}, {"auth_busy", std::to_string(st.auth_busy)}});
   }
   server.stop();
   log_event("info", "stopped");

@@ -10,7 +10,9 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -251,13 +253,59 @@ std::string normalized_bcrypt(std::string_view hash, std::string* why) {
 
 }  // namespace
 
+namespace {
+
+// The web config and the files it names are read on the threads that serve
+// connections when they change: only regular files of bounded size are
+// read, so a FIFO, a device or a huge file cannot stall them.
+constexpr off_t kMaxFileBytes = 1 << 20;
+
+// Why `path` cannot be read as a regular file of at most kMaxFileBytes, or
+// "" when it can; `content` gets its bytes when asked for.
+std::string read_small_regular_file(const std::string& path, std::string* content = nullptr) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return std::strerror(errno);
+  struct stat st {};
+  std::string why;
+  if (::fstat(fd, &st) != 0) {
+    why = std::string("cannot stat it: ") + std::strerror(errno);
+  } else if (!S_ISREG(st.st_mode)) {
+    why = "it is not a regular file";
+  } else if (st.st_size > kMaxFileBytes) {
+    why = "it has " + std::to_string(st.st_size) + " bytes, more than the " + std::to_string(kMaxFileBytes) +
+          " allowed";
+  } else if (content != nullptr) {
+    content->clear();
+    char buffer[16384];
+    for (;;) {
+      ssize_t n = ::read(fd, buffer, sizeof buffer);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        why = std::string("cannot read it: ") + std::strerror(errno);
+        break;
+      }
+      if (n == 0) break;
+      content->append(buffer, static_cast<std::size_t>(n));
+      if (content->size() > static_cast<std::size_t>(kMaxFileBytes)) {
+        why = "it grew past " + std::to_string(kMaxFileBytes) + " bytes while being read";
+        break;
+      }
+    }
+  }
+  ::close(fd);
+  return why;
+}
+
+}  // namespace
+
 WebConfig load_web_config(const std::string& path) {
   Reader reader(path);
   YAML::Node root;
+  std::string text;
+  if (std::string why = read_small_regular_file(path, &text); !why.empty())
+    throw WebConfigError("web config " + path + ": cannot read the file: " + why);
   try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    throw WebConfigError("web config " + path + ": cannot read the file: " + std::strerror(errno));
+    root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     throw WebConfigError("web config " + path + ": not valid YAML: " + e.what());
   }
@@ -479,6 +527,12 @@ std::shared_ptr<boost::asio::ssl::context> make_tls_context(const TlsServerConfi
   SSL_CTX* ctx = context->native_handle();
   ERR_clear_error();
   SSL_CTX_set_default_passwd_cb(ctx, refuse_passphrase);
+  for (auto [key, file] : {std::pair{"cert_file", &tls.cert_file}, std::pair{"key_file", &tls.key_file},
+                           std::pair{"client_ca_file", &tls.client_ca_file}}) {
+    if (file->empty()) continue;
+    if (std::string why = read_small_regular_file(*file); !why.empty())
+      throw WebConfigError("tls_server_config." + std::string(key) + ": cannot read " + *file + ": " + why);
+  }
   if (SSL_CTX_use_certificate_chain_file(ctx, tls.cert_file.c_str()) != 1) {
     tls_fail("tls_server_config.cert_file: cannot load the certificate chain", tls.cert_file);
   }
@@ -733,7 +787,12 @@ void WebConfigWatcher::reload(bool forced) {
     add_stamps(*parsed);
     auto loaded = std::make_shared<LoadedWebConfig>();
     if (parsed->tls) loaded->tls = make_tls_context(*parsed->tls);
-    loaded->auth = std::make_shared<BasicAuth>(parsed->users);
+    // The same users keep their BasicAuth and its cache: a certificate
+    // rotation or a SIGHUP must not send every scraper back to bcrypt.
+    if (current_ != nullptr && current_->config.users == parsed->users)
+      loaded->auth = current_->auth;
+    else
+      loaded->auth = std::make_shared<BasicAuth>(parsed->users);
     loaded->config = std::move(*parsed);
     bool first = current_ == nullptr;
     {
