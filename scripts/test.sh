@@ -38,9 +38,9 @@ stage_meson_test() {
 # test (seconds; env ASAN_BUDGET_S, TSAN_BUDGET_S); a hang is killed at the
 # budget and fails the stage. The per-test meson timeouts apply as well.
 ASAN_BUILD_DIR=build-asan
-ASAN_BUDGET_S="${ASAN_BUDGET_S:-900}"
+ASAN_BUDGET_S="${ASAN_BUDGET_S:-1500}"
 TSAN_BUILD_DIR=build-tsan
-TSAN_BUDGET_S="${TSAN_BUDGET_S:-600}"
+TSAN_BUDGET_S="${TSAN_BUDGET_S:-900}"
 # The concurrency tests, the ones run under ThreadSanitizer.
 TSAN_TESTS=(
   test_counters

@@ -416,3 +416,30 @@ TEST_CASE("password checks past max_pending_auth get 503 at once, not a place in
   CHECK(server.stats(0).auth_busy == busy);
   server.stop();
 }
+
+TEST_CASE("while the bodies being sent hold more than max_scrape_bytes, a scrape takes the newest") {
+  // Slow readers keep their bodies alive; past the budget they stop
+  // multiplying: the newest serves the next scrapes.
+  testing::ScopedName name("http-bodies");
+  Segment segment = Segment::open(testing::small_options(name.str(), 4, 4));
+  REQUIRE(segment.path() == name.str());
+  RoleSource source("ops", name.str());
+  const std::size_t budget = exporter::kRoomAfterRender + 1024;
+  source.set_max_scrape_bytes(budget);
+  std::vector<std::shared_ptr<const std::string>> held;  // the slow readers' bodies
+  while (source.live_body_bytes() <= budget && held.size() < 100000) {
+    held.push_back(source.scrape_shared());
+    if (held.size() > 1) REQUIRE(held.back() != held[held.size() - 2]);  // each rendered anew
+  }
+  REQUIRE(source.live_body_bytes() > budget);
+  const std::size_t live = source.live_body_bytes();
+  CHECK(source.scrape_shared() == held.back());
+  CHECK(source.scrape_shared() == held.back());
+  CHECK(source.bodies_reused() == 2);
+  CHECK(source.live_body_bytes() == live);  // nothing new rendered
+  held.clear();
+  CHECK(source.live_body_bytes() == 0);
+  auto fresh = source.scrape_shared();
+  CHECK(source.bodies_reused() == 2);
+  CHECK(source.live_body_bytes() > 0);
+}

@@ -47,7 +47,7 @@ struct ServerOptions {
   // How long a connection may wait for its next request.
   std::chrono::milliseconds keep_alive_timeout{std::chrono::seconds(60)};
   // Deadline for writing one answer.
-  std::chrono::milliseconds write_timeout{30000};
+  std::chrono::milliseconds write_timeout{10000};  // Prometheus's default scrape_timeout
   int listen_backlog = 1024;
   // Password checks (bcrypt, tens of ms each, one at a time) queued at once,
   // for all listeners together. Past it, a request whose password is not in

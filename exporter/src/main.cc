@@ -92,7 +92,10 @@ format, each role on its own listener: GET /metrics.
   --max-scrape-bytes N    most bytes one role may hold parsed from its segment,
                           and the largest exposition it renders, 65536-2^40
                           (default 67108864, 64 MiB); a segment past either
-                          answers shmetrics_segment_up 0, with the reason logged
+                          answers shmetrics_segment_up 0, with the reason
+                          logged. Also bounds the bodies a role keeps alive
+                          for clients still reading them: past it, a scrape
+                          gets the newest of them instead of a new render
 
 TLS and authentication:
   --web.config.file FILE  node_exporter's web configuration file (Prometheus
@@ -105,6 +108,7 @@ TLS and authentication:
                           at most once a second, and on SIGHUP); a file that
                           becomes invalid keeps the last good configuration,
                           logged as event=web_config_invalid
+
 
 HTTP limits (the server is Boost.Beast over Boost.Asio; a connection waiting
 for a request holds no thread):
@@ -127,7 +131,7 @@ for a request holds no thread):
                           close a connection that sends no next request for N
                           seconds, 1-3600 (default 60)
   --write-timeout-ms N    deadline for writing one answer, 1-600000 (default
-                          30000)
+                          10000, Prometheus's default scrape timeout)
   --max-auth-queue N      password checks (bcrypt) queued at once, 1-4096
                           (default 16); past it, a request whose password is
                           not cached gets 503 with Retry-After: 1

@@ -166,6 +166,14 @@ bool RoleSource::ensure_open() {
 
 std::shared_ptr<const std::string> RoleSource::scrape_shared() {
   std::unique_lock lock(share_mutex_);
+  // Bodies still being sent (to slow readers, say) past the budget: the
+  // newest of them serves this scrape too, so they stop multiplying.
+  if (!rendering_ && live_body_bytes_->load() > max_scrape_bytes_) {
+    if (std::shared_ptr<const std::string> newest = newest_body_.lock()) {
+      ++bodies_reused_;
+      return newest;
+    }
+  }
   if (rendering_) {
     const std::uint64_t joined = renders_started_;
     ++waiting_;
@@ -192,6 +200,7 @@ std::shared_ptr<const std::string> RoleSource::scrape_shared() {
   lock.lock();
   rendering_ = false;
   ++renders_done_;
+  if (body) newest_body_ = body;
   if (waiting_ > 0) {
     shared_body_ = body;
     shared_error_ = error;
@@ -239,7 +248,14 @@ std::shared_ptr<const std::string> RoleSource::render() {
   }
   append_own_metrics(out, up);
   last_scrape_bytes_ = out.size();
-  return std::make_shared<const std::string>(std::move(out));
+  // Counted while alive: its deleter gives its bytes back.
+  const std::size_t bytes = out.capacity();
+  live_body_bytes_->fetch_add(bytes);
+  return std::shared_ptr<const std::string>(new std::string(std::move(out)),
+                                            [live = live_body_bytes_, bytes](const std::string* body) {
+                                              live->fetch_sub(bytes);
+                                              delete body;
+                                            });
 }
 
 std::uint64_t RoleSource::liveness_queries() {

@@ -7,6 +7,7 @@
 
 #include <shmetrics/shm/segment_file.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -41,6 +42,12 @@ class RoleSource {
   // old); one that arrives later renders anew. So concurrent scrapes hold one
   // body between them, not one each, and a client's scrapes in sequence
   // never see counters go back.
+  //
+  // Bodies live while they are sent: a client reading slowly keeps its body
+  // until its write deadline. While the bodies alive hold more than
+  // max_scrape_bytes, a scrape takes the newest of them instead of rendering
+  // anew, so slow readers cannot make a role hold more than that plus one
+  // body, however many connections they open.
   std::shared_ptr<const std::string> scrape_shared();
   // The same, copied (for --once and tests).
   std::string scrape() { return *scrape_shared(); }
@@ -63,6 +70,15 @@ class RoleSource {
   // record's owner is alive since the segment was (re)opened. A record found
   // dead is not asked about again until it is claimed anew.
   std::uint64_t liveness_queries();
+  // Diagnostics: scrapes that took the newest body because the bodies still
+  // being sent held more than max_scrape_bytes (see scrape_shared).
+  std::uint64_t bodies_reused() {
+    std::lock_guard lock(share_mutex_);
+    return bodies_reused_;
+  }
+  // Diagnostics: bytes of the bodies alive now (being sent, or kept).
+  std::size_t live_body_bytes() const { return live_body_bytes_->load(); }
+
   // Diagnostics: scrapes now waiting for the render in progress.
   std::uint32_t scrapes_waiting();
 
@@ -87,6 +103,10 @@ class RoleSource {
   std::uint32_t waiting_ = 0;
   std::shared_ptr<const std::string> shared_body_;
   std::exception_ptr shared_error_;
+  std::weak_ptr<const std::string> newest_body_;
+  std::uint64_t bodies_reused_ = 0;
+  // Shared with each body's deleter, which may run after this object is gone.
+  std::shared_ptr<std::atomic<std::size_t>> live_body_bytes_ = std::make_shared<std::atomic<std::size_t>>(0);
 
   std::mutex mutex_;  // the segment and reader, held while rendering
   std::unique_ptr<shm::MappedSegment> mapped_;
