@@ -294,18 +294,34 @@ struct TlsAuthConfig {
   const std::string password = "scrape-secret";
 };
 
+// A server on 127.0.0.1:0 under a TlsAuthConfig with `bcrypt_cost`.
+struct TlsServed {
+  TlsServed(int bcrypt_cost, const ServerOptions& options) : config(bcrypt_cost), server(options) {
+    std::string error;
+    REQUIRE(server.add_listener(missing_segment_source(), "127.0.0.1", 0, error) == 0);
+    server.set_web_config(std::make_shared<exporter::WebConfigWatcher>(config.dir + "/web.yml"));
+    server.start();
+    port = server.port(0);
+  }
+  TlsAuthConfig config;
+  HttpServer server;
+  int port = 0;
+};
+
+ServerOptions two_threads(std::size_t max_pending_auth = 16) {
+  ServerOptions options;
+  options.threads = 2;
+  options.max_pending_auth = max_pending_auth;
+  return options;
+}
+
 }  // namespace
 
 TEST_CASE("TLS with basic auth: bcrypt runs off the serving threads and answers return in order") {
-  TlsAuthConfig config;
-  ServerOptions options;
-  options.threads = 2;
-  HttpServer server(options);
-  std::string error;
-  REQUIRE(server.add_listener(missing_segment_source(), "127.0.0.1", 0, error) == 0);
-  server.set_web_config(std::make_shared<exporter::WebConfigWatcher>(config.dir + "/web.yml"));
-  server.start();
-  const int port = server.port(0);
+  TlsServed s(4, two_threads());
+  const TlsAuthConfig& config = s.config;
+  HttpServer& server = s.server;
+  const int port = s.port;
 
   // Clients at once: right password, wrong ones (each new, so each costs a
   // bcrypt), none; on keep-alive connections, two requests each.
@@ -383,16 +399,9 @@ TEST_CASE("a connection lingering after its last answer gives up its slot to a n
 }
 
 TEST_CASE("password checks past max_pending_auth get 503 at once, not a place in the queue") {
-  TlsAuthConfig config(12);  // ~0.3 s a check: the others arrive while it runs
-  ServerOptions options;
-  options.threads = 2;
-  options.max_pending_auth = 1;
-  HttpServer server(options);
-  std::string error;
-  REQUIRE(server.add_listener(missing_segment_source(), "127.0.0.1", 0, error) == 0);
-  server.set_web_config(std::make_shared<exporter::WebConfigWatcher>(config.dir + "/web.yml"));
-  server.start();
-  const int port = server.port(0);
+  TlsServed s(12, two_threads(1));  // ~0.3 s a check: the others arrive while it runs
+  HttpServer& server = s.server;
+  const int port = s.port;
   std::vector<std::thread> clients;
   std::vector<int> got(4, 0);
   for (int i = 0; i < 4; ++i) {
