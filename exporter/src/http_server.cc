@@ -1,6 +1,7 @@
 #include "http_server.h"
 
 #include "log.h"
+#include "web_config.h"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>

@@ -11,7 +11,6 @@
 #pragma once
 
 #include "role_source.h"
-#include "web_config.h"
 
 #include <atomic>
 #include <chrono>
@@ -22,6 +21,8 @@
 #include <vector>
 
 namespace shmetrics::exporter {
+
+class WebConfigWatcher;  // web_config.h: kept out of this header, as it pulls in Asio's SSL
 
 // Content-Type of the text exposition format 0.0.4.
 inline constexpr const char* kTextContentType = "text/plain; version=0.0.4; charset=utf-8";

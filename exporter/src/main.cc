@@ -3,6 +3,7 @@
 #include "log.h"
 #include "role_source.h"
 #include "sigbus_guard.h"
+#include "web_config.h"
 
 #include <shmetrics/shm/layout.h>
 #include <shmetrics/shm/segment_file.h>
