@@ -19,16 +19,7 @@ using testing::ScopedName;
 namespace {
 
 SegmentOptions options(const ScopedName& name, std::uint32_t records = 16) {
-  SegmentOptions o;
-  o.name = name.str();
-  o.capacities.thread_slots = 8;
-  o.capacities.process_records = records;
-  o.capacities.series = 64;
-  o.capacities.families = 16;
-  o.capacities.string_bytes = 8192;
-  o.capacities.info_families = 4;
-  o.capacities.info_value_bytes = 96;
-  return o;
+  return testing::small_options(name.str(), 8, records);
 }
 
 }  // namespace

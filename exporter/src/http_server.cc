@@ -571,10 +571,9 @@ class Connection final : public ConnectionBase {
   // Ends the connection after an answer: close_notify for TLS, then FIN,
   // then a lingering read of whatever the client still sends.
   void finish() {
-    // Answered: its slot may go to a new connection.
-    listener_->wait_begin(*this);
-    tcp().expires_after(kLingerTime);
     if constexpr (kTls) {
+      listener_->wait_begin(*this);  // answered: its slot may go to a new connection
+      tcp().expires_after(kLingerTime);
       stream_.async_shutdown([self = shared()](beast::error_code) { self->close_now(); });
     } else {
       linger_plain();
