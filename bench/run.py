@@ -475,6 +475,12 @@ class Runner:
                            ready=r"event=listening role=ops address=127\.0\.0\.1:(\d+)")
         return p, int(m.group(1))
 
+    def exporter_threads(self, name):
+        """The serving threads the exporter started as `name` logged."""
+        with open(self.log_path(name + ".log")) as f:
+            m = re.search(r"event=serving threads=(\d+)", f.read())
+        return m.group(1) if m else "?"
+
     @staticmethod
     def fetch(url, context=None):
         try:
@@ -527,13 +533,15 @@ class Runner:
                 raise Failure("the static server does not serve the exporter's bytes")
             results = self.wrk_pairs("exporter_wrk", [("exporter", url), ("static", static_url)], duration, reps)
             self.check_exporter_body("exporter_wrk", self.fetch(url), info, "after wrk")
+        threads = self.exporter_threads("wrk-exporter")
         self.results["wrk"] = results
         e_rps = [r["rps"] for r in results["exporter"]]
         s_rps = [r["rps"] for r in results["static"]]
         note = ("exporter p99 %.2f ms, static p99 %.2f ms; %d-byte body, keep-alive, "
-                "wrk -t1 -c4 -d%ds on CPU 0, server on CPU 1 (exporter: default flags, 4 threads)" % (
+                "wrk -t1 -c4 -d%ds on CPU 0, server on CPU 1 (exporter: default flags, so %s serving thread(s) "
+                "for its one CPU)" % (
                     statistics.median([r["p99_ms"] for r in results["exporter"]]),
-                    statistics.median([r["p99_ms"] for r in results["static"]]), len(body), duration))
+                    statistics.median([r["p99_ms"] for r in results["static"]]), len(body), duration, threads))
         self.add_row("exporter_wrk", "exporter GET /metrics, 1k series", "rps", e_rps,
                      "cpp-httplib, same bytes, static", s_rps, ("≥1.0×", 1.0), higher_is_better=True, note=note,
                      extra={"shmetrics_p99_ms": [r["p99_ms"] for r in results["exporter"]],

@@ -148,6 +148,19 @@ check "--ops-listen ::1:0 is told to bracket the address ($(head -n 1 "$WORK/ipv
 start_exporter exporter
 check "exporter logged a distinct listening port per role on 127.0.0.1 (ops $OPS_PORT, judge $JUDGE_PORT)" \
   test -n "$OPS_PORT" -a -n "$JUDGE_PORT" -a "$OPS_PORT" != "$JUDGE_PORT"
+# The default --threads: the CPUs it may run on, at most 4.
+cpus=$(nproc)
+want_threads=$((cpus < 4 ? cpus : 4))
+poll_until "$POLL_SECONDS" grep -q 'event=serving' "$EXPORTER_LOG" || true
+check "with $cpus CPUs the exporter serves with $want_threads threads ($(grep -o 'event=serving.*' "$EXPORTER_LOG"))" \
+  grep -q "event=serving threads=$want_threads\$" "$EXPORTER_LOG"
+start_bg exporter-pinned taskset -c "$(taskset -pc $$ | sed 's/.*: //; s/[-,].*//')" "$EXPORTER" \
+  --instance "$INSTANCE-pinned" --ops-listen 127.0.0.1:0 --judge-listen 127.0.0.1:0
+pinned_pid=$BG_PID
+poll_until "$POLL_SECONDS" grep -q 'event=serving' "$WORK/exporter-pinned.err" || true
+check "pinned to one CPU by taskset, the exporter serves with 1 thread ($(grep -o 'event=serving.*' "$WORK/exporter-pinned.err"))" \
+  grep -q 'event=serving threads=1$' "$WORK/exporter-pinned.err"
+stop_process "$pinned_pid" "$STOP_SECONDS"
 
 # ------------------------------------------------ both segments missing: down
 for role in ops judge; do
@@ -351,7 +364,8 @@ check "exporter still running before SIGTERM" alive "$EXPORTER_PID"
 stop_process "$EXPORTER_PID" "$STOP_SECONDS"
 check "exporter exits 0 within ${STOP_SECONDS}s of SIGTERM (got $STOP_RC)" [ "$STOP_RC" = 0 ]
 check "exporter logged event=stopped" grep -q 'event=stopped' "$EXPORTER_LOG"
-# Its HTTP totals: the ops listener answered requests (its 404s among them).
+# Its HTTP totals: the ops listener answered requests (its 404s among them)
+# and rendered for its scrapes.
 ops_totals=$(grep -o 'event=http_totals role=ops .*' "$EXPORTER_LOG" || true)
-check "exporter logged its ops listener's HTTP totals with requests > 0 ($ops_totals)" \
-  grep -qE 'event=http_totals role=ops accepted=[1-9][0-9]* .*requests=[1-9]' "$EXPORTER_LOG"
+check "exporter logged its ops listener's HTTP totals with requests > 0 and renders > 0 ($ops_totals)" \
+  grep -qE 'event=http_totals role=ops accepted=[1-9][0-9]* .*requests=[1-9][0-9]* .*renders=[1-9]' "$EXPORTER_LOG"

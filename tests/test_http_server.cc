@@ -26,6 +26,7 @@
 #include <cstdlib>
 #include <algorithm>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <regex>
@@ -54,6 +55,7 @@ class Client {
     REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
   }
   ~Client() { ::close(fd_); }
+  int fd() const { return fd_; }
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
@@ -130,6 +132,45 @@ std::shared_ptr<RoleSource> missing_segment_source() {
   return std::make_shared<RoleSource>("ops", "/nonexistent-shmetrics-dir/none.ops");
 }
 
+// The readyz clock of a RoleSource, asked once per render of a segment:
+// it counts the renders, and while held it keeps a render waiting there.
+class RenderGate {
+ public:
+  explicit RenderGate(bool held) : held_(held) {}
+
+  std::function<std::uint64_t()> clock() {
+    return [this] {
+      std::unique_lock lock(mutex_);
+      ++renders_;
+      changed_.notify_all();
+      changed_.wait(lock, [&] { return !held_; });
+      return exporter::monotonic_now_ns();
+    };
+  }
+  // Whether a render reached the clock within kWaitMs.
+  bool wait_rendering() {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, std::chrono::milliseconds(kWaitMs), [&] { return renders_ > 0; });
+  }
+  void release() {
+    {
+      std::lock_guard lock(mutex_);
+      held_ = false;
+    }
+    changed_.notify_all();
+  }
+  int renders() {
+    std::lock_guard lock(mutex_);
+    return renders_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool held_;
+  int renders_ = 0;
+};
+
 const std::string kGet = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
 const std::string kGetClose = "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
 
@@ -178,36 +219,20 @@ TEST_CASE("when every connection is busy answering, a new one is closed at once"
   Segment segment = Segment::open(testing::small_options(name.str(), 4, 4));
   REQUIRE(segment.path() == name.str());
   // The render asks the clock for the readyz windows: the test holds it there.
-  std::mutex mutex;
-  std::condition_variable changed;
-  bool rendering = false;
-  bool release = false;
-  auto source = std::make_shared<RoleSource>("ops", name.str(), [&] {
-    std::unique_lock lock(mutex);
-    rendering = true;
-    changed.notify_all();
-    changed.wait(lock, [&] { return release; });
-    return exporter::monotonic_now_ns();
-  });
+  RenderGate gate(true);
+  auto source = std::make_shared<RoleSource>("ops", name.str(), gate.clock());
   ServerOptions options;
   options.max_connections = 1;
   options.threads = 2;
   Served s(source, options);
   Client busy(s.port);
   REQUIRE(busy.send(kGetClose));
-  {
-    std::unique_lock lock(mutex);
-    REQUIRE(changed.wait_for(lock, std::chrono::milliseconds(kWaitMs), [&] { return rendering; }));
-  }
+  REQUIRE(gate.wait_rendering());
   Client refused(s.port);
   CHECK(refused.closed_by_server());
   CHECK(s.server.stats(0).refused == 1);
   CHECK(s.server.stats(0).evicted == 0);
-  {
-    std::lock_guard lock(mutex);
-    release = true;
-  }
-  changed.notify_all();
+  gate.release();
   std::string answer = busy.read_to_end();
   CHECK(statuses(answer) == std::vector<std::string>{"200"});
   CHECK(answer.find("shmetrics_segment_up{role=\"ops\"} 1") != std::string::npos);
@@ -459,4 +484,87 @@ TEST_CASE("while the bodies being sent hold more than max_scrape_bytes, a scrape
   auto fresh = source.scrape_shared();
   CHECK(source.bodies_reused() == 2);
   CHECK(source.live_body_bytes() > 0);
+}
+
+TEST_CASE("a scrape that asks while a render of its role runs takes that render's body") {
+  testing::ScopedName name("http-join");
+  Segment segment = Segment::open(testing::small_options(name.str(), 4, 4));
+  Counter served = segment.counter("served_total", "Served.");
+  served.inc();
+  RenderGate gate(true);
+  ServerOptions options;
+  options.threads = 2;  // the two clients' connections are served by different threads
+  Served s(std::make_shared<RoleSource>("ops", name.str(), gate.clock()), options);
+  Client first(s.port);
+  REQUIRE(first.send(kGetClose));
+  REQUIRE(gate.wait_rendering());
+  Client second(s.port);
+  REQUIRE(second.send(kGetClose));
+  // The second scrape waits for the render in progress; none starts for it.
+  CHECK(wait_until([&] { return s.server.stats(0).scrapes_waiting == 2; }));
+  gate.release();
+  std::string a = first.read_to_end(), b = second.read_to_end();
+  CHECK(statuses(a) == std::vector<std::string>{"200"});
+  CHECK(a == b);
+  CHECK(testing::sample(a.substr(a.find("\r\n\r\n")), "served_total") == 1.0);
+  CHECK(gate.renders() == 1);
+  CHECK(s.server.stats(0).renders == 1);
+  CHECK(s.server.stats(0).scrapes_waiting == 0);
+}
+
+TEST_CASE("scrapes whose requests arrive together share one render, and a later one renders anew") {
+  testing::ScopedName name("http-batch");
+  Segment segment = Segment::open(testing::small_options(name.str(), 4, 4));
+  Counter served = segment.counter("served_total", "Served.");
+  served.inc();
+  // One serving thread, held by a render of another listener while four
+  // clients of this one send their requests.
+  RenderGate blocker(true), gate(false);
+  ServerOptions options;
+  options.threads = 1;
+  HttpServer server(options);
+  std::string error;
+  REQUIRE(server.add_listener(std::make_shared<RoleSource>("judge", name.str(), blocker.clock()), "127.0.0.1", 0,
+                              error) == 0);
+  REQUIRE(server.add_listener(std::make_shared<RoleSource>("ops", name.str(), gate.clock()), "127.0.0.1", 0,
+                              error) == 1);
+  server.start();
+  Client held(server.port(0));
+  REQUIRE(held.send(kGetClose));
+  REQUIRE(blocker.wait_rendering());
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 4; ++i) clients.push_back(std::make_unique<Client>(server.port(1)));
+  CHECK(wait_until([&] { return server.stats(1).accepted == 4; }));
+  for (auto& c : clients) REQUIRE(c->send(kGet));
+  blocker.release();
+  CHECK(statuses(held.read_to_end()) == std::vector<std::string>{"200"});
+  // Each gets its answer (read up to its body's last line), from one render.
+  auto answer = [](Client& c) {
+    std::string got;
+    char buf[65536];
+    while (got.find("shmetrics_untrusted_entries_dropped_total{role=\"ops\",kind=\"series\"}") == std::string::npos ||
+           got.back() != '\n') {
+      pollfd p{c.fd(), POLLIN, 0};
+      if (::poll(&p, 1, kWaitMs) <= 0) return got + "<timeout>";
+      ssize_t n = ::recv(c.fd(), buf, sizeof buf, 0);
+      if (n <= 0) return got + "<closed>";
+      got.append(buf, static_cast<std::size_t>(n));
+    }
+    return got;
+  };
+  for (auto& c : clients) {
+    std::string a = answer(*c);
+    CHECK(statuses(a) == std::vector<std::string>{"200"});
+    CHECK(testing::sample(a.substr(a.find("\r\n\r\n")), "served_total") == 1.0);
+  }
+  CHECK(gate.renders() == 1);
+  CHECK(server.stats(1).renders == 1);
+  // A scrape asked after that render ended sees what was written since.
+  served.inc();
+  REQUIRE(clients[0]->send(kGetClose));
+  std::string later = clients[0]->read_to_end();
+  CHECK(statuses(later) == std::vector<std::string>{"200"});
+  CHECK(testing::sample(later.substr(later.find("\r\n\r\n")), "served_total") == 2.0);
+  CHECK(gate.renders() == 2);
+  CHECK(server.stats(1).renders == 2);
 }

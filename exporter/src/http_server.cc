@@ -3,17 +3,19 @@
 #include "log.h"
 #include "web_config.h"
 
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
 #include <netdb.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -132,11 +134,38 @@ constexpr std::size_t kLingerBytes = 64 * 1024;
 
 }  // namespace
 
+// One io_context per serving thread, each run by that thread alone: a
+// connection lives on one of them (taken in turn at accept) and all its
+// handlers run there, in order, with no strand and no hand-off between
+// threads. (One context run by every thread woke another thread for most
+// handlers: on a busy CPU those hand-offs cost more than serving.) The
+// acceptors have a context and a thread of their own, so a long render
+// never delays an accept, and accepted sockets move to their context.
 struct HttpServer::Io {
-  explicit Io(std::size_t threads) : ioc(static_cast<int>(threads)) {}
-  asio::io_context ioc;
+  explicit Io(std::size_t threads) {
+    for (std::size_t i = 0; i < threads + 1; ++i) {
+      contexts.push_back(std::make_unique<asio::io_context>(1));
+      guards.push_back(asio::make_work_guard(*contexts.back()));
+    }
+  }
+  ~Io() {
+    // The serving contexts first: the first holds the acceptors, which the
+    // connections on the others keep alive through their listener.
+    guards.clear();
+    while (!contexts.empty()) contexts.pop_back();
+  }
+  asio::io_context& acceptors() { return *contexts.front(); }
+  // A serving context, taken in turn.
+  asio::io_context& next() {
+    return *contexts[1 + turn.fetch_add(1, std::memory_order_relaxed) % (contexts.size() - 1)];
+  }
+
+  std::vector<std::unique_ptr<asio::io_context>> contexts;  // the acceptors', then one per serving thread
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  std::atomic<std::size_t> turn{0};
   // Bcrypt, one at a time, off the threads serving connections. Declared
-  // after ioc: destroyed first, with the connections its pending work holds.
+  // after the contexts: destroyed first, with the connections its pending
+  // work holds.
   asio::thread_pool auth{1};
   std::atomic<std::size_t> pending_auth{0};  // checks queued or running there
   std::vector<std::thread> threads;
@@ -147,19 +176,22 @@ struct HttpServer::Io {
 class ConnectionBase;
 
 struct HttpServer::Listener : std::enable_shared_from_this<HttpServer::Listener> {
-  Listener(asio::io_context& context, asio::thread_pool& auth_pool, std::atomic<std::size_t>& auth_pending,
-           std::shared_ptr<RoleSource> role_source, const ServerOptions& o)
-      : ioc(context), auth(auth_pool), pending_auth(auth_pending), source(std::move(role_source)), options(o),
-        acceptor(asio::make_strand(context)), retry(acceptor.get_executor()) {}
+  Listener(HttpServer::Io& server_io, std::shared_ptr<RoleSource> role_source, const ServerOptions& o)
+      : io(server_io), auth(server_io.auth), pending_auth(server_io.pending_auth), source(std::move(role_source)),
+        options(o), acceptor(server_io.acceptors()), retry(acceptor.get_executor()) {}
 
   void accept();
   void on_accept(beast::error_code ec, tcp::socket socket);
   bool admit();
+  void give_back_slot();  // of a connection admitted but never started
   void release(ConnectionBase& c);
   void wait_begin(ConnectionBase& c);
   void wait_end(ConnectionBase& c);
+  void request_body(std::shared_ptr<ConnectionBase> c);
+  void render_for_waiters();
+  void drop_body_waiters();
 
-  asio::io_context& ioc;
+  HttpServer::Io& io;
   asio::thread_pool& auth;
   std::atomic<std::size_t>& pending_auth;  // the server's, all listeners together
   std::shared_ptr<WebConfigWatcher> web_config;  // null: plain HTTP, no auth
@@ -171,25 +203,36 @@ struct HttpServer::Listener : std::enable_shared_from_this<HttpServer::Listener>
   int port = 0;
 
   std::atomic<std::uint64_t> accepted{0}, refused{0}, evicted{0}, header_timeouts{0}, requests{0},
-      unauthorized{0}, auth_busy{0};
+      unauthorized{0}, auth_busy{0}, renders{0};
   ThrottledLog refused_log, evicted_log, accept_error_log;
 
   // The connections and the order they began waiting for a request head.
   std::mutex mutex;
   std::list<ConnectionBase*> waiting;  // longest waiting first
   std::size_t open = 0;                // slots taken
+
+  // Scrapes waiting for a body, and whether a render for them is posted or
+  // running. One render serves every scrape that asked before it ended:
+  // scrapes whose heads came in one batch of events share a render.
+  std::mutex body_mutex;
+  std::vector<std::shared_ptr<ConnectionBase>> body_waiters;
+  bool render_posted = false;
+  bool rendering = false;
 };
 
 // What the listener knows of a connection: whether it waits for a request
 // head (and since when, by its place in the list), and whether it was
-// evicted. Closing is posted to the connection's strand.
+// evicted. Closing is posted to the connection's context.
 class ConnectionBase : public std::enable_shared_from_this<ConnectionBase> {
  public:
   ConnectionBase(std::shared_ptr<HttpServer::Listener> listener, asio::any_io_executor strand)
       : listener_(std::move(listener)), strand_(std::move(strand)) {}
   virtual ~ConnectionBase() { listener_->release(*this); }
 
-  // Closes the connection on its own strand, if it still exists. Not
+  // The exposition asked for by request_body, or why there is none.
+  virtual void body_ready(std::shared_ptr<const std::string> body, std::exception_ptr error) = 0;
+
+  // Closes the connection on its own context, if it still exists. Not
   // virtual: it may run while the object is being destroyed elsewhere.
   void evict() {
     asio::post(strand_, [weak = weak_from_this()] {
@@ -197,11 +240,14 @@ class ConnectionBase : public std::enable_shared_from_this<ConnectionBase> {
     });
   }
 
+  const asio::any_io_executor& executor() const { return strand_; }
+
  protected:
   virtual void close_now() = 0;
 
   std::shared_ptr<HttpServer::Listener> listener_;
-  asio::any_io_executor strand_;  // the connection's own strand
+  // The connection's own context: one thread runs its handlers in order.
+  asio::any_io_executor strand_;
 
  private:
   friend struct HttpServer::Listener;
@@ -227,6 +273,11 @@ bool HttpServer::Listener::admit() {
   return true;
 }
 
+void HttpServer::Listener::give_back_slot() {
+  std::lock_guard lock(mutex);
+  --open;
+}
+
 void HttpServer::Listener::release(ConnectionBase& c) {
   std::lock_guard lock(mutex);
   if (c.is_waiting_) waiting.erase(c.waiting_at_);
@@ -245,6 +296,58 @@ void HttpServer::Listener::wait_end(ConnectionBase& c) {
   std::lock_guard lock(mutex);
   if (c.is_waiting_) waiting.erase(c.waiting_at_);
   c.is_waiting_ = false;
+}
+
+// Asks for the role's exposition for `c`, answered on c's context through
+// body_ready. The render is posted behind the events already queued, so
+// scrapes whose heads arrived together (one epoll batch on one thread, or
+// others meanwhile) share it; one that asks while it runs takes it too, as
+// RoleSource::scrape_shared does.
+void HttpServer::Listener::request_body(std::shared_ptr<ConnectionBase> c) {
+  asio::any_io_executor ex = c->executor();
+  {
+    std::lock_guard lock(body_mutex);
+    body_waiters.push_back(std::move(c));
+    if (render_posted || rendering) return;
+    render_posted = true;
+  }
+  asio::post(ex, [self = shared_from_this()] { self->render_for_waiters(); });
+}
+
+void HttpServer::Listener::render_for_waiters() {
+  {
+    std::lock_guard lock(body_mutex);
+    render_posted = false;
+    if (body_waiters.empty()) return;
+    rendering = true;
+  }
+  std::shared_ptr<const std::string> body;
+  std::exception_ptr error;
+  try {
+    body = source->scrape_shared();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  std::vector<std::shared_ptr<ConnectionBase>> served;
+  {
+    std::lock_guard lock(body_mutex);
+    renders.fetch_add(1, std::memory_order_relaxed);
+    rendering = false;
+    served.swap(body_waiters);
+  }
+  // Inline for the connections of this thread, posted to the others.
+  for (auto& c : served) {
+    asio::any_io_executor ex = c->executor();
+    asio::dispatch(ex, [c = std::move(c), body, error] { c->body_ready(body, error); });
+  }
+}
+
+// At stop, after the threads are gone: the connections waiting for a body
+// are destroyed while their contexts still exist.
+void HttpServer::Listener::drop_body_waiters() {
+  std::vector<std::shared_ptr<ConnectionBase>> dropped;
+  std::lock_guard lock(body_mutex);
+  dropped.swap(body_waiters);
 }
 
 namespace {
@@ -517,7 +620,7 @@ class Connection final : public ConnectionBase {
       refusal->close = refusal->close || !req.keep_alive();
       return answer(std::move(*refusal), req.version(), head_only());
     }
-    serve_metrics(req.version(), req.keep_alive(), head_only());
+    serve_metrics();
   }
 
   template <typename Message>
@@ -526,14 +629,26 @@ class Connection final : public ConnectionBase {
     for (const auto& [name, value] : config_->config.headers) res.set(name, value);
   }
 
-  void serve_metrics(unsigned version, bool keep_alive, bool head_only) {
-    try {
-      body_ = listener_->source->scrape_shared();
-    } catch (const std::exception& e) {
-      log_event("error", "scrape_failed", {{"role", listener_->source->role()}, {"reason", e.what()}});
+  void serve_metrics() { listener_->request_body(shared_from_this()); }
+
+  void body_ready(std::shared_ptr<const std::string> body, std::exception_ptr error) override {
+    const auto& req = parser_->get();
+    const unsigned version = req.version();
+    const bool keep_alive = req.keep_alive();
+    const bool head_only = this->head_only();
+    if (error) {
+      std::string why = "unknown exception";
+      try {
+        std::rethrow_exception(error);
+      } catch (const std::exception& e) {
+        why = e.what();
+      } catch (...) {
+      }
+      log_event("error", "scrape_failed", {{"role", listener_->source->role()}, {"reason", why}});
       return answer(Answer{http::status::internal_server_error, "the exposition could not be rendered", true},
                     version, head_only);
     }
+    body_ = std::move(body);
     auto res = std::make_shared<http::response<http::span_body<const char>>>(http::status::ok, version);
     res->set(http::field::content_type, kTextContentType);
     add_configured_headers(*res);
@@ -612,9 +727,29 @@ class Connection final : public ConnectionBase {
 
 }  // namespace
 
+namespace {
+
+// The same connection, served by `context`; on failure it is closed and
+// `ec` says why.
+tcp::socket move_to(asio::io_context& context, tcp::socket socket, beast::error_code& ec) {
+  tcp::socket moved(context);
+  const tcp protocol = socket.local_endpoint(ec).protocol();
+  if (!ec) {
+    tcp::socket::native_handle_type fd = socket.release(ec);
+    if (!ec) {
+      moved.assign(protocol, fd, ec);
+      if (ec) ::close(fd);
+    }
+  }
+  beast::error_code ignored;
+  socket.close(ignored);
+  return moved;
+}
+
+}  // namespace
+
 void HttpServer::Listener::accept() {
-  acceptor.async_accept(asio::make_strand(ioc), [self = shared_from_this()](beast::error_code ec,
-                                                                             tcp::socket socket) {
+  acceptor.async_accept([self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
     self->on_accept(ec, std::move(socket));
   });
 }
@@ -646,12 +781,28 @@ void HttpServer::Listener::on_accept(beast::error_code ec, tcp::socket socket) {
                        "connection limit reached (--max-connections " + std::to_string(options.max_connections) +
                            "): closed the connection that waited longest for a request");
     std::shared_ptr<const LoadedWebConfig> config = web_config ? web_config->current() : nullptr;
+    // The connection moves to its own context, taken in turn.
+    beast::error_code moved;
+    socket = move_to(io.next(), std::move(socket), moved);
+    if (moved) {
+      give_back_slot();
+      accept_error_log.note("error", "accept_failed", source->role(), 0,
+                            "cannot hand the connection to a serving thread: " + moved.message());
+      return accept();
+    }
     if (config && config->tls)
       std::make_shared<Connection<true>>(shared_from_this(), std::move(socket), config->tls)->start();
     else
       std::make_shared<Connection<false>>(shared_from_this(), std::move(socket), nullptr)->start();
   }
   accept();
+}
+
+std::size_t default_server_threads() {
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  if (::sched_getaffinity(0, sizeof cpus, &cpus) != 0) return 4;
+  return static_cast<std::size_t>(std::clamp(CPU_COUNT(&cpus), 1, 4));
 }
 
 HttpServer::HttpServer(const ServerOptions& options) : options_(options) {
@@ -695,7 +846,7 @@ int HttpServer::add_listener(std::shared_ptr<RoleSource> source, const std::stri
     ::close(fd);
     return -1;
   }
-  auto listener = std::make_shared<Listener>(io_->ioc, io_->auth, io_->pending_auth, std::move(source), options_);
+  auto listener = std::make_shared<Listener>(*io_, std::move(source), options_);
   beast::error_code ec;
   listener->acceptor.assign(family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
   if (ec) {
@@ -722,9 +873,14 @@ ListenerStats HttpServer::stats(std::size_t index) const {
   s.requests = l.requests.load();
   s.unauthorized = l.unauthorized.load();
   s.auth_busy = l.auth_busy.load();
+  s.renders = l.renders.load();
   {
     std::lock_guard lock(const_cast<Listener&>(l).mutex);
     s.open = l.open;
+  }
+  {
+    std::lock_guard lock(const_cast<Listener&>(l).body_mutex);
+    s.scrapes_waiting = l.body_waiters.size();
   }
   return s;
 }
@@ -739,13 +895,13 @@ void HttpServer::start() {
   io_->started = true;
   for (auto& l : listeners_) l->web_config = web_config_;
   for (auto& l : listeners_) asio::dispatch(l->acceptor.get_executor(), [l] { l->accept(); });
-  for (std::size_t i = 0; i < options_.threads; ++i) io_->threads.emplace_back([this] { io_->ioc.run(); });
+  for (auto& context : io_->contexts) io_->threads.emplace_back([&context = *context] { context.run(); });
 }
 
 void HttpServer::stop() {
   if (!io_ || io_->stopped) return;
   io_->stopped = true;
-  io_->ioc.stop();
+  for (auto& context : io_->contexts) context->stop();
   for (auto& t : io_->threads) t.join();
   io_->threads.clear();
   io_->auth.stop();
@@ -757,6 +913,7 @@ void HttpServer::stop() {
   // The listeners go first, then the context: destroying it destroys the
   // pending handlers and with them the connections (each holding its
   // listener), while the context's services still exist.
+  for (auto& l : listeners_) l->drop_body_waiters();
   listeners_.clear();
   io_.reset();
 }

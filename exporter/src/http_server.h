@@ -31,8 +31,13 @@ inline constexpr const char* kTextContentType = "text/plain; version=0.0.4; char
 // bound, so one client can hold at most one connection slot, its head
 // buffer and (while it reads an answer) a reference to a shared body.
 struct ServerOptions {
-  // Threads of the whole process running every listener's connections. A
-  // waiting connection holds none; a render holds one while it runs.
+  // Threads of the whole process running every listener's connections,
+  // each with its own share of the connections (taken in turn at accept),
+  // so no request is handed from thread to thread; one more thread accepts.
+  // A waiting connection holds none; a render holds one while it runs, and
+  // serves every scrape of its role that asked before it ended. More
+  // threads than CPUs only add switches between them and renders that
+  // could have been shared: default_server_threads() fits the machine.
   std::size_t threads = 4;
   // Connections open at once, per listener. At the limit a new connection
   // takes the slot of the connection that has waited longest for its next
@@ -58,6 +63,10 @@ struct ServerOptions {
   std::size_t max_pending_auth = 16;
 };
 
+// The CPUs this process may run on (its affinity, as taskset or a cgroup's
+// cpuset gives it), at most 4: the exporter's default --threads.
+std::size_t default_server_threads();
+
 // Counters of one listener, for logs and tests.
 struct ListenerStats {
   std::uint64_t accepted = 0;      // connections taken
@@ -67,6 +76,8 @@ struct ListenerStats {
   std::uint64_t unauthorized = 0;  // 401 answers
   std::uint64_t auth_busy = 0;     // 503 answers: max_pending_auth checks queued
   std::uint64_t requests = 0;      // heads read and answered
+  std::uint64_t renders = 0;       // renders for scrapes (each serves every scrape waiting)
+  std::uint64_t scrapes_waiting = 0;  // scrapes waiting for a render now
   std::uint64_t open = 0;          // connections now open
 };
 

@@ -49,7 +49,11 @@ struct Options {
   std::optional<uid_t> segment_owner;
   std::size_t max_scrape_bytes = shmetrics::exporter::kDefaultMaxScrapeBytes;
   std::string web_config_file;  // empty: plain HTTP, no auth
-  ServerOptions server;
+  ServerOptions server = [] {
+    ServerOptions o;
+    o.threads = shmetrics::exporter::default_server_threads();
+    return o;
+  }();
 };
 
 static_assert(shmetrics::exporter::kDefaultMaxScrapeBytes == 67108864, "--help gives the default");
@@ -113,8 +117,11 @@ TLS and authentication:
 
 HTTP limits (the server is Boost.Beast over Boost.Asio; a connection waiting
 for a request holds no thread):
-  --threads N             threads serving every listener, 1-256 (default 4); a
-                          scrape renders on one of them
+  --threads N             threads serving every listener, 1-256 (default:
+                          the CPUs the exporter may run on, at most 4), each
+                          its share of the connections; one more accepts. A
+                          render runs on one of them and serves every scrape
+                          of its role asking meanwhile
   --max-connections N     connections open at once per listener, 1-65536
                           (default 1024). At the limit a new connection takes
                           the slot of the one that has waited longest for its
@@ -402,6 +409,7 @@ int main(int argc, char** argv) {
               {{"role", r.role}, {"address", server.address(static_cast<std::size_t>(index))}, {"segment", r.segment}});
   }
   server.start();
+  log_event("info", "serving", {{"threads", std::to_string(options.server.threads)}});
 
   int signal_number = 0;
   // SIGHUP, which would end the process, re-reads the web configuration.
@@ -422,7 +430,8 @@ int main(int argc, char** argv) {
               {{"role", options.roles[i].role}, {"accepted", std::to_string(st.accepted)},
                {"refused", std::to_string(st.refused)}, {"evicted", std::to_string(st.evicted)},
                {"header_timeouts", std::to_string(st.header_timeouts)}, {"requests", std::to_string(st.requests)},
-               {"unauthorized", std::to_string(st.unauthorized)}, {"auth_busy", std::to_string(st.auth_busy)}});
+               {"unauthorized", std::to_string(st.unauthorized)}, {"auth_busy", std::to_string(st.auth_busy)},
+               {"renders", std::to_string(st.renders)}});
   }
   server.stop();
   log_event("info", "stopped");
