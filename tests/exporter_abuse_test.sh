@@ -93,7 +93,9 @@ HEAD_BYTES_BOUND=$((2 << 20)) # bytes a client may push before a refused head is
 SIZE_SLACK=16                 # bytes the exporter's own samples may move between scrapes
 FDS_NEEDED=4500               # 2,000 sockets on each side, and the rest
 
-if ldd "$EXPORTER" 2>/dev/null | grep -Eq 'lib(a|t|ub|l)san'; then
+# ldd's whole output first: grep -q stops at the first match, and under
+# pipefail ldd's SIGPIPE would make the pipeline fail.
+if grep -Eq 'lib(a|t|ub|l)san' <<<"$(ldd "$EXPORTER" 2>/dev/null || true)"; then
   echo "skipped: $EXPORTER is a sanitizer build; its RSS and CPU time say nothing about the exporter"
   exit 77
 fi

@@ -26,7 +26,9 @@ SCRAPES=6
 PEAK_LIMIT_KB=$((64 * 1024))
 REQUEST_SECONDS=120 # an unbounded exporter needs seconds per scrape
 
-if ldd "$EXPORTER" 2>/dev/null | grep -Eq 'lib(a|t|ub|l)san'; then
+# ldd's whole output first: grep -q stops at the first match, and under
+# pipefail ldd's SIGPIPE would make the pipeline fail.
+if grep -Eq 'lib(a|t|ub|l)san' <<<"$(ldd "$EXPORTER" 2>/dev/null || true)"; then
   echo "skipped: $EXPORTER is a sanitizer build; its RSS says nothing about the exporter"
   exit 77
 fi

@@ -32,7 +32,9 @@ WRITERS=2
 WORKERS=6
 SERIES=(rbac_reload_checks_total rbac_allowed_total rbac_forbidden_total rbac_route_matches_total)
 
-if ldd "$EXPORTER" 2>/dev/null | grep -Eq 'lib(a|t|ub|l)san'; then
+# ldd's whole output first: grep -q stops at the first match, and under
+# pipefail ldd's SIGPIPE would make the pipeline fail.
+if grep -Eq 'lib(a|t|ub|l)san' <<<"$(ldd "$EXPORTER" 2>/dev/null || true)"; then
   echo "skipped: $EXPORTER is a sanitizer build; its RSS says nothing about the exporter"
   exit 77
 fi
