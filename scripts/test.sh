@@ -55,6 +55,7 @@ TSAN_TESTS=(
   test_web_config
   test_rbac_metrics_hit_miss_v1
   test_segment
+  test_shm_protocol
   test_crash
   test_chaos
 )

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <shmetrics/shm/layout.h>
+#include <shmetrics/shm/string_list.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -15,6 +16,7 @@
 #include <fcntl.h>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -43,15 +45,10 @@ inline shm::Capacities amplifying_capacities() {
   return c;
 }
 
-// [uint32 length][bytes]... as the layout encodes label names and values.
+// The layout's encoding of label names and values.
 inline std::string encode_strings(const std::vector<std::string>& parts) {
-  std::string out;
-  for (const auto& p : parts) {
-    auto n = static_cast<std::uint32_t>(p.size());
-    out.append(reinterpret_cast<const char*>(&n), 4);
-    out += p;
-  }
-  return out;
+  std::vector<std::string_view> views(parts.begin(), parts.end());
+  return shm::encode_string_list(views);
 }
 
 // Writes the entries, strings and counts into the existing, empty segment

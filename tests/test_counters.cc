@@ -2,6 +2,7 @@
 // takeover from a killed process, the overflow slot.
 #include "support.h"
 
+#include <shmetrics/shm/robust_mutex.h>
 #include <shmetrics/shmetrics.h>
 
 #include <catch2/catch.hpp>
@@ -279,7 +280,8 @@ TEST_CASE("a_stopped_registrar_does_not_hold_up_claims_of_other_threads") {
   REQUIRE(::pipe(ready) == 0);
   pid_t holder = testing::fork_child([&] {
     auto m = shm::MappedSegment::open_or_create(name.str(), o.capacities, 0600);
-    if (!shm::lock_registration(*m->header(), std::chrono::seconds(5))) return false;
+    if (shm::lock_robust(m->header()->registration_lock, std::chrono::seconds(5)) == shm::LockResult::kTimedOut)
+      return false;
     (void)!::write(ready[1], "x", 1);
     for (;;) ::pause();
   });

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 using shmetrics::shm::check_label_name;
 using shmetrics::shm::check_metric_name;
@@ -224,4 +225,66 @@ TEST_CASE("printable_escapes_long_names_in_messages") {
     const std::string name = "9" + std::string(70, 'x');
     CHECK(check_metric_name(name) == "metric name \"9" + std::string(63, 'x') +
                                          "\"... is invalid: must match [a-zA-Z_:][a-zA-Z0-9_:]*");
+}
+
+// --- family definitions, as register_family checks them before writing ---
+
+namespace {
+
+using shmetrics::shm::GaugeMode;
+using shmetrics::shm::MetricType;
+
+std::string definition(std::string_view name, std::string_view help = "Help.",
+                       MetricType type = MetricType::kGauge, GaugeMode mode = GaugeMode::kLiveSum,
+                       const std::vector<std::string>& labels = {}) {
+    return shmetrics::shm::check_family_definition(name, help, type, mode, labels);
+}
+
+}  // namespace
+
+TEST_CASE("family_definition_accepts_each_kind") {
+    CHECK(definition("requests_total", "Requests.", MetricType::kCounter, GaugeMode::kNone, {"route", "code"}) == "");
+    CHECK(definition("inflight", "In flight.", MetricType::kGauge, GaugeMode::kLiveAll, {"route"}) == "");
+    CHECK(definition("build_info", "Build.", MetricType::kInfo, GaugeMode::kNone, {"version"}) == "");
+    std::vector<std::string> many;
+    for (std::uint32_t i = 0; i < shmetrics::shm::kMaxLabels; ++i) many.push_back("l" + std::to_string(i));
+    CHECK(definition("wide", "Wide.", MetricType::kGauge, GaugeMode::kLiveSum, many) == "");
+    CHECK(definition(std::string(shmetrics::shm::kMaxNameBytes, 'n')) == "");
+    CHECK(definition("h", std::string(shmetrics::shm::kMaxHelpBytes, 'h')) == "");
+}
+
+TEST_CASE("family_definition_refuses_bad_names_with_the_reason") {
+    CHECK(definition("1bad").find("is invalid") != std::string::npos);
+    const std::string long_name(shmetrics::shm::kMaxNameBytes + 1, 'n');
+    CHECK(definition(long_name) == "metric name \"" + long_name.substr(0, 64) + "...\" is 257 bytes, more than the 256 allowed");
+    CHECK(definition("shmetrics_own") ==
+          "metric name \"shmetrics_own\" is reserved: names starting with \"shmetrics_\" are the exporter's own");
+    CHECK(definition("requests", "Requests.", MetricType::kCounter, GaugeMode::kNone) ==
+          "counter name \"requests\" is invalid: counter names must end in \"_total\"");
+}
+
+TEST_CASE("family_definition_refuses_bad_help_with_the_reason") {
+    CHECK(definition("g", "") == "metric \"g\" has no help text: help is required");
+    CHECK(definition("g", std::string(shmetrics::shm::kMaxHelpBytes + 1, 'h')) ==
+          "help text of \"g\" is 4097 bytes, more than the 4096 allowed");
+    CHECK(definition("g", "bad \xff byte").find("help text of \"g\"") != std::string::npos);
+}
+
+TEST_CASE("family_definition_refuses_bad_label_names_with_the_reason") {
+    std::vector<std::string> too_many(shmetrics::shm::kMaxLabels + 1);
+    for (std::size_t i = 0; i < too_many.size(); ++i) too_many[i] = "l" + std::to_string(i);
+    CHECK(definition("g", "G.", MetricType::kGauge, GaugeMode::kLiveSum, too_many) ==
+          "metric \"g\" has 33 label names, more than the 32 allowed");
+    CHECK(definition("g", "G.", MetricType::kGauge, GaugeMode::kLiveSum, {"ok", "__reserved"})
+              .find("__") != std::string::npos);
+    const std::string long_label(shmetrics::shm::kMaxNameBytes + 1, 'l');
+    CHECK(definition("g", "G.", MetricType::kGauge, GaugeMode::kLiveSum, {long_label}) ==
+          "label name \"" + long_label.substr(0, 64) + "...\" is 257 bytes, more than the 256 allowed");
+    CHECK(definition("g", "G.", MetricType::kGauge, GaugeMode::kLiveSum, {"a", "b", "a"}) ==
+          "label name \"a\" appears twice in metric \"g\": label names must be distinct");
+    // "pid" is the per-process modes' own label, and only theirs.
+    CHECK(definition("g", "G.", MetricType::kGauge, GaugeMode::kLiveAll, {"pid"}) ==
+          "label name \"pid\" of gauge \"g\" is reserved: liveall and all gauges add a pid label themselves");
+    CHECK(definition("g", "G.", MetricType::kGauge, GaugeMode::kAll, {"pid"}) != "");
+    CHECK(definition("g", "G.", MetricType::kGauge, GaugeMode::kLiveSum, {"pid"}) == "");
 }

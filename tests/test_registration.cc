@@ -2,6 +2,7 @@
 // capacity limits; invalid updates are dropped and counted.
 #include "support.h"
 
+#include <shmetrics/shm/robust_mutex.h>
 #include <shmetrics/shmetrics.h>
 
 #include <catch2/catch.hpp>
@@ -230,7 +231,8 @@ pid_t hold_registration_lock(const std::string& segment) {
   pid_t pid = testing::fork_child([&] {
     auto caps = shm::MappedSegment::open_read_only(segment)->capacities();
     auto m = shm::MappedSegment::open_or_create(segment, caps, 0600);
-    if (!shm::lock_registration(*m->header(), std::chrono::seconds(5))) return false;
+    if (shm::lock_robust(m->header()->registration_lock, std::chrono::seconds(5)) == shm::LockResult::kTimedOut)
+      return false;
     char byte = 1;
     (void)!::write(ready[1], &byte, 1);
     for (;;) ::pause();

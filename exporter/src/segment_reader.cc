@@ -4,6 +4,8 @@
 
 #include <shmetrics/shm/names.h>
 #include <shmetrics/shm/segment_file.h>
+#include <shmetrics/shm/seqlock.h>
+#include <shmetrics/shm/string_list.h>
 
 #include <algorithm>
 #include <bit>
@@ -25,22 +27,6 @@ T load_relaxed(const std::uint8_t* p) {
 template <typename T>
 T load_acquire(const std::uint8_t* p) {
   return __atomic_load_n(reinterpret_cast<const T*>(p), __ATOMIC_ACQUIRE);
-}
-
-// Decodes [uint32 length][bytes]... into exactly `expected` strings.
-bool decode_strings(std::string_view bytes, std::size_t expected, std::size_t max_each,
-                    std::vector<std::string>& out) {
-  out.clear();
-  while (!bytes.empty()) {
-    if (bytes.size() < 4 || out.size() >= expected) return false;
-    std::uint32_t n;
-    std::memcpy(&n, bytes.data(), 4);
-    bytes.remove_prefix(4);
-    if (n > bytes.size() || n > max_each) return false;
-    out.emplace_back(bytes.substr(0, n));
-    bytes.remove_prefix(n);
-  }
-  return out.size() == expected;
 }
 
 // name="value",... for already validated label names and values.
@@ -179,7 +165,7 @@ bool SegmentReader::parse_family(std::uint32_t index, Family& f) {
   if (!shm::check_metric_name(f.name).empty() || shm::is_reserved_metric_name(f.name) ||
       !shm::is_valid_utf8(help_copy))
     return false;
-  if (!decode_strings(labels, e.label_count, shm::kMaxNameBytes, f.label_names)) return false;
+  if (!shm::decode_string_list(labels, e.label_count, shm::kMaxNameBytes, f.label_names)) return false;
   for (std::size_t i = 0; i < f.label_names.size(); ++i) {
     if (!shm::check_label_name(f.label_names[i]).empty()) return false;
     for (std::size_t j = 0; j < i; ++j)
@@ -231,7 +217,7 @@ bool SegmentReader::parse_series(std::uint32_t index, std::uint32_t& family, Ser
   if (bytes.size() != e.label_values_length) return false;
   if (!claim_strings({{e.label_values_offset, e.label_values_length}})) return false;  // before the copy
   std::vector<std::string> values;
-  if (!decode_strings(std::string(bytes), f.label_names.size(), shm::kMaxLabelValueBytes, values) ||
+  if (!shm::decode_string_list(std::string(bytes), f.label_names.size(), shm::kMaxLabelValueBytes, values) ||
       !valid_label_values(values))
     return false;
   family = e.family_index;
@@ -337,25 +323,40 @@ void SegmentReader::sum_counters() {
 
 namespace {
 
-// A gauge cell's value and, for the timestamped modes, the time it was set,
-// read under its seqlock; false when unset or never stable across a few tries.
+// A gauge cell's value and, for the timestamped modes, the time it was set;
+// false when unset or never stable across kSeqlockReadTries reads.
 // Integer cells are set once their stamp is (1, or a timestamp); double
 // cells once their value is not kGaugeUnset.
 bool read_gauge_cell(const std::uint8_t* cell, bool stamped, bool integer, std::uint64_t& bits,
                      std::uint64_t& stamp) {
-  for (int attempt = 0; attempt < 4; ++attempt) {
-    std::uint64_t s1 = stamped || integer ? load_acquire<std::uint64_t>(cell + offsetof(shm::GaugeCell, stamp)) : 0;
-    if (stamped && (s1 & 1)) continue;
-    if (integer && s1 == 0) return false;
-    bits = load_acquire<std::uint64_t>(cell + offsetof(shm::GaugeCell, value));
-    const bool set = shm::gauge_cell_set(bits, s1, integer);
-    if (!stamped && !integer) return set;
-    // Timestamped: the seqlock. Integer: a record reset (stamp cleared, then
-    // the value with release) shows as a changed stamp.
+  const std::uint8_t* stamp_word = cell + offsetof(shm::GaugeCell, stamp);
+  const std::uint8_t* value_word = cell + offsetof(shm::GaugeCell, value);
+  if (stamped) {  // the stamp is the cell's seqlock
+    bool set = false;
+    return shm::seqlock_read(stamp_word, [&](std::uint64_t s) {
+             if (integer && s == 0) return false;  // never set
+             bits = load_relaxed<std::uint64_t>(value_word);
+             stamp = s;
+             set = shm::gauge_cell_set(bits, s, integer);
+             return true;
+           }) &&
+           set;
+  }
+  if (!integer) {
+    bits = load_acquire<std::uint64_t>(value_word);
+    return shm::gauge_cell_set(bits, 0, false);
+  }
+  // Integer, untimestamped: the stamp is 1 once set. A record reset clears
+  // it, then the value (with release), so a stamp unchanged around the value
+  // says the value is not of a reset half seen.
+  for (int attempt = 0; attempt < shm::kSeqlockReadTries; ++attempt) {
+    const std::uint64_t s1 = load_acquire<std::uint64_t>(stamp_word);
+    if (s1 == 0) return false;
+    bits = load_acquire<std::uint64_t>(value_word);
     std::atomic_thread_fence(std::memory_order_acquire);
-    if (load_relaxed<std::uint64_t>(cell + offsetof(shm::GaugeCell, stamp)) != s1) continue;
+    if (load_relaxed<std::uint64_t>(stamp_word) != s1) continue;
     stamp = s1;
-    return set;
+    return shm::gauge_cell_set(bits, s1, true);
   }
   return false;
 }
@@ -447,27 +448,24 @@ bool SegmentReader::render_info(const Family& f, std::string& out,
   for (const LiveRecord& r : live) {
     const std::uint8_t* area = base_ + geometry_.info_area_offset(r.record, f.info_index);
     const std::uint8_t* data = area + sizeof(shm::InfoAreaHeader);
-    // Seqlock read: a few tries, then this process's value is skipped this time.
-    for (int attempt = 0; attempt < 8; ++attempt) {
-      std::uint64_t s1 = load_acquire<std::uint64_t>(area + offsetof(shm::InfoAreaHeader, seq));
-      if (s1 & 1) continue;
-      std::uint64_t length = load_relaxed<std::uint64_t>(area + offsetof(shm::InfoAreaHeader, length));
-      std::uint64_t bytes = length == 0 ? 0 : length - 1;
-      if (bytes > capacities_.info_value_bytes) break;  // corrupt: skip
-      std::size_t n = (bytes + 7) / 8;
-      for (std::size_t i = 0; i < n; ++i) words[i] = load_relaxed<std::uint64_t>(data + i * 8);
-      std::atomic_thread_fence(std::memory_order_acquire);
-      if (load_relaxed<std::uint64_t>(area + offsetof(shm::InfoAreaHeader, seq)) != s1) continue;
-      if (length == 0) break;
-      std::string_view encoded(reinterpret_cast<const char*>(words.data()), bytes);
-      if (decode_strings(encoded, f.label_names.size(), shm::kMaxLabelValueBytes, values) &&
-          valid_label_values(values)) {
-        std::string labels = render_labels(f.label_names, values);
-        const std::size_t line = f.name.size() + labels.size() + 5;  // name{labels} 1\n
-        if (distinct.insert(std::move(labels)).second) lines_bytes += line;
-        if (out.size() + lines_bytes > max_bytes_) return false;
-      }
-      break;
+    // Under its seqlock; a process whose value is never stable across
+    // kSeqlockReadTries reads, or is corrupt, is left out this time.
+    std::uint64_t length = 0;
+    const bool consistent = shm::seqlock_read(area + offsetof(shm::InfoAreaHeader, seq), [&](std::uint64_t) {
+      length = load_relaxed<std::uint64_t>(area + offsetof(shm::InfoAreaHeader, length));
+      const std::uint64_t bytes = length == 0 ? 0 : length - 1;
+      if (bytes > capacities_.info_value_bytes) return false;  // corrupt
+      for (std::size_t i = 0; i < (bytes + 7) / 8; ++i) words[i] = load_relaxed<std::uint64_t>(data + i * 8);
+      return true;
+    });
+    if (!consistent || length == 0) continue;
+    std::string_view encoded(reinterpret_cast<const char*>(words.data()), length - 1);
+    if (shm::decode_string_list(encoded, f.label_names.size(), shm::kMaxLabelValueBytes, values) &&
+        valid_label_values(values)) {
+      std::string labels = render_labels(f.label_names, values);
+      const std::size_t line = f.name.size() + labels.size() + 5;  // name{labels} 1\n
+      if (distinct.insert(std::move(labels)).second) lines_bytes += line;
+      if (out.size() + lines_bytes > max_bytes_) return false;
     }
   }
   if (!room_for(out, lines_bytes)) return false;

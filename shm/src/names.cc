@@ -190,3 +190,51 @@ bool is_reserved_metric_name(std::string_view name) noexcept {
 }
 
 }  // namespace shmetrics::shm
+
+namespace shmetrics::shm {
+
+namespace {
+
+std::string too_many_bytes(std::string_view what, std::string_view text, std::size_t limit) {
+    return std::string(what) + " \"" + std::string(text.substr(0, 64)) + "...\" is " +
+           std::to_string(text.size()) + " bytes, more than the " + std::to_string(limit) + " allowed";
+}
+
+}  // namespace
+
+std::string check_family_definition(std::string_view name, std::string_view help, MetricType type,
+                                    GaugeMode mode, const std::vector<std::string>& label_names) {
+    if (std::string err = check_metric_name(name); !err.empty()) return err;
+    if (name.size() > kMaxNameBytes) return too_many_bytes("metric name", name, kMaxNameBytes);
+    const std::string quoted = "\"" + std::string(name) + "\"";
+    if (is_reserved_metric_name(name))
+        return "metric name " + quoted + " is reserved: " +
+               (name.starts_with("shmetrics_")
+                    ? "names starting with \"shmetrics_\" are the exporter's own"
+                    : "the exporter computes it from readyz samples (use Segment::readyz())");
+    if (type == MetricType::kCounter && !name.ends_with("_total"))
+        return "counter name " + quoted + " is invalid: counter names must end in \"_total\"";
+    if (help.empty()) return "metric " + quoted + " has no help text: help is required";
+    if (help.size() > kMaxHelpBytes)
+        return "help text of " + quoted + " is " + std::to_string(help.size()) + " bytes, more than the " +
+               std::to_string(kMaxHelpBytes) + " allowed";
+    if (std::string err = check_utf8(help, "help text of " + quoted); !err.empty()) return err;
+    if (label_names.size() > kMaxLabels)
+        return "metric " + quoted + " has " + std::to_string(label_names.size()) +
+               " label names, more than the " + std::to_string(kMaxLabels) + " allowed";
+    for (std::size_t i = 0; i < label_names.size(); ++i) {
+        const std::string& label = label_names[i];
+        if (std::string err = check_label_name(label); !err.empty()) return err;
+        if (label.size() > kMaxNameBytes) return too_many_bytes("label name", label, kMaxNameBytes);
+        if ((mode == GaugeMode::kLiveAll || mode == GaugeMode::kAll) && label == "pid")
+            return "label name \"pid\" of gauge " + quoted +
+                   " is reserved: liveall and all gauges add a pid label themselves";
+        for (std::size_t j = 0; j < i; ++j)
+            if (label_names[j] == label)
+                return "label name \"" + label + "\" appears twice in metric " + quoted +
+                       ": label names must be distinct";
+    }
+    return {};
+}
+
+}  // namespace shmetrics::shm

@@ -1,4 +1,5 @@
 #include <shmetrics/shm/segment_file.h>
+#include <shmetrics/shm/robust_mutex.h>
 #include <shmetrics/shm/test_hooks.h>
 
 #include <boost/interprocess/mapped_region.hpp>
@@ -16,9 +17,6 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/sem.h>
-#if defined(__SANITIZE_THREAD__)
-#include <sanitizer/tsan_interface.h>
-#endif
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -269,13 +267,8 @@ void initialise(std::uint8_t* base, const Capacities& caps, const Geometry& g, i
   h->semaphore_token = token;
   park_point("create.mid_header");
 
-  pthread_mutexattr_t attr;
-  pthread_mutexattr_init(&attr);
-  pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-  pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-  int rc = pthread_mutex_init(&h->registration_lock, &attr);
-  if (rc == 0) rc = pthread_mutex_init(&h->fold_lock, &attr);
-  pthread_mutexattr_destroy(&attr);
+  int rc = init_robust_mutex(h->registration_lock);
+  if (rc == 0) rc = init_robust_mutex(h->fold_lock);
   if (rc != 0)
     throw SegmentError("cannot initialise the segment's locks: " + errno_text(rc));
   for (std::uint32_t b = 0; b < 2; ++b) {
@@ -449,17 +442,6 @@ int open_segment_file(const SegmentDirectory& dir, const std::string& name, cons
 }  // namespace
 
 MappedSegment::MappedSegment() = default;
-
-void note_recovered_lock(pthread_mutex_t* mutex) {
-#if defined(__SANITIZE_THREAD__)
-  // ThreadSanitizer records a lock only when the call returns 0; a robust
-  // mutex recovered from a dead holder returns EOWNERDEAD.
-  __tsan_mutex_pre_lock(mutex, __tsan_mutex_try_lock);
-  __tsan_mutex_post_lock(mutex, __tsan_mutex_try_lock, 0);
-#else
-  (void)mutex;
-#endif
-}
 
 std::string MappedSegment::check_semaphores() const {
   return check_semaphore_set(semaphore_set_, owner_uid_, capacities_.thread_slots + capacities_.process_records,
@@ -752,34 +734,5 @@ ClaimHolder claim_holder(int set, std::uint32_t n) {
   int pid = ::semctl(set, static_cast<int>(n), GETPID);
   return {true, pid > 0 ? pid : 0, false};
 }
-
-LockResult lock_robust(pthread_mutex_t& mutex, std::chrono::milliseconds timeout) {
-  // pthread_mutex_timedlock (CLOCK_REALTIME) rather than clocklock: ThreadSanitizer
-  // in GCC 12 does not intercept the latter. A clock step only stretches or
-  // shortens one bounded wait.
-  struct timespec deadline {};
-  ::clock_gettime(CLOCK_REALTIME, &deadline);
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
-  deadline.tv_sec += ns / 1'000'000'000;
-  deadline.tv_nsec += ns % 1'000'000'000;
-  if (deadline.tv_nsec >= 1'000'000'000) {
-    deadline.tv_sec += 1;
-    deadline.tv_nsec -= 1'000'000'000;
-  }
-  int rc = ::pthread_mutex_timedlock(&mutex, &deadline);
-  if (rc == EOWNERDEAD) {
-    ::pthread_mutex_consistent(&mutex);
-    note_recovered_lock(&mutex);
-    return LockResult::kRecovered;
-  }
-  return rc == 0 ? LockResult::kLocked : LockResult::kTimedOut;
-}
-
-bool lock_registration(Header& header, std::chrono::milliseconds timeout) {
-  // A dead holder left nothing to repair: see the comment in the header.
-  return lock_robust(header.registration_lock, timeout) != LockResult::kTimedOut;
-}
-
-void unlock_registration(Header& header) { ::pthread_mutex_unlock(&header.registration_lock); }
 
 }  // namespace shmetrics::shm

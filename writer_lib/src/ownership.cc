@@ -3,6 +3,8 @@
 #include "process_segments.h"
 
 #include <shmetrics/segment.h>
+#include <shmetrics/shm/robust_mutex.h>
+#include <shmetrics/shm/seqlock.h>
 #include <shmetrics/shm/test_hooks.h>
 
 #include <algorithm>
@@ -207,9 +209,8 @@ void reset_record(ProcessSegment& seg, std::uint32_t record) {
   for (std::uint32_t a = 0; a < caps.info_families; ++a) {
     auto* area = reinterpret_cast<shm::InfoAreaHeader*>(seg.base() + g.info_area_offset(record, a));
     // A dead writer may have left it odd; even it out, empty.
-    std::uint64_t s = area->seq.load(std::memory_order_relaxed);
-    area->seq.store((s | 1) + 1, std::memory_order_relaxed);
     area->length.store(0, std::memory_order_relaxed);
+    shm::seqlock_reset(area->seq);
   }
   record_header(seg, record).generation.fetch_add(1, std::memory_order_release);
 }
@@ -305,19 +306,13 @@ void finish_dead_folder(ProcessSegment& seg) {
 // that died is finished first: its published fold's record reset.
 class FoldLock {
  public:
-  explicit FoldLock(ProcessSegment& seg) : seg_(seg) {
-    const shm::LockResult r = shm::lock_robust(seg.header().fold_lock, seg.lock_timeout);
-    if (r == shm::LockResult::kRecovered) finish_dead_folder(seg);
-    held_ = r != shm::LockResult::kTimedOut;
+  explicit FoldLock(ProcessSegment& seg) : lock_(seg.header().fold_lock, seg.lock_timeout) {
+    if (lock_.recovered()) finish_dead_folder(seg);
   }
-  ~FoldLock() {
-    if (held_) ::pthread_mutex_unlock(&seg_.header().fold_lock);
-  }
-  bool held() const { return held_; }
+  bool held() const { return lock_.held(); }
 
  private:
-  ProcessSegment& seg_;
-  bool held_;
+  shm::RobustLock lock_;
 };
 
 enum class RecordClaim {
@@ -518,16 +513,8 @@ void gauge_update_slow(shm::GaugeCell& cell, std::uint64_t bits, bool add, bool 
     cell.stamp.store(1, std::memory_order_release);
     return;
   }
-  // Threads of this process take turns on the odd sequence number.
-  std::uint64_t s = cell.stamp.load(std::memory_order_relaxed);
-  for (;;) {
-    if (s & 1) {
-      s = cell.stamp.load(std::memory_order_relaxed);
-      continue;
-    }
-    if (cell.stamp.compare_exchange_weak(s, s | 1, std::memory_order_acquire)) break;
-  }
-  std::atomic_thread_fence(std::memory_order_release);
+  // The stamp is the cell's seqlock; the time it was set ends the write.
+  const std::uint64_t s = shm::seqlock_write_begin(cell.stamp);
   const std::uint64_t old = cell.value.load(std::memory_order_relaxed);
   std::uint64_t next = bits;
   if (add && integer) {
@@ -537,7 +524,7 @@ void gauge_update_slow(shm::GaugeCell& cell, std::uint64_t bits, bool add, bool 
     next = std::bit_cast<std::uint64_t>(base + std::bit_cast<double>(bits));
   }
   cell.value.store(next, std::memory_order_relaxed);
-  cell.stamp.store(std::max(clock_ns(CLOCK_MONOTONIC) << 1, (s | 1) + 1), std::memory_order_release);
+  shm::seqlock_write_end(cell.stamp, std::max(clock_ns(CLOCK_MONOTONIC) << 1, s + 2));
 }
 
 shm::GaugeCell* gauge_cells_slow(std::uint16_t segment, std::uint32_t cell) noexcept {

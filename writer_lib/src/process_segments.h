@@ -84,8 +84,4 @@ shm::ReadyzArea* readyz_area_of(std::uint16_t index, ProcessSegment& seg, shm::S
 // The overflow slot's dense cells (shared: atomic read-modify-writes).
 std::uint64_t* overflow_cells(ProcessSegment& seg) noexcept;
 
-// Encodes strings as repeated [uint32 LE length][bytes], the segment's format.
-std::string encode_strings(std::span<const std::string_view> values);
-void encode_strings_into(std::string& out, std::span<const std::string_view> values);
-
 }  // namespace shmetrics::detail

@@ -10,6 +10,9 @@
 
 #include <shmetrics/segment.h>
 #include <shmetrics/shm/names.h>
+#include <shmetrics/shm/robust_mutex.h>
+#include <shmetrics/shm/seqlock.h>
+#include <shmetrics/shm/string_list.h>
 #include <shmetrics/shm/test_hooks.h>
 
 #include <algorithm>
@@ -65,16 +68,12 @@ std::string_view pool_string(const ProcessSegment& seg, std::uint32_t offset, st
   return {reinterpret_cast<const char*>(seg.base() + seg.geometry().strings_offset + offset), length};
 }
 
-std::vector<std::string> decode_strings(std::string_view bytes) {
+// A family's label names as this process's own segment holds them (what
+// decodes, should the entry be damaged).
+std::vector<std::string> label_names_of(const ProcessSegment& seg, const shm::FamilyEntry& e) {
   std::vector<std::string> out;
-  while (bytes.size() >= 4) {
-    std::uint32_t n;
-    std::memcpy(&n, bytes.data(), 4);
-    bytes.remove_prefix(4);
-    if (n > bytes.size()) break;
-    out.emplace_back(bytes.substr(0, n));
-    bytes.remove_prefix(n);
-  }
+  shm::decode_string_list(pool_string(seg, e.label_names_offset, e.label_names_length), e.label_count,
+                          shm::kMaxNameBytes, out);
   return out;
 }
 
@@ -86,18 +85,16 @@ shm::SeriesEntry* series_entries(ProcessSegment& seg) {
 }
 
 // Holds the registration lock for one registration. Taken before seg.mutex.
+// A holder that died left nothing to repair: registration publishes by a
+// count written last, so what it left half-done is invisible and simply
+// overwritten.
 class RegistrationLock {
  public:
-  explicit RegistrationLock(ProcessSegment& seg)
-      : seg_(seg), held_(shm::lock_registration(seg.header(), seg.lock_timeout)) {}
-  ~RegistrationLock() {
-    if (held_) shm::unlock_registration(seg_.header());
-  }
-  bool held() const { return held_; }
+  explicit RegistrationLock(ProcessSegment& seg) : lock_(seg.header().registration_lock, seg.lock_timeout) {}
+  bool held() const { return lock_.held(); }
 
  private:
-  ProcessSegment& seg_;
-  bool held_;
+  shm::RobustLock lock_;
 };
 
 // Appends `parts` to the string pool (not yet published). Returns their
@@ -146,7 +143,7 @@ std::optional<std::uint32_t> find_or_register_series(std::uint16_t index, std::u
   // The lookup key, encoded into a buffer this thread reuses: no allocation
   // for a series already registered.
   thread_local std::string key;
-  encode_strings_into(key, values);
+  shm::encode_string_list(key, values);
   {
     std::lock_guard lock(seg->mutex);
     LocalFamily* fam = &family_of(*seg, family);
@@ -200,48 +197,8 @@ std::optional<std::uint32_t> find_or_register_series(std::uint16_t index, std::u
 std::uint32_t register_family(std::uint16_t index, std::string_view name, std::string_view help,
                               shm::MetricType type, shm::ValueType value_type,
                               shm::GaugeMode mode, const std::vector<std::string>& label_names) {
-  if (std::string err = shm::check_metric_name(name); !err.empty()) throw std::invalid_argument(err);
-  if (name.size() > shm::kMaxNameBytes)
-    throw std::invalid_argument("metric name \"" + std::string(name.substr(0, 64)) + "...\" is " +
-                                std::to_string(name.size()) + " bytes, more than the " +
-                                std::to_string(shm::kMaxNameBytes) + " allowed");
-  if (shm::is_reserved_metric_name(name))
-    throw std::invalid_argument(
-        "metric name \"" + std::string(name) + "\" is reserved: " +
-        (name.starts_with("shmetrics_")
-             ? "names starting with \"shmetrics_\" are the exporter's own"
-             : "the exporter computes it from readyz samples (use Segment::readyz())"));
-  if (type == shm::MetricType::kCounter && !name.ends_with("_total"))
-    throw std::invalid_argument("counter name \"" + std::string(name) +
-                                "\" is invalid: counter names must end in \"_total\"");
-  if (help.empty())
-    throw std::invalid_argument("metric \"" + std::string(name) + "\" has no help text: help is required");
-  if (help.size() > shm::kMaxHelpBytes)
-    throw std::invalid_argument("help text of \"" + std::string(name) + "\" is " +
-                                std::to_string(help.size()) + " bytes, more than the " +
-                                std::to_string(shm::kMaxHelpBytes) + " allowed");
-  if (std::string err = shm::check_utf8(help, "help text of \"" + std::string(name) + "\"");
-      !err.empty())
+  if (std::string err = shm::check_family_definition(name, help, type, mode, label_names); !err.empty())
     throw std::invalid_argument(err);
-  if (label_names.size() > shm::kMaxLabels)
-    throw std::invalid_argument("metric \"" + std::string(name) + "\" has " +
-                                std::to_string(label_names.size()) + " label names, more than the " +
-                                std::to_string(shm::kMaxLabels) + " allowed");
-  for (std::size_t i = 0; i < label_names.size(); ++i) {
-    if (std::string err = shm::check_label_name(label_names[i]); !err.empty())
-      throw std::invalid_argument(err);
-    if (label_names[i].size() > shm::kMaxNameBytes)
-      throw std::invalid_argument("label name \"" + label_names[i].substr(0, 64) + "...\" is " +
-                                  std::to_string(label_names[i].size()) + " bytes, more than the " +
-                                  std::to_string(shm::kMaxNameBytes) + " allowed");
-    if ((mode == shm::GaugeMode::kLiveAll || mode == shm::GaugeMode::kAll) && label_names[i] == "pid")
-      throw std::invalid_argument("label name \"pid\" of gauge \"" + std::string(name) +
-                                  "\" is reserved: liveall and all gauges add a pid label themselves");
-    for (std::size_t j = 0; j < i; ++j)
-      if (label_names[j] == label_names[i])
-        throw std::invalid_argument("label name \"" + label_names[i] + "\" appears twice in metric \"" +
-                                    std::string(name) + "\": label names must be distinct");
-  }
 
   ProcessSegment* seg = segment_at(index);
   if (seg == nullptr) throw std::invalid_argument("segment handle does not name an open segment");
@@ -293,7 +250,7 @@ std::uint32_t register_family(std::uint16_t index, std::string_view name, std::s
       throw refuse("all " + std::to_string(caps.info_families) + " info families are registered");
   }
   std::vector<std::string_view> label_views(label_names.begin(), label_names.end());
-  std::string encoded_labels = encode_strings(label_views);
+  std::string encoded_labels = shm::encode_string_list(label_views);
   std::vector<std::uint32_t> offsets;
   std::uint32_t new_used = 0;
   if (!write_strings(*seg, {name, help, encoded_labels}, offsets, new_used))
@@ -320,19 +277,10 @@ std::uint8_t* info_area(ProcessSegment& seg, std::uint32_t info_index) {
                           info_index);
 }
 
-// Writes one info area under its seqlock. Threads of this process serialise
-// on the odd sequence number; the exporter retries while it is odd.
+// Writes one info area under its seqlock.
 void write_info(std::uint8_t* area, const std::string* encoded) {
   auto* h = reinterpret_cast<shm::InfoAreaHeader*>(area);
-  std::uint64_t s = h->seq.load(std::memory_order_relaxed);
-  for (;;) {
-    if (s & 1) {
-      s = h->seq.load(std::memory_order_relaxed);
-      continue;
-    }
-    if (h->seq.compare_exchange_weak(s, s + 1, std::memory_order_acquire)) break;
-  }
-  std::atomic_thread_fence(std::memory_order_release);
+  const std::uint64_t s = shm::seqlock_write_begin(h->seq);
   if (encoded == nullptr) {
     h->length.store(0, std::memory_order_relaxed);
   } else {
@@ -344,25 +292,10 @@ void write_info(std::uint8_t* area, const std::string* encoded) {
     }
     h->length.store(encoded->size() + 1, std::memory_order_relaxed);
   }
-  h->seq.store(s + 2, std::memory_order_release);
+  shm::seqlock_write_end(h->seq, s + 2);
 }
 
 }  // namespace
-
-void encode_strings_into(std::string& out, std::span<const std::string_view> values) {
-  out.clear();
-  for (auto v : values) {
-    auto n = static_cast<std::uint32_t>(v.size());
-    out.append(reinterpret_cast<const char*>(&n), 4);
-    out.append(v);
-  }
-}
-
-std::string encode_strings(std::span<const std::string_view> values) {
-  std::string out;
-  encode_strings_into(out, values);
-  return out;
-}
 
 void sync_from_segment(ProcessSegment& seg) {
   shm::Header& h = seg.header();
@@ -376,7 +309,7 @@ void sync_from_segment(ProcessSegment& seg) {
                     e.type,
                     e.value_type,
                     e.gauge_mode,
-                    decode_strings(pool_string(seg, e.label_names_offset, e.label_names_length)),
+                    label_names_of(seg, e),
                     e.info_index,
                     {}};
     seg.family_by_name.emplace(fam.name, f);
@@ -468,7 +401,7 @@ void Info::set(const std::vector<std::string_view>& values) const noexcept {
       detail::count_event(segment_, shm::kEventInvalidUpdates);
       return;
     }
-    std::string encoded = detail::encode_strings(values);
+    std::string encoded = shm::encode_string_list(values);
     if (encoded.size() > seg->mapped->capacities().info_value_bytes) {
       detail::write_info(area, nullptr);
       detail::count_event(segment_, shm::kEventInfoRefused);

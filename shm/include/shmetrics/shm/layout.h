@@ -47,8 +47,11 @@
 //                              |                                 |                     | valid, UTF-8
 // events[]                     | anyone                          | relaxed fetch_add   | none (monotonic counters)
 // readyz_used                  | any process calling readyz()    | relaxed store of 1  | renders readyz families if 1
-// SlotHeader.owner_pid/claims  | the claiming process, holding   | relaxed             | informational only
-//                              | the slot's semaphore            |                     |
+// SlotHeader.owner_pid         | the claiming process, holding   | relaxed             | not read: liveness comes from
+//                              | the slot's semaphore; 0 when it |                     | the semaphore. Claimers try
+//                              | hands the slot back             |                     | slots handed back (0) first
+// SlotHeader.claims            | the claiming process, holding   | release, saturating | not read. Claimers: 0 = cells
+//                              | the slot's semaphore            | at UINT32_MAX       | all zero (tried last)
 // pages_used                   | a slot's owner taking a page    | CAS, never past the | pages above pool_pages are
 //                              |                                 | pool's size         | never read
 // page table entry,            | the one thread owning the slot, | release, after the  | acquire; 0 or past the pool:
@@ -58,15 +61,20 @@
 //                              |                                 | CAS                 | outside the window ignored
 // RecordHeader.owner_pid       | the claiming process (holding   | release after reset | liveness comes from the
 //                              | the record's semaphore)         | of the cells        | semaphore, never the pid
+// RecordHeader.generation      | the claiming process, holding   | release fetch_add,  | acquire, before liveness is
+//                              | fold_lock, after it folded and  | after the reset     | asked: a dead verdict and a
+//                              | reset the record                |                     | DeadBuffer marker hold for
+//                              |                                 |                     | one generation only
 // GaugeCell.value              | any thread of the owner process | relaxed store / CAS | double: kGaugeUnset = never
 //                              |   (integer gauges: fetch_add)   |                     | set; integer: set once stamp
 //                              |                                 |                     | != 0
 // GaugeCell.stamp (integer     | the owner process, once, after  | release store of 1  | acquire; 0 = never set
 //   gauges, untimestamped)     | the first value                 |                     |
-// InfoArea                     | threads of the owner process    | seqlock: seq odd    | seq even and unchanged
-//                              |                                 | while writing       | around the copy
-// GaugeCell.stamp (timestamped | threads of the owner process    | seqlock: odd while  | even and unchanged around
-//   modes)                     |                                 | writing; then ts<<1 | the value read
+// InfoArea                     | threads of the owner process    | shm/seqlock.h: seq  | seqlock_read: seq even and
+//                              | (a new owner: seqlock_reset)    | odd while writing   | unchanged around the copy
+// GaugeCell.stamp (timestamped | threads of the owner process    | shm/seqlock.h: odd  | seqlock_read: even and
+//   modes)                     |                                 | while writing; then | unchanged around the value
+//                              |                                 | ts<<1               |
 // DeadArea.state               | the folder, holding fold_lock   | release, after the  | acquire; re-read after the
 //                              |                                 | inactive buffer     | families that use it
 // DeadBuffer (inactive one)    | the folder, holding fold_lock   | relaxed             | only the active one is read
@@ -140,8 +148,7 @@ enum class MetricType : std::uint8_t { kCounter = 1, kGauge = 2, kInfo = 3 };
 enum class ValueType : std::uint8_t { kInteger = 1, kDouble = 2 };
 
 // How the per-process values of a gauge series combine into one sample.
-// Numbering is part of the layout. The non-live modes are reserved here and
-// added with the crash-safety work.
+// Numbering is part of the layout.
 enum class GaugeMode : std::uint8_t {
   kNone = 0,  // not a gauge
   kLiveSum = 1,
@@ -388,6 +395,9 @@ struct InfoAreaHeader {
   std::atomic<std::uint64_t> length;
 };
 static_assert(sizeof(InfoAreaHeader) == 16);
+// The seqlock words are what shm/seqlock.h reads: 8-byte aligned uint64s.
+static_assert(offsetof(InfoAreaHeader, seq) % 8 == 0 && offsetof(GaugeCell, stamp) % 8 == 0);
+static_assert(sizeof(InfoAreaHeader::seq) == 8 && sizeof(GaugeCell::stamp) == 8);
 
 inline constexpr std::uint32_t kNoRecord = 0xffffffff;
 

@@ -2,9 +2,12 @@
 // input is refused at registration time instead of corrupting a scrape.
 #pragma once
 
+#include <shmetrics/shm/layout.h>
+
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace shmetrics::shm {
 
@@ -38,5 +41,13 @@ std::string printable(std::string_view text, std::size_t max_bytes = 64);
 // and the readyz families it computes from readyz samples. Writers cannot
 // register them, and a segment claiming them is not trusted.
 bool is_reserved_metric_name(std::string_view name) noexcept;
+
+/// Checks a family's definition as a writer registers it, before anything is
+/// written: its name (valid, at most kMaxNameBytes, not reserved; a counter's
+/// ending in "_total"), its help text (present, at most kMaxHelpBytes,
+/// UTF-8) and its label names (at most kMaxLabels, each valid, at most
+/// kMaxNameBytes and distinct; "pid" is the liveall and all gauges' own).
+std::string check_family_definition(std::string_view name, std::string_view help, MetricType type,
+                                    GaugeMode mode, const std::vector<std::string>& label_names);
 
 }  // namespace shmetrics::shm

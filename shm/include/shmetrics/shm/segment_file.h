@@ -175,28 +175,5 @@ struct ClaimHolder {
 };
 ClaimHolder claim_holder(int set, std::uint32_t n);
 
-// What a wait for one of the segment's robust, process-shared mutexes gave.
-enum class LockResult {
-  kLocked,     // held
-  kRecovered,  // held; its previous holder died holding it (made consistent)
-  kTimedOut,   // not held: `timeout` passed (or the mutex is unrecoverable)
-};
-
-// Takes a robust mutex of the segment, waiting at most `timeout`. Every wait
-// on a segment mutex goes through here, so a holder that died (kRecovered)
-// or stopped (kTimedOut) is handled the same way everywhere; the caller
-// decides what a dead holder left behind.
-LockResult lock_robust(pthread_mutex_t& mutex, std::chrono::milliseconds timeout);
-
-// Takes the segment's registration lock, waiting at most `timeout`.
-// Returns false on timeout. A lock whose holder died is recovered: the
-// registration protocol publishes by a count written last, so whatever the
-// dead holder left half-done is invisible and simply overwritten.
-bool lock_registration(Header& header, std::chrono::milliseconds timeout);
-void unlock_registration(Header& header);
-
-// Tells ThreadSanitizer (when built with it) that `mutex`, a robust mutex whose
-// lock returned EOWNERDEAD, is now held by the calling thread.
-void note_recovered_lock(pthread_mutex_t* mutex);
 
 }  // namespace shmetrics::shm
