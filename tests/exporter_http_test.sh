@@ -149,7 +149,7 @@ start_exporter exporter
 check "exporter logged a distinct listening port per role on 127.0.0.1 (ops $OPS_PORT, judge $JUDGE_PORT)" \
   test -n "$OPS_PORT" -a -n "$JUDGE_PORT" -a "$OPS_PORT" != "$JUDGE_PORT"
 # The default --threads: the CPUs it may run on, at most 4.
-cpus=$(nproc)
+cpus=$("$PYTHON" -c 'import os; print(len(os.sched_getaffinity(0)))')  # not nproc: it heeds OMP_NUM_THREADS
 want_threads=$((cpus < 4 ? cpus : 4))
 poll_until "$POLL_SECONDS" grep -q 'event=serving' "$EXPORTER_LOG" || true
 check "with $cpus CPUs the exporter serves with $want_threads threads ($(grep -o 'event=serving.*' "$EXPORTER_LOG"))" \

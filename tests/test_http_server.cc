@@ -17,7 +17,9 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <linux/sockios.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -459,6 +461,30 @@ TEST_CASE("password checks past max_pending_auth get 503 at once, not a place in
   server.stop();
 }
 
+TEST_CASE("stop() with password checks queued destroys their connections while the server still exists") {
+  // Run under ASan too: the queued checks hold their connections, whose
+  // sockets and listener belong to the server's contexts.
+  TlsServed s(12, two_threads());  // ~0.3 s a check: the later ones wait in the queue
+  std::vector<std::thread> clients;
+  std::vector<int> got(3, 0);
+  for (int i = 0; i < 3; ++i) {
+    clients.emplace_back([&, i] {
+      httplib::SSLClient client("127.0.0.1", s.port);
+      client.enable_server_certificate_verification(false);
+      client.set_read_timeout(30);
+      client.set_basic_auth("prom", ("guess-" + std::to_string(i)).c_str());
+      auto res = client.Get("/metrics");
+      got[i] = res ? res->status : -1;
+    });
+  }
+  // Every head read: one check running, the others queued behind it.
+  CHECK(wait_until([&] { return s.server.stats(0).requests == 3; }));
+  s.server.stop();
+  for (auto& t : clients) t.join();
+  // At most the check that was running answered; the queued ones never ran.
+  CHECK(std::count(got.begin(), got.end(), -1) >= 2);
+}
+
 TEST_CASE("while the bodies being sent hold more than max_scrape_bytes, a scrape takes the newest") {
   // Slow readers keep their bodies alive; past the budget they stop
   // multiplying: the newest serves the next scrapes.
@@ -529,13 +555,22 @@ TEST_CASE("scrapes whose requests arrive together share one render, and a later 
   REQUIRE(server.add_listener(std::make_shared<RoleSource>("ops", name.str(), gate.clock()), "127.0.0.1", 0,
                               error) == 1);
   server.start();
+  // Four connections, each read by the serving thread.
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 4; ++i) clients.push_back(std::make_unique<Client>(server.port(1)));
+  REQUIRE(wait_until([&] { return server.stats(1).waiting == 4; }));
   Client held(server.port(0));
   REQUIRE(held.send(kGetClose));
   REQUIRE(blocker.wait_rendering());
-  std::vector<std::unique_ptr<Client>> clients;
-  for (int i = 0; i < 4; ++i) clients.push_back(std::make_unique<Client>(server.port(1)));
-  CHECK(wait_until([&] { return server.stats(1).accepted == 4; }));
+  // Their requests reach the server's socket buffers (acknowledged: nothing
+  // left in the clients' send queues) while the thread is held.
   for (auto& c : clients) REQUIRE(c->send(kGet));
+  CHECK(wait_until([&] {
+    return std::all_of(clients.begin(), clients.end(), [](const std::unique_ptr<Client>& c) {
+      int unsent = -1;
+      return ::ioctl(c->fd(), SIOCOUTQ, &unsent) == 0 && unsent == 0;
+    });
+  }));
   blocker.release();
   CHECK(statuses(held.read_to_end()) == std::vector<std::string>{"200"});
   // Each gets its answer (read up to its body's last line), from one render.

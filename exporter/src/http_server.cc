@@ -136,11 +136,13 @@ constexpr std::size_t kLingerBytes = 64 * 1024;
 
 // One io_context per serving thread, each run by that thread alone: a
 // connection lives on one of them (taken in turn at accept) and all its
-// handlers run there, in order, with no strand and no hand-off between
-// threads. (One context run by every thread woke another thread for most
-// handlers: on a busy CPU those hand-offs cost more than serving.) The
-// acceptors have a context and a thread of their own, so a long render
-// never delays an accept, and accepted sockets move to their context.
+// handlers run there, in order, with no strand. Other threads only post to
+// it: a render's body for the scrapes that shared it, a password check's
+// verdict, an eviction. (One context run by every thread woke another
+// thread for most handlers: on a busy CPU those hand-offs cost more than
+// serving.) The acceptors have a context and a thread of their own, so a
+// long render never delays an accept, and accepted sockets move to their
+// context.
 struct HttpServer::Io {
   explicit Io(std::size_t threads) {
     for (std::size_t i = 0; i < threads + 1; ++i) {
@@ -148,24 +150,26 @@ struct HttpServer::Io {
       guards.push_back(asio::make_work_guard(*contexts.back()));
     }
   }
-  ~Io() {
-    // The serving contexts first: the first holds the acceptors, which the
-    // connections on the others keep alive through their listener.
-    guards.clear();
-    while (!contexts.empty()) contexts.pop_back();
-  }
   asio::io_context& acceptors() { return *contexts.front(); }
   // A serving context, taken in turn.
   asio::io_context& next() {
     return *contexts[1 + turn.fetch_add(1, std::memory_order_relaxed) % (contexts.size() - 1)];
   }
 
-  std::vector<std::unique_ptr<asio::io_context>> contexts;  // the acceptors', then one per serving thread
+  // The acceptors' context, then one per serving thread; destroyed last
+  // first: the first holds the acceptors, which the connections on the
+  // others keep alive through their listener.
+  struct Contexts : std::vector<std::unique_ptr<asio::io_context>> {
+    ~Contexts() {
+      while (!empty()) pop_back();
+    }
+  } contexts;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   std::atomic<std::size_t> turn{0};
   // Bcrypt, one at a time, off the threads serving connections. Declared
-  // after the contexts: destroyed first, with the connections its pending
-  // work holds.
+  // after the contexts, so destroyed before them: the checks still queued
+  // at stop hold their connections, whose sockets, timers and listener
+  // belong to the contexts.
   asio::thread_pool auth{1};
   std::atomic<std::size_t> pending_auth{0};  // checks queued or running there
   std::vector<std::thread> threads;
@@ -877,6 +881,7 @@ ListenerStats HttpServer::stats(std::size_t index) const {
   {
     std::lock_guard lock(const_cast<Listener&>(l).mutex);
     s.open = l.open;
+    s.waiting = l.waiting.size();
   }
   {
     std::lock_guard lock(const_cast<Listener&>(l).body_mutex);
@@ -910,9 +915,10 @@ void HttpServer::stop() {
     beast::error_code ignored;
     l->acceptor.close(ignored);
   }
-  // The listeners go first, then the context: destroying it destroys the
-  // pending handlers and with them the connections (each holding its
-  // listener), while the context's services still exist.
+  // The listeners go first, then the password checks never run, then the
+  // contexts: destroying them destroys the pending handlers and with them
+  // the connections (each holding its listener), while the contexts'
+  // services still exist.
   for (auto& l : listeners_) l->drop_body_waiters();
   listeners_.clear();
   io_.reset();

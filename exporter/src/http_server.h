@@ -32,8 +32,8 @@ inline constexpr const char* kTextContentType = "text/plain; version=0.0.4; char
 // buffer and (while it reads an answer) a reference to a shared body.
 struct ServerOptions {
   // Threads of the whole process running every listener's connections,
-  // each with its own share of the connections (taken in turn at accept),
-  // so no request is handed from thread to thread; one more thread accepts.
+  // each with its own share of the connections (taken in turn at accept)
+  // running all of their handlers; one more thread accepts.
   // A waiting connection holds none; a render holds one while it runs, and
   // serves every scrape of its role that asked before it ended. More
   // threads than CPUs only add switches between them and renders that
@@ -79,6 +79,7 @@ struct ListenerStats {
   std::uint64_t renders = 0;       // renders for scrapes (each serves every scrape waiting)
   std::uint64_t scrapes_waiting = 0;  // scrapes waiting for a render now
   std::uint64_t open = 0;          // connections now open
+  std::uint64_t waiting = 0;       // of them, waiting for a request head
 };
 
 class HttpServer {
