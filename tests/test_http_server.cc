@@ -200,10 +200,13 @@ TEST_CASE("at the connection limit the connection waiting longest is evicted") {
   ServerOptions options;
   options.max_connections = 2;
   Served s(missing_segment_source(), options);
+  // Each waits for its first head on its serving thread before the next
+  // comes: only a waiting connection can be evicted (one admitted by the
+  // accepting thread and not yet started by its own is busy).
   Client first(s.port);
-  REQUIRE(wait_until([&] { return s.server.stats(0).open == 1; }));
+  REQUIRE(wait_until([&] { return s.server.stats(0).waiting == 1; }));
   Client second(s.port);
-  REQUIRE(wait_until([&] { return s.server.stats(0).open == 2; }));
+  REQUIRE(wait_until([&] { return s.server.stats(0).waiting == 2; }));
   Client third(s.port);
   CHECK(first.closed_by_server());
   CHECK(s.server.stats(0).evicted == 1);
