@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -27,6 +28,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <sys/wait.h>
@@ -127,7 +129,8 @@ Bytes synthetic(const Bytes& image) {
       c.families < 1 || c.families > 8 || c.series < 1 || c.series > 16 || c.string_bytes < 64 ||
       c.string_bytes > 512 || c.info_families > 2 || c.info_value_bytes < 8 ||
       c.info_value_bytes > 64 || c.readyz_short_window_seconds < 1 ||
-      c.readyz_short_window_seconds > 5 || c.readyz_long_window_seconds > 10 || c.cell_pages > 23)
+      c.readyz_short_window_seconds > 5 || c.readyz_long_window_seconds > 10 || c.cell_pages > 23 ||
+      c.cells != 0)
     die("capacities outside the synthetic mode's ranges: " + shm::describe(c));
   const std::uint32_t sb = c.string_bytes - 64;
   Bytes out = {0xA5,
@@ -235,6 +238,38 @@ Bytes make_basic() {
   Bytes image = read_image(s);
   put<std::uint64_t>(image, kNowOffset, 1000 * kSecond + 500'000'000);
   return image;
+}
+
+// Histograms (one with a unit) observed by the parent and by a child that
+// left, NaN dropped, infinities at both ends; a counter with a unit.
+Bytes make_histogram() {
+  shm::Capacities caps;
+  caps.thread_slots = 2;
+  caps.process_records = 2;
+  caps.families = 3;
+  caps.series = 16;  // and as many cells: 2 histograms of 3 bounds (5 cells each) and a counter
+  caps.gauge_series = 1;
+  caps.string_bytes = 512;
+  caps.info_families = 0;
+  caps.info_value_bytes = 8;
+  caps.readyz_short_window_seconds = 1;
+  caps.readyz_long_window_seconds = 2;
+  shmetrics::Segment s = open_segment("histogram", caps);
+  auto wait = s.histogram_family("wait_seconds", "Wait.", {"route"}, {0.5, 1, 2.5}, "seconds");
+  auto sent = s.counter_family("sent_bytes_total", "Sent.", {}, shm::ValueType::kInteger, "bytes").labels({});
+  auto sizes = s.histogram_family("size", "Sizes.", {}, {1e-5, 100000, 1e6});
+  wait.labels({"/a"}).observe(0.25);
+  wait.labels({"/a"}).observe(1);
+  wait.labels({"/b\"x"}).observe(std::numeric_limits<double>::infinity());
+  sizes.labels({}).observe(std::nan(""));
+  sizes.labels({}).observe(-std::numeric_limits<double>::infinity());
+  sent.inc(512);
+  in_child([&] {
+    wait.labels({"/a"}).observe(3);
+    sizes.labels({}).observe(5e5);
+    sent.inc(1);
+  });
+  return read_image(s);
 }
 
 // Two info families, values refused for length, a cleared value; an integer
@@ -399,6 +434,7 @@ int main(int argc, char** argv) {
     Bytes basic = make_basic();
     write_both("basic", basic);
     write_both("info", make_info());
+    write_both("histogram", make_histogram());
     write_both("full", make_full());
     write_both("empty", make_empty());
     write_both("overflow", make_overflow());

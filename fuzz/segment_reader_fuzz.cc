@@ -264,8 +264,15 @@ void check_exposition(const std::string& out) {
   std::unordered_set<std::string_view> families;
   std::unordered_set<std::string_view> series;
   std::string_view family;       // of the last TYPE line
+  std::string_view family_type;
   std::string_view help_family;  // of a HELP line waiting for its TYPE
   bool family_has_sample = true;
+  // A histogram's series: its labels without le, its cumulative buckets so
+  // far (never decreasing), whether +Inf was the last, which _count must equal.
+  std::string_view histogram_labels;
+  double last_bucket = 0;
+  bool inf_last = false;
+  bool in_histogram_series = false;  // its buckets begun, its _count not yet seen
   std::string_view text(out);
   while (!text.empty()) {
     std::size_t nl = text.find('\n');
@@ -293,11 +300,13 @@ void check_exposition(const std::string& out) {
         std::size_t sp = rest.find(' ');
         if (sp == std::string_view::npos) fail("bad TYPE line", line);
         std::string_view name = rest.substr(0, sp), type = rest.substr(sp + 1);
-        if (!is_metric_name(name) || (type != "counter" && type != "gauge"))
+        if (!is_metric_name(name) || (type != "counter" && type != "gauge" && type != "histogram"))
           fail("bad TYPE line", line);
         if (name != help_family) fail("TYPE does not follow its HELP", line);
         if (!families.insert(name).second) fail("family twice", line);
+        if (in_histogram_series) fail("histogram series without _count", line);
         family = name;
+        family_type = type;
         help_family = {};
         family_has_sample = false;
       } else {
@@ -310,18 +319,55 @@ void check_exposition(const std::string& out) {
     while (i < line.size() && line[i] != '{' && line[i] != ' ') ++i;
     std::string_view name = line.substr(0, i);
     if (!is_metric_name(name)) fail("bad sample name", line);
-    if (name != family) fail("sample outside its family", line);
+    const bool histogram = family_type == "histogram";
+    std::string_view suffix;
+    if (histogram) {
+      if (!name.starts_with(family)) fail("sample outside its family", line);
+      suffix = name.substr(family.size());
+      if (suffix != "_bucket" && suffix != "_sum" && suffix != "_count") fail("sample outside its family", line);
+    } else if (name != family) {
+      fail("sample outside its family", line);
+    }
+    const std::size_t labels_at = i;
     if (i < line.size() && line[i] == '{') {
       i = parse_labels(line, i);
       if (i == std::string_view::npos) fail("bad labels", line);
     }
     if (i >= line.size() || line[i] != ' ') fail("no space before the value", line);
     if (!series.insert(line.substr(0, i)).second) fail("series twice", line);
-    if (!is_sample_value(line.substr(i + 1))) fail("bad sample value", line);
+    std::string_view value = line.substr(i + 1);
+    if (!is_sample_value(value)) fail("bad sample value", line);
     family_has_sample = true;
+    if (!histogram) continue;
+    // Labels inside the braces; a bucket's end in le="…", which the others lack.
+    std::string_view labels = i > labels_at ? line.substr(labels_at + 1, i - labels_at - 2) : std::string_view{};
+    const double v = std::strtod(std::string(value).c_str(), nullptr);
+    if (suffix == "_bucket") {
+      std::size_t le = labels.rfind("le=\"");
+      if (le == std::string_view::npos || (le != 0 && labels[le - 1] != ',')) fail("bucket without le", line);
+      std::string_view own = labels.substr(0, le == 0 ? 0 : le - 1);
+      if (!in_histogram_series) {
+        in_histogram_series = true;
+        histogram_labels = own;
+        last_bucket = 0;
+      } else if (own != histogram_labels || inf_last) {
+        fail("histogram series without its +Inf bucket, _sum and _count", line);
+      }
+      if (v < last_bucket) fail("cumulative bucket decreases", line);
+      last_bucket = v;
+      inf_last = labels.substr(le) == "le=\"+Inf\"";
+    } else if (suffix == "_count") {
+      if (!in_histogram_series || labels != histogram_labels || !inf_last || v != last_bucket)
+        fail("_count is not its +Inf bucket", line);
+      in_histogram_series = false;
+      inf_last = false;
+    } else if (!in_histogram_series || labels != histogram_labels || !inf_last) {
+      fail("_sum outside its series", line);
+    }
   }
   if (!help_family.empty()) fail("HELP without TYPE", help_family);
   if (!family_has_sample) fail("family without samples", family);
+  if (in_histogram_series) fail("histogram series without _count", family);
 }
 
 // The byte limit of this image's renders.

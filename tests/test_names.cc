@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -287,4 +288,47 @@ TEST_CASE("family_definition_refuses_bad_label_names_with_the_reason") {
           "label name \"pid\" of gauge \"g\" is reserved: liveall and all gauges add a pid label themselves");
     CHECK(definition("g", "G.", MetricType::kGauge, GaugeMode::kAll, {"pid"}) != "");
     CHECK(definition("g", "G.", MetricType::kGauge, GaugeMode::kLiveSum, {"pid"}) == "");
+}
+
+TEST_CASE("exposition_names_list_every_name_a_family_takes") {
+    using shmetrics::shm::exposition_names;
+    using V = std::vector<std::string>;
+    CHECK(exposition_names(MetricType::kCounter, "sent_total") == V{"sent_total", "sent_created", "sent"});
+    CHECK(exposition_names(MetricType::kHistogram, "wait_seconds") ==
+          V{"wait_seconds", "wait_seconds_bucket", "wait_seconds_count", "wait_seconds_sum", "wait_seconds_created"});
+    CHECK(exposition_names(MetricType::kInfo, "build_info") == V{"build_info", "build"});
+    CHECK(exposition_names(MetricType::kInfo, "build") == V{"build", "build_info"});
+    CHECK(exposition_names(MetricType::kGauge, "g") == V{"g"});
+    // A gauge whose OpenMetrics family would be the readyz counter's is reserved too.
+    CHECK(definition("readyz_checks").find("is reserved") != std::string::npos);
+    CHECK(definition("shmetrics_x_total", "H.", MetricType::kCounter, GaugeMode::kNone).find("is reserved") !=
+          std::string::npos);
+}
+
+TEST_CASE("family_definition_checks_units_and_bucket_bounds") {
+    auto full = [](std::string_view name, MetricType type, std::string_view unit,
+                   const std::vector<double>& bounds = {}) {
+        return shmetrics::shm::check_family_definition(name, "H.", type, GaugeMode::kNone, {}, unit, bounds);
+    };
+    CHECK(full("wait_seconds", MetricType::kHistogram, "seconds", {0.1, 1}) == "");
+    CHECK(full("sent_bytes_total", MetricType::kCounter, "bytes") == "");
+    CHECK(full("sent_total", MetricType::kCounter, "bytes") ==
+          "metric \"sent_total\" has unit \"bytes\" but its name does not end in \"_bytes_total\": OpenMetrics "
+          "requires the unit as the name's suffix");
+    CHECK(full("build_info", MetricType::kInfo, "info") ==
+          "info metric \"build_info\" has unit \"info\": info metrics have no unit (OpenMetrics)");
+    CHECK(full("x_seconds", MetricType::kHistogram, "sec onds").find("is invalid: must be 1-256 characters") !=
+          std::string::npos);
+    CHECK(full("x_total", MetricType::kCounter, "", {1}) ==
+          "metric \"x_total\" has bucket bounds: only histograms have buckets");
+    CHECK(full("x", MetricType::kHistogram, "", {2, 1}) ==
+          "bucket bounds of histogram \"x\" are not strictly increasing: bound 1 (1) follows 2");
+    CHECK(full("x", MetricType::kHistogram, "", {1, std::nan("")}).find("is NaN") != std::string::npos);
+    CHECK(full("x", MetricType::kHistogram, "", std::vector<double>(shmetrics::shm::kMaxBuckets, 0)).find(
+              "not strictly increasing") != std::string::npos);
+    CHECK(full("x", MetricType::kHistogram, "", std::vector<double>(shmetrics::shm::kMaxBuckets + 1, 0)) ==
+          "histogram \"x\" has 257 bucket bounds, more than the 256 allowed");
+    CHECK(full("x_bucket", MetricType::kHistogram, "").find("must not end in \"_bucket\"") != std::string::npos);
+    CHECK(shmetrics::shm::check_family_definition("x", "H.", MetricType::kHistogram, GaugeMode::kNone, {"le"}) ==
+          "label name \"le\" of histogram \"x\" is reserved: a histogram's _bucket samples add it themselves");
 }

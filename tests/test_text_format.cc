@@ -143,3 +143,36 @@ TEST_CASE("double_round_trips_bit_for_bit") {
     CHECK(checked > 4900);
     CHECK(mismatches == 0);
 }
+
+TEST_CASE("go_double_formats_as_gos_strconv_g_shortest") {
+    // What strconv.FormatFloat(v, 'g', -1, 64) gives: the Go client's "le" values.
+    auto go = [](double v) {
+        std::string out;
+        shmetrics::exporter::append_go_double(out, v);
+        return out;
+    };
+    CHECK(go(0.005) == "0.005");
+    CHECK(go(1) == "1");
+    CHECK(go(2.5) == "2.5");
+    CHECK(go(0.0001) == "0.0001");
+    CHECK(go(0.00001) == "1e-05");
+    CHECK(go(100000) == "100000");
+    CHECK(go(123456) == "123456");
+    CHECK(go(1e6) == "1e+06");
+    CHECK(go(1234567) == "1.234567e+06");
+    CHECK(go(2.893904e6) == "2.893904e+06");
+    CHECK(go(1.5e300) == "1.5e+300");
+    CHECK(go(-0.25) == "-0.25");
+    CHECK(go(-1e-7) == "-1e-07");
+    CHECK(go(0) == "0");
+    CHECK(go(std::numeric_limits<double>::infinity()) == "+Inf");
+    // Every finite value round-trips.
+    std::mt19937_64 random(11);
+    for (int i = 0; i < 2000; ++i) {
+        const double x = std::bit_cast<double>(random());
+        if (!std::isfinite(x)) continue;
+        const std::string text = go(x);
+        INFO(text);
+        REQUIRE(std::bit_cast<std::uint64_t>(std::strtod(text.c_str(), nullptr)) == std::bit_cast<std::uint64_t>(x));
+    }
+}

@@ -60,7 +60,11 @@ void append_sample_head(std::string& out, const std::string& name, std::string_v
 }
 
 const char* type_word(shm::MetricType type) {
-  return type == shm::MetricType::kCounter ? "counter" : "gauge";  // info is a gauge in 0.0.4
+  switch (type) {
+    case shm::MetricType::kCounter: return "counter";
+    case shm::MetricType::kHistogram: return "histogram";
+    default: return "gauge";  // info is a gauge in 0.0.4
+  }
 }
 
 // Bounds of what one sample line appends past its name and labels: a value
@@ -146,31 +150,37 @@ bool SegmentReader::parse_family(std::uint32_t index, Family& f) {
   // Copy each string once, then validate the copy.
   if (e.name_length == 0 || e.name_length > shm::kMaxNameBytes ||
       e.help_length > shm::kMaxHelpBytes || e.label_count > shm::kMaxLabels ||
-      e.label_names_length > e.label_count * (4 + shm::kMaxNameBytes))
+      e.label_names_length > e.label_count * (4 + shm::kMaxNameBytes) ||
+      e.bucket_count > shm::kMaxBuckets || e.unit_length > shm::kMaxNameBytes)
     return false;
+  const std::uint32_t bounds_length = e.bucket_count * 8;
   std::string_view name = pool_string(e.name_offset, e.name_length);
   std::string_view help = pool_string(e.help_offset, e.help_length);
   std::string_view labels = pool_string(e.label_names_offset, e.label_names_length);
+  std::string_view unit = pool_string(e.unit_offset, e.unit_length);
+  std::string_view bound_bytes = pool_string(e.bounds_offset, bounds_length);
   if (name.size() != e.name_length || help.size() != e.help_length ||
-      labels.size() != e.label_names_length)
+      labels.size() != e.label_names_length || unit.size() != e.unit_length ||
+      bound_bytes.size() != bounds_length)
     return false;
   // Claimed before anything is copied, valid or not: entries pointing at the
   // same bytes cost one copy of them, not one each.
   if (!claim_strings({{e.name_offset, e.name_length},
                       {e.help_offset, e.help_length},
-                      {e.label_names_offset, e.label_names_length}}))
+                      {e.label_names_offset, e.label_names_length},
+                      {e.unit_offset, e.unit_length},
+                      {e.bounds_offset, bounds_length}}))
     return false;
   f.name.assign(name);
   std::string help_copy(help);
-  if (!shm::check_metric_name(f.name).empty() || shm::is_reserved_metric_name(f.name) ||
-      !shm::is_valid_utf8(help_copy))
-    return false;
   if (!shm::decode_string_list(labels, e.label_count, shm::kMaxNameBytes, f.label_names)) return false;
-  for (std::size_t i = 0; i < f.label_names.size(); ++i) {
-    if (!shm::check_label_name(f.label_names[i]).empty()) return false;
-    for (std::size_t j = 0; j < i; ++j)
-      if (f.label_names[i] == f.label_names[j]) return false;
-  }
+  std::vector<double> bounds(e.bucket_count);
+  if (bounds_length != 0) std::memcpy(bounds.data(), bound_bytes.data(), bounds_length);
+  // The rules writers register by (names, reserved names, help, label names,
+  // unit, bounds), checked on the copies.
+  if (!shm::check_family_definition(f.name, help_copy, e.type, e.gauge_mode, f.label_names, unit, bounds)
+           .empty())
+    return false;
   f.type = e.type;
   f.value_type = e.value_type;
   f.gauge_mode = e.gauge_mode;
@@ -193,6 +203,15 @@ bool SegmentReader::parse_family(std::uint32_t index, Family& f) {
       if (e.gauge_mode != shm::GaugeMode::kNone || e.info_index >= capacities_.info_families)
         return false;
       break;
+    case shm::MetricType::kHistogram:
+      if (e.gauge_mode != shm::GaugeMode::kNone || e.value_type != shm::ValueType::kDouble) return false;
+      for (double b : bounds) {
+        std::string le = "le=\"";
+        append_go_double(le, b);
+        f.le_labels.push_back(le + '"');
+      }
+      f.le_labels.push_back("le=\"+Inf\"");
+      break;
     default:
       return false;
   }
@@ -209,8 +228,11 @@ bool SegmentReader::parse_series(std::uint32_t index, std::uint32_t& family, Ser
   if (e.family_index >= families_.size() || !families_[e.family_index].trusted) return false;
   const Family& f = families_[e.family_index];
   if (f.type == shm::MetricType::kInfo) return false;  // info values live in records
-  // Counters index slot cells, gauges record cells.
-  if (e.cell_index >= (f.type == shm::MetricType::kGauge ? capacities_.gauge_series : capacities_.series))
+  // Counters and histograms index slot cells, gauges record cells.
+  const std::uint64_t width =
+      f.type == shm::MetricType::kHistogram ? shm::series_cells(f.type, static_cast<std::uint32_t>(f.le_labels.size() - 1)) : 1;
+  if (e.cell_index + width >
+      (f.type == shm::MetricType::kGauge ? capacities_.gauge_series : shm::slot_cells(capacities_)))
     return false;
   if (e.label_values_length > f.label_names.size() * (4 + shm::kMaxLabelValueBytes)) return false;
   std::string_view bytes = pool_string(e.label_values_offset, e.label_values_length);
@@ -239,16 +261,27 @@ bool SegmentReader::parse_new_entries(std::size_t max_bytes) {
   string_used_ = std::min(load_acquire<std::uint32_t>(h + offsetof(shm::Header, string_used)),
                           capacities_.string_bytes);
   if (families > parsed_families_) {
+    // Every name a trusted family takes in an exposition: a family taking one
+    // already taken would make the exposition invalid, so it is left out.
     std::unordered_set<std::string> names;
     for (const auto& f : families_)
-      if (f.trusted) names.insert(f.name);
+      if (f.trusted)
+        for (std::string& n : shm::exposition_names(f.type, f.name)) names.insert(std::move(n));
+    auto take_names = [&](const Family& f) {
+      std::vector<std::string> taken = shm::exposition_names(f.type, f.name);
+      for (const std::string& n : taken)
+        if (names.contains(n)) return false;
+      for (std::string& n : taken) names.insert(std::move(n));
+      return true;
+    };
     for (std::uint32_t i = parsed_families_; i < families; ++i) {
       Family f;
-      bool ok = parse_family(i, f) && names.insert(f.name).second;
+      bool ok = parse_family(i, f) && take_names(f);
       f.trusted = ok;
       if (!ok) ++families_dropped_;
       parsed_bytes_ += sizeof(Family) + f.name.size() + f.help_line.size() + kNodeBytes;
       for (const auto& n : f.label_names) parsed_bytes_ += sizeof n + n.size();
+      for (const auto& le : f.le_labels) parsed_bytes_ += sizeof le + le.size();
       families_.push_back(std::move(f));
       parsed_families_ = i + 1;
       if (parsed_bytes_ > max_bytes) return false;
@@ -263,14 +296,21 @@ bool SegmentReader::parse_new_entries(std::size_t max_bytes) {
       ++series_dropped_;
       continue;
     }
-    if (families_[family].value_type == shm::ValueType::kDouble &&
-        families_[family].type == shm::MetricType::kCounter) {
+    const Family& f = families_[family];
+    if (f.type == shm::MetricType::kHistogram) {
+      const auto buckets = static_cast<std::uint32_t>(f.le_labels.size());  // +Inf included
       s.double_index = static_cast<std::int32_t>(double_cells_.size());
-      double_cells_.push_back(s.cell);
-    }
-    if (families_[family].type == shm::MetricType::kCounter)
+      double_cells_.push_back(s.cell + buckets);  // _sum
+      counter_cells_ = std::max(counter_cells_, s.cell + buckets + 1);
+    } else if (f.type == shm::MetricType::kCounter) {
+      if (f.value_type == shm::ValueType::kDouble) {
+        s.double_index = static_cast<std::int32_t>(double_cells_.size());
+        double_cells_.push_back(s.cell);
+      }
       counter_cells_ = std::max(counter_cells_, s.cell + 1);
-    append_sample_head(s.head, families_[family].name, s.labels);  // rendered once, appended per scrape
+    }
+    if (f.type != shm::MetricType::kHistogram)
+      append_sample_head(s.head, f.name, s.labels);  // rendered once, appended per scrape
     // The series, its head and its labels (here and in the family's set).
     parsed_bytes_ += sizeof s + sizeof(std::uint32_t) + kNodeBytes + s.head.size() + 2 * s.labels.size();
     families_[family].series.push_back(static_cast<std::uint32_t>(series_.size()));
@@ -586,6 +626,52 @@ SegmentReader::GaugeSources SegmentReader::gauge_sources(const RecordLiveness& l
   return sources;
 }
 
+// _bucket{labels,le="…"} cumulative, then _sum and _count: the Go client's
+// order. Each cumulative bucket and _count add up the same reads of the
+// per-bucket cells (see shm::series_cells), so they never contradict.
+bool SegmentReader::render_histogram(const Family& f, std::string& out) {
+  std::size_t le_bytes = 0;
+  for (const auto& le : f.le_labels) le_bytes += le.size();
+  for (std::uint32_t index : f.series) {
+    const Series& s = series_[index];
+    const std::size_t line = f.name.size() + s.labels.size() + 12 + kValueBytes;
+    if (!room_for(out, f.le_labels.size() * line + le_bytes + 2 * line)) return false;
+    std::uint64_t cumulative = 0;
+    for (std::size_t b = 0; b < f.le_labels.size(); ++b) {
+      // Saturating: only a forged segment holds cells near 2^64, and even its
+      // buckets must not decrease.
+      if (__builtin_add_overflow(cumulative, int_sums_[s.cell + b], &cumulative)) cumulative = UINT64_MAX;
+      out += f.name;
+      out += "_bucket{";
+      if (!s.labels.empty()) {
+        out += s.labels;
+        out += ',';
+      }
+      out += f.le_labels[b];
+      out += "} ";
+      append_uint(out, cumulative);
+      out += '\n';
+    }
+    auto sample = [&](const char* suffix) {
+      out += f.name;
+      out += suffix;
+      if (!s.labels.empty()) {
+        out += '{';
+        out += s.labels;
+        out += '}';
+      }
+      out += ' ';
+    };
+    sample("_sum");
+    append_double(out, double_sums_[static_cast<std::size_t>(s.double_index)]);
+    out += '\n';
+    sample("_count");
+    append_uint(out, cumulative);
+    out += '\n';
+  }
+  return true;
+}
+
 bool SegmentReader::render_families(std::string& out, const GaugeSources& sources) {
   for (const Family& f : families_) {
     if (!f.trusted) continue;
@@ -612,6 +698,9 @@ bool SegmentReader::render_families(std::string& out, const GaugeSources& source
         break;
       case shm::MetricType::kInfo:
         if (!render_info(f, out, sources.live)) return false;
+        break;
+      case shm::MetricType::kHistogram:
+        if (!render_histogram(f, out)) return false;
         break;
     }
     if (out.size() == samples) out.resize(start);  // no samples: leave the family out

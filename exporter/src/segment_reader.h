@@ -94,15 +94,17 @@ class SegmentReader {
     shm::GaugeMode gauge_mode;
     std::vector<std::string> label_names;
     std::uint32_t info_index;
+    // Histograms: "le=\"<bound>\"" of each finite bound, then +Inf's.
+    std::vector<std::string> le_labels;
     bool trusted;
     std::vector<std::uint32_t> series;  // indexes into series_, in registration order
     std::unordered_set<std::string> label_sets;  // of its series, to refuse duplicates
   };
   struct Series {
-    std::uint32_t cell;
-    std::int32_t double_index;  // into double_sums_, for double counters; else -1
+    std::uint32_t cell;         // first slot cell (counters, histograms) or record cell (gauges)
+    std::int32_t double_index;  // into double_sums_: double counters, histograms' _sum; else -1
     std::string labels;         // a="x",b="y" escaped, no braces
-    std::string head;           // name{labels} and the space before the value
+    std::string head;           // name{labels} and the space before the value (not histograms)
   };
   struct LiveRecord {
     std::uint32_t record;
@@ -144,6 +146,7 @@ class SegmentReader {
   bool render_families(std::string& out, const GaugeSources& sources);
   GaugeSources gauge_sources(const RecordLiveness& live, std::uint64_t& dead_state);
   bool render_info(const Family& f, std::string& out, const std::vector<LiveRecord>& live);
+  bool render_histogram(const Family& f, std::string& out);
 
   const std::uint8_t* base_;
   std::uint64_t size_bytes_;
@@ -166,7 +169,7 @@ class SegmentReader {
   std::uint64_t events_[shm::kEventCount] = {};
   std::vector<std::uint64_t> int_sums_;  // per cell, this render
   std::vector<std::uint32_t> double_cells_;
-  std::uint32_t counter_cells_ = 0;      // 1 + the highest slot cell of a trusted counter series
+  std::uint32_t counter_cells_ = 0;      // past the highest slot cell of a trusted series
   std::vector<double> double_sums_;      // per cell of double counters, this render
   std::vector<DeadVerdict> dead_verdicts_;  // per process record
   std::uint64_t liveness_queries_ = 0;

@@ -70,4 +70,20 @@ void append_double(std::string& out, double value) {
     out.append(buffer, result.ptr);
 }
 
+void append_go_double(std::string& out, double value) {
+    if (!std::isfinite(value)) return append_double(out, value);
+    char buffer[32];
+    const auto sci = std::to_chars(buffer, buffer + sizeof buffer, value, std::chars_format::scientific);
+    const std::string_view text(buffer, static_cast<std::size_t>(sci.ptr - buffer));
+    int exponent = 0;
+    const std::string_view digits = text.substr(text.find('e') + 1);
+    std::from_chars(digits.data() + (digits.front() == '+' ? 1 : 0), digits.data() + digits.size(), exponent);
+    if (exponent < -4 || exponent >= 6) {
+        out += text;  // d.ddde±XX: the exponent has at least two digits, as in Go
+        return;
+    }
+    const auto fixed = std::to_chars(buffer, buffer + sizeof buffer, value, std::chars_format::fixed);
+    out.append(buffer, fixed.ptr);
+}
+
 }  // namespace shmetrics::exporter

@@ -26,4 +26,10 @@ void append_int(std::string& out, std::int64_t value);
 /// as "+Inf" and "-Inf", negative zero as "-0".
 void append_double(std::string& out, double value);
 
+/// Appends `value` as Go's strconv.FormatFloat(value, 'g', -1, 64) does, as
+/// the Go client writes histogram bounds: the shortest digits that parse back,
+/// in exponent form when the exponent is below -4 or at least 6 ("0.005",
+/// "100000", "1e+06", "2.5e-05"); NaN, +Inf, -Inf as append_double.
+void append_go_double(std::string& out, double value);
+
 }  // namespace shmetrics::exporter

@@ -1,5 +1,7 @@
 #include "shmetrics/shm/names.h"
 
+#include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -184,8 +186,14 @@ std::string printable(std::string_view text, std::size_t max_bytes) {
 }
 
 bool is_reserved_metric_name(std::string_view name) noexcept {
-  return name.starts_with("shmetrics_") || name == "readyz_checks_total" ||
-         name == "readyz_failures_total" || name == "readyz_success_ratio_1m" ||
+  // The readyz families' names in either format (exposition_names of the
+  // counters readyz_checks_total and readyz_failures_total, and the gauges).
+  for (std::string_view counter : {"readyz_checks", "readyz_failures"}) {
+    if (!name.starts_with(counter)) continue;
+    std::string_view rest = name.substr(counter.size());
+    if (rest.empty() || rest == "_total" || rest == "_created") return true;
+  }
+  return name.starts_with("shmetrics_") || name == "readyz_success_ratio_1m" ||
          name == "readyz_success_ratio_5m" || name == "readyz_status";
 }
 
@@ -195,6 +203,11 @@ namespace shmetrics::shm {
 
 namespace {
 
+std::string shortest(double v) {
+    char buffer[32];
+    return std::string(buffer, std::to_chars(buffer, buffer + sizeof buffer, v).ptr);
+}
+
 std::string too_many_bytes(std::string_view what, std::string_view text, std::size_t limit) {
     return std::string(what) + " \"" + std::string(text.substr(0, 64)) + "...\" is " +
            std::to_string(text.size()) + " bytes, more than the " + std::to_string(limit) + " allowed";
@@ -202,18 +215,78 @@ std::string too_many_bytes(std::string_view what, std::string_view text, std::si
 
 }  // namespace
 
+std::vector<std::string> exposition_names(MetricType type, std::string_view name) {
+    const std::string n(name);
+    switch (type) {
+        case MetricType::kCounter:
+            if (name.ends_with("_total")) {
+                const std::string base(name.substr(0, name.size() - 6));
+                return {n, base + "_created", base};
+            }
+            return {n};
+        case MetricType::kHistogram:
+            return {n, n + "_bucket", n + "_count", n + "_sum", n + "_created"};
+        case MetricType::kInfo:
+            if (name.ends_with("_info")) return {n, std::string(name.substr(0, name.size() - 5))};
+            return {n, n + "_info"};
+        case MetricType::kGauge:
+            break;
+    }
+    return {n};
+}
+
 std::string check_family_definition(std::string_view name, std::string_view help, MetricType type,
-                                    GaugeMode mode, const std::vector<std::string>& label_names) {
+                                    GaugeMode mode, const std::vector<std::string>& label_names,
+                                    std::string_view unit, const std::vector<double>& bounds) {
     if (std::string err = check_metric_name(name); !err.empty()) return err;
     if (name.size() > kMaxNameBytes) return too_many_bytes("metric name", name, kMaxNameBytes);
     const std::string quoted = "\"" + std::string(name) + "\"";
-    if (is_reserved_metric_name(name))
-        return "metric name " + quoted + " is reserved: " +
-               (name.starts_with("shmetrics_")
+    for (const std::string& taken : exposition_names(type, name)) {
+        if (!is_reserved_metric_name(taken)) continue;
+        return "metric name " + quoted + " is reserved" +
+               (taken == name ? std::string() : " (its samples or family would be named \"" + taken + "\")") + ": " +
+               (taken.starts_with("shmetrics_")
                     ? "names starting with \"shmetrics_\" are the exporter's own"
-                    : "the exporter computes it from readyz samples (use Segment::readyz())");
+                    : "the exporter computes the readyz families from readyz samples (use Segment::readyz())");
+    }
     if (type == MetricType::kCounter && !name.ends_with("_total"))
         return "counter name " + quoted + " is invalid: counter names must end in \"_total\"";
+    if (type == MetricType::kHistogram) {
+        for (std::string_view suffix : {"_bucket", "_count", "_sum", "_total", "_created"})
+            if (name.ends_with(suffix))
+                return "histogram name " + quoted + " is invalid: it must not end in \"" + std::string(suffix) +
+                       "\" (a histogram's samples add _bucket, _count, _sum and _created to its name)";
+    }
+    if (!unit.empty()) {
+        bool valid = unit.size() <= kMaxNameBytes;
+        for (char c : unit) valid = valid && (is_letter(c) || is_digit(c) || c == '_');
+        if (!valid)
+            return "unit " + printable(unit) + " of metric " + quoted +
+                   " is invalid: must be 1-" + std::to_string(kMaxNameBytes) + " characters of [a-zA-Z0-9_]";
+        if (type == MetricType::kInfo)
+            return "info metric " + quoted + " has unit \"" + std::string(unit) +
+                   "\": info metrics have no unit (OpenMetrics)";
+        std::string_view stem = name;
+        if (type == MetricType::kCounter) stem.remove_suffix(6);  // "_total", checked above
+        if (!stem.ends_with("_" + std::string(unit)))
+            return "metric " + quoted + " has unit \"" + std::string(unit) + "\" but its name does not end in \"_" +
+                   std::string(unit) + (type == MetricType::kCounter ? "_total" : "") +
+                   "\": OpenMetrics requires the unit as the name's suffix";
+    }
+    if (type != MetricType::kHistogram && !bounds.empty())
+        return "metric " + quoted + " has bucket bounds: only histograms have buckets";
+    if (bounds.size() > kMaxBuckets)
+        return "histogram " + quoted + " has " + std::to_string(bounds.size()) + " bucket bounds, more than the " +
+               std::to_string(kMaxBuckets) + " allowed";
+    for (std::size_t i = 0; i < bounds.size(); ++i) {
+        if (!std::isfinite(bounds[i]))
+            return "bucket bound " + std::to_string(i) + " of histogram " + quoted + " is " +
+                   (std::isnan(bounds[i]) ? "NaN" : "infinite") +
+                   ": bounds must be finite (+Inf is implicit and may only be the last)";
+        if (i > 0 && !(bounds[i - 1] < bounds[i]))
+            return "bucket bounds of histogram " + quoted + " are not strictly increasing: bound " +
+                   std::to_string(i) + " (" + shortest(bounds[i]) + ") follows " + shortest(bounds[i - 1]);
+    }
     if (help.empty()) return "metric " + quoted + " has no help text: help is required";
     if (help.size() > kMaxHelpBytes)
         return "help text of " + quoted + " is " + std::to_string(help.size()) + " bytes, more than the " +
@@ -229,6 +302,9 @@ std::string check_family_definition(std::string_view name, std::string_view help
         if ((mode == GaugeMode::kLiveAll || mode == GaugeMode::kAll) && label == "pid")
             return "label name \"pid\" of gauge " + quoted +
                    " is reserved: liveall and all gauges add a pid label themselves";
+        if (type == MetricType::kHistogram && label == "le")
+            return "label name \"le\" of histogram " + quoted +
+                   " is reserved: a histogram's _bucket samples add it themselves";
         for (std::size_t j = 0; j < i; ++j)
             if (label_names[j] == label)
                 return "label name \"" + label + "\" appears twice in metric " + quoted +

@@ -550,7 +550,7 @@ std::string describe(const Capacities& c) {
          ", readyz_short_window_seconds=" + std::to_string(c.readyz_short_window_seconds) +
          ", readyz_long_window_seconds=" + std::to_string(c.readyz_long_window_seconds) +
          ", gauge_series=" + std::to_string(c.gauge_series) +
-         ", cell_pages=" + std::to_string(c.cell_pages) + "}";
+         ", cell_pages=" + std::to_string(c.cell_pages) + ", cells=" + std::to_string(c.cells) + "}";
 }
 
 std::string check_header(const Header& h, std::uint64_t file_bytes, Geometry& g) {

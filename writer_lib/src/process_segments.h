@@ -25,7 +25,11 @@ struct LocalFamily {
   shm::GaugeMode gauge_mode;
   std::vector<std::string> label_names;
   std::uint32_t info_index;
-  std::unordered_map<std::string, std::uint32_t> cells;  // encoded label values -> cell
+  std::unordered_map<std::string, std::uint32_t> cells;  // encoded label values -> (first) cell
+  std::string unit;
+  // Histograms: the finite bucket bounds. Handles point at them: the vector's
+  // storage stays put for the process's life (families are only appended).
+  std::vector<double> bounds;
 };
 
 struct ProcessSegment {
@@ -39,6 +43,9 @@ struct ProcessSegment {
   std::mutex mutex;
   std::vector<LocalFamily> families;
   std::unordered_map<std::string, std::uint32_t> family_by_name;
+  // Every name a family takes in an exposition (shm::exposition_names), to
+  // the first family taking it.
+  std::unordered_map<std::string, std::uint32_t> family_by_exposition_name;
   std::uint32_t synced_families = 0;  // entries of the segment read into families
   std::uint32_t synced_series = 0;
 

@@ -16,7 +16,10 @@
 #include <shmetrics/shm/test_hooks.h>
 
 #include <algorithm>
+#include <limits>
+#include <charconv>
 #include <cstring>
+#include <ctime>
 #include <optional>
 #include <stdexcept>
 
@@ -29,6 +32,7 @@ const char* type_name(shm::MetricType type) {
     case shm::MetricType::kCounter: return "counter";
     case shm::MetricType::kGauge: return "gauge";
     case shm::MetricType::kInfo: return "info";
+    case shm::MetricType::kHistogram: return "histogram";
   }
   return "unknown";
 }
@@ -50,16 +54,45 @@ const char* mode_name(shm::GaugeMode mode) {
   return "unknown";
 }
 
-std::string describe_family(shm::MetricType type, shm::ValueType value_type,
-                            shm::GaugeMode mode, const std::vector<std::string>& labels) {
-  std::string out = type_name(type);
+std::string format_bound(double v) {
+  char buffer[32];
+  return std::string(buffer, std::to_chars(buffer, buffer + sizeof buffer, v).ptr);
+}
+
+// What makes two registrations of one name the same family.
+struct Definition {
+  shm::MetricType type;
+  shm::ValueType value_type;
+  shm::GaugeMode mode;
+  const std::vector<std::string>& label_names;
+  std::string_view unit;
+  const std::vector<double>& bounds;
+
+  bool same_as(const LocalFamily& f) const {
+    return f.type == type && f.value_type == value_type && f.gauge_mode == mode &&
+           f.label_names == label_names && f.unit == unit && f.bounds == bounds;
+  }
+};
+
+std::string describe_family(const Definition& d) {
+  std::string out = type_name(d.type);
   out += " with labels [";
-  for (std::size_t i = 0; i < labels.size(); ++i) out += (i ? ", " : "") + labels[i];
+  for (std::size_t i = 0; i < d.label_names.size(); ++i) out += (i ? ", " : "") + d.label_names[i];
   out += "]";
-  if (type == shm::MetricType::kCounter || type == shm::MetricType::kGauge)
-    out += value_type == shm::ValueType::kDouble ? " (double values)" : " (integer values)";
-  if (type == shm::MetricType::kGauge) out += std::string(" (mode ") + mode_name(mode) + ")";
+  if (d.type == shm::MetricType::kCounter || d.type == shm::MetricType::kGauge)
+    out += d.value_type == shm::ValueType::kDouble ? " (double values)" : " (integer values)";
+  if (d.type == shm::MetricType::kGauge) out += std::string(" (mode ") + mode_name(d.mode) + ")";
+  if (d.type == shm::MetricType::kHistogram) {
+    out += " (buckets";
+    for (double b : d.bounds) out += " " + format_bound(b);
+    out += " +Inf)";
+  }
+  if (!d.unit.empty()) out += " (unit " + std::string(d.unit) + ")";
   return out;
+}
+
+std::string describe_family(const LocalFamily& f) {
+  return describe_family({f.type, f.value_type, f.gauge_mode, f.label_names, f.unit, f.bounds});
 }
 
 std::string_view pool_string(const ProcessSegment& seg, std::uint32_t offset, std::uint32_t length) {
@@ -74,6 +107,17 @@ std::vector<std::string> label_names_of(const ProcessSegment& seg, const shm::Fa
   std::vector<std::string> out;
   shm::decode_string_list(pool_string(seg, e.label_names_offset, e.label_names_length), e.label_count,
                           shm::kMaxNameBytes, out);
+  return out;
+}
+
+// A histogram family's bucket bounds as the pool holds them (none when they
+// do not fit in it).
+std::vector<double> bounds_of(const ProcessSegment& seg, const shm::FamilyEntry& e) {
+  std::vector<double> out;
+  if (e.type != shm::MetricType::kHistogram || e.bucket_count > shm::kMaxBuckets) return out;
+  std::string_view bytes = pool_string(seg, e.bounds_offset, e.bucket_count * 8);
+  out.resize(bytes.size() / 8);
+  if (!out.empty()) std::memcpy(out.data(), bytes.data(), out.size() * 8);
   return out;
 }
 
@@ -108,11 +152,17 @@ bool write_strings(ProcessSegment& seg, const std::vector<std::string_view>& par
   std::uint8_t* pool = seg.base() + seg.geometry().strings_offset;
   for (auto p : parts) {
     offsets.push_back(static_cast<std::uint32_t>(used));
-    std::memcpy(pool + used, p.data(), p.size());
+    if (!p.empty()) std::memcpy(pool + used, p.data(), p.size());
     used += p.size();
   }
   new_used = static_cast<std::uint32_t>(used);
   return true;
+}
+
+std::uint64_t realtime_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
 LocalFamily& family_of(ProcessSegment& seg, std::uint32_t family) {
@@ -172,23 +222,27 @@ std::optional<std::uint32_t> find_or_register_series(std::uint16_t index, std::u
   shm::Header& h = seg->header();
   const auto& caps = seg->mapped->capacities();
   std::uint32_t count = h.series_count.load(std::memory_order_relaxed);
-  // Counters use the slot cell of their series index; gauges a record cell of
-  // their own, so records hold no cells for counters.
+  // Gauges hold a record cell each, counters and histograms consecutive slot
+  // cells (shm::series_cells): records hold none for them, slots none for gauges.
   const bool gauge = fam->type == shm::MetricType::kGauge;
-  std::uint32_t cell = gauge ? h.gauge_cells_used.load(std::memory_order_relaxed) : count;
+  std::atomic<std::uint32_t>& cells_used = gauge ? h.gauge_cells_used : h.cells_used;
+  const std::uint64_t cell_limit = gauge ? caps.gauge_series : shm::slot_cells(caps);
+  const std::uint32_t width =
+      gauge ? 1 : shm::series_cells(fam->type, static_cast<std::uint32_t>(fam->bounds.size()));
+  const std::uint32_t cell = cells_used.load(std::memory_order_relaxed);
   std::vector<std::uint32_t> offsets;
   std::uint32_t new_used = 0;
-  if (count >= caps.series || (gauge && cell >= caps.gauge_series) ||
+  if (count >= caps.series || std::uint64_t{cell} + width > cell_limit ||
       !write_strings(*seg, {key}, offsets, new_used)) {
     count_event(index, shm::kEventSeriesRefused);
     return std::nullopt;
   }
   shm::park_point("register_series.after_strings");
   series_entries(*seg)[count] = shm::SeriesEntry{family, cell, offsets[0],
-                                                 static_cast<std::uint32_t>(key.size())};
+                                                 static_cast<std::uint32_t>(key.size()), realtime_ns()};
   shm::park_point("register_series.before_publish");
   h.string_used.store(new_used, std::memory_order_release);
-  if (gauge) h.gauge_cells_used.store(cell + 1, std::memory_order_release);
+  cells_used.store(cell + width, std::memory_order_release);
   h.series_count.store(count + 1, std::memory_order_release);
   sync_from_segment(*seg);
   return cell;
@@ -196,22 +250,22 @@ std::optional<std::uint32_t> find_or_register_series(std::uint16_t index, std::u
 
 std::uint32_t register_family(std::uint16_t index, std::string_view name, std::string_view help,
                               shm::MetricType type, shm::ValueType value_type,
-                              shm::GaugeMode mode, const std::vector<std::string>& label_names) {
-  if (std::string err = shm::check_family_definition(name, help, type, mode, label_names); !err.empty())
+                              shm::GaugeMode mode, const std::vector<std::string>& label_names,
+                              std::string_view unit = {}, const std::vector<double>& bounds = {}) {
+  if (std::string err = shm::check_family_definition(name, help, type, mode, label_names, unit, bounds);
+      !err.empty())
     throw std::invalid_argument(err);
 
   ProcessSegment* seg = segment_at(index);
   if (seg == nullptr) throw std::invalid_argument("segment handle does not name an open segment");
   std::string key(name);
+  const Definition wanted{type, value_type, mode, label_names, unit, bounds};
   auto matches = [&](std::uint32_t f) {
     const LocalFamily& fam = seg->families[f];
-    if (fam.type == type && fam.value_type == value_type && fam.gauge_mode == mode &&
-        fam.label_names == label_names)
-      return f;
+    if (wanted.same_as(fam)) return f;
     throw std::invalid_argument(
         "metric \"" + key + "\" is already registered in segment \"" + seg->mapped->path() +
-        "\" as " + describe_family(fam.type, fam.value_type, fam.gauge_mode, fam.label_names) +
-        "; this registration asks for " + describe_family(type, value_type, mode, label_names));
+        "\" as " + describe_family(fam) + "; this registration asks for " + describe_family(wanted));
   };
 
   {
@@ -232,6 +286,14 @@ std::uint32_t register_family(std::uint16_t index, std::string_view name, std::s
   sync_from_segment(*seg);
   if (auto it = seg->family_by_name.find(key); it != seg->family_by_name.end())
     return matches(it->second);
+  for (const std::string& taken : shm::exposition_names(type, name)) {
+    auto it = seg->family_by_exposition_name.find(taken);
+    if (it == seg->family_by_exposition_name.end()) continue;
+    const LocalFamily& other = seg->families[it->second];
+    throw std::invalid_argument("metric \"" + key + "\" cannot be registered in segment \"" +
+                                seg->mapped->path() + "\": the name \"" + taken + "\" it would take in an " +
+                                "exposition is taken by " + type_name(other.type) + " \"" + other.name + "\"");
+  }
 
   shm::Header& h = seg->header();
   const auto& caps = seg->mapped->capacities();
@@ -253,7 +315,8 @@ std::uint32_t register_family(std::uint16_t index, std::string_view name, std::s
   std::string encoded_labels = shm::encode_string_list(label_views);
   std::vector<std::uint32_t> offsets;
   std::uint32_t new_used = 0;
-  if (!write_strings(*seg, {name, help, encoded_labels}, offsets, new_used))
+  const std::string_view bound_bytes(reinterpret_cast<const char*>(bounds.data()), bounds.size() * 8);
+  if (!write_strings(*seg, {name, help, encoded_labels, unit, bound_bytes}, offsets, new_used))
     throw refuse("its string pool of " + std::to_string(caps.string_bytes) + " bytes is full");
 
   shm::park_point("register_family.after_strings");
@@ -261,7 +324,9 @@ std::uint32_t register_family(std::uint16_t index, std::string_view name, std::s
       offsets[0], static_cast<std::uint32_t>(name.size()),
       offsets[1], static_cast<std::uint32_t>(help.size()),
       offsets[2], static_cast<std::uint32_t>(encoded_labels.size()),
-      type, value_type, mode, static_cast<std::uint8_t>(label_names.size()), info_index};
+      type, value_type, mode, static_cast<std::uint8_t>(label_names.size()), info_index,
+      offsets[4], static_cast<std::uint32_t>(bounds.size()),
+      offsets[3], static_cast<std::uint32_t>(unit.size())};
   shm::park_point("register_family.before_publish");
   h.string_used.store(new_used, std::memory_order_release);
   if (type == shm::MetricType::kInfo) h.info_count.store(info_index + 1, std::memory_order_release);
@@ -311,16 +376,23 @@ void sync_from_segment(ProcessSegment& seg) {
                     e.gauge_mode,
                     label_names_of(seg, e),
                     e.info_index,
-                    {}};
+                    {},
+                    std::string(pool_string(seg, e.unit_offset, e.unit_length)),
+                    bounds_of(seg, e)};
     seg.family_by_name.emplace(fam.name, f);
+    for (std::string& taken : shm::exposition_names(fam.type, fam.name))
+      seg.family_by_exposition_name.emplace(std::move(taken), f);
     seg.families.push_back(std::move(fam));
   }
   seg.synced_families = families;
   for (std::uint32_t s = seg.synced_series; s < series; ++s) {
     const shm::SeriesEntry e = series_entries(seg)[s];
     if (e.family_index >= seg.families.size()) continue;
-    bool gauge = seg.families[e.family_index].type == shm::MetricType::kGauge;
-    if (e.cell_index >= (gauge ? caps.gauge_series : caps.series)) continue;
+    const LocalFamily& fam = seg.families[e.family_index];
+    const bool gauge = fam.type == shm::MetricType::kGauge;
+    const std::uint64_t width =
+        gauge ? 1 : shm::series_cells(fam.type, static_cast<std::uint32_t>(fam.bounds.size()));
+    if (e.cell_index + width > (gauge ? caps.gauge_series : shm::slot_cells(caps))) continue;
     seg.families[e.family_index].cells.emplace(
         std::string(pool_string(seg, e.label_values_offset, e.label_values_length)), e.cell_index);
   }
@@ -333,21 +405,21 @@ namespace shmetrics {
 
 CounterFamily Segment::counter_family(std::string_view name, std::string_view help,
                                       const std::vector<std::string>& label_names,
-                                      ValueType value_type) const {
+                                      ValueType value_type, std::string_view unit) const {
   if (value_type != ValueType::kInteger && value_type != ValueType::kDouble)
     throw std::invalid_argument("counter \"" + std::string(name) +
                                 "\": value type must be kInteger or kDouble");
   CounterFamily f;
   f.segment_ = index_;
   f.family_ = detail::register_family(index_, name, help, shm::MetricType::kCounter, value_type,
-                                      shm::GaugeMode::kNone, label_names);
+                                      shm::GaugeMode::kNone, label_names, unit);
   f.is_double_ = value_type == ValueType::kDouble;
   return f;
 }
 
 GaugeFamily Segment::gauge_family(std::string_view name, std::string_view help,
                                   const std::vector<std::string>& label_names, GaugeMode mode,
-                                  ValueType value_type) const {
+                                  ValueType value_type, std::string_view unit) const {
   if (mode < GaugeMode::kLiveSum || mode > GaugeMode::kLiveMostRecent)
     throw std::invalid_argument("gauge \"" + std::string(name) +
                                 "\": mode must be one of livesum, livemax, livemin, liveall, sum, "
@@ -358,9 +430,23 @@ GaugeFamily Segment::gauge_family(std::string_view name, std::string_view help,
   GaugeFamily f;
   f.segment_ = index_;
   f.family_ = detail::register_family(index_, name, help, shm::MetricType::kGauge, value_type, mode,
-                                      label_names);
+                                      label_names, unit);
   f.stamped_ = shm::is_timestamped(mode);
   f.integer_ = value_type == ValueType::kInteger;
+  return f;
+}
+
+HistogramFamily Segment::histogram_family(std::string_view name, std::string_view help,
+                                          const std::vector<std::string>& label_names,
+                                          std::vector<double> bounds, std::string_view unit) const {
+  if (bounds.empty())
+    bounds = default_buckets();
+  else if (bounds.back() == std::numeric_limits<double>::infinity())
+    bounds.pop_back();  // +Inf is implicit, as in the Go client
+  HistogramFamily f;
+  f.segment_ = index_;
+  f.family_ = detail::register_family(index_, name, help, shm::MetricType::kHistogram,
+                                      ValueType::kDouble, shm::GaugeMode::kNone, label_names, unit, bounds);
   return f;
 }
 
@@ -377,6 +463,15 @@ Counter CounterFamily::labels(std::span<const std::string_view> values) const {
   auto cell = detail::find_or_register_series(segment_, family_, values);
   if (!cell) return Counter(detail::kDetachedSegment, segment_, is_double_);
   return Counter(segment_, *cell, is_double_);
+}
+
+Histogram HistogramFamily::labels(std::span<const std::string_view> values) const {
+  auto cell = detail::find_or_register_series(segment_, family_, values);
+  static const std::vector<double> kNoBounds;
+  if (!cell) return Histogram(detail::kDetachedSegment, segment_, kNoBounds);
+  detail::ProcessSegment* seg = detail::segment_at(segment_);
+  std::lock_guard lock(seg->mutex);
+  return Histogram(segment_, *cell, detail::family_of(*seg, family_).bounds);
 }
 
 Gauge GaugeFamily::labels(std::span<const std::string_view> values) const {

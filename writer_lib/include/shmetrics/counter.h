@@ -68,25 +68,11 @@ class Counter {
     return attached() ? segment_ : static_cast<std::uint16_t>(cell_);
   }
 
-  // This thread's cell of the series, or nullptr (slow path).
-  std::uint64_t* own_cell() const noexcept {
-    const detail::ThreadCells& t = detail::tls_cells[segment_];
-    if (t.pages == nullptr) [[unlikely]]
-      return nullptr;
-    std::uint32_t page = std::atomic_ref<std::uint32_t>(t.pages[cell_ >> shm::kPageShift])
-                             .load(std::memory_order_relaxed);
-    if (page == 0) [[unlikely]]
-      return nullptr;
-    return t.pool + ((std::uint64_t{page} << shm::kPageShift) | (cell_ & (shm::kCellsPerPage - 1)));
-  }
-
   void add_integer(std::uint64_t n) noexcept {
-    if (std::uint64_t* own = own_cell()) [[likely]] {
-      std::atomic_ref<std::uint64_t> cell(*own);
-      cell.store(cell.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-    } else {
+    if (std::uint64_t* own = detail::own_cell(segment_, cell_)) [[likely]]
+      detail::add_own(own, n);
+    else
       add_unowned(n);
-    }
   }
 
   // Before the thread's first update in the segment or the page, or while it
@@ -102,13 +88,10 @@ class Counter {
   }
 
   void add_double(double d) noexcept {
-    if (std::uint64_t* own = own_cell()) [[likely]] {
-      std::atomic_ref<std::uint64_t> cell(*own);
-      double sum = std::bit_cast<double>(cell.load(std::memory_order_relaxed)) + d;
-      cell.store(std::bit_cast<std::uint64_t>(sum), std::memory_order_relaxed);
-    } else {
+    if (std::uint64_t* own = detail::own_cell(segment_, cell_)) [[likely]]
+      detail::add_own_double(own, d);
+    else
       detail::counter_add_double_slow(segment_, cell_, d);
-    }
   }
 
   std::uint16_t segment_ = detail::kDetachedSegment;

@@ -4,6 +4,7 @@
 
 #include <shmetrics/counter.h>
 #include <shmetrics/gauge.h>
+#include <shmetrics/histogram.h>
 #include <shmetrics/readyz.h>
 #include <shmetrics/shm/layout.h>
 
@@ -110,6 +111,28 @@ class GaugeFamily {
   bool integer_ = false;
 };
 
+// A family of histogram series sharing a name, help, label names and bucket
+// bounds. Thread-safe: labels() may be called from any thread.
+class HistogramFamily {
+ public:
+  // As CounterFamily::labels.
+  Histogram labels(std::span<const std::string_view> values) const;
+  Histogram labels(const std::vector<std::string_view>& values) const {
+    return labels(std::span<const std::string_view>(values));
+  }
+  Histogram labels(std::initializer_list<std::string_view> values) const {
+    return labels(std::span<const std::string_view>(values.begin(), values.size()));
+  }
+  Histogram labels(std::span<const std::string> values) const {
+    return detail::labels_of_strings(*this, values);
+  }
+
+ private:
+  friend class Segment;
+  std::uint16_t segment_ = detail::kDetachedSegment;
+  std::uint32_t family_ = 0;
+};
+
 // An info metric: each process holds one current value (a set of label
 // values), rendered with value 1. The exporter shows every distinct value held
 // by a live process, so during a rollout old and new values show side by side.
@@ -156,16 +179,30 @@ class Segment {
   // Registration. Names must match [a-zA-Z_:][a-zA-Z0-9_:]* and not start with
   // "shmetrics_" (the exporter's own); counter names end in "_total"; label
   // names match [a-zA-Z_][a-zA-Z0-9_]* and do not start with "__"; help is
-  // required, valid UTF-8. Throws std::invalid_argument, or shm::SegmentError
-  // when the segment has no room for another family or its registration lock
-  // cannot be had within lock_timeout.
+  // required, valid UTF-8. A family's names in an exposition (a histogram
+  // "x" also takes x_bucket, x_count, x_sum and x_created; a counter "x_total"
+  // also x and x_created in OpenMetrics) must not be another family's. An
+  // optional unit (OpenMetrics' # UNIT, e.g. "seconds") must be the name's
+  // suffix: "request_seconds", "sent_bytes_total". Throws
+  // std::invalid_argument, or shm::SegmentError when the segment has no room
+  // for another family or its registration lock cannot be had within
+  // lock_timeout.
   CounterFamily counter_family(std::string_view name, std::string_view help,
                                const std::vector<std::string>& label_names = {},
-                               ValueType value_type = ValueType::kInteger) const;
+                               ValueType value_type = ValueType::kInteger,
+                               std::string_view unit = {}) const;
   // Gauges hold doubles unless asked for ValueType::kInteger (see Gauge).
   GaugeFamily gauge_family(std::string_view name, std::string_view help,
                            const std::vector<std::string>& label_names, GaugeMode mode,
-                           ValueType value_type = ValueType::kDouble) const;
+                           ValueType value_type = ValueType::kDouble, std::string_view unit = {}) const;
+  // Bucket bounds are fixed at registration: finite, strictly increasing, at
+  // most shm::kMaxBuckets (256); +Inf is implicit (a trailing +Inf is
+  // dropped). None given: default_buckets(). Each series takes
+  // bounds + 2 slot cells of the segment's Capacities::cells. Registering the
+  // name again with other bounds throws.
+  HistogramFamily histogram_family(std::string_view name, std::string_view help,
+                                   const std::vector<std::string>& label_names = {},
+                                   std::vector<double> bounds = {}, std::string_view unit = {}) const;
   Info info(std::string_view name, std::string_view help,
             const std::vector<std::string>& label_names) const;
 
@@ -181,6 +218,10 @@ class Segment {
   Gauge gauge(std::string_view name, std::string_view help, GaugeMode mode,
               ValueType value_type = ValueType::kDouble) const {
     return gauge_family(name, help, {}, mode, value_type).labels({});
+  }
+  Histogram histogram(std::string_view name, std::string_view help, std::vector<double> bounds = {},
+                      std::string_view unit = {}) const {
+    return histogram_family(name, help, {}, std::move(bounds), unit).labels({});
   }
 
   // The segment file's path.

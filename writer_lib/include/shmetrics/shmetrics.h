@@ -4,6 +4,7 @@
 
 #include <shmetrics/counter.h>
 #include <shmetrics/gauge.h>
+#include <shmetrics/histogram.h>
 #include <shmetrics/readyz.h>
 #include <shmetrics/segment.h>
 #include <shmetrics/shm/segment_file.h>

@@ -9,10 +9,11 @@
 // │                 lock, published counts, event counters                       │
 // │ FamilyEntry[families]                                                          │
 // │ SeriesEntry[series]                                                            │
-// │ string pool[string_bytes]       names, help, encoded label names/values       │
-// │ thread slots[thread_slots + 1]  SlotHeader + uint32 page table[ceil(series/8)]│
+// │ string pool[string_bytes]       names, help, units, encoded label names and   │
+// │                                 values, histogram bucket bounds               │
+// │ thread slots[thread_slots + 1]  SlotHeader + uint32 page table[ceil(cells/8)] │
 // │                                 the last is the overflow slot                 │
-// │ overflow cells[series]          uint64, the overflow slot's (dense)           │
+// │ overflow cells[cells]           uint64, the overflow slot's (dense)           │
 // │ overflow ReadyzArea + ring      the overflow slot's readyz samples            │
 // │ page pool[1 + pool pages]       64-byte pages: 8 uint64 counter cells each, or│
 // │                                 a slot's ReadyzArea + ring (readyz_pages      │
@@ -37,14 +38,17 @@
 //                              |                                 |                     | token semaphores hold the token
 // string_used                  | registrar under the lock        | release, before the | acquire, once, after the
 //                              |                                 | count that uses it  | counts; min(string_bytes)
-// gauge_cells_used             | registrar under the lock, before| release             | a gauge series' cell must be
-//                              | the series count                |                     | below gauge_series
+// gauge_cells_used,            | registrar under the lock, before| release             | a gauge series' cell must be
+//   cells_used                 | the series count                |                     | below gauge_series; a counter's
+//                              |                                 |                     | or histogram's cells below
+//                              |                                 |                     | slot_cells()
 // family_count / series_count  | registrar under the lock, after | release (publishes  | acquire; <= capacity; every
 //                              | the entry and its strings       | the entry)          | entry field re-validated
 // FamilyEntry / SeriesEntry    | registrar, before the count     | relaxed             | offsets+lengths inside the
 //                              |   (its strings appended to the  |                     | used pool, no byte shared
 //                              |   pool, each written once)      |                     | with another entry, names
-//                              |                                 |                     | valid, UTF-8
+//                              |                                 |                     | valid, UTF-8; bounds sorted,
+//                              |                                 |                     | finite, <= kMaxBuckets
 // events[]                     | anyone                          | relaxed fetch_add   | none (monotonic counters)
 // readyz_used                  | any process calling readyz()    | relaxed store of 1  | renders readyz families if 1
 // SlotHeader.owner_pid         | the claiming process, holding   | relaxed             | not read: liveness comes from
@@ -58,7 +62,9 @@
 //   SlotHeader.readyz_page     | after taking the page(s)        | CAS on pages_used   | none (skipped)
 // slot cells (in its pages),   | the one thread owning the slot: | relaxed load+store  | relaxed load; integer cells
 //   ReadyzArea                 | overflow slot: anyone           | relaxed fetch_add / | summed mod 2^64; buckets
-//                              |                                 | CAS                 | outside the window ignored
+//                              |                                 | CAS                 | outside the window ignored;
+//                              |                                 |                     | histogram cells: see
+//                              |                                 |                     | series_cells()
 // RecordHeader.owner_pid       | the claiming process (holding   | release after reset | liveness comes from the
 //                              | the record's semaphore)         | of the cells        | semaphore, never the pid
 // RecordHeader.generation      | the claiming process, holding   | release fetch_add,  | acquire, before liveness is
@@ -130,7 +136,7 @@
 namespace shmetrics::shm {
 
 inline constexpr std::uint64_t kMagic = 0x31434952'54454d53ULL;  // "SMETRIC1" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 6;
+inline constexpr std::uint32_t kLayoutVersion = 7;
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::uint32_t kCellsPerPage = 8;  // one 64-byte page of uint64 counter cells
 inline constexpr std::uint32_t kPageShift = 3;
@@ -144,7 +150,7 @@ static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 // been set by its process. Gauges refuse NaN values, so it cannot collide.
 inline constexpr std::uint64_t kGaugeUnset = 0x7ff8'dead'beef'0001ULL;
 
-enum class MetricType : std::uint8_t { kCounter = 1, kGauge = 2, kInfo = 3 };
+enum class MetricType : std::uint8_t { kCounter = 1, kGauge = 2, kInfo = 3, kHistogram = 4 };
 enum class ValueType : std::uint8_t { kInteger = 1, kDouble = 2 };
 
 // How the per-process values of a gauge series combine into one sample.
@@ -189,6 +195,9 @@ inline constexpr std::uint32_t kMaxInfoFamilies = 1024;
 inline constexpr std::uint32_t kMaxInfoValueBytes = 1u << 16;
 inline constexpr std::uint32_t kMaxWindowSeconds = 86400;
 inline constexpr std::uint64_t kMaxSegmentBytes = 1ULL << 36;
+// Finite bucket bounds of one histogram family (+Inf is implicit).
+inline constexpr std::uint32_t kMaxBuckets = 256;
+inline constexpr std::uint32_t kMaxCells = 1u << 26;
 
 // Fixed at creation; opening with other capacities fails.
 struct Capacities {
@@ -214,10 +223,17 @@ struct Capacities {
   // pools suit threads that each write a share of the series; updates that
   // find the pool empty go through the overflow slot and are counted.
   std::uint32_t cell_pages = 0;
+  // Slot cells (uint64) that series take from each thread slot's page table:
+  // a counter series one, a histogram series its buckets + 2 (the finite
+  // buckets, +Inf and _sum). 0: as many as `series`. Raise it for histograms.
+  std::uint32_t cells = 0;
 
   friend bool operator==(const Capacities&, const Capacities&) = default;
 };
-static_assert(sizeof(Capacities) == 44);
+static_assert(sizeof(Capacities) == 48);
+
+// The slot cells the capacities give: `cells`, or `series` when it is 0.
+inline constexpr std::uint32_t slot_cells(const Capacities& c) { return c.cells != 0 ? c.cells : c.series; }
 
 // Counters of events that the exporter exposes as its own metrics.
 enum Event : std::uint32_t {
@@ -268,12 +284,14 @@ struct alignas(kCacheLine) Header {
   std::atomic<std::uint32_t> readyz_used; // 1 once any process asked for readyz
   std::atomic<std::uint32_t> gauge_cells_used;  // gauge cells handed out to gauge series
   std::atomic<std::uint32_t> pages_used;  // pool pages handed out to slots (page 0 excluded)
+  std::atomic<std::uint32_t> cells_used;  // slot cells handed out to counter and histogram series
 
   alignas(kCacheLine) std::atomic<std::uint64_t> events[kEventCount];
 };
 static_assert(offsetof(Header, magic) == 0);
 static_assert(offsetof(Header, capacities) == 16);
 static_assert(offsetof(Header, total_bytes) == 64);
+static_assert(offsetof(Header, families_offset) == 72);
 static_assert(offsetof(Header, semaphore_set) == 128);
 static_assert(offsetof(Header, ipc_namespace_inode) == 144);
 static_assert(offsetof(Header, semaphore_token) == 152);
@@ -282,12 +300,15 @@ static_assert(sizeof(pthread_mutex_t) <= 64);
 static_assert(offsetof(Header, fold_lock) == 256);
 static_assert(offsetof(Header, family_count) == 320);
 static_assert(offsetof(Header, pages_used) == 344);
+static_assert(offsetof(Header, cells_used) == 348);
 static_assert(offsetof(Header, events) == 384);
 static_assert(sizeof(Header) == 448);
 
 // Strings are (offset, length) pairs relative to the string pool. A list of
 // strings (label names, label values) is encoded as repeated
-// [uint32 little-endian length][bytes].
+// [uint32 little-endian length][bytes]. A histogram's bucket bounds are
+// bucket_count doubles (8 bytes each, little-endian, unaligned) in the pool,
+// strictly increasing and finite; +Inf is implicit.
 struct FamilyEntry {
   std::uint32_t name_offset;
   std::uint32_t name_length;
@@ -300,16 +321,35 @@ struct FamilyEntry {
   GaugeMode gauge_mode;
   std::uint8_t label_count;
   std::uint32_t info_index;  // info families: which InfoArea of each record
+  std::uint32_t bounds_offset;  // histograms: their finite bucket bounds
+  std::uint32_t bucket_count;   //   (0 for other types)
+  std::uint32_t unit_offset;    // OpenMetrics unit; length 0: none
+  std::uint32_t unit_length;
 };
-static_assert(sizeof(FamilyEntry) == 32);
+static_assert(sizeof(FamilyEntry) == 48);
+static_assert(offsetof(FamilyEntry, type) == 24 && offsetof(FamilyEntry, info_index) == 28);
+
+// The slot cells of one series: a counter's one; a histogram's bucket_count + 2
+// consecutive cells: the non-cumulative count of each finite bucket, then the
+// +Inf bucket's, then _sum as a double's bits. A scrape sums each cell over
+// the slots and accumulates the buckets, so _count (the +Inf cumulative
+// bucket) and every _bucket come from the same reads: no cumulative bucket
+// ever shows above another of a higher bound, nor above _count.
+inline constexpr std::uint32_t series_cells(MetricType type, std::uint32_t bucket_count) {
+  return type == MetricType::kHistogram ? bucket_count + 2 : 1;
+}
 
 struct SeriesEntry {
   std::uint32_t family_index;
-  std::uint32_t cell_index;  // counters: slot cell (= series index); gauges: record cell
+  // Counters and histograms: their first slot cell; gauges: their record cell.
+  std::uint32_t cell_index;
   std::uint32_t label_values_offset;
   std::uint32_t label_values_length;
+  // When the series was registered (CLOCK_REALTIME ns): OpenMetrics
+  // _created of counters and histograms, whose cells start at 0 then.
+  std::uint64_t created_ns;
 };
-static_assert(sizeof(SeriesEntry) == 16);
+static_assert(sizeof(SeriesEntry) == 24);
 
 struct alignas(kCacheLine) SlotHeader {
   std::atomic<std::uint32_t> owner_pid;  // 0: free (never claimed or handed back)
@@ -427,10 +467,10 @@ struct Geometry {
   std::uint64_t strings_offset;
   std::uint64_t slots_offset;
   std::uint64_t slot_stride;
-  std::uint64_t pages_per_slot;      // page table entries: ceil(series / 8)
+  std::uint64_t pages_per_slot;      // page table entries: ceil(slot cells / 8)
   std::uint64_t readyz_ring_buckets;
   std::uint64_t readyz_pages;        // pool pages of one ReadyzArea and its ring
-  std::uint64_t overflow_cells_offset;  // uint64 cells[series] of the overflow slot
+  std::uint64_t overflow_cells_offset;  // uint64 cells[slot cells] of the overflow slot
   std::uint64_t overflow_readyz_offset;  // the overflow slot's ReadyzArea and ring
   std::uint64_t pool_offset;           // page 0 of the pool (never handed out)
   std::uint64_t pool_pages;            // pages that can be handed out: 1..pool_pages
@@ -463,7 +503,8 @@ struct Geometry {
 inline bool compute_geometry(const Capacities& c, Geometry& g) {
   if (c.thread_slots == 0 || c.thread_slots > kMaxSlots || c.process_records == 0 ||
       c.process_records > kMaxRecords || c.families == 0 || c.families > kMaxFamilies ||
-      c.series == 0 || c.series > kMaxSeries || c.gauge_series > kMaxSeries || c.string_bytes == 0 ||
+      c.series == 0 || c.series > kMaxSeries || c.gauge_series > kMaxSeries || c.cells > kMaxCells ||
+      c.string_bytes == 0 ||
       c.string_bytes > kMaxStringBytes || c.info_families > kMaxInfoFamilies ||
       c.info_value_bytes > kMaxInfoValueBytes || c.readyz_short_window_seconds == 0 ||
       c.readyz_long_window_seconds < c.readyz_short_window_seconds ||
@@ -478,7 +519,7 @@ inline bool compute_geometry(const Capacities& c, Geometry& g) {
   g.strings_offset = at;
   at = round_up(at + c.string_bytes, kCacheLine);
   g.slots_offset = at;
-  g.pages_per_slot = (std::uint64_t{c.series} + kCellsPerPage - 1) / kCellsPerPage;
+  g.pages_per_slot = (std::uint64_t{slot_cells(c)} + kCellsPerPage - 1) / kCellsPerPage;
   // One bucket more than the window: the current second never overwrites the
   // oldest second still inside the window.
   g.readyz_ring_buckets = std::uint64_t{c.readyz_long_window_seconds} + 1;
@@ -486,7 +527,7 @@ inline bool compute_geometry(const Capacities& c, Geometry& g) {
   g.slot_stride = sizeof(SlotHeader) + round_up(g.pages_per_slot * 4, kCacheLine);
   at += g.slot_stride * (std::uint64_t{c.thread_slots} + 1);
   g.overflow_cells_offset = at;
-  at += round_up(std::uint64_t{c.series} * 8, kCacheLine);
+  at += round_up(std::uint64_t{slot_cells(c)} * 8, kCacheLine);
   g.overflow_readyz_offset = at;
   at += g.readyz_pages * kCacheLine;
   g.pool_pages = c.cell_pages != 0

@@ -5,6 +5,7 @@
 #include <shmetrics/shm/layout.h>
 
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 
@@ -40,6 +41,33 @@ struct OverflowWriter {
 extern thread_local constinit OverflowWriter tls_overflow[kMaxSegments]
     __attribute__((tls_model("initial-exec")));
 
+// This thread's own slot cell `cell` of `segment`, or nullptr when it has
+// none yet (no slot, writing through the overflow slot, or no page for the
+// cell): then the update takes the slow path. Two loads past the TLS one: the
+// page table entry, then the cell.
+inline std::uint64_t* own_cell(std::uint16_t segment, std::uint32_t cell) noexcept {
+  const ThreadCells& t = tls_cells[segment];
+  if (t.pages == nullptr) [[unlikely]]
+    return nullptr;
+  const std::uint32_t page =
+      std::atomic_ref<std::uint32_t>(t.pages[cell >> shm::kPageShift]).load(std::memory_order_relaxed);
+  if (page == 0) [[unlikely]]
+    return nullptr;
+  return t.pool + ((std::uint64_t{page} << shm::kPageShift) | (cell & (shm::kCellsPerPage - 1)));
+}
+
+// Adds to a cell only this thread writes: a relaxed load and store, no
+// read-modify-write (the exporter reads it with a relaxed load).
+inline void add_own(std::uint64_t* cell, std::uint64_t n) noexcept {
+  std::atomic_ref<std::uint64_t> c(*cell);
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+inline void add_own_double(std::uint64_t* cell, double v) noexcept {
+  std::atomic_ref<std::uint64_t> c(*cell);
+  c.store(std::bit_cast<std::uint64_t>(std::bit_cast<double>(c.load(std::memory_order_relaxed)) + v),
+          std::memory_order_relaxed);
+}
+
 // This process's gauge cells in each segment, or nullptr before its first gauge
 // or info update claimed a process record.
 extern std::atomic<shm::GaugeCell*> process_gauge_cells[kMaxSegments];
@@ -52,6 +80,10 @@ void counter_add_slow(std::uint16_t segment, std::uint32_t cell, std::uint64_t n
 // the last try is long enough ago.
 void overflow_check(std::uint16_t segment) noexcept;
 void counter_add_double_slow(std::uint16_t segment, std::uint32_t cell, double v) noexcept;
+// A histogram observation that found this thread without its own cells: one
+// to cell `bucket`, `v` to the double cell `sum` (a refused handle: counted
+// once).
+void histogram_observe_slow(std::uint16_t segment, std::uint32_t bucket, std::uint32_t sum, double v) noexcept;
 // Claims the process record; nullptr when none can be had (the update is then
 // dropped and counted) or for a refused handle (segment == kDetachedSegment,
 // `cell` holding its real segment).
