@@ -74,12 +74,15 @@ Options parse(int argc, char** argv) {
   auto map_info = segment.info("rbac_map_info", "The RBAC map version in force (SHA-256 of the map file).", {"etag"});
   auto inflight = segment.gauge("demo_inflight_requests", "Requests being served, over live workers.",
                                 shmetrics::GaugeMode::kLiveSum);
+  auto latency = segment.histogram_family("demo_request_duration_seconds", "Time one request of the loop took.",
+                                          {"route"}, {}, "seconds").labels({"/rbac/check"});
   shmetrics::Readyz readyz;
   if (role == "judge") readyz = segment.readyz();
 
   map_info.set({"5bcdd633308d109fdad6fd5e6697406ea1182086da3c46b04633a63bbf2e2358"});
   hits.inc();
   for (unsigned long i = 0; !g_stop; ++i) {
+    shmetrics::ScopedTimer timer(latency);
     checks.inc();
     inflight.inc();
     bool allow = (i + static_cast<unsigned long>(number)) % 5 != 0;

@@ -236,6 +236,18 @@ check 'readyz_failures_total{job="judge"}' 2 "$(query 'readyz_failures_total{job
 check 'readyz_success_ratio_5m{job="judge"}' 0.75 "$(query 'readyz_success_ratio_5m{job="judge"}')"
 check 'readyz_success_ratio_1m{job="judge"}' 0.75 "$(query 'readyz_success_ratio_1m{job="judge"}')"
 check 'readyz_status{job="judge",status="degraded"}' 1 "$(query 'readyz_status{job="judge",status="degraded"}')"
+# Request latency, by route pattern and status class: counts exact, one
+# series per handler pattern; refused and unrouted requests are route="none".
+latency='http_request_duration_seconds_count{job="judge"'
+wait_for "prometheus to see the judge latency counts" is_value "$latency,route=\"/readyz\",status_class=\"5xx\"}" 2
+check "$latency,route=\"/readyz\",status_class=\"2xx\"}" 6 "$(query "$latency,route=\"/readyz\",status_class=\"2xx\"}")"
+check "$latency,route=\"/judge/submit\",status_class=\"2xx\"}" 6 \
+  "$(query "$latency,route=\"/judge/submit\",status_class=\"2xx\"}")"
+check "$latency,route=\"none\",status_class=\"4xx\"}" 4 "$(query "$latency,route=\"none\",status_class=\"4xx\"}")"
+check 'the +Inf bucket of /readyz 2xx is its count' 6 \
+  "$(query 'http_request_duration_seconds_bucket{job="judge",route="/readyz",status_class="2xx",le="+Inf"}')"
+check 'histogram_quantile(0.5, ...) of the judge latency is a positive number' yes \
+  "$(python3 -c "v=float('$(query 'histogram_quantile(0.5, sum by (le) (http_request_duration_seconds_bucket{job="judge"}))')'); print('yes' if 0 < v < 10 else 'no (%s)' % v)")"
 ops_hits=$(query 'rbac_reload_hit_total{job="ops"}')
 check "rbac_reload_hit_total{job=\"ops\"} within 1..$workers" yes \
   "$([[ $ops_hits -ge 1 && $ops_hits -le $workers ]] && echo yes || echo "no ($ops_hits)")"

@@ -58,6 +58,7 @@ TSAN_TESTS=(
   test_shm_protocol
   test_crash
   test_chaos
+  test_histograms
 )
 
 # within_budget DEADLINE_S COMMAND...: run COMMAND, killed (with everything in

@@ -44,7 +44,7 @@ families_for() {
   local role=$1
   echo rbac_reload_checks_total=counter rbac_reload_hit_total=counter rbac_allowed_total=counter \
     rbac_forbidden_total=counter rbac_route_matches_total=counter rbac_map_info=gauge \
-    demo_inflight_requests=gauge shmetrics_segment_up=gauge
+    demo_inflight_requests=gauge demo_request_duration_seconds=histogram shmetrics_segment_up=gauge
   if [ "$role" = judge ]; then echo readyz_checks_total=counter readyz_failures_total=counter; fi
 }
 family_args() {
@@ -130,6 +130,8 @@ for role in ops judge; do
     --expect-min rbac_route_matches_total=1 \
     --expect-min demo_inflight_requests=0 \
     --expect-max "demo_inflight_requests=$WORKERS" \
+    --expect-min 'demo_request_duration_seconds_count{route="/rbac/check"}=1' \
+    --expect-min 'demo_request_duration_seconds_bucket{route="/rbac/check",le="+Inf"}=1' \
     --expect-sample 'shmetrics_segment_up{role="once"}=1'
   check "$role exposition has exactly one '# HELP' and one '# TYPE' line per family" \
     check_help_type_once "$file" "$role"

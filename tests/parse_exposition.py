@@ -216,12 +216,15 @@ def main(argv):
         if not family.samples:
             problems.append('family %s has no samples' % name)
         # The library renames the samples of a counter written without
-        # '_total' to NAME_total; everything else keeps the family's name.
+        # '_total' to NAME_total; a histogram's are NAME_bucket, NAME_sum and
+        # NAME_count; everything else keeps the family's name.
         sample_name = name + '_total' if typ == 'counter' and lib_name == name else name
+        allowed = ({name + '_bucket', name + '_sum', name + '_count'} if typ == 'histogram'
+                   else {sample_name})
         for sample in family.samples:
-            if sample.name != sample_name:
+            if sample.name not in allowed:
                 problems.append('family %s has a sample named %s, want %s'
-                                % (name, sample.name, sample_name))
+                                % (name, sample.name, ' or '.join(sorted(allowed))))
 
     if args.exact_families:
         for lib_name, fams in sorted(by_name.items()):

@@ -139,6 +139,42 @@ TEST_CASE("a_registrar_killed_mid_label_set_publishes_nothing_and_blocks_nobody"
   CHECK(testing::count_lines(text, "req_total{") == 3);
 }
 
+TEST_CASE("a_registrar_killed_mid_histogram_publishes_nothing_and_its_cells_go_to_the_next") {
+  const char* point = GENERATE("register_family.after_strings", "register_family.before_publish",
+                               "register_series.after_strings", "register_series.before_publish");
+  ScopedName name("kill-histogram");
+  Segment s = Segment::open(options(name));
+  HistogramFamily made = s.histogram_family("made_seconds", "Made before.", {"route"}, {1, 2});
+  made.labels({"/old"}).observe(1.5);
+  const bool family_point = std::string_view(point).starts_with("register_family");
+  pid_t child = park_child_at(point, [&] {
+    if (family_point)
+      s.histogram_family("half_seconds", "Never published.", {}, {1, 2, 3});
+    else
+      made.labels({"/half"});
+  });
+  kill_child(child);
+  // Registered now, whole; its cells and the next series' are their own.
+  Histogram half = family_point ? s.histogram_family("half_seconds", "Published now.", {}, {1, 2, 3}).labels({})
+                                : made.labels({"/half"});
+  Counter after = s.counter("after_total", "After.");
+  half.observe(2.5);
+  half.observe(0.5);
+  after.inc(7);
+  made.labels({"/old"}).observe(9);
+  std::string text = testing::scrape(name.str());
+  check_segment_sound(text);
+  const std::string half_name = family_point ? "half_seconds" : "made_seconds";
+  const std::string labels = family_point ? "" : "route=\"/half\",";
+  INFO(text);
+  CHECK(testing::sample(text, half_name + "_bucket{" + labels + "le=\"1\"}") == 1.0);
+  CHECK(testing::sample(text, half_name + "_bucket{" + labels + "le=\"2\"}") == 1.0);
+  CHECK(testing::sample(text, half_name + "_bucket{" + labels + "le=\"+Inf\"}") == 2.0);
+  CHECK(testing::sample(text, "made_seconds_count{route=\"/old\"}") == 2.0);
+  CHECK(testing::sample(text, "made_seconds_sum{route=\"/old\"}") == 10.5);
+  CHECK(testing::sample(text, "after_total") == 7.0);
+}
+
 TEST_CASE("a_writer_killed_while_claiming_a_slot_leaves_it_claimable") {
   ScopedName name("kill-claim");
   Segment s = Segment::open(options(name, /*thread_slots=*/1));

@@ -11,7 +11,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstring>
 #include <fcntl.h>
+#include <functional>
 #include <random>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -49,6 +51,8 @@ void populate(const std::string& name) {
             s.gauge("g", "G.", GaugeMode::kLiveSum).set(2);
             s.info("map_info", "Map.", {"etag"}).set({"abc"});
             s.readyz().observe(true);
+            Histogram h = s.histogram_family("wait_seconds", "Wait.", {"route"}, {0.5, 1, 2}).labels({"/a"});
+            for (double v : {0.25, 1.5, 9.0}) h.observe(v);
             return true;
           })) == 0);
 }
@@ -246,4 +250,90 @@ TEST_CASE("page_table_entries_past_the_pool_are_skipped_and_the_rest_summed") {
   CHECK(testing::sample(text, "req_total{route=\"/a\",code=\"200\"}") == 0.0);
   CHECK(testing::sample(text, "secs_total") == 0.0);
   CHECK(testing::count_lines(text, "map_info{") == 0);  // its process is dead
+}
+
+namespace {
+
+// The family entry named `name` in a segment, through the attacker's view.
+shm::FamilyEntry* family_entry(Attacker& attacker, const shm::Geometry& g, std::string_view name) {
+  auto* entries = reinterpret_cast<shm::FamilyEntry*>(attacker.base + g.families_offset);
+  auto* header = reinterpret_cast<shm::Header*>(attacker.base);
+  for (std::uint32_t f = 0; f < header->family_count.load(); ++f) {
+    std::string_view n(reinterpret_cast<const char*>(attacker.base + g.strings_offset + entries[f].name_offset),
+                       entries[f].name_length);
+    if (n == name) return &entries[f];
+  }
+  FAIL("no family " << name);
+  return nullptr;
+}
+
+}  // namespace
+
+// Each lie a histogram's entries can tell: the family or the series is left
+// out and counted, everything else served, and what is served is consistent.
+TEST_CASE("histogram_entries_that_lie_are_left_out_and_the_rest_served") {
+  struct Lie {
+    const char* what;
+    const char* dropped;  // the kind counted
+    std::function<void(Attacker&, const shm::Geometry&, shm::FamilyEntry&)> tell;
+  };
+  const std::vector<Lie> lies = {
+      {"more buckets than allowed", "family",
+       [](Attacker&, const shm::Geometry&, shm::FamilyEntry& e) { e.bucket_count = shm::kMaxBuckets + 1; }},
+      {"bounds reaching past the used pool", "family",
+       [](Attacker&, const shm::Geometry&, shm::FamilyEntry& e) { e.bucket_count = 200; }},
+      {"bounds out of order", "family",
+       [](Attacker& a, const shm::Geometry& g, shm::FamilyEntry& e) {
+         double first = 5;  // above the second bound (1)
+         std::memcpy(a.base + g.strings_offset + e.bounds_offset, &first, 8);
+       }},
+      {"a NaN bound", "family",
+       [](Attacker& a, const shm::Geometry& g, shm::FamilyEntry& e) {
+         double nan = std::nan("");
+         std::memcpy(a.base + g.strings_offset + e.bounds_offset + 8, &nan, 8);
+       }},
+      {"bounds sharing the help's bytes", "family",
+       [](Attacker&, const shm::Geometry&, shm::FamilyEntry& e) { e.bounds_offset = e.help_offset; }},
+      {"a gauge mode", "family",
+       [](Attacker&, const shm::Geometry&, shm::FamilyEntry& e) { e.gauge_mode = shm::GaugeMode::kLiveSum; }},
+      {"cells past the slots' cells", "series",
+       [](Attacker& a, const shm::Geometry& g, shm::FamilyEntry& e) {
+         auto* header = reinterpret_cast<shm::Header*>(a.base);
+         auto* series = reinterpret_cast<shm::SeriesEntry*>(a.base + g.series_offset);
+         const auto family = static_cast<std::uint32_t>(&e - reinterpret_cast<shm::FamilyEntry*>(a.base + g.families_offset));
+         bool moved = false;
+         for (std::uint32_t i = 0; i < header->series_count.load(); ++i) {
+           if (series[i].family_index != family) continue;
+           series[i].cell_index = shm::slot_cells(header->capacities) - 4;  // its 5 cells end one past
+           moved = true;
+         }
+         REQUIRE(moved);
+       }},
+  };
+  for (const Lie& lie : lies) {
+    ScopedName target("lying-histogram");
+    populate(target.str());
+    {
+      Attacker attacker(target.str());
+      auto m = shm::MappedSegment::open_read_only(target.str());
+      lie.tell(attacker, m->geometry(), *family_entry(attacker, m->geometry(), "wait_seconds"));
+    }
+    exporter::RoleSource source("test", target.str());
+    std::string text = source.scrape();
+    INFO(lie.what << "\n" << text);
+    CHECK(well_formed(text));
+    CHECK(testing::count_lines(text, "wait_seconds_count") == 0);
+    CHECK(testing::sample(text, std::string("shmetrics_untrusted_entries_dropped_total{role=\"test\",kind=\"") +
+                                    lie.dropped + "\"}") >= 1.0);
+    CHECK(testing::sample(text, "req_total{route=\"/a\",code=\"200\"}") == 5.0);
+  }
+  // Told the truth, the same histogram is served.
+  ScopedName honest("honest-histogram");
+  populate(honest.str());
+  std::string text = exporter::RoleSource("test", honest.str()).scrape();
+  INFO(text);
+  CHECK(testing::sample(text, "wait_seconds_bucket{route=\"/a\",le=\"0.5\"}") == 1.0);
+  CHECK(testing::sample(text, "wait_seconds_bucket{route=\"/a\",le=\"2\"}") == 2.0);
+  CHECK(testing::sample(text, "wait_seconds_count{route=\"/a\"}") == 3.0);
+  CHECK(testing::sample(text, "wait_seconds_sum{route=\"/a\"}") == 10.75);
 }

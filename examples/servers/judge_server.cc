@@ -68,25 +68,26 @@ int main(int argc, char** argv) {
   ServerFlags flags = parse_server_flags(argc, argv, "shmetrics-judge-server", 8092, /*judge=*/true);
   try {
     shmetrics::Readyz readyz;
-    rbac::RbacMetrics metrics = open_role_metrics(flags.instance, "judge", &readyz);  // inherited by workers
+    RoleMetrics metrics = open_role_metrics(flags.instance, "judge", &readyz);  // inherited by workers
     PreforkOptions prefork{"judge-server", flags.host, flags.port, flags.workers, 128};
     return run_preforked(prefork, [&](int listen_fd, int worker) {
-      rbac::RbacMapState state(flags.rbac_map, flags.reload_sec, metrics);
+      rbac::RbacMapState state(flags.rbac_map, flags.reload_sec, metrics.rbac);
       AdoptedServer server;
-      prepare_worker_server(server, state);
-      server.Get("/readyz", [&](const httplib::Request&, httplib::Response& res) {
+      prepare_worker_server(server, state, metrics);
+      server.Get("/readyz", timed("/readyz", [&](const httplib::Request&, httplib::Response& res) {
         std::string reason;
         bool ok = run_check(flags, reason);
         readyz.observe(ok);
         if (ok) json_reply(res, 200, {{"status", "ready"}});
         else json_reply(res, 503, {{"status", "degraded"}, {"reason", reason}});
-      });
-      server.Post("/judge/submit", [worker](const httplib::Request&, httplib::Response& res) {
+      }));
+      server.Post("/judge/submit", timed("/judge/submit", [worker](const httplib::Request&, httplib::Response& res) {
         json_reply(res, 202, {{"accepted", true}, {"worker", worker}});
-      });
-      server.Get(R"(/judge/results/([A-Za-z0-9_-]{1,64}))", [](const httplib::Request& req, httplib::Response& res) {
+      }));
+      server.Get(R"(/judge/results/([A-Za-z0-9_-]{1,64}))",
+                 timed("/judge/results/{id}", [](const httplib::Request& req, httplib::Response& res) {
         json_reply(res, 200, {{"id", req.matches[1].str()}, {"verdict", "pending"}});
-      });
+      }));
       server.serve_on(listen_fd);
     });
   } catch (const std::exception& e) {

@@ -15,22 +15,22 @@ using namespace shmetrics::examples;
 int main(int argc, char** argv) {
   ServerFlags flags = parse_server_flags(argc, argv, "shmetrics-ops-server", 8091, /*judge=*/false);
   try {
-    rbac::RbacMetrics metrics = open_role_metrics(flags.instance, "ops");  // inherited by workers
+    RoleMetrics metrics = open_role_metrics(flags.instance, "ops");  // inherited by workers
     PreforkOptions prefork{"ops-server", flags.host, flags.port, flags.workers, 128};
     return run_preforked(prefork, [&](int listen_fd, int worker) {
-      rbac::RbacMapState state(flags.rbac_map, flags.reload_sec, metrics);
+      rbac::RbacMapState state(flags.rbac_map, flags.reload_sec, metrics.rbac);
       AdoptedServer server;
-      prepare_worker_server(server, state);
-      server.Get("/ops/status", [&](const httplib::Request&, httplib::Response& res) {
+      prepare_worker_server(server, state, metrics);
+      server.Get("/ops/status", timed("/ops/status", [&](const httplib::Request&, httplib::Response& res) {
         json_reply(res, 200, {{"role", "ops"}, {"pid", ::getpid()}, {"worker", worker},
                               {"rbac_etag", state.etag()}});
-      });
-      server.Get("/ops/jobs", [](const httplib::Request&, httplib::Response& res) {
+      }));
+      server.Get("/ops/jobs", timed("/ops/jobs", [](const httplib::Request&, httplib::Response& res) {
         json_reply(res, 200, {{"jobs", nlohmann::json::array()}});
-      });
-      server.Post("/ops/jobs", [](const httplib::Request&, httplib::Response& res) {
+      }));
+      server.Post("/ops/jobs", timed("/ops/jobs", [](const httplib::Request&, httplib::Response& res) {
         json_reply(res, 201, {{"accepted", true}});
-      });
+      }));
       server.serve_on(listen_fd);
     });
   } catch (const std::exception& e) {

@@ -9,6 +9,9 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include <optional>
+#include <string>
+
 namespace shmetrics::examples {
 
 // A cpp-httplib server that serves on a socket the master bound and listens
@@ -32,17 +35,33 @@ void json_reply(httplib::Response& res, int status, const nlohmann::json& body);
 // counters say what happened. Also gives 404s and other errors a JSON body.
 void install_rbac(httplib::Server& server, rbac::RbacMapState& state);
 
-// What every worker's server has: bounded request sizes and timeouts, the
-// RBAC check before every handler (install_rbac) and GET /healthz.
-void prepare_worker_server(httplib::Server& server, rbac::RbacMapState& state);
+// A server role's metrics: the RBAC families of the original work order and
+// the request latency, http_request_duration_seconds{route, status_class}.
+struct RoleMetrics {
+  rbac::RbacMetrics rbac;
+  // Absent when the server runs without metrics.
+  std::optional<shmetrics::HistogramFamily> request_seconds;
+};
 
-// The RBAC metrics (and, given `readyz`, the readyz handle) in the segment of
-// `role` ("ops", "judge"), opened by the master before forking so workers
+// What every worker's server has: bounded request sizes and timeouts, the
+// RBAC check before every handler (install_rbac), GET /healthz, and every
+// request timed into metrics.request_seconds from routing to the logger:
+// labelled with the route pattern its handler was registered under through
+// timed() ("none" when no handler served it: 404, or refused by RBAC) and its
+// status class ("2xx".."5xx").
+void prepare_worker_server(httplib::Server& server, rbac::RbacMapState& state, const RoleMetrics& metrics);
+
+// `handler`, labelling the requests it serves with `route` (the pattern as
+// people read it, e.g. "/judge/results/{id}").
+httplib::Server::Handler timed(std::string route, httplib::Server::Handler handler);
+
+// The role's metrics (and, given `readyz`, the readyz handle) in the segment
+// of `role` ("ops", "judge"), opened by the master before forking so workers
 // inherit it and the families registered in it. When the segment cannot be
 // opened (its directory squatted, /dev/shm full, ...) the server must keep
 // serving: one log line names the reason and the handles returned are
 // detached, their updates dropped.
-rbac::RbacMetrics open_role_metrics(const std::string& instance, const std::string& role,
-                                    shmetrics::Readyz* readyz = nullptr);
+RoleMetrics open_role_metrics(const std::string& instance, const std::string& role,
+                              shmetrics::Readyz* readyz = nullptr);
 
 }  // namespace shmetrics::examples
