@@ -407,6 +407,27 @@ std::string render_and_check(SegmentReader& reader, const Image& image, const ch
   }
   if (out.size() > limit) fail("exposition larger than the render's limit", std::to_string(out.size()));
   check_exposition(out);
+  // The same image in OpenMetrics: bounded alike, UTF-8, every line metadata
+  // or a sample with a value.
+  std::string om;
+  const std::size_t om_initial_capacity = om.capacity();
+  if (reader.render(om, live, now_ns, limit, shmetrics::exporter::Format::kOpenMetrics).empty()) {
+    if (om.capacity() > om_initial_capacity && om.capacity() > limit + kRoomAfterRender)
+      fail("OpenMetrics render grew its buffer past its limit and room", std::to_string(om.capacity()));
+    if (om.size() > limit) fail("OpenMetrics exposition larger than the limit", std::to_string(om.size()));
+    if (!shm::is_valid_utf8(om)) fail("OpenMetrics exposition is not valid UTF-8", om);
+    std::string_view text(om);
+    while (!text.empty()) {
+      const std::size_t nl = text.find('\n');
+      if (nl == std::string_view::npos) fail("OpenMetrics exposition does not end with a newline", om);
+      std::string_view line = text.substr(0, nl);
+      text.remove_prefix(nl + 1);
+      if (line.starts_with("# HELP ") || line.starts_with("# TYPE ") || line.starts_with("# UNIT ")) continue;
+      const std::size_t sp = line.rfind(' ');
+      if (sp == std::string_view::npos || !is_sample_value(line.substr(sp + 1)))
+        fail("bad OpenMetrics line", line);
+    }
+  }
   return out;
 }
 

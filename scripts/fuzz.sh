@@ -61,7 +61,7 @@ install_fuzz_deps() {
 }
 
 # The reader, the role source serving it, and what they link: the exporter's
-# text format, SIGBUS guard and log, and all of shm/ (names, header check;
+# text format, negotiation and gzip (zlib), SIGBUS guard and log, and all of shm/ (names, header check;
 # segment_file.cc needs Boost's headers only).
 SOURCES=(
   fuzz/segment_reader_fuzz.cc
@@ -70,6 +70,8 @@ SOURCES=(
   exporter/src/text_format.cc
   exporter/src/sigbus_guard.cc
   exporter/src/log.cc
+  exporter/src/negotiation.cc
+  exporter/src/gzip.cc
 )
 for f in shm/src/*.cc; do SOURCES+=("$f"); done
 
@@ -83,7 +85,7 @@ build_target() {
   fi
   step "building $TARGET"
   clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -Wall -Wextra -Ishm/include -Iexporter/src "${SOURCES[@]}" -pthread -o "$TARGET.tmp"
+    -Wall -Wextra -Ishm/include -Iexporter/src "${SOURCES[@]}" -pthread -lz -o "$TARGET.tmp"
   mv -f "$TARGET.tmp" "$TARGET"
 }
 

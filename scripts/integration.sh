@@ -236,6 +236,13 @@ check 'readyz_failures_total{job="judge"}' 2 "$(query 'readyz_failures_total{job
 check 'readyz_success_ratio_5m{job="judge"}' 0.75 "$(query 'readyz_success_ratio_5m{job="judge"}')"
 check 'readyz_success_ratio_1m{job="judge"}' 0.75 "$(query 'readyz_success_ratio_1m{job="judge"}')"
 check 'readyz_status{job="judge",status="degraded"}' 1 "$(query 'readyz_status{job="judge",status="degraded"}')"
+# Prometheus (2.42 asks for OpenMetrics first, and gzip) got OpenMetrics,
+# gzipped, and never the text format: the values above came through it.
+check 'prometheus scraped ops as gzipped OpenMetrics' yes \
+  "$(python3 -c "print('yes' if float('$(query 'shmetrics_exporter_scrapes_total{job="ops",format="openmetrics",encoding="gzip"}')') > 0 else 'no')")"
+check 'prometheus never scraped ops as text' 0 \
+  "$(query 'sum(shmetrics_exporter_scrapes_total{job="ops",format="text"})')"
+
 # Request latency, by route pattern and status class: counts exact, one
 # series per handler pattern; refused and unrouted requests are route="none".
 latency='http_request_duration_seconds_count{job="judge"'

@@ -7,7 +7,7 @@
 # role however often it is scraped, the ops role coming up when a demo writer
 # starts (the judge role staying down), which status each method and path
 # gets (404 on an unknown path whatever the method, 405 on /metrics, 413 and
-# a closed connection for a body), no compression, noticing a removed and
+# a closed connection for a body), gzip and OpenMetrics as negotiated (the Accept headers of Prometheus 3 and 2.42, strict-parsed), noticing a removed and
 # recreated segment, --help, --version, --flag=VALUE, an unknown flag, a
 # listener on [::1]:0, a port in use named in the error, SIGHUP logged and
 # ignored, and a clean stop on SIGTERM.
@@ -56,13 +56,15 @@ answered_down() {
     return 1
   fi
   parse "$WORK/$1.body" --exact-families --expect-family shmetrics_segment_up=gauge \
+    --expect-family shmetrics_exporter_scrapes_total=counter \
     --expect-sample "shmetrics_segment_up{role=\"$2\"}=0"
 }
 
 OPS_FAMILIES=(--expect-family rbac_reload_checks_total=counter --expect-family rbac_reload_hit_total=counter
   --expect-family rbac_allowed_total=counter --expect-family rbac_forbidden_total=counter
   --expect-family rbac_route_matches_total=counter --expect-family rbac_map_info=gauge
-  --expect-family demo_inflight_requests=gauge --expect-family shmetrics_segment_up=gauge)
+  --expect-family demo_inflight_requests=gauge --expect-family demo_request_duration_seconds=histogram
+  --expect-family shmetrics_segment_up=gauge)
 
 # ops_up_with N: the ops listener answers 200 with segment_up 1, every family
 # of the demo writer, a moved checks counter and at least N reload hits.
@@ -300,13 +302,57 @@ check "an exporter on a port in use logs 'cannot listen on 127.0.0.1:$OPS_PORT: 
   grep -q "event=listen_failed role=ops .*reason=\"cannot listen on 127\.0\.0\.1:$OPS_PORT: Address already in use\"" \
   "$WORK/in-use.err"
 
-# -------------------------------------------------------------- no compression
+# ------------------------------------------- negotiation: encoding and format
+# gzip when accepted; br alone gets identity (cpp-httplib's quality-11 br
+# cost ~0.9 s per scrape: not offered).
 http_request gzip "$OPS_PORT" /metrics -H 'Accept-Encoding: gzip, br'
 check "ops /metrics with Accept-Encoding: gzip, br answers 200 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 200 ]
-check "ops /metrics with Accept-Encoding: gzip, br has no Content-Encoding header (got '$(header gzip Content-Encoding)')" \
-  lacks_header gzip Content-Encoding
-check "ops /metrics with Accept-Encoding: gzip, br is the plain text exposition" \
-  parse "$WORK/gzip.body" "${OPS_FAMILIES[@]}" --expect-sample 'shmetrics_segment_up{role="ops"}=1'
+check "ops /metrics with Accept-Encoding: gzip, br has Content-Encoding: gzip (got '$(header gzip Content-Encoding)')" \
+  [ "$(header gzip Content-Encoding)" = gzip ]
+check "ops /metrics answers Vary: Accept, Accept-Encoding (got '$(header gzip Vary)')" \
+  [ "$(header gzip Vary)" = "Accept, Accept-Encoding" ]
+gunzip_to() { gzip -dc <"$WORK/$1.body" >"$WORK/$1.plain"; }
+check "ops /metrics gzip body is one valid gzip stream" gunzip_to gzip
+check "ops /metrics gzip body is the plain text exposition" \
+  parse "$WORK/gzip.plain" "${OPS_FAMILIES[@]}" --expect-sample 'shmetrics_segment_up{role="ops"}=1'
+http_request br "$OPS_PORT" /metrics -H 'Accept-Encoding: br'
+check "ops /metrics with Accept-Encoding: br alone has no Content-Encoding (got '$(header br Content-Encoding)')" \
+  lacks_header br Content-Encoding
+check "ops /metrics with Accept-Encoding: br alone is the plain text exposition" \
+  parse "$WORK/br.body" "${OPS_FAMILIES[@]}"
+http_request head-gzip "$OPS_PORT" /metrics -I -H 'Accept-Encoding: gzip'
+# (curl -I writes the head as its output: the output is the head, nothing after it)
+check "HEAD /metrics with gzip answers 200 with Content-Encoding: gzip and no body" \
+  bash -c "[ '$HTTP_STATUS' = 200 ] && [ '$(header head-gzip Content-Encoding)' = gzip ] && cmp -s '$WORK/head-gzip.body' '$WORK/head-gzip.headers'"
+
+# The Accept headers real Prometheus servers send get OpenMetrics, checked by
+# python3-prometheus-client's strict parser.
+PROMETHEUS3_ACCEPT='application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2'
+PROMETHEUS2_ACCEPT='application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1'
+OM_TYPE='application/openmetrics-text; version=1.0.0; charset=utf-8'
+OM_FAMILIES=(--expect-family rbac_reload_checks=counter --expect-family rbac_allowed=counter
+  --expect-family rbac_map=info --expect-family demo_inflight_requests=gauge
+  --expect-family demo_request_duration_seconds=histogram --expect-unit demo_request_duration_seconds=seconds
+  --expect-created rbac_allowed --expect-created demo_request_duration_seconds
+  --expect-family shmetrics_segment_up=gauge --expect-family shmetrics_series_refused=counter
+  --expect-sample "rbac_map_info{etag=\"$ETAG\"}=1" --expect-sample 'shmetrics_segment_up{role="ops"}=1')
+om_check() { "$PYTHON" "$HERE/check_openmetrics.py" "${OM_FAMILIES[@]}" <"$WORK/$1"; }
+http_request om3 "$OPS_PORT" /metrics -H "Accept: $PROMETHEUS3_ACCEPT" -H 'Accept-Encoding: gzip'
+check "Prometheus 3's Accept gets '$OM_TYPE; escaping=allow-utf-8' (got '$(header om3 Content-Type)')" \
+  [ "$(header om3 Content-Type)" = "$OM_TYPE; escaping=allow-utf-8" ]
+check "Prometheus 3's scrape is gzipped (got '$(header om3 Content-Encoding)')" [ "$(header om3 Content-Encoding)" = gzip ]
+check "Prometheus 3's scrape gunzips" gunzip_to om3
+check "Prometheus 3's scrape passes the strict OpenMetrics parser with every family" om_check om3.plain
+check "Prometheus 3's scrape ends with # EOF" bash -c "[ \"\$(tail -n 1 '$WORK/om3.plain')\" = '# EOF' ]"
+http_request om2 "$OPS_PORT" /metrics -H "Accept: $PROMETHEUS2_ACCEPT"
+check "Prometheus 2.42's Accept gets '$OM_TYPE' (got '$(header om2 Content-Type)')" \
+  [ "$(header om2 Content-Type)" = "$OM_TYPE" ]
+check "Prometheus 2.42's scrape passes the strict OpenMetrics parser with every family" om_check om2.body
+http_request text-only "$OPS_PORT" /metrics -H 'Accept: text/plain;version=0.0.4'
+check "text/plain;version=0.0.4 gets '$CONTENT_TYPE' (got '$(header text-only Content-Type)')" \
+  [ "$(header text-only Content-Type)" = "$CONTENT_TYPE" ]
+check "promtool check metrics accepts the text exposition silently" \
+  bash -c "out=\$(promtool check metrics <'$WORK/text-only.body' 2>&1) && [ -z \"\$out\" ]"
 
 # ------------------------------------------ remove and recreate the ops segment
 opened_before=$(count_log 'event=segment_(opened|replaced) role=ops ')

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <list>
@@ -219,7 +220,7 @@ struct HttpServer::Listener : std::enable_shared_from_this<HttpServer::Listener>
   // running. One render serves every scrape that asked before it ended:
   // scrapes whose heads came in one batch of events share a render.
   std::mutex body_mutex;
-  std::vector<std::shared_ptr<ConnectionBase>> body_waiters;
+  std::array<std::vector<std::shared_ptr<ConnectionBase>>, Exposition::kCount> body_waiters;  // per exposition
   bool render_posted = false;
   bool rendering = false;
 };
@@ -245,6 +246,8 @@ class ConnectionBase : public std::enable_shared_from_this<ConnectionBase> {
   }
 
   const asio::any_io_executor& executor() const { return strand_; }
+  // What the request being answered negotiated (set before request_body).
+  const Negotiated& negotiated() const { return negotiated_; }
 
  protected:
   virtual void close_now() = 0;
@@ -252,6 +255,7 @@ class ConnectionBase : public std::enable_shared_from_this<ConnectionBase> {
   std::shared_ptr<HttpServer::Listener> listener_;
   // The connection's own context: one thread runs its handlers in order.
   asio::any_io_executor strand_;
+  Negotiated negotiated_;
 
  private:
   friend struct HttpServer::Listener;
@@ -311,45 +315,54 @@ void HttpServer::Listener::request_body(std::shared_ptr<ConnectionBase> c) {
   asio::any_io_executor ex = c->executor();
   {
     std::lock_guard lock(body_mutex);
-    body_waiters.push_back(std::move(c));
+    const std::size_t index = c->negotiated().exposition.index();
+    body_waiters[index].push_back(std::move(c));
     if (render_posted || rendering) return;
     render_posted = true;
   }
   asio::post(ex, [self = shared_from_this()] { self->render_for_waiters(); });
 }
 
+// Renders each exposition that scrapes wait for (a format and an encoding:
+// each its own body), until none waits.
 void HttpServer::Listener::render_for_waiters() {
-  {
-    std::lock_guard lock(body_mutex);
-    render_posted = false;
-    if (body_waiters.empty()) return;
+  std::unique_lock lock(body_mutex);
+  render_posted = false;
+  for (;;) {
+    std::size_t index = 0;
+    while (index < Exposition::kCount && body_waiters[index].empty()) ++index;
+    if (index == Exposition::kCount) {
+      rendering = false;
+      return;
+    }
     rendering = true;
-  }
-  std::shared_ptr<const std::string> body;
-  std::exception_ptr error;
-  try {
-    body = source->scrape_shared();
-  } catch (...) {
-    error = std::current_exception();
-  }
-  std::vector<std::shared_ptr<ConnectionBase>> served;
-  {
-    std::lock_guard lock(body_mutex);
+    const Exposition exposition = body_waiters[index].front()->negotiated().exposition;
+    lock.unlock();
+    std::shared_ptr<const std::string> body;
+    std::exception_ptr error;
+    try {
+      body = source->scrape_shared(exposition);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    std::vector<std::shared_ptr<ConnectionBase>> served;
+    lock.lock();
     renders.fetch_add(1, std::memory_order_relaxed);
-    rendering = false;
-    served.swap(body_waiters);
-  }
-  // Inline for the connections of this thread, posted to the others.
-  for (auto& c : served) {
-    asio::any_io_executor ex = c->executor();
-    asio::dispatch(ex, [c = std::move(c), body, error] { c->body_ready(body, error); });
+    served.swap(body_waiters[index]);
+    lock.unlock();
+    // Inline for the connections of this thread, posted to the others.
+    for (auto& c : served) {
+      asio::any_io_executor ex = c->executor();
+      asio::dispatch(ex, [c = std::move(c), body, error] { c->body_ready(body, error); });
+    }
+    lock.lock();
   }
 }
 
 // At stop, after the threads are gone: the connections waiting for a body
 // are destroyed while their contexts still exist.
 void HttpServer::Listener::drop_body_waiters() {
-  std::vector<std::shared_ptr<ConnectionBase>> dropped;
+  std::array<std::vector<std::shared_ptr<ConnectionBase>>, Exposition::kCount> dropped;
   std::lock_guard lock(body_mutex);
   dropped.swap(body_waiters);
 }
@@ -633,7 +646,11 @@ class Connection final : public ConnectionBase {
     for (const auto& [name, value] : config_->config.headers) res.set(name, value);
   }
 
-  void serve_metrics() { listener_->request_body(shared_from_this()); }
+  void serve_metrics() {
+    const auto& req = parser_->get();
+    negotiated_ = negotiate(view(req[http::field::accept]), view(req[http::field::accept_encoding]));
+    listener_->request_body(shared_from_this());
+  }
 
   void body_ready(std::shared_ptr<const std::string> body, std::exception_ptr error) override {
     const auto& req = parser_->get();
@@ -654,7 +671,9 @@ class Connection final : public ConnectionBase {
     }
     body_ = std::move(body);
     auto res = std::make_shared<http::response<http::span_body<const char>>>(http::status::ok, version);
-    res->set(http::field::content_type, kTextContentType);
+    res->set(http::field::content_type, negotiated_.content_type);
+    if (negotiated_.exposition.encoding == Encoding::kGzip) res->set(http::field::content_encoding, "gzip");
+    res->set(http::field::vary, "Accept, Accept-Encoding");
     add_configured_headers(*res);
     if (!head_only) res->body() = beast::span<const char>(body_->data(), body_->size());
     res->content_length(body_->size());
@@ -885,7 +904,8 @@ ListenerStats HttpServer::stats(std::size_t index) const {
   }
   {
     std::lock_guard lock(const_cast<Listener&>(l).body_mutex);
-    s.scrapes_waiting = l.body_waiters.size();
+    s.scrapes_waiting = 0;
+    for (const auto& waiters : l.body_waiters) s.scrapes_waiting += waiters.size();
   }
   return s;
 }

@@ -1,5 +1,6 @@
 #include "role_source.h"
 
+#include "gzip.h"
 #include "log.h"
 #include "sigbus_guard.h"
 #include "text_format.h"
@@ -10,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <stdexcept>
 #include <unistd.h>
 
 namespace shmetrics::exporter {
@@ -164,46 +166,48 @@ bool RoleSource::ensure_open() {
   return true;
 }
 
-std::shared_ptr<const std::string> RoleSource::scrape_shared() {
+std::shared_ptr<const std::string> RoleSource::scrape_shared(Exposition exposition) {
+  scrapes_[exposition.index()].fetch_add(1, std::memory_order_relaxed);
   std::unique_lock lock(share_mutex_);
+  Share& share = shares_[exposition.index()];
   // Bodies still being sent (to slow readers, say) past the budget: the
   // newest of them serves this scrape too, so they stop multiplying.
-  if (!rendering_ && live_body_bytes_->load() > max_scrape_bytes_) {
-    if (std::shared_ptr<const std::string> newest = newest_body_.lock()) {
+  if (!share.rendering && live_body_bytes_->load() > max_scrape_bytes_) {
+    if (std::shared_ptr<const std::string> newest = share.newest_body.lock()) {
       ++bodies_reused_;
       return newest;
     }
   }
-  if (rendering_) {
-    const std::uint64_t joined = renders_started_;
-    ++waiting_;
-    rendered_.wait(lock, [&] { return renders_done_ >= joined; });
-    std::shared_ptr<const std::string> body = shared_body_;
-    std::exception_ptr error = shared_error_;
-    if (--waiting_ == 0) {  // no body outlives the scrapes that share it
-      shared_body_.reset();
-      shared_error_ = nullptr;
+  if (share.rendering) {
+    const std::uint64_t joined = share.renders_started;
+    ++share.waiting;
+    rendered_.wait(lock, [&] { return share.renders_done >= joined; });
+    std::shared_ptr<const std::string> body = share.shared_body;
+    std::exception_ptr error = share.shared_error;
+    if (--share.waiting == 0) {  // no body outlives the scrapes that share it
+      share.shared_body.reset();
+      share.shared_error = nullptr;
     }
     if (error) std::rethrow_exception(error);
     return body;
   }
-  rendering_ = true;
-  ++renders_started_;
+  share.rendering = true;
+  ++share.renders_started;
   lock.unlock();
   std::shared_ptr<const std::string> body;
   std::exception_ptr error;
   try {
-    body = render();
+    body = render(exposition);
   } catch (...) {
     error = std::current_exception();
   }
   lock.lock();
-  rendering_ = false;
-  ++renders_done_;
-  if (body) newest_body_ = body;
-  if (waiting_ > 0) {
-    shared_body_ = body;
-    shared_error_ = error;
+  share.rendering = false;
+  ++share.renders_done;
+  if (body) share.newest_body = body;
+  if (share.waiting > 0) {
+    share.shared_body = body;
+    share.shared_error = error;
   }
   lock.unlock();
   rendered_.notify_all();
@@ -211,12 +215,14 @@ std::shared_ptr<const std::string> RoleSource::scrape_shared() {
   return body;
 }
 
-std::shared_ptr<const std::string> RoleSource::render() {
+std::shared_ptr<const std::string> RoleSource::render(Exposition exposition) {
   std::lock_guard lock(mutex_);
+  const Format format = exposition.format;
+  std::size_t& last_bytes = last_scrape_bytes_[static_cast<std::size_t>(format)];
   std::string out;
   // The exposition barely changes between scrapes: no regrowth while building
   // it, with some room for counters gaining digits.
-  out.reserve(std::min(last_scrape_bytes_ + last_scrape_bytes_ / 16, max_scrape_bytes_));
+  out.reserve(std::min(last_bytes + last_bytes / 16, max_scrape_bytes_));
   bool up = ensure_open();
   if (up) {
     std::string err;
@@ -225,7 +231,7 @@ std::shared_ptr<const std::string> RoleSource::render() {
       SigbusGuard guard(mapped_->base(), mapped_->size_bytes());
       // Room is left for the exporter's own metrics, appended below.
       err = reader_->render(out, kernel_liveness(*mapped_), now_ns_(),
-                            max_scrape_bytes_ - kRoomAfterRender);
+                            max_scrape_bytes_ - kRoomAfterRender, format);
       over_limit = reader_->over_limit();
       if (guard.faulted()) {
         err = "segment \"" + segment_path_ + "\" was truncated while being read";
@@ -246,8 +252,15 @@ std::shared_ptr<const std::string> RoleSource::render() {
       log_event("info", "segment_served", {{"role", role_}, {"segment", segment_path_}});
     }
   }
-  append_own_metrics(out, up);
-  last_scrape_bytes_ = out.size();
+  append_own_metrics(out, up, format);
+  if (format == Format::kOpenMetrics) out += "# EOF\n";
+  last_bytes = out.size();
+  if (exposition.encoding == Encoding::kGzip) {
+    std::string error;
+    std::string compressed = gzip(out, max_scrape_bytes_, error);
+    if (!error.empty()) throw std::runtime_error("role " + role_ + ": " + error);
+    out = std::move(compressed);
+  }
   // Counted while alive: its deleter gives its bytes back.
   const std::size_t bytes = out.capacity();
   live_body_bytes_->fetch_add(bytes);
@@ -265,10 +278,16 @@ std::uint64_t RoleSource::liveness_queries() {
 
 std::uint32_t RoleSource::scrapes_waiting() {
   std::lock_guard lock(share_mutex_);
-  return waiting_;
+  std::uint32_t waiting = 0;
+  for (const Share& share : shares_) waiting += share.waiting;
+  return waiting;
 }
 
-void RoleSource::append_own_metrics(std::string& out, bool up) const {
+void RoleSource::append_own_metrics(std::string& out, bool up, Format format) const {
+  // A counter's family name: OpenMetrics' drops "_total".
+  auto family = [format](std::string_view name) {
+    return format == Format::kOpenMetrics ? name.substr(0, name.size() - 6) : name;
+  };
   std::string role_label = "{role=\"";
   append_escaped_label_value(role_label, role_);
   role_label += "\"}";
@@ -276,14 +295,28 @@ void RoleSource::append_own_metrics(std::string& out, bool up) const {
          "# TYPE shmetrics_segment_up gauge\nshmetrics_segment_up";
   out += role_label;
   out += up ? " 1\n" : " 0\n";
+  // Scrapes by what they negotiated, this one included.
+  const std::string_view scrapes = family("shmetrics_exporter_scrapes_total");
+  out.append("# HELP ").append(scrapes).append(" Scrapes of this role by exposition format and encoding.\n");
+  out.append("# TYPE ").append(scrapes).append(" counter\n");
+  for (Format f : {Format::kText004, Format::kOpenMetrics}) {
+    for (Encoding e : {Encoding::kIdentity, Encoding::kGzip}) {
+      out += "shmetrics_exporter_scrapes_total{role=\"";
+      append_escaped_label_value(out, role_);
+      out += f == Format::kOpenMetrics ? "\",format=\"openmetrics\"" : "\",format=\"text\"";
+      out += e == Encoding::kGzip ? ",encoding=\"gzip\"} " : ",encoding=\"identity\"} ";
+      append_uint(out, scrapes_[Exposition{f, e}.index()].load(std::memory_order_relaxed));
+      out += '\n';
+    }
+  }
   if (!up) return;
   for (const OwnCounter& c : kOwnCounters) {
     out += "# HELP ";
-    out += c.name;
+    out += family(c.name);
     out += ' ';
     out += c.help;
     out += "\n# TYPE ";
-    out += c.name;
+    out += family(c.name);
     out += " counter\n";
     out += c.name;
     out += role_label;
@@ -291,8 +324,10 @@ void RoleSource::append_own_metrics(std::string& out, bool up) const {
     append_uint(out, reader_->event(c.event));
     out += '\n';
   }
-  out += "# HELP shmetrics_untrusted_entries_dropped_total Families and series the exporter left out because they failed validation.\n"
-         "# TYPE shmetrics_untrusted_entries_dropped_total counter\n";
+  const std::string_view dropped = family("shmetrics_untrusted_entries_dropped_total");
+  out.append("# HELP ").append(dropped);
+  out += " Families and series the exporter left out because they failed validation.\n";
+  out.append("# TYPE ").append(dropped).append(" counter\n");
   std::string head = "shmetrics_untrusted_entries_dropped_total{role=\"";
   append_escaped_label_value(head, role_);
   out += head + "\",kind=\"family\"} ";

@@ -7,6 +7,7 @@
 
 #include <shmetrics/shm/segment_file.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -48,9 +49,13 @@ class RoleSource {
   // max_scrape_bytes, a scrape takes the newest of them instead of rendering
   // anew, so slow readers cannot make a role hold more than that plus one
   // body, however many connections they open.
-  std::shared_ptr<const std::string> scrape_shared();
+  //
+  // Each exposition (format and encoding) is rendered and shared on its own:
+  // a gzip body is compressed once per render, not once per scrape.
+  // OpenMetrics ends with "# EOF".
+  std::shared_ptr<const std::string> scrape_shared(Exposition exposition = {});
   // The same, copied (for --once and tests).
-  std::string scrape() { return *scrape_shared(); }
+  std::string scrape(Exposition exposition = {}) { return *scrape_shared(exposition); }
 
   // Bounds the parsed entries of the segment and each whole exposition
   // (default kDefaultMaxScrapeBytes); at least kRoomAfterRender + 1024.
@@ -76,6 +81,11 @@ class RoleSource {
     std::lock_guard lock(share_mutex_);
     return bodies_reused_;
   }
+  // Diagnostics: renders of each exposition (Exposition::index()).
+  std::uint64_t renders(Exposition exposition) {
+    std::lock_guard lock(share_mutex_);
+    return shares_[exposition.index()].renders_done;
+  }
   // Diagnostics: bytes of the bodies alive now (being sent, or kept).
   std::size_t live_body_bytes() const { return live_body_bytes_->load(); }
 
@@ -85,26 +95,31 @@ class RoleSource {
  private:
   bool ensure_open();
   void set_down(const std::string& reason, bool keep_mapping = false);
-  std::shared_ptr<const std::string> render();
-  void append_own_metrics(std::string& out, bool up) const;
+  std::shared_ptr<const std::string> render(Exposition exposition);
+  void append_own_metrics(std::string& out, bool up, Format format) const;
 
   const std::string role_;
   const std::string segment_path_;
   const std::function<std::uint64_t()> now_ns_;
   std::size_t max_scrape_bytes_ = kDefaultMaxScrapeBytes;
 
-  // Sharing a render: under share_mutex_, whether one runs, and the body (or
+  // Sharing a render of one exposition: whether one runs, and the body (or
   // exception) of the last one while scrapes that waited for it remain.
-  std::mutex share_mutex_;
+  struct Share {
+    bool rendering = false;
+    std::uint64_t renders_started = 0;
+    std::uint64_t renders_done = 0;
+    std::uint32_t waiting = 0;
+    std::shared_ptr<const std::string> shared_body;
+    std::exception_ptr shared_error;
+    std::weak_ptr<const std::string> newest_body;
+  };
+  std::mutex share_mutex_;  // guards shares_ and bodies_reused_
   std::condition_variable rendered_;
-  bool rendering_ = false;
-  std::uint64_t renders_started_ = 0;
-  std::uint64_t renders_done_ = 0;
-  std::uint32_t waiting_ = 0;
-  std::shared_ptr<const std::string> shared_body_;
-  std::exception_ptr shared_error_;
-  std::weak_ptr<const std::string> newest_body_;
+  std::array<Share, Exposition::kCount> shares_;
   std::uint64_t bodies_reused_ = 0;
+  // Scrapes asked for, by exposition: shmetrics_exporter_scrapes_total.
+  std::array<std::atomic<std::uint64_t>, Exposition::kCount> scrapes_{};
   // Shared with each body's deleter, which may run after this object is gone.
   std::shared_ptr<std::atomic<std::size_t>> live_body_bytes_ = std::make_shared<std::atomic<std::size_t>>(0);
 
@@ -112,7 +127,7 @@ class RoleSource {
   std::unique_ptr<shm::MappedSegment> mapped_;
   std::unique_ptr<SegmentReader> reader_;
   std::string last_error_;  // what was logged last, to log each change once
-  std::size_t last_scrape_bytes_ = 0;  // to reserve the next exposition at once
+  std::size_t last_scrape_bytes_[2] = {0, 0};  // per format: to reserve the next exposition at once
   bool accept_foreign_owner_ = false;
   std::optional<uid_t> expected_owner_;
 };

@@ -218,6 +218,20 @@ bool SegmentReader::parse_family(std::uint32_t index, Family& f) {
   f.help_line = "# HELP " + f.name + " ";
   append_escaped_help(f.help_line, help_copy);
   f.help_line += "\n# TYPE " + f.name + " " + type_word(f.type) + "\n";
+  // OpenMetrics: the family's name (a counter's without _total, an info's
+  // without _info), help escaped with its quotes too, the unit.
+  std::string om_name = f.name;
+  if (f.type == shm::MetricType::kCounter) om_name.resize(om_name.size() - 6);
+  if (f.type == shm::MetricType::kInfo) {
+    if (om_name.ends_with("_info")) om_name.resize(om_name.size() - 5);
+    f.om_info_name = om_name + "_info";
+  }
+  f.om_help_line = "# HELP " + om_name + " ";
+  append_escaped_label_value(f.om_help_line, help_copy);
+  f.om_help_line += "\n# TYPE " + om_name + " " +
+                    (f.type == shm::MetricType::kInfo ? "info" : type_word(f.type)) + "\n";
+  if (!unit.empty()) f.om_help_line += "# UNIT " + om_name + " " + std::string(unit) + "\n";
+  f.negative_bounds = !bounds.empty() && bounds.front() < 0;
   f.trusted = true;
   return true;
 }
@@ -246,6 +260,17 @@ bool SegmentReader::parse_series(std::uint32_t index, std::uint32_t& family, Ser
   s.cell = e.cell_index;
   s.double_index = -1;
   s.labels = render_labels(f.label_names, values);
+  if (e.created_ns != 0 && (f.type == shm::MetricType::kCounter || f.type == shm::MetricType::kHistogram)) {
+    // OpenMetrics' _created: fixed at registration, so rendered once here.
+    std::string_view base = f.name;
+    if (f.type == shm::MetricType::kCounter) base.remove_suffix(6);  // "_total"
+    s.created_line.append(base).append("_created");
+    if (!s.labels.empty()) s.created_line.append("{").append(s.labels).append("}");
+    s.created_line += ' ';
+    append_uint(s.created_line, e.created_ns / 1'000'000'000u);
+    const std::string fraction = std::to_string(1'000'000'000u + e.created_ns % 1'000'000'000u);
+    s.created_line.append(".").append(fraction, 1).append("\n");
+  }
   return true;
 }
 
@@ -312,7 +337,8 @@ bool SegmentReader::parse_new_entries(std::size_t max_bytes) {
     if (f.type != shm::MetricType::kHistogram)
       append_sample_head(s.head, f.name, s.labels);  // rendered once, appended per scrape
     // The series, its head and its labels (here and in the family's set).
-    parsed_bytes_ += sizeof s + sizeof(std::uint32_t) + kNodeBytes + s.head.size() + 2 * s.labels.size();
+    parsed_bytes_ += sizeof s + sizeof(std::uint32_t) + kNodeBytes + s.head.size() + 2 * s.labels.size() +
+                     s.created_line.size();
     families_[family].series.push_back(static_cast<std::uint32_t>(series_.size()));
     series_.push_back(std::move(s));
     if (parsed_bytes_ > max_bytes) return false;
@@ -485,6 +511,7 @@ bool SegmentReader::render_info(const Family& f, std::string& out,
   std::size_t lines_bytes = 0;
   std::vector<std::uint64_t> words((capacities_.info_value_bytes + 7) / 8);
   std::vector<std::string> values;
+  const std::string& name = format_ == Format::kOpenMetrics ? f.om_info_name : f.name;
   for (const LiveRecord& r : live) {
     const std::uint8_t* area = base_ + geometry_.info_area_offset(r.record, f.info_index);
     const std::uint8_t* data = area + sizeof(shm::InfoAreaHeader);
@@ -503,14 +530,14 @@ bool SegmentReader::render_info(const Family& f, std::string& out,
     if (shm::decode_string_list(encoded, f.label_names.size(), shm::kMaxLabelValueBytes, values) &&
         valid_label_values(values)) {
       std::string labels = render_labels(f.label_names, values);
-      const std::size_t line = f.name.size() + labels.size() + 5;  // name{labels} 1\n
+      const std::size_t line = name.size() + labels.size() + 5;  // name{labels} 1\n
       if (distinct.insert(std::move(labels)).second) lines_bytes += line;
       if (out.size() + lines_bytes > max_bytes_) return false;
     }
   }
   if (!room_for(out, lines_bytes)) return false;
   for (const auto& labels : distinct) {
-    append_sample_head(out, f.name, labels);
+    append_sample_head(out, name, labels);
     out += "1\n";
   }
   return true;
@@ -557,7 +584,10 @@ bool SegmentReader::render_readyz(std::string& out, std::uint64_t now_ns) {
     }
   }
   auto counter = [&](const char* name, const char* help, std::uint64_t v) {
-    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " ";
+    std::string_view family = name;
+    if (format_ == Format::kOpenMetrics) family.remove_suffix(6);  // "_total"
+    out.append("# HELP ").append(family).append(" ").append(help).append("\n# TYPE ").append(family);
+    out.append(" counter\n").append(name).append(" ");
     append_uint(out, v);
     out += '\n';
   };
@@ -635,7 +665,7 @@ bool SegmentReader::render_histogram(const Family& f, std::string& out) {
   for (std::uint32_t index : f.series) {
     const Series& s = series_[index];
     const std::size_t line = f.name.size() + s.labels.size() + 12 + kValueBytes;
-    if (!room_for(out, f.le_labels.size() * line + le_bytes + 2 * line)) return false;
+    if (!room_for(out, f.le_labels.size() * line + le_bytes + 2 * line + s.created_line.size())) return false;
     std::uint64_t cumulative = 0;
     for (std::size_t b = 0; b < f.le_labels.size(); ++b) {
       // Saturating: only a forged segment holds cells near 2^64, and even its
@@ -662,12 +692,35 @@ bool SegmentReader::render_histogram(const Family& f, std::string& out) {
       }
       out += ' ';
     };
-    sample("_sum");
-    append_double(out, double_sums_[static_cast<std::size_t>(s.double_index)]);
+    const double sum = double_sums_[static_cast<std::size_t>(s.double_index)];
+    // OpenMetrics has no _sum (nor then _count) for histograms that may
+    // observe negative values, nor a negative or NaN one.
+    if (format_ == Format::kText004 || (!f.negative_bounds && sum >= 0)) {
+      sample("_sum");
+      append_double(out, sum);
+      out += '\n';
+      sample("_count");
+      append_uint(out, cumulative);
+      out += '\n';
+    }
+    if (format_ == Format::kOpenMetrics) out += s.created_line;
+  }
+  return true;
+}
+
+bool SegmentReader::render_counter(const Family& f, std::string& out) {
+  const bool created = format_ == Format::kOpenMetrics;
+  for (std::uint32_t index : f.series) {
+    const Series& s = series_[index];
+    if (!room_for(out, s.head.size() + kValueBytes + (created ? s.created_line.size() : 0))) return false;
+    out += s.head;
+    if (s.double_index >= 0) {
+      append_double(out, double_sums_[static_cast<std::size_t>(s.double_index)]);
+    } else {
+      append_uint(out, int_sums_[s.cell]);
+    }
     out += '\n';
-    sample("_count");
-    append_uint(out, cumulative);
-    out += '\n';
+    if (created) out += s.created_line;
   }
   return true;
 }
@@ -676,22 +729,13 @@ bool SegmentReader::render_families(std::string& out, const GaugeSources& source
   for (const Family& f : families_) {
     if (!f.trusted) continue;
     std::size_t start = out.size();
-    if (!room_for(out, f.help_line.size())) return false;
-    out += f.help_line;
+    const std::string& head = format_ == Format::kOpenMetrics ? f.om_help_line : f.help_line;
+    if (!room_for(out, head.size())) return false;
+    out += head;
     std::size_t samples = out.size();
     switch (f.type) {
       case shm::MetricType::kCounter:
-        for (std::uint32_t index : f.series) {
-          const Series& s = series_[index];
-          if (!room_for(out, s.head.size() + kValueBytes)) return false;
-          out += s.head;
-          if (s.double_index >= 0) {
-            append_double(out, double_sums_[static_cast<std::size_t>(s.double_index)]);
-          } else {
-            append_uint(out, int_sums_[s.cell]);
-          }
-          out += '\n';
-        }
+        if (!render_counter(f, out)) return false;
         break;
       case shm::MetricType::kGauge:
         if (!render_gauge(f, out, sources)) return false;
@@ -723,10 +767,11 @@ bool SegmentReader::room_for(std::string& out, std::size_t more) {
 }
 
 std::string SegmentReader::render(std::string& out, const RecordLiveness& live, std::uint64_t now_ns,
-                                  std::size_t max_bytes) {
+                                  std::size_t max_bytes, Format format) {
   if (!error_.empty()) return error_;  // over_limit_ stays as the error left it
   over_limit_ = false;
   max_bytes_ = max_bytes;
+  format_ = format;
   if (load_relaxed<std::uint64_t>(base_ + offsetof(shm::Header, magic)) != shm::kMagic ||
       load_relaxed<std::uint32_t>(base_ + offsetof(shm::Header, layout_version)) !=
           shm::kLayoutVersion)

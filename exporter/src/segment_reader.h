@@ -1,6 +1,8 @@
 // Reading a segment the exporter does not trust, and rendering it in the
-// Prometheus text format 0.0.4.
+// Prometheus text format 0.0.4 or in OpenMetrics 1.0.0.
 #pragma once
+
+#include "negotiation.h"
 
 #include <shmetrics/shm/layout.h>
 
@@ -67,8 +69,15 @@ class SegmentReader {
   // are freed and every later render returns the same message (the image
   // only grows: re-parsing it would only reach the limit again).
   // over_limit() tells these refusals from an untrustworthy image.
+  //
+  // OpenMetrics (`format`): counter families named without "_total" in their
+  // metadata, a _created sample (the series' registration time) after each
+  // counter and histogram sample group, info families as type info with
+  // samples named *_info, # UNIT where registered. A histogram whose _sum
+  // OpenMetrics cannot carry (negative bounds, a negative or NaN sum) shows
+  // its buckets alone. The caller appends "# EOF".
   std::string render(std::string& out, const RecordLiveness& live, std::uint64_t now_ns,
-                     std::size_t max_bytes = kDefaultMaxScrapeBytes);
+                     std::size_t max_bytes = kDefaultMaxScrapeBytes, Format format = Format::kText004);
 
   // Whether the last render() failed on its byte limit.
   bool over_limit() const { return over_limit_; }
@@ -89,6 +98,9 @@ class SegmentReader {
   struct Family {
     std::string name;
     std::string help_line;  // "# HELP ...\n# TYPE ...\n", escaped
+    std::string om_help_line;  // the same in OpenMetrics, # UNIT included
+    std::string om_info_name;  // info families: the OpenMetrics sample name (…_info)
+    bool negative_bounds = false;  // histograms: OpenMetrics shows no _sum/_count
     shm::MetricType type;
     shm::ValueType value_type;
     shm::GaugeMode gauge_mode;
@@ -105,6 +117,7 @@ class SegmentReader {
     std::int32_t double_index;  // into double_sums_: double counters, histograms' _sum; else -1
     std::string labels;         // a="x",b="y" escaped, no braces
     std::string head;           // name{labels} and the space before the value (not histograms)
+    std::string created_line;   // counters, histograms: OpenMetrics' whole _created line, or ""
   };
   struct LiveRecord {
     std::uint32_t record;
@@ -147,6 +160,7 @@ class SegmentReader {
   GaugeSources gauge_sources(const RecordLiveness& live, std::uint64_t& dead_state);
   bool render_info(const Family& f, std::string& out, const std::vector<LiveRecord>& live);
   bool render_histogram(const Family& f, std::string& out);
+  bool render_counter(const Family& f, std::string& out);
 
   const std::uint8_t* base_;
   std::uint64_t size_bytes_;
@@ -161,6 +175,7 @@ class SegmentReader {
   std::map<std::uint32_t, std::uint32_t> claimed_strings_;
   std::size_t parsed_bytes_ = 0;
   std::size_t max_bytes_ = kDefaultMaxScrapeBytes;  // of the render in progress
+  Format format_ = Format::kText004;                 // of the render in progress
   bool over_limit_ = false;
   std::vector<Family> families_;
   std::vector<Series> series_;

@@ -1,0 +1,119 @@
+// The OpenMetrics 1.0.0 rendering: family names, _created, info, units, the
+// histograms OpenMetrics cannot give a _sum, # EOF; and the same segment in
+// text 0.0.4 unchanged. (exporter_http_test.sh feeds real scrapes to
+// python3-prometheus-client's strict OpenMetrics parser.)
+#include "support.h"
+
+#include <shmetrics/shmetrics.h>
+
+#include <catch2/catch.hpp>
+
+#include <ctime>
+#include <limits>
+
+using namespace shmetrics;
+using testing::ScopedName;
+using exporter::Encoding;
+using exporter::Exposition;
+using exporter::Format;
+
+namespace {
+
+constexpr Exposition kOpenMetrics{Format::kOpenMetrics, Encoding::kIdentity};
+
+bool has_line(const std::string& text, const std::string& line) {
+  return text.starts_with(line + "\n") || text.find("\n" + line + "\n") != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("openmetrics_names_counter_families_without_total_and_adds_created") {
+  ScopedName name("om-counter");
+  Segment s = Segment::open(testing::small_options(name.str(), 4, 4));
+  const auto before = static_cast<double>(std::time(nullptr));
+  s.counter_family("sent_bytes_total", "Bytes \"sent\".", {"peer"}, ValueType::kInteger, "bytes")
+      .labels({"a"})
+      .inc(5);
+  s.info("build_info", "Build.", {"version"}).set({"1.2"});
+  s.info("map", "Map.", {"etag"}).set({"e"});
+  s.gauge("busy", "Busy.", GaugeMode::kLiveSum).set(2);
+  const std::string om = exporter::RoleSource("test", name.str()).scrape(kOpenMetrics);
+  INFO(om);
+  CHECK(has_line(om, "# HELP sent_bytes Bytes \\\"sent\\\"."));
+  CHECK(has_line(om, "# TYPE sent_bytes counter"));
+  CHECK(has_line(om, "# UNIT sent_bytes bytes"));
+  CHECK(has_line(om, "sent_bytes_total{peer=\"a\"} 5"));
+  const auto created = testing::sample(om, "sent_bytes_created{peer=\"a\"}");
+  REQUIRE(created);
+  CHECK(*created >= before - 1);
+  CHECK(*created <= static_cast<double>(std::time(nullptr)) + 1);
+  CHECK(has_line(om, "# TYPE build info"));
+  CHECK(has_line(om, "build_info{version=\"1.2\"} 1"));
+  CHECK(has_line(om, "# TYPE map info"));
+  CHECK(has_line(om, "map_info{etag=\"e\"} 1"));
+  CHECK(has_line(om, "# TYPE busy gauge"));
+  CHECK(has_line(om, "# TYPE shmetrics_series_refused counter"));
+  CHECK(has_line(om, "shmetrics_series_refused_total{role=\"test\"} 0"));
+  CHECK(om.ends_with("\n# EOF\n"));
+  CHECK(testing::count_lines(om, "# EOF") == 1);
+  // The same segment in 0.0.4: as before.
+  const std::string text = exporter::RoleSource("test", name.str()).scrape();
+  INFO(text);
+  CHECK(has_line(text, "# HELP sent_bytes_total Bytes \"sent\"."));
+  CHECK(has_line(text, "# TYPE sent_bytes_total counter"));
+  CHECK(has_line(text, "# TYPE map gauge"));
+  CHECK(has_line(text, "map{etag=\"e\"} 1"));
+  CHECK(text.find("_created") == std::string::npos);
+  CHECK(text.find("# UNIT") == std::string::npos);
+  CHECK(text.find("# EOF") == std::string::npos);
+}
+
+TEST_CASE("openmetrics_histograms_have_created_and_no_sum_where_it_could_be_negative") {
+  ScopedName name("om-histogram");
+  SegmentOptions o = testing::small_options(name.str(), 4, 4);
+  o.capacities.cells = 64;
+  Segment s = Segment::open(o);
+  Histogram wait = s.histogram("wait_seconds", "Wait.", {0.5, 1}, "seconds");
+  Histogram delta = s.histogram("delta", "Signed.", {-1, 0, 1});
+  Histogram odd = s.histogram_family("odd", "Odd.", {"k"}, {1}).labels({"neg"});
+  wait.observe(0.25);
+  wait.observe(2);
+  delta.observe(-3);
+  odd.observe(-5);  // a negative _sum without negative bounds
+  const std::string om = exporter::RoleSource("test", name.str()).scrape(kOpenMetrics);
+  INFO(om);
+  CHECK(has_line(om, "# TYPE wait_seconds histogram"));
+  CHECK(has_line(om, "# UNIT wait_seconds seconds"));
+  CHECK(has_line(om, "wait_seconds_bucket{le=\"0.5\"} 1"));
+  CHECK(has_line(om, "wait_seconds_bucket{le=\"+Inf\"} 2"));
+  CHECK(has_line(om, "wait_seconds_sum 2.25"));
+  CHECK(has_line(om, "wait_seconds_count 2"));
+  CHECK(testing::sample(om, "wait_seconds_created"));
+  CHECK(has_line(om, "delta_bucket{le=\"-1\"} 1"));
+  CHECK(testing::count_lines(om, "delta_sum") == 0);
+  CHECK(testing::count_lines(om, "delta_count") == 0);
+  CHECK(testing::sample(om, "delta_created"));
+  CHECK(testing::count_lines(om, "odd_sum") == 0);
+  CHECK(has_line(om, "odd_bucket{k=\"neg\",le=\"+Inf\"} 1"));
+  // 0.0.4 keeps every _sum and _count.
+  const std::string text = exporter::RoleSource("test", name.str()).scrape();
+  CHECK(testing::sample(text, "delta_sum") == -3.0);
+  CHECK(testing::sample(text, "odd_sum{k=\"neg\"}") == -5.0);
+  CHECK(testing::sample(text, "odd_count{k=\"neg\"}") == 1.0);
+}
+
+TEST_CASE("a_gzip_exposition_is_the_identity_one_compressed_and_rendered_once_for_its_sharers") {
+  ScopedName name("om-gzip");
+  Segment s = Segment::open(testing::small_options(name.str(), 4, 4));
+  s.counter("done_total", "Done.").inc(3);
+  exporter::RoleSource source("test", name.str());
+  const std::string plain = source.scrape(kOpenMetrics);
+  const std::string zipped = source.scrape({Format::kOpenMetrics, Encoding::kGzip});
+  REQUIRE(zipped.size() > 18);
+  CHECK(static_cast<unsigned char>(zipped[0]) == 0x1f);
+  CHECK(static_cast<unsigned char>(zipped[1]) == 0x8b);
+  CHECK(zipped.size() < plain.size());
+  CHECK(source.renders({Format::kOpenMetrics, Encoding::kGzip}) == 1);
+  CHECK(source.renders(kOpenMetrics) == 1);
+  CHECK(source.renders({}) == 0);
+}
