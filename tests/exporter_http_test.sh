@@ -354,6 +354,41 @@ check "text/plain;version=0.0.4 gets '$CONTENT_TYPE' (got '$(header text-only Co
 check "promtool check metrics accepts the text exposition silently" \
   bash -c "out=\$(promtool check metrics <'$WORK/text-only.body' 2>&1) && [ -z \"\$out\" ]"
 
+# ------------------------------------------------------------ roles of your own
+# One role, named by configuration, served from the ops writer's segment: it
+# shows only itself. Bad --role values are refused with the reason.
+role_refused() {  # role_refused NAME WANT ARGS...: exit 2 and WANT in the message
+  local name=$1 want=$2 rc=0
+  shift 2
+  timeout "$STOP_SECONDS" "$EXPORTER" --instance "$INSTANCE" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || rc=$?
+  [ "$rc" -eq 2 ] && grep -qF -e "$want" "$WORK/$name.err"
+}
+check "--role Bad=... is refused naming the rule" role_refused role-bad '1-64 characters of [a-z0-9_-]' --role Bad=127.0.0.1:0
+check "--role twice for one name is refused" role_refused role-twice 'given twice' \
+  --role billing=127.0.0.1:0 --role billing=127.0.0.1:0
+check "--role with --ops-listen is refused" role_refused role-mixed 'cannot be combined' \
+  --role billing=127.0.0.1:0 --ops-listen 127.0.0.1:0
+check "--role-segment of a role not served is refused" role_refused role-segment-alone 'which is not served' \
+  --role billing=127.0.0.1:0 --role-segment audit=x
+start_bg role-billing "$EXPORTER" --instance "$INSTANCE" --role billing=127.0.0.1:0 \
+  --role-segment "billing=$INSTANCE.ops"
+BILLING_PID=$BG_PID
+billing_port() {
+  { grep -o "event=listening role=billing address=127\.0\.0\.1:[1-9][0-9]*" "$WORK/role-billing.err" || true; } |
+    head -n 1 | sed 's/.*://'
+}
+billing_listening() { [ -n "$(billing_port)" ]; }
+check "an exporter with --role billing logs its listener" poll_until "$POLL_SECONDS" billing_listening
+check "... and no other listener" [ "$(grep -c 'event=listening' "$WORK/role-billing.err")" = 1 ]
+http_request billing "$(billing_port)" /metrics
+check "role billing answers 200 with its segment up and the writer's families" \
+  parse "$WORK/billing.body" "${OPS_FAMILIES[@]}" \
+  --expect-sample 'shmetrics_segment_up{role="billing"}=1'
+check "role billing shows nothing of the ops and judge roles" \
+  bash -c "! grep -qE 'role=\"(ops|judge)\"' '$WORK/billing.body'"
+stop_process "$BILLING_PID" "$STOP_SECONDS"
+check "the billing exporter stops with 0 on SIGTERM (got $STOP_RC)" [ "$STOP_RC" = 0 ]
+
 # ------------------------------------------ remove and recreate the ops segment
 opened_before=$(count_log 'event=segment_(opened|replaced) role=ops ')
 stop_process "$WRITER_PID" "$STOP_SECONDS"

@@ -38,12 +38,17 @@ struct RoleConfig {
   std::string listen;
   std::string host;
   int port = 0;
+  std::string flag;     // where the listen address came from, for messages
 };
 
 struct Options {
   std::string instance = "default";
   std::string segment_dir;  // empty: shm::default_segment_directory()
-  std::vector<RoleConfig> roles{{"ops", "", "127.0.0.1:8081", "", 0}, {"judge", "", "127.0.0.1:8082", "", 0}};
+  std::vector<RoleConfig> roles{{"ops", "", "127.0.0.1:8081", "", 0, "--ops-listen"},
+                                {"judge", "", "127.0.0.1:8082", "", 0, "--judge-listen"}};
+  bool roles_given = false;                  // --role replaced the two defaults
+  std::vector<std::string> ops_judge_flags;  // --ops-listen & co. given: they need the defaults
+  std::vector<std::pair<std::string, std::string>> role_segments;  // --role-segment NAME=SEGMENT
   std::string once_segment;
   bool accept_foreign_owner = false;
   std::optional<uid_t> segment_owner;
@@ -61,8 +66,18 @@ static_assert(shmetrics::exporter::kDefaultMaxScrapeBytes == 67108864, "--help g
 void print_help() {
   std::cout <<
 R"(Usage: shmetrics-exporter [FLAG]...
-Serves the shmetrics segments of the Ops and Judge roles in the Prometheus text
-format, each role on its own listener: GET /metrics.
+Serves the shmetrics segments of server roles (by default Ops and Judge) in
+the Prometheus text format or OpenMetrics, each role on its own listener:
+GET /metrics.
+
+  --role NAME=HOST:PORT   serve role NAME (1-64 characters of [a-z0-9_-]) on
+                          HOST:PORT, from segment INSTANCE.NAME; repeatable.
+                          Given once or more, only these roles are served
+                          (the Ops and Judge defaults and their flags below
+                          are then not used)
+  --role-segment NAME=SEGMENT
+                          segment of role NAME (default: INSTANCE.NAME); a
+                          SEGMENT with a '/' is an absolute path
 
   --instance NAME         instance prefix of the segment names; the segments are
                           NAME.ops and NAME.judge in the segment directory
@@ -175,7 +190,7 @@ shmetrics_segment_up{role="..."} 0; the other role is unaffected.
 
 // HOST:PORT or [IPV6]:PORT into r.host and r.port.
 void parse_listen(RoleConfig& r) {
-  const std::string flag = "--" + r.role + "-listen";
+  const std::string& flag = r.flag;
   const std::string& listen = r.listen;
   const std::string expected = "expected HOST:PORT, e.g. 127.0.0.1:8081, or [IPV6]:PORT, e.g. [::1]:8081";
   std::size_t colon = std::string::npos;  // the one before the port
@@ -199,6 +214,14 @@ void parse_listen(RoleConfig& r) {
       std::stoi(port) > 65535)
     usage_error(flag + " port \"" + port + "\" is invalid: expected 0-65535");
   r.port = std::stoi(port);
+}
+
+// A role name: it names a segment (INSTANCE.NAME) and labels the metrics.
+bool valid_role(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) return false;
+  return true;
 }
 
 // The integer value of `flag`, which must lie in [lo, hi].
@@ -285,14 +308,31 @@ Options parse_options(int argc, char** argv) {
       o.instance = value_of(i);
     } else if (a == "--segment-dir") {
       o.segment_dir = value_of(i);
-    } else if (a == "--ops-listen") {
-      o.roles[0].listen = value_of(i);
-    } else if (a == "--judge-listen") {
-      o.roles[1].listen = value_of(i);
-    } else if (a == "--ops-segment") {
-      o.roles[0].segment = value_of(i);
-    } else if (a == "--judge-segment") {
-      o.roles[1].segment = value_of(i);
+    } else if (a == "--role") {
+      const std::string value = value_of(i);
+      const std::size_t eq = value.find('=');
+      const std::string name = value.substr(0, eq);
+      if (eq == std::string::npos || !valid_role(name))
+        usage_error("--role \"" + value + "\" is invalid: expected NAME=HOST:PORT, NAME 1-64 characters of "
+                    "[a-z0-9_-], e.g. --role billing=127.0.0.1:8083");
+      if (!o.roles_given) o.roles.clear();
+      o.roles_given = true;
+      for (const RoleConfig& r : o.roles)
+        if (r.role == name) usage_error("--role " + name + " is given twice: each role is served once");
+      o.roles.push_back({name, "", value.substr(eq + 1), "", 0, "--role " + name});
+    } else if (a == "--role-segment") {
+      const std::string value = value_of(i);
+      const std::size_t eq = value.find('=');
+      if (eq == std::string::npos || eq + 1 == value.size() || !valid_role(value.substr(0, eq)))
+        usage_error("--role-segment \"" + value + "\" is invalid: expected NAME=SEGMENT for a role of --role");
+      o.role_segments.emplace_back(value.substr(0, eq), value.substr(eq + 1));
+    } else if (a == "--ops-listen" || a == "--judge-listen" || a == "--ops-segment" || a == "--judge-segment") {
+      o.ops_judge_flags.push_back(a);  // refused below if --role is given too
+      const std::string value = value_of(i);
+      if (!o.roles_given) {
+        RoleConfig& r = o.roles[a.starts_with("--ops") ? 0 : 1];
+        (a.ends_with("-listen") ? r.listen : r.segment) = value;
+      }
     } else if (a == "--once") {
       o.once_segment = value_of(i);
     } else if (a == "--segment-owner") {
@@ -309,6 +349,16 @@ Options parse_options(int argc, char** argv) {
     } else {
       usage_error("unknown flag \"" + std::string(a) + "\"");
     }
+  }
+  if (o.roles_given && !o.ops_judge_flags.empty())
+    usage_error(o.ops_judge_flags.front() + " and --role cannot be combined: with --role, give every role's "
+                "address with --role and its segment with --role-segment");
+  for (const auto& [name, segment] : o.role_segments) {
+    auto it = std::find_if(o.roles.begin(), o.roles.end(), [&](const RoleConfig& r) { return r.role == name; });
+    if (it == o.roles.end())
+      usage_error("--role-segment names role \"" + name + "\", which is not served: give --role " + name +
+                  "=HOST:PORT too");
+    it->segment = segment;
   }
   for (RoleConfig& r : o.roles) {
     try {
@@ -328,8 +378,11 @@ Options parse_options(int argc, char** argv) {
       usage_error(e.what());
     }
   }
-  if (o.roles[0].port != 0 && o.roles[0].port == o.roles[1].port && o.roles[0].host == o.roles[1].host)
-    usage_error("the ops and judge roles cannot listen on the same address " + o.roles[0].listen);
+  for (std::size_t i = 0; i < o.roles.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (o.roles[i].port != 0 && o.roles[i].port == o.roles[j].port && o.roles[i].host == o.roles[j].host)
+        usage_error("the " + o.roles[j].role + " and " + o.roles[i].role + " roles cannot listen on the same address " +
+                    o.roles[i].listen);
   return o;
 }
 
