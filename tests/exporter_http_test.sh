@@ -6,7 +6,8 @@
 # checks over HTTP: the segment-down answers, one segment_down log line per
 # role however often it is scraped, the ops role coming up when a demo writer
 # starts (the judge role staying down), which status each method and path
-# gets (404 on an unknown path whatever the method, 405 on /metrics, 413 and
+# gets (/ a landing page, /healthz and /-/ready 200 or 503 by the segment,
+# 404 on an unknown path whatever the method, 405 on /metrics, 413 and
 # a closed connection for a body), gzip and OpenMetrics as negotiated (the Accept headers of Prometheus 3 and 2.42, strict-parsed), noticing a removed and
 # recreated segment, --help, --version, --flag=VALUE, an unknown flag, a
 # listener on [::1]:0, a port in use named in the error, SIGHUP logged and
@@ -215,6 +216,25 @@ for role in ops judge; do
   http_request "nope-$role" "$port" /nope
   check "$role GET /nope answers 404 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 404 ]
 done
+
+# The landing page and the health checks: the judge segment is missing.
+http_request landing "$OPS_PORT" /
+check "GET / answers 200 text/html (got $HTTP_STATUS, '$(header landing Content-Type)')" \
+  [ "$HTTP_STATUS:$(header landing Content-Type)" = "200:text/html; charset=utf-8" ]
+landing_says() {
+  grep -qF 'Role <b>ops</b>' "$WORK/landing.body" && grep -qF 'href="/metrics"' "$WORK/landing.body" &&
+    grep -qF "Version $project_version, segment layout $layout_version." "$WORK/landing.body"
+}
+check "GET / names the role, links /metrics and gives the versions" landing_says
+for path in /healthz /-/ready; do
+  http_request "health-ops" "$OPS_PORT" "$path"
+  check "ops GET $path answers 200 with its segment attached (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 200 ]
+  http_request "health-judge" "$JUDGE_PORT" "$path"
+  check "judge GET $path answers 503 without its segment (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 503 ]
+  check "... naming why ($(head -c 120 "$WORK/health-judge.body"))" grep -q 'does not exist' "$WORK/health-judge.body"
+done
+http_request health-post "$OPS_PORT" /healthz -X POST
+check "POST /healthz answers 405 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 405 ]
 
 # The rules the README states: any path but /metrics is 404 whatever the
 # method, another method than GET/HEAD on /metrics 405, a body 413 first.

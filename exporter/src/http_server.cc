@@ -377,6 +377,7 @@ struct Answer {
   bool close = false;
   bool allow = false;         // add Allow: GET, HEAD
   bool authenticate = false;  // add WWW-Authenticate: Basic
+  const char* content_type = "text/plain; charset=utf-8";
 };
 
 std::string_view view(beast::string_view s) { return {s.data(), s.size()}; }
@@ -417,15 +418,55 @@ std::optional<Answer> refuse_framing(const http::request<http::empty_body>& req,
   return std::nullopt;
 }
 
-// After authentication: anything but GET or HEAD /metrics.
+// The paths served: the exposition, a landing page and two health checks.
+constexpr std::string_view kPaths[] = {"/metrics", "/", "/healthz", "/-/ready"};
+
+// After authentication: an unknown path, or a method but GET or HEAD.
 std::optional<Answer> refuse_route(const http::request<http::empty_body>& req) {
-  if (target_path(req.target()) != "/metrics")
-    return Answer{http::status::not_found, "not found: only /metrics is served"};
+  const std::string_view path = target_path(req.target());
+  if (std::find(std::begin(kPaths), std::end(kPaths), path) == std::end(kPaths))
+    return Answer{http::status::not_found, "not found: /metrics, /, /healthz and /-/ready are served"};
   if (req.method() != http::verb::get && req.method() != http::verb::head)
     return Answer{http::status::method_not_allowed,
-                  "method " + std::string(view(req.method_string())) + " not allowed on /metrics: use GET or HEAD",
+                  "method " + std::string(view(req.method_string())) + " not allowed on " + std::string(path) +
+                      ": use GET or HEAD",
                   false, true};
   return std::nullopt;
+}
+
+void append_html_escaped(std::string& out, std::string_view text) {
+  for (char c : text) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+}
+
+// GET /: what this listener is, for a person with a browser.
+Answer landing_page(const RoleSource& source, const std::string& version) {
+  std::string role;
+  append_html_escaped(role, source.role());
+  std::string page = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>shmetrics exporter: " + role +
+                     "</title></head>\n<body><h1>shmetrics exporter</h1>\n<p>Role <b>" + role +
+                     "</b>: <a href=\"/metrics\">/metrics</a> (health: <a href=\"/healthz\">/healthz</a>)</p>\n"
+                     "<p>Version ";
+  append_html_escaped(page, version);
+  page += ", segment layout " + std::to_string(shm::kLayoutVersion) + ".</p>\n</body></html>";
+  Answer a{http::status::ok, std::move(page)};
+  a.content_type = "text/html; charset=utf-8";
+  return a;
+}
+
+// GET /healthz and /-/ready: 200 while the role's segment is attached and
+// trusted, 503 with the reason otherwise.
+Answer health(RoleSource& source) {
+  std::string reason;
+  if (source.segment_ok(reason)) return Answer{http::status::ok, "ok: segment " + source.segment_path() + " is served"};
+  return Answer{http::status::service_unavailable, "unavailable: " + reason};
 }
 
 // The first byte of a TLS connection: a handshake record. Anything else is
@@ -637,7 +678,12 @@ class Connection final : public ConnectionBase {
       refusal->close = refusal->close || !req.keep_alive();
       return answer(std::move(*refusal), req.version(), head_only());
     }
-    serve_metrics();
+    const std::string_view path = target_path(req.target());
+    if (path == "/metrics") return serve_metrics();
+    Answer page = path == "/" ? landing_page(*listener_->source, listener_->options.version)
+                              : health(*listener_->source);
+    page.close = !req.keep_alive();
+    answer(std::move(page), req.version(), head_only());
   }
 
   template <typename Message>
@@ -685,7 +731,7 @@ class Connection final : public ConnectionBase {
     text_ = std::move(a.text);
     text_ += '\n';
     auto res = std::make_shared<http::response<http::span_body<const char>>>(a.status, version);
-    res->set(http::field::content_type, "text/plain; charset=utf-8");
+    res->set(http::field::content_type, a.content_type);
     if (a.allow) res->set(http::field::allow, "GET, HEAD");
     if (a.authenticate) res->set(http::field::www_authenticate, "Basic");
     if (a.status == http::status::service_unavailable) res->set(http::field::retry_after, "1");

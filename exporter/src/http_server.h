@@ -1,4 +1,5 @@
-// The exporter's HTTP side: Boost.Beast over Boost.Asio, GET /metrics per role.
+// The exporter's HTTP side: Boost.Beast over Boost.Asio, GET /metrics per role
+// (and /, /healthz, /-/ready).
 //
 // Why Beast and not cpp-httplib (which still serves the example servers and
 // the test clients): cpp-httplib 0.11.4 gives each connection a pool thread
@@ -61,6 +62,8 @@ struct ServerOptions {
   // a flood of guesses queues no more than this much work. Passwords that
   // passed once stay cached and never wait.
   std::size_t max_pending_auth = 16;
+  // Shown on the landing page, GET /.
+  std::string version = "unknown";
 };
 
 // The CPUs this process may run on (its affinity, as taskset or a cgroup's

@@ -57,6 +57,7 @@ struct Options {
   ServerOptions server = [] {
     ServerOptions o;
     o.threads = shmetrics::exporter::default_server_threads();
+    o.version = SHMETRICS_VERSION;
     return o;
   }();
 };
@@ -164,13 +165,16 @@ for a request holds no thread):
 
 A flag's value may also be given as --flag=VALUE; no value may be empty.
 
-Only GET and HEAD /metrics are served, over HTTP/1.0 and 1.1; pipelined
+GET and HEAD are served on /metrics (the exposition: OpenMetrics or text
+0.0.4 by the Accept header, gzip by Accept-Encoding), / (a landing page),
+/healthz and /-/ready (200 while the role's segment is attached and trusted,
+503 otherwise), over HTTP/1.0 and 1.1; pipelined
 requests are answered in order, and Range is ignored (200, the whole body).
 Other requests get, by the first rule that matches: 400 for a malformed head
 or several Content-Length values; 431 for a head over --max-request-bytes;
 505 for another HTTP version; 413 for a request with a body (Content-Length
-above 0 or Transfer-Encoding); 404 for any path but /metrics, whatever the
-method; 405 with "Allow: GET, HEAD" for another method on /metrics. After a
+above 0 or Transfer-Encoding); 404 for any other path, whatever the
+method; 405 with "Allow: GET, HEAD" for another method on a path served. After a
 400, 413, 431 or 505 the connection is closed, so nothing after the head is
 read as a request. The listen backlog is 1024; the port is bound without
 SO_REUSEPORT, so a port in use is an error.

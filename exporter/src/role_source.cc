@@ -271,6 +271,14 @@ std::shared_ptr<const std::string> RoleSource::render(Exposition exposition) {
                                             });
 }
 
+bool RoleSource::segment_ok(std::string& reason) {
+  std::lock_guard lock(mutex_);
+  // ensure_open reads the mapping under a SIGBUS guard of its own.
+  const bool ok = ensure_open() && reader_->error().empty();
+  if (!ok) reason = !last_error_.empty() ? last_error_ : reader_ ? reader_->error() : "segment not open";
+  return ok;
+}
+
 std::uint64_t RoleSource::liveness_queries() {
   std::lock_guard lock(mutex_);
   return reader_ ? reader_->liveness_queries() : 0;

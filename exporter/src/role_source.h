@@ -68,6 +68,10 @@ class RoleSource {
   // Serves a segment of any owner, logging it (--accept-foreign-owner).
   void accept_foreign_owner(bool accept) { accept_foreign_owner_ = accept; }
 
+  // Whether the segment is attached and trusted now (opening it if it
+  // appeared); otherwise why not. For /healthz: renders nothing.
+  bool segment_ok(std::string& reason);
+
   const std::string& role() const { return role_; }
   const std::string& segment_path() const { return segment_path_; }
 
