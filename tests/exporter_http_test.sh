@@ -57,7 +57,11 @@ answered_down() {
     return 1
   fi
   parse "$WORK/$1.body" --exact-families --expect-family shmetrics_segment_up=gauge \
-    --expect-family shmetrics_exporter_scrapes_total=counter \
+    --expect-family shmetrics_exporter_scrapes_total=counter --expect-family shmetrics_exporter_build_info=gauge \
+    --expect-family shmetrics_exporter_scrape_duration_seconds=histogram \
+    --expect-family process_cpu_seconds_total=counter --expect-family process_resident_memory_bytes=gauge \
+    --expect-family process_virtual_memory_bytes=gauge --expect-family process_start_time_seconds=gauge \
+    --expect-family process_open_fds=gauge --expect-family process_max_fds=gauge \
     --expect-sample "shmetrics_segment_up{role=\"$2\"}=0"
 }
 
@@ -355,6 +359,8 @@ OM_FAMILIES=(--expect-family rbac_reload_checks=counter --expect-family rbac_all
   --expect-family demo_request_duration_seconds=histogram --expect-unit demo_request_duration_seconds=seconds
   --expect-created rbac_allowed --expect-created demo_request_duration_seconds
   --expect-family shmetrics_segment_up=gauge --expect-family shmetrics_series_refused=counter
+  --expect-family shmetrics_exporter_build=info --expect-family shmetrics_exporter_scrape_duration_seconds=histogram
+  --expect-family process_cpu_seconds=counter --expect-family process_open_fds=gauge
   --expect-sample "rbac_map_info{etag=\"$ETAG\"}=1" --expect-sample 'shmetrics_segment_up{role="ops"}=1')
 om_check() { "$PYTHON" "$HERE/check_openmetrics.py" "${OM_FAMILIES[@]}" <"$WORK/$1"; }
 http_request om3 "$OPS_PORT" /metrics -H "Accept: $PROMETHEUS3_ACCEPT" -H 'Accept-Encoding: gzip'

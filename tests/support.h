@@ -164,15 +164,17 @@ inline std::optional<double> sample(const std::string& text, const std::string& 
   return std::nullopt;
 }
 
-// `text` without the exporter's count of scrapes (shmetrics_exporter_scrapes_total
-// samples), which every scrape moves: to compare two scrapes' bodies.
+// `text` without the samples of the exporter's metrics that every scrape
+// moves (its scrape counts and durations, its process's CPU and memory): to
+// compare two scrapes' bodies.
 inline std::string without_scrape_counts(const std::string& text) {
   std::string out;
   std::size_t at = 0;
   while (at < text.size()) {
     std::size_t end = text.find('\n', at);
     end = end == std::string::npos ? text.size() : end + 1;
-    if (text.compare(at, 33, "shmetrics_exporter_scrapes_total{") != 0) out.append(text, at, end - at);
+    const std::string_view line(text.data() + at, end - at);
+    if (!line.starts_with("shmetrics_exporter_scrape") && !line.starts_with("process_")) out.append(line);
     at = end;
   }
   return out;

@@ -117,3 +117,48 @@ TEST_CASE("a_gzip_exposition_is_the_identity_one_compressed_and_rendered_once_fo
   CHECK(source.renders(kOpenMetrics) == 1);
   CHECK(source.renders({}) == 0);
 }
+
+TEST_CASE("the_exporter_shows_its_build_pools_slots_records_renders_and_process") {
+  ScopedName name("own-metrics");
+  SegmentOptions o = testing::small_options(name.str(), 4, 4);
+  o.capacities.cells = 100;
+  Segment s = Segment::open(o);
+  s.counter("a_total", "A.").inc();
+  s.histogram("h", "H.", {1, 2}).observe(1);  // 4 cells
+  s.gauge("g", "G.", GaugeMode::kLiveSum).set(1);  // claims this process's record
+  exporter::RoleSource source("test", name.str());
+  source.set_version("9.9.9");
+  source.scrape();
+  const std::string text = source.scrape();
+  INFO(text);
+  auto value = [&](const std::string& series) { return testing::sample(text, series).value_or(-1); };
+  CHECK(value("shmetrics_exporter_build_info{version=\"9.9.9\",layout=\"" + std::to_string(shm::kLayoutVersion) +
+              "\"}") == 1);
+  CHECK(value("shmetrics_segment_used{role=\"test\",pool=\"families\"}") == 3);
+  CHECK(value("shmetrics_segment_capacity{role=\"test\",pool=\"families\"}") == 16);
+  CHECK(value("shmetrics_segment_used{role=\"test\",pool=\"series\"}") == 3);
+  CHECK(value("shmetrics_segment_used{role=\"test\",pool=\"cells\"}") == 5);
+  CHECK(value("shmetrics_segment_capacity{role=\"test\",pool=\"cells\"}") == 100);
+  CHECK(value("shmetrics_segment_used{role=\"test\",pool=\"gauge_series\"}") == 1);
+  CHECK(value("shmetrics_segment_used{role=\"test\",pool=\"pages\"}") >= 1);
+  CHECK(value("shmetrics_segment_used{role=\"test\",pool=\"string_bytes\"}") > 0);
+  CHECK(value("shmetrics_thread_slots{role=\"test\",state=\"claimed\"}") == 1);
+  CHECK(value("shmetrics_thread_slots{role=\"test\",state=\"unclaimed\"}") == 3);
+  CHECK(value("shmetrics_process_records{role=\"test\",state=\"live\"}") == 1);
+  CHECK(value("shmetrics_process_records{role=\"test\",state=\"dead\"}") == 0);
+  CHECK(value("shmetrics_process_records{role=\"test\",state=\"free\"}") == 3);
+  // Two renders so far: the first's and this one's.
+  CHECK(value("shmetrics_exporter_scrape_duration_seconds_count{role=\"test\"}") == 2);
+  CHECK(value("shmetrics_exporter_scrape_duration_seconds_bucket{role=\"test\",le=\"+Inf\"}") == 2);
+  CHECK(value("shmetrics_exporter_scrape_duration_seconds_sum{role=\"test\"}") > 0);
+  CHECK(value("process_open_fds") > 2);
+  CHECK(value("process_max_fds") >= value("process_open_fds"));
+  CHECK(value("process_resident_memory_bytes") > 1e6);
+  CHECK(value("process_cpu_seconds_total") >= 0);
+  const double now = static_cast<double>(std::time(nullptr));
+  CHECK(value("process_start_time_seconds") > now - 3600);
+  CHECK(value("process_start_time_seconds") <= now + 1);
+  // A writer cannot take those names.
+  CHECK_THROWS_WITH(s.gauge("process_open_fds", "Mine.", GaugeMode::kLiveSum),
+                    Catch::Contains("the exporter shows its own process metrics"));
+}

@@ -510,7 +510,10 @@ TEST_CASE("test_metrics_render_text_prometheus_format") {
     }
     std::string value;
     REQUIRE(parse_sample_line(line, name, value));
-    CHECK(name == family);
+    if (type_of[family] == "histogram")
+      CHECK((name == family + "_bucket" || name == family + "_sum" || name == family + "_count"));
+    else
+      CHECK(name == family);
     if (value != "+Inf" && value != "-Inf" && value != "NaN") {
       std::size_t used = 0;
       CHECK_NOTHROW(std::stod(value, &used));

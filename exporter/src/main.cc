@@ -411,6 +411,7 @@ void raise_descriptor_limit(const Options& options) {
 
 int run_once(const std::string& segment, const Options& options) {
   RoleSource source("once", segment);
+  source.set_version(SHMETRICS_VERSION);
   source.accept_foreign_owner(options.accept_foreign_owner);
   if (options.segment_owner) source.expect_owner(*options.segment_owner);
   source.set_max_scrape_bytes(options.max_scrape_bytes);
@@ -453,6 +454,7 @@ int main(int argc, char** argv) {
   server.set_web_config(web_config);
   for (const RoleConfig& r : options.roles) {
     auto source = std::make_shared<RoleSource>(r.role, r.segment);
+    source->set_version(SHMETRICS_VERSION);
     source->accept_foreign_owner(options.accept_foreign_owner);
     if (options.segment_owner) source->expect_owner(*options.segment_owner);
     source->set_max_scrape_bytes(options.max_scrape_bytes);

@@ -2,6 +2,7 @@
 
 #include "gzip.h"
 #include "log.h"
+#include "process_metrics.h"
 #include "sigbus_guard.h"
 #include "text_format.h"
 
@@ -217,6 +218,7 @@ std::shared_ptr<const std::string> RoleSource::scrape_shared(Exposition expositi
 
 std::shared_ptr<const std::string> RoleSource::render(Exposition exposition) {
   std::lock_guard lock(mutex_);
+  const std::uint64_t started_ns = monotonic_now_ns();
   const Format format = exposition.format;
   std::size_t& last_bytes = last_scrape_bytes_[static_cast<std::size_t>(format)];
   std::string out;
@@ -252,6 +254,15 @@ std::shared_ptr<const std::string> RoleSource::render(Exposition exposition) {
       log_event("info", "segment_served", {{"role", role_}, {"segment", segment_path_}});
     }
   }
+  // This render's duration so far goes into the histogram it shows.
+  const double seconds = static_cast<double>(monotonic_now_ns() - started_ns) / 1e9;
+  std::size_t bucket = 0;
+  while (bucket < std::size(kDurationBounds) && seconds > kDurationBounds[bucket]) ++bucket;
+  ++duration_buckets_[bucket];
+  duration_sum_ += seconds;
+  // The process's metrics, then the role's own (whose shmetrics_* lines end
+  // every exposition).
+  append_own_process_metrics(out, format);
   append_own_metrics(out, up, format);
   if (format == Format::kOpenMetrics) out += "# EOF\n";
   last_bytes = out.size();
@@ -303,6 +314,34 @@ void RoleSource::append_own_metrics(std::string& out, bool up, Format format) co
          "# TYPE shmetrics_segment_up gauge\nshmetrics_segment_up";
   out += role_label;
   out += up ? " 1\n" : " 0\n";
+  // The exporter's build, as an info metric (a gauge of 1 in 0.0.4).
+  out += format == Format::kOpenMetrics
+             ? "# HELP shmetrics_exporter_build The exporter's version and the segment layout it reads.\n"
+               "# TYPE shmetrics_exporter_build info\n"
+             : "# HELP shmetrics_exporter_build_info The exporter's version and the segment layout it reads.\n"
+               "# TYPE shmetrics_exporter_build_info gauge\n";
+  out += "shmetrics_exporter_build_info{version=\"";
+  append_escaped_label_value(out, version_);
+  out += "\",layout=\"" + std::to_string(shm::kLayoutVersion) + "\"} 1\n";
+  // How long renders took.
+  out += "# HELP shmetrics_exporter_scrape_duration_seconds Time to read, render and compress one exposition of "
+         "this role.\n# TYPE shmetrics_exporter_scrape_duration_seconds histogram\n";
+  std::uint64_t cumulative = 0;
+  const std::string role_value = role_label.substr(1, role_label.size() - 2);  // role="..."
+  for (std::size_t b = 0; b < duration_buckets_.size(); ++b) {
+    cumulative += duration_buckets_[b];
+    out += "shmetrics_exporter_scrape_duration_seconds_bucket{" + role_value + ",le=\"";
+    if (b < std::size(kDurationBounds)) append_go_double(out, kDurationBounds[b]);
+    else out += "+Inf";
+    out += "\"} ";
+    append_uint(out, cumulative);
+    out += '\n';
+  }
+  out += "shmetrics_exporter_scrape_duration_seconds_sum" + role_label + " ";
+  append_double(out, duration_sum_);
+  out += "\nshmetrics_exporter_scrape_duration_seconds_count" + role_label + " ";
+  append_uint(out, cumulative);
+  out += '\n';
   // Scrapes by what they negotiated, this one included.
   const std::string_view scrapes = family("shmetrics_exporter_scrapes_total");
   out.append("# HELP ").append(scrapes).append(" Scrapes of this role by exposition format and encoding.\n");
@@ -342,6 +381,49 @@ void RoleSource::append_own_metrics(std::string& out, bool up, Format format) co
   append_uint(out, reader_->families_dropped());
   out += '\n' + head + "\",kind=\"series\"} ";
   append_uint(out, reader_->series_dropped());
+  out += '\n';
+
+  // How full the segment is, per pool, in the pool's unit.
+  const SegmentReader::Usage& u = reader_->usage();
+  const shm::Capacities& c = reader_->capacities();
+  const std::uint64_t pages = mapped_->geometry().pool_pages;
+  const struct {
+    const char* pool;
+    std::uint64_t used, capacity;
+  } pools[] = {{"families", u.families, c.families},
+               {"series", u.series, c.series},
+               {"cells", u.cells, shm::slot_cells(c)},
+               {"gauge_series", u.gauge_series, c.gauge_series},
+               {"string_bytes", u.string_bytes, c.string_bytes},
+               {"pages", u.pages, pages},
+               {"info_families", u.info_families, c.info_families}};
+  for (bool capacity : {false, true}) {
+    const char* name = capacity ? "shmetrics_segment_capacity" : "shmetrics_segment_used";
+    out += std::string("# HELP ") + name +
+           (capacity ? " What each pool of the segment can hold (Capacities), in the pool's unit.\n"
+                     : " What each pool of the segment holds, in the pool's unit (string_bytes: bytes).\n") +
+           "# TYPE " + name + " gauge\n";
+    for (const auto& p : pools) {
+      out += std::string(name) + "{" + role_value + ",pool=\"" + p.pool + "\"} ";
+      append_uint(out, capacity ? p.capacity : p.used);
+      out += '\n';
+    }
+  }
+  out += "# HELP shmetrics_thread_slots Thread slots of the segment: ever claimed by a writer thread, or not.\n"
+         "# TYPE shmetrics_thread_slots gauge\n";
+  out += "shmetrics_thread_slots{" + role_value + ",state=\"claimed\"} ";
+  append_uint(out, u.slots_claimed);
+  out += "\nshmetrics_thread_slots{" + role_value + ",state=\"unclaimed\"} ";
+  append_uint(out, c.thread_slots - std::min(u.slots_claimed, c.thread_slots));
+  out += "\n# HELP shmetrics_process_records Process records of the segment: held by a live process, left by a "
+         "dead one (values not folded yet), or free.\n# TYPE shmetrics_process_records gauge\n";
+  const std::uint32_t held = std::min(u.records_live + u.records_dead, c.process_records);
+  out += "shmetrics_process_records{" + role_value + ",state=\"live\"} ";
+  append_uint(out, u.records_live);
+  out += "\nshmetrics_process_records{" + role_value + ",state=\"dead\"} ";
+  append_uint(out, u.records_dead);
+  out += "\nshmetrics_process_records{" + role_value + ",state=\"free\"} ";
+  append_uint(out, c.process_records - held);
   out += '\n';
 }
 

@@ -67,6 +67,8 @@ class RoleSource {
   void expect_owner(uid_t uid) { expected_owner_ = uid; }
   // Serves a segment of any owner, logging it (--accept-foreign-owner).
   void accept_foreign_owner(bool accept) { accept_foreign_owner_ = accept; }
+  // The version shmetrics_exporter_build_info shows (default "unknown").
+  void set_version(std::string version) { version_ = std::move(version); }
 
   // Whether the segment is attached and trusted now (opening it if it
   // appeared); otherwise why not. For /healthz: renders nothing.
@@ -124,6 +126,13 @@ class RoleSource {
   std::uint64_t bodies_reused_ = 0;
   // Scrapes asked for, by exposition: shmetrics_exporter_scrapes_total.
   std::array<std::atomic<std::uint64_t>, Exposition::kCount> scrapes_{};
+  // shmetrics_exporter_scrape_duration_seconds: how long each render took
+  // (reading, rendering, compressing), non-cumulative per bucket, under mutex_.
+  static constexpr double kDurationBounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                               0.05,   0.1,   0.25,   0.5,   1,    2.5};
+  std::array<std::uint64_t, std::size(kDurationBounds) + 1> duration_buckets_{};
+  double duration_sum_ = 0;
+  std::string version_ = "unknown";
   // Shared with each body's deleter, which may run after this object is gone.
   std::shared_ptr<std::atomic<std::size_t>> live_body_bytes_ = std::make_shared<std::atomic<std::size_t>>(0);
 

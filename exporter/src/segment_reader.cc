@@ -368,9 +368,11 @@ void SegmentReader::sum_counters() {
     if (page == 0 || page > geometry_.pool_pages) return nullptr;
     return base_ + geometry_.page_offset(page);
   };
+  usage_.slots_claimed = 0;
   for (std::uint32_t slot = 0; slot < capacities_.thread_slots; ++slot) {
     const std::uint8_t* header = base_ + geometry_.slot_offset(slot);
     if (load_acquire<std::uint32_t>(header + offsetof(shm::SlotHeader, claims)) == 0) continue;
+    ++usage_.slots_claimed;
     const std::uint8_t* table = base_ + geometry_.page_table_offset(slot);
     for (std::uint32_t p = 0; p < pages; ++p) {
       if (const std::uint8_t* row = page_of(table, p)) {
@@ -791,6 +793,16 @@ std::string SegmentReader::render(std::string& out, const RecordLiveness& live, 
   }
   for (std::uint32_t e = 0; e < shm::kEventCount; ++e)
     events_[e] = load_relaxed<std::uint64_t>(base_ + offsetof(shm::Header, events) + e * 8);
+  auto count = [&](std::size_t offset, std::uint64_t capacity) {
+    return static_cast<std::uint32_t>(std::min<std::uint64_t>(load_relaxed<std::uint32_t>(base_ + offset), capacity));
+  };
+  usage_.families = count(offsetof(shm::Header, family_count), capacities_.families);
+  usage_.series = count(offsetof(shm::Header, series_count), capacities_.series);
+  usage_.cells = count(offsetof(shm::Header, cells_used), shm::slot_cells(capacities_));
+  usage_.gauge_series = count(offsetof(shm::Header, gauge_cells_used), capacities_.gauge_series);
+  usage_.string_bytes = count(offsetof(shm::Header, string_used), capacities_.string_bytes);
+  usage_.pages = count(offsetof(shm::Header, pages_used), geometry_.pool_pages);
+  usage_.info_families = count(offsetof(shm::Header, info_count), capacities_.info_families);
   sum_counters();
 
   // Gauges of the modes that keep dead values read the dead buffers; a fold
@@ -801,6 +813,8 @@ std::string SegmentReader::render(std::string& out, const RecordLiveness& live, 
   for (int attempt = 0;; ++attempt) {
     std::uint64_t state_before = 0;
     GaugeSources sources = gauge_sources(live, state_before);
+    usage_.records_live = static_cast<std::uint32_t>(sources.live.size());
+    usage_.records_dead = static_cast<std::uint32_t>(sources.dead.size());
     fits = render_families(out, sources);
     std::uint64_t state_after = load_acquire<std::uint64_t>(base_ + geometry_.dead_offset);
     if (!fits) break;

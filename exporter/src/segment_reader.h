@@ -91,6 +91,15 @@ class SegmentReader {
   std::uint64_t series_dropped() const { return series_dropped_; }
   std::uint32_t family_count() const { return static_cast<std::uint32_t>(families_.size()); }
   std::uint32_t series_count() const { return static_cast<std::uint32_t>(series_.size()); }
+  // How full the segment is and who holds it, as read during the last
+  // render (counts clamped to the capacities).
+  struct Usage {
+    std::uint32_t families = 0, series = 0, cells = 0, gauge_series = 0, string_bytes = 0, pages = 0,
+                  info_families = 0;
+    std::uint32_t slots_claimed = 0;  // ever claimed (their cells hold counts)
+    std::uint32_t records_live = 0, records_dead = 0;  // owned by a live / a dead process
+  };
+  const Usage& usage() const { return usage_; }
   // Diagnostics: how many times renders of this reader asked `live`.
   std::uint64_t liveness_queries() const { return liveness_queries_; }
 
@@ -182,6 +191,7 @@ class SegmentReader {
   std::uint64_t families_dropped_ = 0;
   std::uint64_t series_dropped_ = 0;
   std::uint64_t events_[shm::kEventCount] = {};
+  Usage usage_;
   std::vector<std::uint64_t> int_sums_;  // per cell, this render
   std::vector<std::uint32_t> double_cells_;
   std::uint32_t counter_cells_ = 0;      // past the highest slot cell of a trusted series

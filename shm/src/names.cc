@@ -193,6 +193,11 @@ bool is_reserved_metric_name(std::string_view name) noexcept {
     std::string_view rest = name.substr(counter.size());
     if (rest.empty() || rest == "_total" || rest == "_created") return true;
   }
+  // The exporter's own process metrics (client_golang's names).
+  if (name == "process_cpu_seconds" || name == "process_cpu_seconds_total" || name == "process_cpu_seconds_created" ||
+      name == "process_resident_memory_bytes" || name == "process_virtual_memory_bytes" ||
+      name == "process_start_time_seconds" || name == "process_open_fds" || name == "process_max_fds")
+    return true;
   return name.starts_with("shmetrics_") || name == "readyz_success_ratio_1m" ||
          name == "readyz_success_ratio_5m" || name == "readyz_status";
 }
@@ -247,7 +252,9 @@ std::string check_family_definition(std::string_view name, std::string_view help
                (taken == name ? std::string() : " (its samples or family would be named \"" + taken + "\")") + ": " +
                (taken.starts_with("shmetrics_")
                     ? "names starting with \"shmetrics_\" are the exporter's own"
-                    : "the exporter computes the readyz families from readyz samples (use Segment::readyz())");
+                    : taken.starts_with("process_")
+                          ? "the exporter shows its own process metrics under these names"
+                          : "the exporter computes the readyz families from readyz samples (use Segment::readyz())");
     }
     if (type == MetricType::kCounter && !name.ends_with("_total"))
         return "counter name " + quoted + " is invalid: counter names must end in \"_total\"";

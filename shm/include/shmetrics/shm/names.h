@@ -40,8 +40,9 @@ std::string printable(std::string_view text, std::size_t max_bytes = 64);
 // True for names the exporter renders itself: "shmetrics_*" (its own metrics)
 // and every name the readyz families it computes from readyz samples take in
 // either format (readyz_checks_total and its OpenMetrics family readyz_checks,
-// ...). Writers cannot register them, and a segment claiming them is not
-// trusted.
+// ...), and the exporter's own process metrics (process_cpu_seconds_total,
+// process_resident_memory_bytes, ...). Writers cannot register them, and a
+// segment claiming them is not trusted.
 bool is_reserved_metric_name(std::string_view name) noexcept;
 
 /// The names a family takes in an exposition: its samples' names in either
