@@ -3,8 +3,9 @@
 // a cache line this process owns).
 //
 // Benchmark names are SCENARIO/VARIANT, SCENARIO being the key of the table in
-// BENCHMARKS.md (counter_inc, labelled_inc_lookup, new_series, scrape_16x1000,
-// scrape_64x10000, scrape_after_churn). Every shmetrics benchmark reads its
+// BENCHMARKS.md (counter_inc, histogram_observe, labelled_inc_lookup,
+// new_series, scrape_16x1000, scrape_64x10000, scrape_hist_64x1000,
+// scrape_after_churn). Every shmetrics benchmark reads its
 // segment back through the exporter's renderer after its timed loop and checks
 // that the counts it wrote are the counts rendered; a mismatch skips the
 // benchmark with an error and the program exits 3.
@@ -16,6 +17,7 @@
 #include <benchmark/benchmark.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
@@ -272,6 +274,143 @@ void bm_overflow(benchmark::State& st, std::uint32_t slots) {
 }
 
 // ---------------------------------------------------------------------------
+// histogram_observe: Histogram::observe() through a held handle, one thread,
+// 10 bounds, the thread's slot and every page of the series' cells already
+// taken. Both sides read the value from a table of 1,024: the values of
+// common.h (every bucket, in an order no branch predictor learns) or one
+// value over and over (one bucket).
+// ---------------------------------------------------------------------------
+
+constexpr double kOneValue = 0.3125;  // 320/1024: exact sums, bucket le="0.5"
+
+const std::array<double, sb::kHistogramValues>& one_value_table() {
+  static const auto table = [] {
+    std::array<double, sb::kHistogramValues> t{};
+    t.fill(kOneValue);
+    return t;
+  }();
+  return table;
+}
+
+const std::array<double, sb::kHistogramValues>& value_table(bool cycling) {
+  return cycling ? sb::histogram_values() : one_value_table();
+}
+
+struct HistogramCase {
+  Histogram handle;
+  sb::HistogramExpected expected;
+  std::uint64_t next = 0;  // index of the next value in the table
+};
+
+struct HistogramObserve {
+  std::string name;
+  HistogramCase cycling, one;
+};
+
+HistogramObserve& histogram_observe() {
+  static HistogramObserve* h = [] {
+    auto* p = new HistogramObserve;
+    p->name = sb::unique_segment_name("histogram");
+    SegmentOptions o;
+    o.name = p->name;
+    o.capacities.series = 16;
+    o.capacities.families = 16;
+    o.capacities.string_bytes = 4096;
+    o.capacities.cells = 64;  // each series takes 10 bounds + 2 cells
+    Segment s = Segment::open(o);
+    HistogramFamily f = s.histogram_family("bench_observe_seconds",
+                                           "Observations of the histogram_observe benchmark.", {"values"},
+                                           sb::histogram_bounds());
+    p->cycling.handle = f.labels({"cycling"});
+    p->one.handle = f.labels({"one"});
+    // Out of the timed loop: the thread's slot and the pages of every cell.
+    for (HistogramCase* c : {&p->cycling, &p->one}) {
+      const auto& table = value_table(c == &p->cycling);
+      for (double v : table) c->handle.observe(v);
+      c->next = sb::kHistogramValues;
+      c->expected.add_sequence(0, sb::kHistogramValues, table);
+    }
+    return p;
+  }();
+  return *h;
+}
+
+void bm_histogram_shmetrics(benchmark::State& st, bool cycling) {
+  HistogramObserve& h = histogram_observe();
+  HistogramCase& c = cycling ? h.cycling : h.one;
+  const auto& table = value_table(cycling);
+  const double* values = table.data();
+  Histogram handle = c.handle;
+  std::uint64_t i = c.next;
+  for (auto _ : st) handle.observe(values[i++ & (sb::kHistogramValues - 1)]);
+  c.expected.add_sequence(c.next, i - c.next, table);
+  c.next = i;
+  const std::string labels = std::string("values=\"") + (cycling ? "cycling" : "one") + "\"";
+  std::string diff = sb::check_histogram(sb::scrape(h.name), "bench_observe_seconds", labels, c.expected);
+  check(st, std::string("histogram_observe/shmetrics_") + (cycling ? "cycling" : "one"), diff.empty(), diff);
+}
+
+// The floor of an observation whose bucket is known: what observe() stores,
+// +1 to a bucket cell and += v to a double cell, relaxed loads and stores on
+// a line only this process touches, the value read from the same table.
+void bm_histogram_floor(benchmark::State& st) {
+  struct alignas(64) Line {
+    std::uint64_t bucket = 0;
+    double sum = 0;
+  };
+  static Line line;
+  static sb::HistogramExpected expected;
+  static std::uint64_t next = 0;
+  const double* values = sb::histogram_values().data();
+  std::atomic_ref<std::uint64_t> bucket(line.bucket);
+  std::atomic_ref<double> sum(line.sum);
+  std::uint64_t i = next;
+  for (auto _ : st) {
+    bucket.store(bucket.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    sum.store(sum.load(std::memory_order_relaxed) + values[i++ & (sb::kHistogramValues - 1)],
+              std::memory_order_relaxed);
+  }
+  expected.add_sequence(next, i - next);
+  next = i;
+  check(st, "histogram_observe/floor", line.bucket == expected.count() && line.sum == expected.sum,
+        "floor count or sum");
+}
+
+void bm_histogram_prometheus_cpp(benchmark::State& st, bool cycling) {
+  struct Peer {
+    std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+    prometheus::Histogram* handle = nullptr;
+    sb::HistogramExpected expected;
+    std::uint64_t next = 0;
+  };
+  static std::map<bool, Peer> peers;
+  Peer& p = peers[cycling];
+  if (p.handle == nullptr) {
+    auto& fam = prometheus::BuildHistogram()
+                    .Name("bench_observe_seconds")
+                    .Help("Observations of the histogram_observe benchmark.")
+                    .Register(*p.registry);
+    p.handle = &fam.Add({{"values", cycling ? "cycling" : "one"}}, sb::histogram_bounds());
+  }
+  const auto& table = value_table(cycling);
+  const double* values = table.data();
+  prometheus::Histogram& handle = *p.handle;
+  std::uint64_t i = p.next;
+  for (auto _ : st) handle.Observe(values[i++ & (sb::kHistogramValues - 1)]);
+  p.expected.add_sequence(p.next, i - p.next, table);
+  p.next = i;
+  // Its own Collect(): the same check as ours, on its numbers.
+  const prometheus::ClientMetric m = handle.Collect();
+  sb::RenderedHistogram got;
+  for (const auto& b : m.histogram.bucket)
+    got.buckets.emplace_back(b.upper_bound, static_cast<double>(b.cumulative_count));
+  got.sum = m.histogram.sample_sum;
+  got.count = static_cast<double>(m.histogram.sample_count);
+  std::string diff = sb::compare_histogram(got, p.expected);
+  check(st, std::string("histogram_observe/prometheus_cpp_") + (cycling ? "cycling" : "one"), diff.empty(), diff);
+}
+
+// ---------------------------------------------------------------------------
 // labelled_inc_lookup: label lookup on every call, existing series.
 // ---------------------------------------------------------------------------
 
@@ -461,6 +600,120 @@ void bm_scrape_prometheus_cpp(benchmark::State& st, std::uint32_t series) {
         std::to_string(lines) + " of " + std::to_string(series) + " series serialised");
 }
 
+// scrape_hist_64x1000: W writer processes each observe one value into each of
+// S histogram series of 10 bounds (writer w into series i: histogram_value(i
+// × W + w), so every series holds W values spread over its buckets), and
+// exit; then the exporter's render, as for the counter scrapes.
+struct HistogramScrape {
+  std::string name;
+  std::uint32_t writers = 0, series = 0;
+  std::vector<sb::HistogramExpected> expected;  // per series
+  std::unique_ptr<exporter::RoleSource> source;
+};
+
+constexpr const char* kScrapeHistogram = "bench_scrape_hist_seconds";
+
+// What series i holds after every writer observed into it.
+std::vector<sb::HistogramExpected> hist_scrape_expected(std::uint32_t writers, std::uint32_t series) {
+  std::vector<sb::HistogramExpected> out(series);
+  for (std::uint32_t i = 0; i < series; ++i)
+    for (std::uint32_t w = 0; w < writers; ++w) out[i].add(sb::histogram_value(std::uint64_t{i} * writers + w));
+  return out;
+}
+
+// "" when all of `series` render what was observed, or how many do not and the first difference.
+std::string check_hist_scrape(const std::string& text, const std::vector<sb::HistogramExpected>& expected) {
+  auto rendered = sb::parse_histograms(text, kScrapeHistogram);
+  std::uint32_t good = 0;
+  std::string first;
+  for (std::uint32_t i = 0; i < expected.size(); ++i) {
+    auto it = rendered.find("series=\"" + sb::series_label(i) + "\"");
+    std::string diff = it == rendered.end() ? "not rendered" : sb::compare_histogram(it->second, expected[i]);
+    if (diff.empty()) ++good;
+    else if (first.empty()) first = sb::series_label(i) + ": " + diff;
+  }
+  if (good == expected.size()) return "";
+  return std::to_string(good) + " of " + std::to_string(expected.size()) +
+         " histograms rendered what was observed; " + first;
+}
+
+HistogramScrape& hist_scrape_fixture(std::uint32_t writers, std::uint32_t series) {
+  static std::map<std::pair<std::uint32_t, std::uint32_t>, HistogramScrape*> fixtures;
+  auto key = std::make_pair(writers, series);
+  if (auto it = fixtures.find(key); it != fixtures.end()) return *it->second;
+  auto* f = new HistogramScrape;
+  f->name = sb::unique_segment_name("scrapehist" + std::to_string(writers) + "x" + std::to_string(series));
+  f->writers = writers;
+  f->series = series;
+  const auto cells_per_series = static_cast<std::uint32_t>(sb::histogram_bounds().size() + 2);
+  SegmentOptions o;
+  o.name = f->name;
+  o.capacities.thread_slots = std::max<std::uint32_t>(64, writers);
+  o.capacities.series = series + 16;
+  o.capacities.families = 16;
+  o.capacities.string_bytes = series * 16 + 4096;
+  o.capacities.cells = series * cells_per_series + 64;
+  Segment s = Segment::open(o);
+  HistogramFamily fam = s.histogram_family(kScrapeHistogram, "Histogram scrape benchmark series.", {"series"},
+                                           sb::histogram_bounds());
+  std::vector<Histogram> handles;
+  handles.reserve(series);
+  for (std::uint32_t i = 0; i < series; ++i) handles.push_back(fam.labels({sb::series_label(i)}));
+  std::vector<pid_t> pids;
+  for (std::uint32_t w = 0; w < writers; ++w)
+    pids.push_back(sb::fork_child([&] {
+      for (std::uint32_t i = 0; i < series; ++i) handles[i].observe(sb::histogram_value(std::uint64_t{i} * writers + w));
+      return true;
+    }));
+  int failed = 0;
+  for (pid_t pid : pids) failed += sb::wait_child(pid) != 0;
+  if (failed) std::fprintf(stderr, "histogram scrape fixture: %d writer(s) failed\n", failed);
+  f->expected = hist_scrape_expected(writers, series);
+  f->source = std::make_unique<exporter::RoleSource>("bench", f->name);
+  fixtures[key] = f;
+  return *f;
+}
+
+void bm_scrape_hist_shmetrics(benchmark::State& st, std::uint32_t writers, std::uint32_t series) {
+  HistogramScrape& f = hist_scrape_fixture(writers, series);
+  std::string out;
+  for (auto _ : st) {
+    out = f.source->scrape();
+    benchmark::DoNotOptimize(out.data());
+  }
+  st.counters["bytes"] = static_cast<double>(out.size());
+  std::string diff = check_hist_scrape(out, f.expected);
+  check(st, "scrape_hist/shmetrics", diff.empty(), diff);
+}
+
+// prometheus-cpp collecting and serialising S histograms of one process, each
+// holding the W values the writers observed into ours.
+void bm_scrape_hist_prometheus_cpp(benchmark::State& st, std::uint32_t writers, std::uint32_t series) {
+  static std::map<std::pair<std::uint32_t, std::uint32_t>, std::shared_ptr<prometheus::Registry>> registries;
+  auto& registry = registries[{writers, series}];
+  if (!registry) {
+    registry = std::make_shared<prometheus::Registry>();
+    auto& fam = prometheus::BuildHistogram()
+                    .Name(kScrapeHistogram)
+                    .Help("Histogram scrape benchmark series.")
+                    .Register(*registry);
+    for (std::uint32_t i = 0; i < series; ++i) {
+      auto& h = fam.Add({{"series", sb::series_label(i)}}, sb::histogram_bounds());
+      for (std::uint32_t w = 0; w < writers; ++w) h.Observe(sb::histogram_value(std::uint64_t{i} * writers + w));
+    }
+  }
+  prometheus::TextSerializer serializer;
+  std::string out;
+  for (auto _ : st) {
+    auto families = registry->Collect();
+    out = serializer.Serialize(families);
+    benchmark::DoNotOptimize(out.data());
+  }
+  st.counters["bytes"] = static_cast<double>(out.size());
+  std::string diff = check_hist_scrape(out, hist_scrape_expected(writers, series));
+  check(st, "scrape_hist/prometheus_cpp", diff.empty(), diff);
+}
+
 // scrape_after_churn: G generations of 2 workers; each worker raises a livesum
 // gauge and increments every one of 1,000 series, the workers of all but the
 // last generation exit. The last two stay alive while the scrapes run.
@@ -539,6 +792,16 @@ void register_all() {
       ->UseRealTime();
   RegisterBenchmark("counter_inc/overflow_slot_64held", [](benchmark::State& st) { bm_overflow(st, 64); })
       ->UseRealTime();
+  RegisterBenchmark("histogram_observe/floor", bm_histogram_floor)->UseRealTime();
+  for (bool cycling : {true, false}) {
+    const std::string values = cycling ? "cycling" : "one";
+    RegisterBenchmark(("histogram_observe/shmetrics_" + values).c_str(),
+                      [cycling](benchmark::State& st) { bm_histogram_shmetrics(st, cycling); })
+        ->UseRealTime();
+    RegisterBenchmark(("histogram_observe/prometheus_cpp_" + values).c_str(),
+                      [cycling](benchmark::State& st) { bm_histogram_prometheus_cpp(st, cycling); })
+        ->UseRealTime();
+  }
   RegisterBenchmark("labelled_inc_lookup/shmetrics", bm_labelled_shmetrics)->UseRealTime();
   RegisterBenchmark("labelled_inc_lookup/prometheus_cpp", bm_labelled_prometheus_cpp)->UseRealTime();
   RegisterBenchmark("new_series/shmetrics", bm_new_series_shmetrics)
@@ -552,6 +815,12 @@ void register_all() {
   })->UseRealTime()->Unit(benchmark::kMillisecond);
   RegisterBenchmark("scrape_64x10000/prometheus_cpp", [](benchmark::State& st) {
     bm_scrape_prometheus_cpp(st, 10000);
+  })->UseRealTime()->Unit(benchmark::kMillisecond);
+  RegisterBenchmark("scrape_hist_64x1000/shmetrics", [](benchmark::State& st) {
+    bm_scrape_hist_shmetrics(st, 64, 1000);
+  })->UseRealTime()->Unit(benchmark::kMillisecond);
+  RegisterBenchmark("scrape_hist_64x1000/prometheus_cpp", [](benchmark::State& st) {
+    bm_scrape_hist_prometheus_cpp(st, 64, 1000);
   })->UseRealTime()->Unit(benchmark::kMillisecond);
   RegisterBenchmark("scrape_after_churn/shmetrics_1gen", [](benchmark::State& st) {
     bm_scrape_shmetrics(st, "scrape_after_churn/shmetrics_1gen", churn_1);

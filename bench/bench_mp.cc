@@ -9,6 +9,10 @@
 //                                     k, for shmetrics (processes), the floor
 //                                     (owned lines, processes) and
 //                                     prometheus-cpp (threads, one counter)
+//   histogram_two_writers [--duration-ms D] [--reps R]
+//                                     histogram_observe_2writers: the same with
+//                                     one histogram of 10 bounds observing the
+//                                     values of common.h
 //   segment_bytes [--writers W] [--series S] [--sparse-percent P]
 //                                     segment_bytes_64x10000 and _sparse
 //   serve_segment [--series S] [--writers W]
@@ -23,6 +27,7 @@
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include <algorithm>
@@ -144,12 +149,19 @@ struct alignas(64) Control {
 };
 
 // What one writer does: `step` performs 256 updates.
-enum class Kind { kShmetrics, kFloorFetchAdd, kFloorLoadStore };
+enum class Kind { kShmetrics, kShmetricsHistogram, kFloorFetchAdd, kFloorLoadStore };
+
+// What the shmetrics writers update: one counter, or one histogram.
+struct Target {
+  Counter counter;
+  Histogram histogram;
+};
 
 alignas(64) std::atomic<std::uint64_t> g_owned_line{0};  // per process after fork: owned
 
 struct RunResult {
   std::vector<double> ns_per_op;  // per writer
+  std::vector<std::uint64_t> ops;  // per writer, timed loop only
   double aggregate_ops_per_s = 0;
 };
 
@@ -166,15 +178,21 @@ void writer_loop(Control* ctl, int k, Step step) {
   ctl->ns[k] = t1 - t0;
 }
 
-RunResult run_processes(Kind kind, int writers, std::uint64_t duration_ms, Counter counter) {
+RunResult run_processes(Kind kind, int writers, std::uint64_t duration_ms, const Target& target) {
   auto* ctl = sb::shared_block<Control>();
   sb::Gate gate;
   std::vector<pid_t> pids;
   for (int k = 0; k < writers; ++k)
     pids.push_back(sb::fork_child([&] {
       sb::pin_to_cpu(k);
-      // Warm up out of the timed loop (a shmetrics writer claims its slot here).
+      // Warm up out of the timed loop (a shmetrics writer claims its slot
+      // here; a histogram writer observes the 1,024 values once, which takes
+      // the pages of all its cells).
+      Counter counter = target.counter;
+      Histogram histogram = target.histogram;
       if (kind == Kind::kShmetrics) counter.inc(0);
+      if (kind == Kind::kShmetricsHistogram)
+        for (double v : sb::histogram_values()) histogram.observe(v);
       ctl->ready.fetch_add(1);
       gate.wait();
       switch (kind) {
@@ -182,6 +200,15 @@ RunResult run_processes(Kind kind, int writers, std::uint64_t duration_ms, Count
           Counter c = counter;
           writer_loop(ctl, k, [&] {
             for (int i = 0; i < 256; ++i) c.inc();
+          });
+          break;
+        }
+        case Kind::kShmetricsHistogram: {
+          Histogram h = histogram;
+          const double* values = sb::histogram_values().data();
+          std::uint64_t next = 0;
+          writer_loop(ctl, k, [&] {
+            for (int i = 0; i < 256; ++i) h.observe(values[next++ & (sb::kHistogramValues - 1)]);
           });
           break;
         }
@@ -210,17 +237,17 @@ RunResult run_processes(Kind kind, int writers, std::uint64_t duration_ms, Count
     double ns = static_cast<double>(ctl->ns[k]);
     double ops = static_cast<double>(ctl->ops[k]);
     r.ns_per_op.push_back(ops > 0 ? ns / ops : 0);
+    r.ops.push_back(ctl->ops[k]);
     total_rate += ops > 0 ? ops / (ns * 1e-9) : 0;
   }
   r.aggregate_ops_per_s = total_rate;
-  std::uint64_t total_ops = 0;
-  for (int k = 0; k < writers; ++k) total_ops += ctl->ops[k];
-  r.ns_per_op.push_back(static_cast<double>(total_ops));  // last element: total ops (popped by caller)
   ::munmap(ctl, sizeof(Control));
   return r;
 }
 
-RunResult run_prometheus_threads(int writers, std::uint64_t duration_ms, prometheus::Counter& c) {
+// `update(i)`: the i-th update of a thread, i from 0.
+template <typename Update>
+RunResult run_prometheus_threads(int writers, std::uint64_t duration_ms, Update update) {
   Control ctl;
   std::atomic<int> go{0};
   std::vector<std::thread> threads;
@@ -229,8 +256,9 @@ RunResult run_prometheus_threads(int writers, std::uint64_t duration_ms, prometh
       sb::pin_to_cpu(k);
       ctl.ready.fetch_add(1);
       while (go.load() == 0) std::this_thread::yield();
+      std::uint64_t next = 0;
       writer_loop(&ctl, k, [&] {
-        for (int i = 0; i < 256; ++i) c.Increment();
+        for (int i = 0; i < 256; ++i) update(next++);
       });
     });
   while (ctl.ready.load() < writers) sb::sleep_ms(1);
@@ -239,45 +267,81 @@ RunResult run_prometheus_threads(int writers, std::uint64_t duration_ms, prometh
   ctl.stop.store(1);
   for (auto& t : threads) t.join();
   RunResult r;
-  std::uint64_t total_ops = 0;
   for (int k = 0; k < writers; ++k) {
     double ns = static_cast<double>(ctl.ns[k]);
     double ops = static_cast<double>(ctl.ops[k]);
     r.ns_per_op.push_back(ops > 0 ? ns / ops : 0);
+    r.ops.push_back(ctl.ops[k]);
     r.aggregate_ops_per_s += ops > 0 ? ops / (ns * 1e-9) : 0;
-    total_ops += ctl.ops[k];
   }
-  r.ns_per_op.push_back(static_cast<double>(total_ops));
   return r;
 }
 
-int run_two_writers(int argc, char** argv) {
+// counter_inc_2writers, or histogram_observe_2writers when `histogram`: the
+// shmetrics writers are processes on one series, the floor writers processes
+// on lines of their own, the prometheus-cpp writers threads on one series; 1
+// and 2 writers of each, interleaved, `reps` times.
+int run_two_writers(int argc, char** argv, bool histogram) {
+  const std::string scenario = histogram ? "histogram_observe_2writers" : "counter_inc_2writers";
   const std::uint64_t duration_ms = flag(argc, argv, "--duration-ms", 1000);
   const int reps = static_cast<int>(flag(argc, argv, "--reps", 5));
   const std::string probe_before = probe_json(flag(argc, argv, "--probe-iters", 5'000'000));
 
-  std::string name = sb::unique_segment_name("two_writers");
+  std::string name = sb::unique_segment_name(histogram ? "histogram_two_writers" : "two_writers");
   SegmentOptions o;
   o.name = name;
   o.capacities.series = 16;
   o.capacities.families = 16;
   o.capacities.string_bytes = 4096;
+  if (histogram) o.capacities.cells = 64;  // a histogram of 10 bounds takes 12
   Segment segment = Segment::open(o);
-  Counter counter = segment.counter("bench_two_writers_total", "Increments of the two-writer benchmark.");
-  std::uint64_t expected = 0;
+  Target target;
+  if (histogram)
+    target.histogram = segment.histogram("bench_two_writers_seconds", "Observations of the two-writer benchmark.",
+                                         sb::histogram_bounds());
+  else
+    target.counter = segment.counter("bench_two_writers_total", "Increments of the two-writer benchmark.");
+  const Kind shmetrics_kind = histogram ? Kind::kShmetricsHistogram : Kind::kShmetrics;
+  std::uint64_t expected = 0;            // counter: increments; histogram: observations
+  sb::HistogramExpected expected_hist;   // histogram: what they add up to
 
   auto registry = std::make_shared<prometheus::Registry>();
-  prometheus::Counter& prom =
-      prometheus::BuildCounter().Name("bench_two_writers_total").Help("h").Register(*registry).Add({});
-  double prom_expected = 0;
+  prometheus::Counter* prom_counter = nullptr;
+  prometheus::Histogram* prom_histogram = nullptr;
+  if (histogram)
+    prom_histogram = &prometheus::BuildHistogram()
+                          .Name("bench_two_writers_seconds")
+                          .Help("h")
+                          .Register(*registry)
+                          .Add({}, sb::histogram_bounds());
+  else
+    prom_counter = &prometheus::BuildCounter().Name("bench_two_writers_total").Help("h").Register(*registry).Add({});
+  const double* values = sb::histogram_values().data();
+  auto run_prometheus = [&](int writers) {
+    if (histogram)
+      return run_prometheus_threads(writers, duration_ms, [&](std::uint64_t i) {
+        prom_histogram->Observe(values[i & (sb::kHistogramValues - 1)]);
+      });
+    return run_prometheus_threads(writers, duration_ms, [&](std::uint64_t) { prom_counter->Increment(); });
+  };
+  std::uint64_t prom_expected = 0;
+  sb::HistogramExpected prom_expected_hist;
 
   // series name -> per-rep values
   std::map<std::string, std::vector<double>> out;
-  auto record = [&](const std::string& key, RunResult r, int writers, bool shmetrics) {
-    double total = r.ns_per_op.back();
-    r.ns_per_op.pop_back();
-    if (shmetrics) expected += static_cast<std::uint64_t>(total);
-    else if (key.starts_with("prometheus_cpp")) prom_expected += total;
+  auto record = [&](const std::string& key, const RunResult& r, int writers) {
+    for (std::uint64_t ops : r.ops) {
+      if (key.starts_with("shmetrics")) {
+        expected += ops;
+        if (histogram) {
+          expected_hist.add_sequence(0, sb::kHistogramValues);  // the warm-up
+          expected_hist.add_sequence(0, ops);
+        }
+      } else if (key.starts_with("prometheus_cpp")) {
+        prom_expected += ops;
+        if (histogram) prom_expected_hist.add_sequence(0, ops);
+      }
+    }
     double mean_ns = 0;
     for (double v : r.ns_per_op) mean_ns += v / writers;
     out[key + "_ns_per_op"].push_back(mean_ns);
@@ -286,23 +350,39 @@ int run_two_writers(int argc, char** argv) {
 
   for (int rep = 0; rep < reps; ++rep) {
     // Interleaved, so drift over the run touches every configuration alike.
-    record("shmetrics_1", run_processes(Kind::kShmetrics, 1, duration_ms, counter), 1, true);
-    record("shmetrics_2", run_processes(Kind::kShmetrics, 2, duration_ms, counter), 2, true);
-    record("floor_fetch_add_1", run_processes(Kind::kFloorFetchAdd, 1, duration_ms, counter), 1, false);
-    record("floor_fetch_add_2", run_processes(Kind::kFloorFetchAdd, 2, duration_ms, counter), 2, false);
-    record("floor_load_store_1", run_processes(Kind::kFloorLoadStore, 1, duration_ms, counter), 1, false);
-    record("floor_load_store_2", run_processes(Kind::kFloorLoadStore, 2, duration_ms, counter), 2, false);
-    record("prometheus_cpp_1", run_prometheus_threads(1, duration_ms, prom), 1, false);
-    record("prometheus_cpp_2", run_prometheus_threads(2, duration_ms, prom), 2, false);
-    // The check: every increment of every shmetrics writer is rendered.
+    record("shmetrics_1", run_processes(shmetrics_kind, 1, duration_ms, target), 1);
+    record("shmetrics_2", run_processes(shmetrics_kind, 2, duration_ms, target), 2);
+    record("floor_fetch_add_1", run_processes(Kind::kFloorFetchAdd, 1, duration_ms, target), 1);
+    record("floor_fetch_add_2", run_processes(Kind::kFloorFetchAdd, 2, duration_ms, target), 2);
+    record("floor_load_store_1", run_processes(Kind::kFloorLoadStore, 1, duration_ms, target), 1);
+    record("floor_load_store_2", run_processes(Kind::kFloorLoadStore, 2, duration_ms, target), 2);
+    record("prometheus_cpp_1", run_prometheus(1), 1);
+    record("prometheus_cpp_2", run_prometheus(2), 2);
+    // The check: every update of every shmetrics writer is rendered.
     std::string text = sb::scrape(name);
-    double got = sb::sample(text, "bench_two_writers_total");
-    check(got == static_cast<double>(expected),
-          "counter_inc_2writers: rendered " + std::to_string(got) + ", wrote " + std::to_string(expected));
+    if (histogram) {
+      std::string diff = sb::check_histogram(text, "bench_two_writers_seconds", "", expected_hist);
+      check(diff.empty(), scenario + ": " + diff);
+    } else {
+      double got = sb::sample(text, "bench_two_writers_total");
+      check(got == static_cast<double>(expected),
+            scenario + ": rendered " + std::to_string(got) + ", wrote " + std::to_string(expected));
+    }
     check(sb::sample(text, "shmetrics_overflow_writers_total{role=\"bench\"}") == 0,
-          "counter_inc_2writers: a writer fell back to the overflow slot");
+          scenario + ": a writer fell back to the overflow slot");
   }
-  check(prom.Value() == prom_expected, "counter_inc_2writers: prometheus-cpp count");
+  if (histogram) {
+    const prometheus::ClientMetric m = prom_histogram->Collect();
+    sb::RenderedHistogram got;
+    for (const auto& b : m.histogram.bucket)
+      got.buckets.emplace_back(b.upper_bound, static_cast<double>(b.cumulative_count));
+    got.sum = m.histogram.sample_sum;
+    got.count = static_cast<double>(m.histogram.sample_count);
+    std::string diff = sb::compare_histogram(got, prom_expected_hist);
+    check(diff.empty(), scenario + ": prometheus-cpp: " + diff);
+  } else {
+    check(prom_counter->Value() == static_cast<double>(prom_expected), scenario + ": prometheus-cpp count");
+  }
   for (const std::string key : {"shmetrics", "floor_fetch_add", "floor_load_store", "prometheus_cpp"}) {
     std::vector<double> scaling;
     for (int rep = 0; rep < reps; ++rep)
@@ -310,7 +390,7 @@ int run_two_writers(int argc, char** argv) {
     out[key + "_scaling"] = scaling;
   }
   const std::string probe_after = probe_json(flag(argc, argv, "--probe-iters", 5'000'000));
-  std::printf("{\"scenario\": \"counter_inc_2writers\", \"duration_ms\": %" PRIu64 ", \"reps\": %d,\n",
+  std::printf("{\"scenario\": \"%s\", \"duration_ms\": %" PRIu64 ", \"reps\": %d,\n", scenario.c_str(),
               duration_ms, reps);
   std::printf(" \"probe_before\": %s, \"probe_after\": %s,\n", probe_before.c_str(), probe_after.c_str());
   std::printf(" \"shmetrics_total_ops\": %" PRIu64 ",\n", expected);
@@ -517,11 +597,12 @@ int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "";
   sb::install_cleanup();
   if (mode == "probe") return run_probe(argc, argv);
-  if (mode == "two_writers") return run_two_writers(argc, argv);
+  if (mode == "two_writers") return run_two_writers(argc, argv, false);
+  if (mode == "histogram_two_writers") return run_two_writers(argc, argv, true);
   if (mode == "segment_bytes") return run_segment_bytes(argc, argv);
   if (mode == "serve_segment") return run_serve_segment(argc, argv);
   std::fprintf(stderr,
-               "usage: shmetrics-bench-mp probe|two_writers|segment_bytes|serve_segment [flags]\n"
+               "usage: shmetrics-bench-mp probe|two_writers|histogram_two_writers|segment_bytes|serve_segment [flags]\n"
                "  (see the comment at the top of bench/bench_mp.cc)\n");
   return 2;
 }

@@ -13,8 +13,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
@@ -253,6 +256,169 @@ inline SegmentBytes segment_bytes(const std::string& name) {
     b.size_bytes = static_cast<std::uint64_t>(st.st_size);
   }
   return b;
+}
+
+// ---------------------------------------------------------------------------
+// Histograms: the bounds and the observed values of every histogram scenario
+// (bench/peer_client_python.py computes the same values), what a run of
+// observations adds up to, and the check of a rendered histogram against it.
+// ---------------------------------------------------------------------------
+
+// 10 bounds: Go's default buckets without the last (10 s).
+inline const std::vector<double>& histogram_bounds() {
+  static const std::vector<double> bounds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+  return bounds;
+}
+
+// The n-th observed value: log-uniform over [1/1024, 16) (its binary exponent
+// drawn from 14: the first 1,024 put 66 to 164 values in each of the 11
+// buckets, +Inf included, one of them equal to a bound, 0.25), in a hashed
+// order a branch predictor cannot learn, as latencies come. Every value is a
+// multiple of 1/1024 below 16, so any sum of fewer than 2^39 of them is exact
+// in a double: every side renders the same _sum, whatever the order it added in.
+inline double histogram_value(std::uint64_t n) {
+  std::uint32_t h = static_cast<std::uint32_t>(n * 2654435761u);
+  h ^= h >> 15;
+  const std::uint32_t e = h % 14;
+  const std::uint32_t m = (1u << e) + ((h >> 8) & ((1u << e) - 1));
+  return m / 1024.0;
+}
+
+// The scenarios cycle over the first 1,024 values: observe(values[i++ & 1023]).
+inline constexpr std::uint64_t kHistogramValues = 1024;
+inline const std::array<double, kHistogramValues>& histogram_values() {
+  static const auto values = [] {
+    std::array<double, kHistogramValues> v{};
+    for (std::uint64_t i = 0; i < kHistogramValues; ++i) v[i] = histogram_value(i);
+    return v;
+  }();
+  return values;
+}
+
+// The bucket `v` counts in, by Prometheus' "le": the first bound >= v, or
+// the number of bounds for +Inf. A plain linear search, independent of the
+// library's.
+inline std::size_t histogram_bucket(double v) {
+  const auto& b = histogram_bounds();
+  std::size_t i = 0;
+  while (i < b.size() && b[i] < v) ++i;
+  return i;
+}
+
+// What observations add to one histogram: non-cumulative counts per bucket
+// (+Inf last) and the sum.
+struct HistogramExpected {
+  std::vector<std::uint64_t> buckets = std::vector<std::uint64_t>(histogram_bounds().size() + 1);
+  double sum = 0;
+
+  std::uint64_t count() const {
+    std::uint64_t n = 0;
+    for (std::uint64_t b : buckets) n += b;
+    return n;
+  }
+  void add(double v, std::uint64_t times = 1) {
+    buckets[histogram_bucket(v)] += times;
+    sum += v * static_cast<double>(times);  // exact: see histogram_value
+  }
+  // values[(start + k) % 1024] for k in [0, n).
+  void add_sequence(std::uint64_t start, std::uint64_t n,
+                    const std::array<double, kHistogramValues>& values = histogram_values()) {
+    const std::uint64_t cycles = n / kHistogramValues;
+    if (cycles > 0)
+      for (double v : values) add(v, cycles);
+    for (std::uint64_t k = 0; k < n % kHistogramValues; ++k) add(values[(start + k) % kHistogramValues]);
+  }
+};
+
+// One histogram series as an exposition renders it.
+struct RenderedHistogram {
+  std::vector<std::pair<double, double>> buckets;  // (le, cumulative count), in the order rendered
+  double sum = std::nan("");
+  double count = std::nan("");
+};
+
+// The series of histogram family `name` in a text exposition (0.0.4), by their
+// labels other than le as rendered (`k="v",...`, "" for none). Reads the le
+// bound as a number, so any spelling of it works ("1", "1.0", "1e+00").
+inline std::unordered_map<std::string, RenderedHistogram> parse_histograms(const std::string& text,
+                                                                           const std::string& name) {
+  std::unordered_map<std::string, RenderedHistogram> out;
+  const std::string bucket = name + "_bucket", sum = name + "_sum", count = name + "_count";
+  std::size_t at = 0;
+  while (at < text.size()) {
+    std::size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line(text.data() + at, end - at);
+    at = end + 1;
+    if (line.empty() || line[0] == '#' || !line.starts_with(name + "_")) continue;
+    const std::size_t space = line.rfind(' ');
+    const std::size_t brace = line.find('{');
+    const std::string_view metric = line.substr(0, std::min(space, brace));
+    if (metric != bucket && metric != sum && metric != count) continue;
+    std::string labels;
+    if (brace != std::string_view::npos && brace < space) {
+      const std::size_t close = line.rfind('}', space);
+      if (close == std::string_view::npos || close < brace) continue;
+      labels = std::string(line.substr(brace + 1, close - brace - 1));
+    }
+    const std::string value(line.substr(space + 1));
+    const double v = value == "+Inf" ? HUGE_VAL : std::strtod(value.c_str(), nullptr);
+    if (metric == bucket) {
+      // le="X", with the comma that joins it to the other labels.
+      const std::size_t le = labels.find("le=\"");
+      if (le == std::string::npos) continue;
+      const std::size_t le_end = labels.find('"', le + 4);
+      if (le_end == std::string::npos) continue;
+      const std::string bound = labels.substr(le + 4, le_end - le - 4);
+      std::size_t cut_from = le, cut_to = le_end + 1;
+      if (cut_to < labels.size() && labels[cut_to] == ',') ++cut_to;
+      else if (cut_from > 0 && labels[cut_from - 1] == ',') --cut_from;
+      labels.erase(cut_from, cut_to - cut_from);
+      out[labels].buckets.emplace_back(bound == "+Inf" ? HUGE_VAL : std::strtod(bound.c_str(), nullptr), v);
+    } else if (metric == sum) {
+      out[labels].sum = v;
+    } else {
+      out[labels].count = v;
+    }
+  }
+  return out;
+}
+
+// "" when `got` renders exactly `want` (every cumulative bucket at the
+// scenario's bounds and +Inf, _count and _sum), or what differs.
+inline std::string compare_histogram(const RenderedHistogram& got, const HistogramExpected& want) {
+  const auto& bounds = histogram_bounds();
+  if (got.buckets.size() != bounds.size() + 1)
+    return std::to_string(got.buckets.size()) + " buckets rendered, " + std::to_string(bounds.size() + 1) +
+           " expected";
+  std::uint64_t cumulative = 0;
+  for (std::size_t b = 0; b <= bounds.size(); ++b) {
+    cumulative += want.buckets[b];
+    const double le = b < bounds.size() ? bounds[b] : HUGE_VAL;
+    if (got.buckets[b].first != le)
+      return "bucket " + std::to_string(b) + " has le " + std::to_string(got.buckets[b].first);
+    if (got.buckets[b].second != static_cast<double>(cumulative))
+      return "le=" + std::to_string(le) + " rendered " + std::to_string(got.buckets[b].second) + ", observed " +
+             std::to_string(cumulative);
+  }
+  if (got.count != static_cast<double>(cumulative))
+    return "_count rendered " + std::to_string(got.count) + ", observed " + std::to_string(cumulative);
+  if (got.sum != want.sum) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "_sum rendered %.17g, observed %.17g", got.sum, want.sum);
+    return buf;
+  }
+  return "";
+}
+
+// The check of one series of family `name` with `labels` in `text`.
+inline std::string check_histogram(const std::string& text, const std::string& name, const std::string& labels,
+                                   const HistogramExpected& want) {
+  auto all = parse_histograms(text, name);
+  auto it = all.find(labels);
+  if (it == all.end()) return name + "{" + labels + "} not rendered";
+  std::string diff = compare_histogram(it->second, want);
+  return diff.empty() ? diff : name + "{" + labels + "}: " + diff;
 }
 
 inline std::string series_label(std::uint32_t i) {

@@ -5,6 +5,7 @@ only interpreter Debian's package imports under).
 
     peer_client_python.py new_series --n N --reps R
     peer_client_python.py scrape --writers W --series S --reps R [--min-time-s T]
+    peer_client_python.py scrape_hist --writers W --series S --reps R [--min-time-s T]
     peer_client_python.py sparse_bytes --writers W --series S --percent P
     peer_client_python.py churn --generations G --series S --reps R
 
@@ -31,7 +32,7 @@ _BASE = "/dev/shm" if os.path.isdir("/dev/shm") else None
 MULTIPROC_DIR = tempfile.mkdtemp(prefix="shmetrics-bench-pyclient-", dir=_BASE)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = MULTIPROC_DIR
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest  # noqa: E402
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest  # noqa: E402
 from prometheus_client import multiprocess  # noqa: E402
 import prometheus_client  # noqa: E402
 
@@ -163,6 +164,83 @@ def mode_scrape(a):
             "exposition_bytes": len(text)}
 
 
+# The histogram scenarios' bounds and values, as bench/common.h defines them
+# (histogram_bounds, histogram_value): the same values, so the same exposition.
+HISTOGRAM_BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
+
+
+def histogram_value(n):
+    h = (n * 2654435761) & 0xFFFFFFFF
+    h ^= h >> 15
+    e = h % 14
+    return ((1 << e) + ((h >> 8) & ((1 << e) - 1))) / 1024.0
+
+
+def histogram_expected(values):
+    """(cumulative bucket counts, +Inf last; sum) of the observed values."""
+    counts = [0] * (len(HISTOGRAM_BOUNDS) + 1)
+    for v in values:
+        i = 0
+        while i < len(HISTOGRAM_BOUNDS) and HISTOGRAM_BOUNDS[i] < v:
+            i += 1
+        counts[i] += 1
+    cumulative, total = [], 0
+    for c in counts:
+        total += c
+        cumulative.append(total)
+    return cumulative, sum(values)  # exact: multiples of 1/1024 below 16
+
+
+def rendered_histograms(text, name):
+    """{labels other than le: {"buckets": [(le, value)], "sum", "count"}}."""
+    out = {}
+    for line in text.decode().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        metric, _, labels = key.partition("{")
+        labels = labels.rstrip("}")
+        if metric not in (name + "_bucket", name + "_sum", name + "_count"):
+            continue
+        parts = [p for p in labels.split(",") if p]
+        le = [p for p in parts if p.startswith("le=")]
+        rest = ",".join(p for p in parts if not p.startswith("le="))
+        h = out.setdefault(rest, {"buckets": [], "sum": None, "count": None})
+        if metric.endswith("_bucket") and le:
+            h["buckets"].append((float(le[0][4:-1]), float(value)))
+        elif metric.endswith("_sum"):
+            h["sum"] = float(value)
+        elif metric.endswith("_count"):
+            h["count"] = float(value)
+    return out
+
+
+def mode_scrape_hist(a):
+    h = Histogram("bench_scrape_hist_seconds", "Histogram scrape benchmark series.", ["series"],
+                  buckets=HISTOGRAM_BOUNDS, registry=None)
+    pids = []
+    for w in range(a.writers):
+        def body(w=w):
+            for i in range(a.series):
+                h.labels("s%d" % i).observe(histogram_value(i * a.writers + w))
+        pids.append(fork_writer(body))
+    wait_all(pids, "scrape_hist")
+    files_bytes = dir_bytes()
+    per_rep, text = timed_scrapes(a.reps, a.min_time_s)
+    rendered = rendered_histograms(text, "bench_scrape_hist_seconds")
+    bounds = HISTOGRAM_BOUNDS + [float("inf")]
+    good = 0
+    for i in range(a.series):
+        cumulative, total = histogram_expected([histogram_value(i * a.writers + w) for w in range(a.writers)])
+        got = rendered.get('series="s%d"' % i)
+        if got and got["buckets"] == list(zip(bounds, map(float, cumulative))) and \
+                got["count"] == cumulative[-1] and got["sum"] == total:
+            good += 1
+    check(good == a.series, "scrape_hist: %d of %d histograms rendered what was observed" % (good, a.series))
+    return {"ms_per_scrape": per_rep, "files_bytes": files_bytes, "files": len(os.listdir(MULTIPROC_DIR)),
+            "exposition_bytes": len(text)}
+
+
 def mode_sparse_bytes(a):
     c = Counter("bench_bytes_total", "Segment size benchmark series.", ["series"], registry=None)
 
@@ -229,7 +307,7 @@ def mode_churn(a):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["new_series", "scrape", "sparse_bytes", "churn"])
+    p.add_argument("mode", choices=["new_series", "scrape", "scrape_hist", "sparse_bytes", "churn"])
     p.add_argument("--n", type=int, default=20000)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--writers", type=int, default=16)
@@ -239,7 +317,7 @@ def main():
     p.add_argument("--min-time-s", type=float, default=0.2)
     a = p.parse_args()
     try:
-        result = {"new_series": mode_new_series, "scrape": mode_scrape,
+        result = {"new_series": mode_new_series, "scrape": mode_scrape, "scrape_hist": mode_scrape_hist,
                   "sparse_bytes": mode_sparse_bytes, "churn": mode_churn}[a.mode](a)
     finally:
         shutil.rmtree(MULTIPROC_DIR, ignore_errors=True)

@@ -110,9 +110,9 @@ inline std::uint32_t write_amplifying_entries(const std::string& path) {
                        help_at, static_cast<std::uint32_t>(help.size()),
                        names_at, static_cast<std::uint32_t>(names_block.size()),
                        shm::MetricType::kCounter, shm::ValueType::kInteger, shm::GaugeMode::kNone,
-                       static_cast<std::uint8_t>(S::kLabels), 0};
+                       static_cast<std::uint8_t>(S::kLabels), 0, 0, 0, 0, 0};
     std::memcpy(base + families_at + std::uint64_t{i} * sizeof f, &f, sizeof f);
-    shm::SeriesEntry s{i, i, values_at, static_cast<std::uint32_t>(values_block.size())};
+    shm::SeriesEntry s{i, i, values_at, static_cast<std::uint32_t>(values_block.size()), 0};
     std::memcpy(base + series_at + std::uint64_t{i} * sizeof s, &s, sizeof s);
   }
   header->string_used.store(used, std::memory_order_release);

@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
+#include <mutex>
 #include <fstream>
 #include <sstream>
 
@@ -49,7 +51,7 @@ std::optional<ProcessStats> read_process_stats(pid_t pid) {
   ProcessStats s;
   // utime (14), stime (15), starttime (22), vsize (23), rss (24)
   s.cpu_seconds = (std::strtod(f[11].c_str(), nullptr) + std::strtod(f[12].c_str(), nullptr)) / ticks;
-  const auto boot = boot_time_seconds();
+  static const std::optional<double> boot = boot_time_seconds();  // fixed until reboot
   s.start_time_seconds = boot.value_or(0) + std::strtod(f[19].c_str(), nullptr) / ticks;
   s.virtual_bytes = std::strtoull(f[20].c_str(), nullptr, 10);
   s.resident_bytes = std::strtoull(f[21].c_str(), nullptr, 10) * page;
@@ -66,8 +68,30 @@ std::optional<ProcessStats> read_process_stats(pid_t pid) {
   return s;
 }
 
+namespace {
+
+// This process's stats, read from /proc at most once a second: a scrape may
+// come thousands of times a second, and reading /proc (and listing every
+// descriptor) each time cost more than the render (exporter_wrk halved).
+std::optional<ProcessStats> own_stats() {
+  static std::mutex mutex;
+  static std::optional<ProcessStats> cached;
+  static std::uint64_t read_at_ns = 0;
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  const std::uint64_t now = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+  std::lock_guard lock(mutex);
+  if (!cached || now - read_at_ns >= 1'000'000'000u) {
+    cached = read_process_stats(::getpid());
+    read_at_ns = now;
+  }
+  return cached;
+}
+
+}  // namespace
+
 void append_own_process_metrics(std::string& out, Format format) {
-  const auto stats = read_process_stats(::getpid());
+  const auto stats = own_stats();
   if (!stats) return;
   auto head = [&](std::string_view name, std::string_view type, std::string_view help) {
     std::string_view family = name;

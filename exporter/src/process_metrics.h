@@ -28,7 +28,7 @@ std::optional<ProcessStats> read_process_stats(pid_t pid);
 // Appends process_cpu_seconds_total, process_resident_memory_bytes,
 // process_virtual_memory_bytes, process_start_time_seconds, process_open_fds
 // and process_max_fds of this process, as client_golang's process collector
-// names them; nothing when /proc cannot be read.
+// names them, read at most once a second; nothing when /proc cannot be read.
 void append_own_process_metrics(std::string& out, Format format);
 
 }  // namespace shmetrics::exporter
