@@ -61,7 +61,7 @@ install_fuzz_deps() {
 }
 
 # The reader, the role source serving it, and what they link: the exporter's
-# text format, negotiation and gzip (zlib), SIGBUS guard and log, and all of shm/ (names, header check;
+# text format, negotiation, gzip (zlib) and process metrics, SIGBUS guard and log, and all of shm/ (names, header check;
 # segment_file.cc needs Boost's headers only).
 SOURCES=(
   fuzz/segment_reader_fuzz.cc
@@ -72,6 +72,7 @@ SOURCES=(
   exporter/src/log.cc
   exporter/src/negotiation.cc
   exporter/src/gzip.cc
+  exporter/src/process_metrics.cc
 )
 for f in shm/src/*.cc; do SOURCES+=("$f"); done
 

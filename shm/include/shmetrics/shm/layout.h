@@ -219,7 +219,7 @@ struct Capacities {
   // draw from: a slot takes a page the first time it writes one of the
   // page's 8 series, and a few for its readyz ring on its first readyz
   // sample. 0: enough for every slot to write every series and record readyz
-  // (thread_slots × (ceil(series / 8) + readyz pages)). Smaller
+  // (thread_slots × (ceil(slot_cells / 8) + readyz pages)). Smaller
   // pools suit threads that each write a share of the series; updates that
   // find the pool empty go through the overflow slot and are counted.
   std::uint32_t cell_pages = 0;
