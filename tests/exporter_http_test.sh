@@ -415,6 +415,69 @@ check "role billing shows nothing of the ops and judge roles" \
 stop_process "$BILLING_PID" "$STOP_SECONDS"
 check "the billing exporter stops with 0 on SIGTERM (got $STOP_RC)" [ "$STOP_RC" = 0 ]
 
+# --------------------------------------------- every role on one listener
+# --listen serves the default roles at /metrics/ops and /metrics/judge on one
+# address (the ops writer is running, the judge segment is missing).
+check "--listen with --ops-listen is refused" role_refused listen-ops-listen 'cannot be combined' \
+  --listen 127.0.0.1:0 --ops-listen 127.0.0.1:0
+check "--listen with --role NAME=HOST:PORT is refused, naming the role" role_refused listen-role-address \
+  'give --role billing without one' --listen 127.0.0.1:0 --role billing=127.0.0.1:0
+check "--role NAME without an address is refused without --listen" role_refused role-no-address \
+  'has no address' --role billing
+check "--listen twice is refused" role_refused listen-twice 'given twice' --listen 127.0.0.1:0 --listen 127.0.0.1:0
+start_bg shared "$EXPORTER" --instance "$INSTANCE" --listen 127.0.0.1:0
+SHARED_PID=$BG_PID
+shared_port() {
+  { grep -o "event=listening role=ops address=127\.0\.0\.1:[1-9][0-9]* path=/metrics/ops" "$WORK/shared.err" || true; } |
+    head -n 1 | sed 's/ path=.*//; s/.*://'
+}
+shared_listening() { [ -n "$(shared_port)" ] && grep -q "event=listening role=judge address=127\.0\.0\.1:$(shared_port) path=/metrics/judge" "$WORK/shared.err"; }
+check "an exporter with --listen logs both roles on one address, each with its path" poll_until "$POLL_SECONDS" shared_listening
+check "... and no other listener" [ "$(grep -c 'event=listening' "$WORK/shared.err")" = 2 ]
+SHARED_PORT=$(shared_port)
+http_request shared-ops "$SHARED_PORT" /metrics/ops
+check "/metrics/ops on the shared listener answers 200 with the ops writer's families" \
+  parse "$WORK/shared-ops.body" "${OPS_FAMILIES[@]}" --expect-sample 'shmetrics_segment_up{role="ops"}=1'
+check "... and nothing of the judge role" bash -c "! grep -q 'role=\"judge\"' '$WORK/shared-ops.body'"
+http_request shared-judge "$SHARED_PORT" /metrics/judge
+check "/metrics/judge on the shared listener answers 200 with only the judge role down" \
+  answered_down shared-judge judge
+http_request shared-judge-om "$SHARED_PORT" /metrics/judge -H "Accept: $PROMETHEUS3_ACCEPT" -H 'Accept-Encoding: gzip'
+check "/metrics/judge negotiates OpenMetrics like a listener of its own ($(header shared-judge-om Content-Type))" \
+  bash -c '[[ "$1" == "$2; escaping=allow-utf-8" ]]' _ "$(header shared-judge-om Content-Type)" "$OM_TYPE"
+check "... gzipped ($(header shared-judge-om Content-Encoding))" [ "$(header shared-judge-om Content-Encoding)" = gzip ]
+for path in /metrics /metrics/billing /metrics/ops/x; do
+  http_request shared-404 "$SHARED_PORT" "$path"
+  check "$path on the shared listener is 404 naming the paths served (got $HTTP_STATUS)" \
+    bash -c "[ '$HTTP_STATUS' = 404 ] && grep -qF '/metrics/ops, /metrics/judge' '$WORK/shared-404.body'"
+done
+http_request shared-landing "$SHARED_PORT" /
+check "/ on the shared listener links both roles" \
+  bash -c "grep -qF 'href=\"/metrics/ops\"' '$WORK/shared-landing.body' && grep -qF 'href=\"/metrics/judge\"' '$WORK/shared-landing.body'"
+http_request shared-health "$SHARED_PORT" /healthz
+check "/healthz on the shared listener is 503 while the judge segment is missing, naming judge (got $HTTP_STATUS)" \
+  bash -c "[ '$HTTP_STATUS' = 503 ] && grep -q '^unavailable: judge: ' '$WORK/shared-health.body'"
+stop_process "$SHARED_PID" "$STOP_SECONDS"
+check "the shared exporter stops with 0 on SIGTERM (got $STOP_RC)" [ "$STOP_RC" = 0 ]
+check "... logging one listener's totals for both roles" grep -q 'event=http_totals role=ops,judge accepted=' "$WORK/shared.err"
+# One role on one listener, named without an address: healthy.
+start_bg shared-one "$EXPORTER" --instance "$INSTANCE" --listen 127.0.0.1:0 --role billing \
+  --role-segment "billing=$INSTANCE.ops"
+SHARED_ONE_PID=$BG_PID
+shared_one_port() {
+  { grep -o "event=listening role=billing address=127\.0\.0\.1:[1-9][0-9]*" "$WORK/shared-one.err" || true; } |
+    head -n 1 | sed 's/.*://'
+}
+shared_one_listening() { [ -n "$(shared_one_port)" ]; }
+check "--listen with --role billing logs its listener" poll_until "$POLL_SECONDS" shared_one_listening
+http_request shared-one "$(shared_one_port)" /metrics/billing
+check "/metrics/billing answers 200 with the segment up" \
+  parse "$WORK/shared-one.body" "${OPS_FAMILIES[@]}" --expect-sample 'shmetrics_segment_up{role="billing"}=1'
+http_request shared-one-health "$(shared_one_port)" /healthz
+check "/healthz with every role's segment served is 200 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 200 ]
+stop_process "$SHARED_ONE_PID" "$STOP_SECONDS"
+check "the one-role shared exporter stops with 0 on SIGTERM (got $STOP_RC)" [ "$STOP_RC" = 0 ]
+
 # ------------------------------------------ remove and recreate the ops segment
 opened_before=$(count_log 'event=segment_(opened|replaced) role=ops ')
 stop_process "$WRITER_PID" "$STOP_SECONDS"

@@ -606,3 +606,87 @@ TEST_CASE("scrapes whose requests arrive together share one render, and a later 
   CHECK(gate.renders() == 2);
   CHECK(server.stats(1).renders == 2);
 }
+
+TEST_CASE("a shared listener serves each role at /metrics/<role>, rendering them side by side") {
+  testing::ScopedName ops_name("http-shared-ops");
+  testing::ScopedName judge_name("http-shared-judge");
+  Segment ops = Segment::open(testing::small_options(ops_name.str(), 4, 4));
+  Segment judge = Segment::open(testing::small_options(judge_name.str(), 4, 4));
+  Counter ops_served = ops.counter("served_total", "Served.");
+  Counter judge_served = judge.counter("served_total", "Served.");
+  ops_served.inc(3);
+  judge_served.inc(5);
+  RenderGate ops_gate(true), judge_gate(false);
+  ServerOptions options;
+  options.threads = 2;
+  HttpServer server(options);
+  std::string error;
+  REQUIRE(server.add_shared_listener({std::make_shared<RoleSource>("ops", ops_name.str(), ops_gate.clock()),
+                                      std::make_shared<RoleSource>("judge", judge_name.str(), judge_gate.clock())},
+                                     "127.0.0.1", 0, error) == 0);
+  server.start();
+  const int port = server.port(0);
+  auto get = [&](const std::string& path) {
+    Client c(port);
+    REQUIRE(c.send("GET " + path + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+    return c.read_to_end();
+  };
+  // An ops scrape held in its render does not hold the judge role's.
+  Client ops_client(port);
+  REQUIRE(ops_client.send("GET /metrics/ops HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+  REQUIRE(ops_gate.wait_rendering());
+  std::string j = get("/metrics/judge");
+  CHECK(statuses(j) == std::vector<std::string>{"200"});
+  CHECK(testing::sample(j.substr(j.find("\r\n\r\n")), "served_total") == 5.0);
+  CHECK(j.find("role=\"judge\"") != std::string::npos);
+  CHECK(j.find("role=\"ops\"") == std::string::npos);
+  ops_gate.release();
+  std::string o = ops_client.read_to_end();
+  CHECK(statuses(o) == std::vector<std::string>{"200"});
+  CHECK(testing::sample(o.substr(o.find("\r\n\r\n")), "served_total") == 3.0);
+  CHECK(o.find("role=\"judge\"") == std::string::npos);
+  CHECK(ops_gate.renders() == 1);
+  CHECK(judge_gate.renders() == 1);
+  CHECK(server.stats(0).renders == 2);
+  // /metrics alone, an unknown role and a role's name with a suffix are not served.
+  for (const char* path : {"/metrics", "/metrics/", "/metrics/audit", "/metrics/ops/", "/metrics/opsx"}) {
+    std::string a = get(path);
+    INFO(path);
+    CHECK(statuses(a) == std::vector<std::string>{"404"});
+    CHECK(a.find("/metrics/ops, /metrics/judge") != std::string::npos);
+  }
+  std::string landing = get("/");
+  CHECK(statuses(landing) == std::vector<std::string>{"200"});
+  CHECK(landing.find("<a href=\"/metrics/ops\">") != std::string::npos);
+  CHECK(landing.find("<a href=\"/metrics/judge\">") != std::string::npos);
+  std::string health = get("/healthz");
+  CHECK(statuses(health) == std::vector<std::string>{"200"});
+  CHECK(health.find("ops: segment") != std::string::npos);
+  CHECK(health.find("judge: segment") != std::string::npos);
+}
+
+TEST_CASE("a shared listener's health is 503 while any role's segment is missing, naming it") {
+  testing::ScopedName ops_name("http-shared-health");
+  Segment ops = Segment::open(testing::small_options(ops_name.str(), 4, 4));
+  HttpServer server(ServerOptions{});
+  std::string error;
+  // One role twice is refused, and no role at all.
+  CHECK_THROWS_WITH(server.add_shared_listener({std::make_shared<RoleSource>("ops", ops_name.str()),
+                                                missing_segment_source()},
+                                               "127.0.0.1", 0, error),
+                    Catch::Contains("role ops given twice"));
+  CHECK_THROWS_AS(server.add_shared_listener({}, "127.0.0.1", 0, error), std::invalid_argument);
+  REQUIRE(server.add_shared_listener({std::make_shared<RoleSource>("ops", ops_name.str()),
+                                      std::make_shared<RoleSource>("judge", "/nonexistent-shmetrics-dir/none.judge")},
+                                     "127.0.0.1", 0, error) == 0);
+  server.start();
+  for (const char* path : {"/healthz", "/-/ready"}) {
+    Client c(server.port(0));
+    REQUIRE(c.send("GET " + std::string(path) + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+    std::string a = c.read_to_end();
+    INFO(a);
+    CHECK(statuses(a) == std::vector<std::string>{"503"});
+    CHECK(a.find("judge: ") != std::string::npos);
+    CHECK(a.find("ops: ") == std::string::npos);  // only the roles that are down
+  }
+}

@@ -181,9 +181,18 @@ struct HttpServer::Io {
 class ConnectionBase;
 
 struct HttpServer::Listener : std::enable_shared_from_this<HttpServer::Listener> {
-  Listener(HttpServer::Io& server_io, std::shared_ptr<RoleSource> role_source, const ServerOptions& o)
-      : io(server_io), auth(server_io.auth), pending_auth(server_io.pending_auth), source(std::move(role_source)),
-        options(o), acceptor(server_io.acceptors()), retry(acceptor.get_executor()) {}
+  Listener(HttpServer::Io& server_io, std::vector<std::shared_ptr<RoleSource>> role_sources, bool role_paths,
+           const ServerOptions& o)
+      : io(server_io), auth(server_io.auth), pending_auth(server_io.pending_auth), sources(std::move(role_sources)),
+        per_role_paths(role_paths), name(roles_of(sources)), options(o), acceptor(server_io.acceptors()),
+        retry(acceptor.get_executor()), renders_of(sources.size()) {}
+
+  // The roles served, for logs: "ops", or "ops,judge" on a shared listener.
+  static std::string roles_of(const std::vector<std::shared_ptr<RoleSource>>& sources) {
+    std::string names;
+    for (const auto& s : sources) names += (names.empty() ? "" : ",") + s->role();
+    return names;
+  }
 
   void accept();
   void on_accept(beast::error_code ec, tcp::socket socket);
@@ -193,14 +202,18 @@ struct HttpServer::Listener : std::enable_shared_from_this<HttpServer::Listener>
   void wait_begin(ConnectionBase& c);
   void wait_end(ConnectionBase& c);
   void request_body(std::shared_ptr<ConnectionBase> c);
-  void render_for_waiters();
+  void render_for_waiters(std::size_t role);
   void drop_body_waiters();
 
   HttpServer::Io& io;
   asio::thread_pool& auth;
   std::atomic<std::size_t>& pending_auth;  // the server's, all listeners together
   std::shared_ptr<WebConfigWatcher> web_config;  // null: plain HTTP, no auth
-  const std::shared_ptr<RoleSource> source;
+  // The roles served: one at /metrics, or (per_role_paths) each at
+  // /metrics/<role>.
+  const std::vector<std::shared_ptr<RoleSource>> sources;
+  const bool per_role_paths;
+  const std::string name;
   const ServerOptions options;
   tcp::acceptor acceptor;
   asio::steady_timer retry;  // after accept fails for want of descriptors or memory
@@ -220,9 +233,14 @@ struct HttpServer::Listener : std::enable_shared_from_this<HttpServer::Listener>
   // running. One render serves every scrape that asked before it ended:
   // scrapes whose heads came in one batch of events share a render.
   std::mutex body_mutex;
-  std::array<std::vector<std::shared_ptr<ConnectionBase>>, Exposition::kCount> body_waiters;  // per exposition
-  bool render_posted = false;
-  bool rendering = false;
+  // Per role (index in sources): a shared listener renders its roles side
+  // by side, as listeners of their own would.
+  struct RoleRenders {
+    std::array<std::vector<std::shared_ptr<ConnectionBase>>, Exposition::kCount> body_waiters;  // per exposition
+    bool render_posted = false;
+    bool rendering = false;
+  };
+  std::vector<RoleRenders> renders_of;
 };
 
 // What the listener knows of a connection: whether it waits for a request
@@ -246,8 +264,10 @@ class ConnectionBase : public std::enable_shared_from_this<ConnectionBase> {
   }
 
   const asio::any_io_executor& executor() const { return strand_; }
-  // What the request being answered negotiated (set before request_body).
+  // What the request being answered negotiated, and the role (its index in
+  // the listener's sources) it asks for; set before request_body.
   const Negotiated& negotiated() const { return negotiated_; }
+  std::size_t role_index() const { return role_index_; }
 
  protected:
   virtual void close_now() = 0;
@@ -256,6 +276,7 @@ class ConnectionBase : public std::enable_shared_from_this<ConnectionBase> {
   // The connection's own context: one thread runs its handlers in order.
   asio::any_io_executor strand_;
   Negotiated negotiated_;
+  std::size_t role_index_ = 0;
 
  private:
   friend struct HttpServer::Listener;
@@ -306,7 +327,7 @@ void HttpServer::Listener::wait_end(ConnectionBase& c) {
   c.is_waiting_ = false;
 }
 
-// Asks for the role's exposition for `c`, answered on c's context through
+// Asks for the exposition of c's role for `c`, answered on c's context through
 // body_ready. The render is posted behind the events already queued, so
 // scrapes whose heads arrived together (one epoll batch on one thread, or
 // others meanwhile) share it; one that asks while it runs takes it too, as
@@ -315,40 +336,42 @@ void HttpServer::Listener::request_body(std::shared_ptr<ConnectionBase> c) {
   asio::any_io_executor ex = c->executor();
   {
     std::lock_guard lock(body_mutex);
-    const std::size_t index = c->negotiated().exposition.index();
-    body_waiters[index].push_back(std::move(c));
-    if (render_posted || rendering) return;
-    render_posted = true;
+    const std::size_t role = c->role_index();
+    RoleRenders& r = renders_of.at(role);
+    r.body_waiters[c->negotiated().exposition.index()].push_back(std::move(c));
+    if (r.render_posted || r.rendering) return;
+    r.render_posted = true;
+    asio::post(ex, [self = shared_from_this(), role] { self->render_for_waiters(role); });
   }
-  asio::post(ex, [self = shared_from_this()] { self->render_for_waiters(); });
 }
 
-// Renders each exposition that scrapes wait for (a format and an encoding:
-// each its own body), until none waits.
-void HttpServer::Listener::render_for_waiters() {
+// Renders each exposition of `role` that scrapes wait for (a format and an
+// encoding: each its own body), until none waits.
+void HttpServer::Listener::render_for_waiters(std::size_t role) {
   std::unique_lock lock(body_mutex);
-  render_posted = false;
+  RoleRenders& r = renders_of[role];
+  r.render_posted = false;
   for (;;) {
     std::size_t index = 0;
-    while (index < Exposition::kCount && body_waiters[index].empty()) ++index;
+    while (index < Exposition::kCount && r.body_waiters[index].empty()) ++index;
     if (index == Exposition::kCount) {
-      rendering = false;
+      r.rendering = false;
       return;
     }
-    rendering = true;
-    const Exposition exposition = body_waiters[index].front()->negotiated().exposition;
+    r.rendering = true;
+    const Exposition exposition = r.body_waiters[index].front()->negotiated().exposition;
     lock.unlock();
     std::shared_ptr<const std::string> body;
     std::exception_ptr error;
     try {
-      body = source->scrape_shared(exposition);
+      body = sources[role]->scrape_shared(exposition);
     } catch (...) {
       error = std::current_exception();
     }
     std::vector<std::shared_ptr<ConnectionBase>> served;
     lock.lock();
     renders.fetch_add(1, std::memory_order_relaxed);
-    served.swap(body_waiters[index]);
+    served.swap(r.body_waiters[index]);
     lock.unlock();
     // Inline for the connections of this thread, posted to the others.
     for (auto& c : served) {
@@ -362,9 +385,9 @@ void HttpServer::Listener::render_for_waiters() {
 // At stop, after the threads are gone: the connections waiting for a body
 // are destroyed while their contexts still exist.
 void HttpServer::Listener::drop_body_waiters() {
-  std::array<std::vector<std::shared_ptr<ConnectionBase>>, Exposition::kCount> dropped;
+  std::vector<RoleRenders> dropped(renders_of.size());
   std::lock_guard lock(body_mutex);
-  dropped.swap(body_waiters);
+  dropped.swap(renders_of);
 }
 
 namespace {
@@ -418,14 +441,42 @@ std::optional<Answer> refuse_framing(const http::request<http::empty_body>& req,
   return std::nullopt;
 }
 
-// The paths served: the exposition, a landing page and two health checks.
-constexpr std::string_view kPaths[] = {"/metrics", "/", "/healthz", "/-/ready"};
+// What a path asks for: a role's exposition (by its index in the
+// listener's sources), the landing page or the health of every role.
+struct Route {
+  enum Kind { kMetrics, kLanding, kHealth } kind;
+  std::size_t role = 0;
+};
+
+// The paths served: /metrics (or /metrics/<role> for each role of a shared
+// listener), a landing page and two health checks.
+std::optional<Route> route_of(const HttpServer::Listener& l, std::string_view path) {
+  if (path == "/") return Route{Route::kLanding};
+  if (path == "/healthz" || path == "/-/ready") return Route{Route::kHealth};
+  if (!l.per_role_paths) {
+    if (path == "/metrics") return Route{Route::kMetrics};
+    return std::nullopt;
+  }
+  constexpr std::string_view kPrefix = "/metrics/";
+  if (!path.starts_with(kPrefix)) return std::nullopt;
+  const std::string_view role = path.substr(kPrefix.size());
+  for (std::size_t i = 0; i < l.sources.size(); ++i)
+    if (l.sources[i]->role() == role) return Route{Route::kMetrics, i};
+  return std::nullopt;
+}
+
+std::string paths_served(const HttpServer::Listener& l) {
+  std::string metrics;
+  if (!l.per_role_paths) metrics = "/metrics";
+  for (std::size_t i = 0; l.per_role_paths && i < l.sources.size(); ++i)
+    metrics += (i == 0 ? "/metrics/" : ", /metrics/") + l.sources[i]->role();
+  return metrics + ", /, /healthz and /-/ready are served";
+}
 
 // After authentication: an unknown path, or a method but GET or HEAD.
-std::optional<Answer> refuse_route(const http::request<http::empty_body>& req) {
+std::optional<Answer> refuse_route(const HttpServer::Listener& l, const http::request<http::empty_body>& req) {
   const std::string_view path = target_path(req.target());
-  if (std::find(std::begin(kPaths), std::end(kPaths), path) == std::end(kPaths))
-    return Answer{http::status::not_found, "not found: /metrics, /, /healthz and /-/ready are served"};
+  if (!route_of(l, path)) return Answer{http::status::not_found, "not found: " + paths_served(l)};
   if (req.method() != http::verb::get && req.method() != http::verb::head)
     return Answer{http::status::method_not_allowed,
                   "method " + std::string(view(req.method_string())) + " not allowed on " + std::string(path) +
@@ -447,26 +498,38 @@ void append_html_escaped(std::string& out, std::string_view text) {
 }
 
 // GET /: what this listener is, for a person with a browser.
-Answer landing_page(const RoleSource& source, const std::string& version) {
-  std::string role;
-  append_html_escaped(role, source.role());
-  std::string page = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>shmetrics exporter: " + role +
-                     "</title></head>\n<body><h1>shmetrics exporter</h1>\n<p>Role <b>" + role +
-                     "</b>: <a href=\"/metrics\">/metrics</a> (health: <a href=\"/healthz\">/healthz</a>)</p>\n"
-                     "<p>Version ";
-  append_html_escaped(page, version);
+Answer landing_page(const HttpServer::Listener& l) {
+  std::string roles;
+  append_html_escaped(roles, l.name);
+  std::string page = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>shmetrics exporter: " + roles +
+                     "</title></head>\n<body><h1>shmetrics exporter</h1>\n";
+  for (const auto& source : l.sources) {
+    std::string role;
+    append_html_escaped(role, source->role());
+    const std::string path = l.per_role_paths ? "/metrics/" + role : "/metrics";
+    page += "<p>Role <b>" + role + "</b>: <a href=\"" + path + "\">" + path + "</a></p>\n";
+  }
+  page += "<p>Health: <a href=\"/healthz\">/healthz</a></p>\n<p>Version ";
+  append_html_escaped(page, l.options.version);
   page += ", segment layout " + std::to_string(shm::kLayoutVersion) + ".</p>\n</body></html>";
   Answer a{http::status::ok, std::move(page)};
   a.content_type = "text/html; charset=utf-8";
   return a;
 }
 
-// GET /healthz and /-/ready: 200 while the role's segment is attached and
-// trusted, 503 with the reason otherwise.
-Answer health(RoleSource& source) {
-  std::string reason;
-  if (source.segment_ok(reason)) return Answer{http::status::ok, "ok: segment " + source.segment_path() + " is served"};
-  return Answer{http::status::service_unavailable, "unavailable: " + reason};
+// GET /healthz and /-/ready: 200 while the segment of every role served is
+// attached and trusted, 503 with each reason otherwise.
+Answer health(const HttpServer::Listener& l) {
+  std::string ok;
+  std::string down;
+  for (const auto& source : l.sources) {
+    std::string reason;
+    const std::string prefix = l.sources.size() > 1 ? source->role() + ": " : "";
+    if (source->segment_ok(reason)) ok += (ok.empty() ? "" : "\n") + prefix + "segment " + source->segment_path() + " is served";
+    else down += (down.empty() ? "" : "\n") + prefix + reason;
+  }
+  if (down.empty()) return Answer{http::status::ok, "ok: " + ok};
+  return Answer{http::status::service_unavailable, "unavailable: " + down};
 }
 
 // The first byte of a TLS connection: a handshake record. Anything else is
@@ -674,14 +737,16 @@ class Connection final : public ConnectionBase {
       return answer(Answer{http::status::unauthorized, "Unauthorized", !req.keep_alive(), false, true},
                     req.version(), head_only());
     }
-    if (auto refusal = refuse_route(req)) {
+    if (auto refusal = refuse_route(*listener_, req)) {
       refusal->close = refusal->close || !req.keep_alive();
       return answer(std::move(*refusal), req.version(), head_only());
     }
-    const std::string_view path = target_path(req.target());
-    if (path == "/metrics") return serve_metrics();
-    Answer page = path == "/" ? landing_page(*listener_->source, listener_->options.version)
-                              : health(*listener_->source);
+    const Route route = *route_of(*listener_, target_path(req.target()));
+    if (route.kind == Route::kMetrics) {
+      role_index_ = route.role;
+      return serve_metrics();
+    }
+    Answer page = route.kind == Route::kLanding ? landing_page(*listener_) : health(*listener_);
     page.close = !req.keep_alive();
     answer(std::move(page), req.version(), head_only());
   }
@@ -711,7 +776,7 @@ class Connection final : public ConnectionBase {
         why = e.what();
       } catch (...) {
       }
-      log_event("error", "scrape_failed", {{"role", listener_->source->role()}, {"reason", why}});
+      log_event("error", "scrape_failed", {{"role", listener_->sources[role_index_]->role()}, {"reason", why}});
       return answer(Answer{http::status::internal_server_error, "the exposition could not be rendered", true},
                     version, head_only);
     }
@@ -828,7 +893,7 @@ void HttpServer::Listener::on_accept(beast::error_code ec, tcp::socket socket) {
   if (ec) {
     // Out of descriptors or memory: waiting connections stay in the
     // backlog until some close; try again shortly instead of spinning.
-    accept_error_log.note("error", "accept_failed", source->role(), 0, ec.message());
+    accept_error_log.note("error", "accept_failed", name, 0, ec.message());
     retry.expires_after(std::chrono::milliseconds(100));
     retry.async_wait([self = shared_from_this()](beast::error_code wait_ec) {
       if (!wait_ec) self->accept();
@@ -841,12 +906,12 @@ void HttpServer::Listener::on_accept(beast::error_code ec, tcp::socket socket) {
     std::uint64_t total = refused.fetch_add(1, std::memory_order_relaxed) + 1;  // before the close
     beast::error_code ignored;
     socket.close(ignored);
-    refused_log.note("warn", "connection_refused", source->role(), total,
+    refused_log.note("warn", "connection_refused", name, total,
                      "every connection slot is busy answering (--max-connections " +
                          std::to_string(options.max_connections) + ")");
   } else {
     if (evicted.load(std::memory_order_relaxed) != evicted_before)
-      evicted_log.note("warn", "connection_evicted", source->role(), evicted.load(std::memory_order_relaxed),
+      evicted_log.note("warn", "connection_evicted", name, evicted.load(std::memory_order_relaxed),
                        "connection limit reached (--max-connections " + std::to_string(options.max_connections) +
                            "): closed the connection that waited longest for a request");
     std::shared_ptr<const LoadedWebConfig> config = web_config ? web_config->current() : nullptr;
@@ -855,7 +920,7 @@ void HttpServer::Listener::on_accept(beast::error_code ec, tcp::socket socket) {
     socket = move_to(io.next(), std::move(socket), moved);
     if (moved) {
       give_back_slot();
-      accept_error_log.note("error", "accept_failed", source->role(), 0,
+      accept_error_log.note("error", "accept_failed", name, 0,
                             "cannot hand the connection to a serving thread: " + moved.message());
       return accept();
     }
@@ -883,6 +948,21 @@ HttpServer::~HttpServer() { stop(); }
 
 int HttpServer::add_listener(std::shared_ptr<RoleSource> source, const std::string& host, int port,
                              std::string& error) {
+  return add(std::vector<std::shared_ptr<RoleSource>>{std::move(source)}, false, host, port, error);
+}
+
+int HttpServer::add_shared_listener(std::vector<std::shared_ptr<RoleSource>> sources, const std::string& host,
+                                    int port, std::string& error) {
+  if (sources.empty()) throw std::invalid_argument("HttpServer::add_shared_listener needs at least one role");
+  for (std::size_t i = 0; i < sources.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (sources[i]->role() == sources[j]->role())
+        throw std::invalid_argument("HttpServer::add_shared_listener: role " + sources[i]->role() + " given twice");
+  return add(std::move(sources), true, host, port, error);
+}
+
+int HttpServer::add(std::vector<std::shared_ptr<RoleSource>> sources, bool per_role_paths, const std::string& host,
+                    int port, std::string& error) {
   if (io_->started) throw std::logic_error("HttpServer::add_listener after start()");
   std::string wanted =
       (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
@@ -915,7 +995,7 @@ int HttpServer::add_listener(std::shared_ptr<RoleSource> source, const std::stri
     ::close(fd);
     return -1;
   }
-  auto listener = std::make_shared<Listener>(*io_, std::move(source), options_);
+  auto listener = std::make_shared<Listener>(*io_, std::move(sources), per_role_paths, options_);
   beast::error_code ec;
   listener->acceptor.assign(family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
   if (ec) {
@@ -951,7 +1031,8 @@ ListenerStats HttpServer::stats(std::size_t index) const {
   {
     std::lock_guard lock(const_cast<Listener&>(l).body_mutex);
     s.scrapes_waiting = 0;
-    for (const auto& waiters : l.body_waiters) s.scrapes_waiting += waiters.size();
+    for (const auto& role : l.renders_of)
+      for (const auto& waiters : role.body_waiters) s.scrapes_waiting += waiters.size();
   }
   return s;
 }

@@ -100,6 +100,12 @@ class HttpServer {
   // 127.0.0.1:8081: Address already in use". Before start() only.
   int add_listener(std::shared_ptr<RoleSource> source, const std::string& host, int port,
                    std::string& error);
+  // Adds one listener serving every role of `sources` (distinct role names),
+  // each at /metrics/<role>; / lists them and /healthz, /-/ready answer for
+  // all of them (200 only when every segment is served). Otherwise as
+  // add_listener.
+  int add_shared_listener(std::vector<std::shared_ptr<RoleSource>> sources, const std::string& host, int port,
+                          std::string& error);
 
   // Serves every listener under `web_config` (--web.config.file): a new
   // connection speaks TLS when the configuration current at its accept has
@@ -123,9 +129,12 @@ class HttpServer {
   // afterwards (address(), port() and stats() throw std::out_of_range).
   void stop();
 
-  struct Listener;  // one role's acceptor, source and connections
+  struct Listener;  // one address's acceptor, roles and connections
 
  private:
+  int add(std::vector<std::shared_ptr<RoleSource>> sources, bool per_role_paths, const std::string& host, int port,
+          std::string& error);
+
   ServerOptions options_;
   struct Io;
   std::unique_ptr<Io> io_;

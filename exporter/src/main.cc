@@ -1,4 +1,5 @@
-// shmetrics-exporter: serves each role's segment on its own /metrics listener.
+// shmetrics-exporter: serves each role's segment on its own /metrics listener,
+// or every role on one listener at /metrics/<role>.
 #include "http_server.h"
 #include "log.h"
 #include "role_source.h"
@@ -47,6 +48,7 @@ struct Options {
   std::vector<RoleConfig> roles{{"ops", "", "127.0.0.1:8081", "", 0, "--ops-listen"},
                                 {"judge", "", "127.0.0.1:8082", "", 0, "--judge-listen"}};
   bool roles_given = false;                  // --role replaced the two defaults
+  std::optional<RoleConfig> shared_listen;   // --listen: every role on one address, at /metrics/<role>
   std::vector<std::string> ops_judge_flags;  // --ops-listen & co. given: they need the defaults
   std::vector<std::pair<std::string, std::string>> role_segments;  // --role-segment NAME=SEGMENT
   std::string once_segment;
@@ -79,6 +81,12 @@ GET /metrics.
   --role-segment NAME=SEGMENT
                           segment of role NAME (default: INSTANCE.NAME); a
                           SEGMENT with a '/' is an absolute path
+  --listen HOST:PORT      serve every role on this one address instead, each
+                          at /metrics/NAME (/metrics/ops, /metrics/judge by
+                          default); roles are then given as --role NAME,
+                          without an address, and --ops-listen and
+                          --judge-listen are refused. /healthz answers 200
+                          only while every role's segment is served
 
   --instance NAME         instance prefix of the segment names; the segments are
                           NAME.ops and NAME.judge in the segment directory
@@ -316,14 +324,17 @@ Options parse_options(int argc, char** argv) {
       const std::string value = value_of(i);
       const std::size_t eq = value.find('=');
       const std::string name = value.substr(0, eq);
-      if (eq == std::string::npos || !valid_role(name))
-        usage_error("--role \"" + value + "\" is invalid: expected NAME=HOST:PORT, NAME 1-64 characters of "
-                    "[a-z0-9_-], e.g. --role billing=127.0.0.1:8083");
+      if (!valid_role(name) || eq + 1 == value.size())
+        usage_error("--role \"" + value + "\" is invalid: expected NAME=HOST:PORT (or NAME alone with --listen), "
+                    "NAME 1-64 characters of [a-z0-9_-], e.g. --role billing=127.0.0.1:8083");
       if (!o.roles_given) o.roles.clear();
       o.roles_given = true;
       for (const RoleConfig& r : o.roles)
         if (r.role == name) usage_error("--role " + name + " is given twice: each role is served once");
-      o.roles.push_back({name, "", value.substr(eq + 1), "", 0, "--role " + name});
+      o.roles.push_back({name, "", eq == std::string::npos ? "" : value.substr(eq + 1), "", 0, "--role " + name});
+    } else if (a == "--listen") {
+      if (o.shared_listen) usage_error("--listen is given twice: every role is served on one address");
+      o.shared_listen = RoleConfig{"", "", value_of(i), "", 0, "--listen"};
     } else if (a == "--role-segment") {
       const std::string value = value_of(i);
       const std::size_t eq = value.find('=');
@@ -354,6 +365,22 @@ Options parse_options(int argc, char** argv) {
       usage_error("unknown flag \"" + std::string(a) + "\"");
     }
   }
+  if (o.shared_listen) {
+    for (const std::string& flag : o.ops_judge_flags)
+      if (flag.ends_with("-listen"))
+        usage_error(flag + " and --listen cannot be combined: with --listen every role is served on its address, "
+                    "at /metrics/<role>");
+    for (const RoleConfig& r : o.roles)
+      if (o.roles_given && !r.listen.empty())
+        usage_error(r.flag + "=" + r.listen + " has an address, but --listen serves every role on one: give "
+                    "--role " + r.role + " without one");
+    parse_listen(*o.shared_listen);
+  } else {
+    for (const RoleConfig& r : o.roles)
+      if (r.listen.empty())
+        usage_error(r.flag + " has no address: expected --role " + r.role + "=HOST:PORT, or --listen HOST:PORT "
+                    "to serve every role on one address");
+  }
   if (o.roles_given && !o.ops_judge_flags.empty())
     usage_error(o.ops_judge_flags.front() + " and --role cannot be combined: with --role, give every role's "
                 "address with --role and its segment with --role-segment");
@@ -361,7 +388,7 @@ Options parse_options(int argc, char** argv) {
     auto it = std::find_if(o.roles.begin(), o.roles.end(), [&](const RoleConfig& r) { return r.role == name; });
     if (it == o.roles.end())
       usage_error("--role-segment names role \"" + name + "\", which is not served: give --role " + name +
-                  "=HOST:PORT too");
+                  (o.shared_listen ? " too" : "=HOST:PORT too"));
     it->segment = segment;
   }
   for (RoleConfig& r : o.roles) {
@@ -371,7 +398,7 @@ Options parse_options(int argc, char** argv) {
     } catch (const std::invalid_argument& e) {
       usage_error(e.what());
     }
-    parse_listen(r);
+    if (!o.shared_listen) parse_listen(r);
   }
   if (o.segment_owner && o.accept_foreign_owner)
     usage_error("--segment-owner and --accept-foreign-owner contradict each other: give one of them");
@@ -382,7 +409,7 @@ Options parse_options(int argc, char** argv) {
       usage_error(e.what());
     }
   }
-  for (std::size_t i = 0; i < o.roles.size(); ++i)
+  for (std::size_t i = 0; i < o.roles.size() && !o.shared_listen; ++i)
     for (std::size_t j = 0; j < i; ++j)
       if (o.roles[i].port != 0 && o.roles[i].port == o.roles[j].port && o.roles[i].host == o.roles[j].host)
         usage_error("the " + o.roles[j].role + " and " + o.roles[i].role + " roles cannot listen on the same address " +
@@ -401,11 +428,12 @@ void raise_descriptor_limit(const Options& options) {
     ::setrlimit(RLIMIT_NOFILE, &limit);
     ::getrlimit(RLIMIT_NOFILE, &limit);
   }
-  const rlim_t wanted = options.roles.size() * options.server.max_connections + 64;
+  const rlim_t listeners = options.shared_listen ? 1 : options.roles.size();
+  const rlim_t wanted = listeners * options.server.max_connections + 64;
   if (limit.rlim_cur < wanted)
     log_event("warn", "descriptor_limit_low",
               {{"limit", std::to_string(limit.rlim_cur)}, {"wanted", std::to_string(wanted)},
-               {"reason", "RLIMIT_NOFILE is below --max-connections for every role; raise it (LimitNOFILE= "
+               {"reason", "RLIMIT_NOFILE is below --max-connections for every listener; raise it (LimitNOFILE= "
                           "in systemd) or lower --max-connections"}});
 }
 
@@ -452,20 +480,41 @@ int main(int argc, char** argv) {
   }
   shmetrics::exporter::HttpServer server(options.server);
   server.set_web_config(web_config);
+  std::vector<std::shared_ptr<RoleSource>> sources;
+  std::vector<std::string> listener_roles;  // per listener, for the totals logged at stop
   for (const RoleConfig& r : options.roles) {
     auto source = std::make_shared<RoleSource>(r.role, r.segment);
     source->set_version(SHMETRICS_VERSION);
     source->accept_foreign_owner(options.accept_foreign_owner);
     if (options.segment_owner) source->expect_owner(*options.segment_owner);
     source->set_max_scrape_bytes(options.max_scrape_bytes);
+    sources.push_back(source);
+    if (options.shared_listen) continue;
     std::string error;
     int index = server.add_listener(source, r.host, r.port, error);
     if (index < 0) {
       log_event("error", "listen_failed", {{"role", r.role}, {"address", r.listen}, {"reason", error}});
       return 1;
     }
+    listener_roles.push_back(r.role);
     log_event("info", "listening",
-              {{"role", r.role}, {"address", server.address(static_cast<std::size_t>(index))}, {"segment", r.segment}});
+              {{"role", r.role}, {"address", server.address(static_cast<std::size_t>(index))}, {"path", "/metrics"},
+               {"segment", r.segment}});
+  }
+  if (const std::optional<RoleConfig>& shared = options.shared_listen) {
+    std::string error;
+    int index = server.add_shared_listener(sources, shared->host, shared->port, error);
+    std::string names;
+    for (const RoleConfig& r : options.roles) names += (names.empty() ? "" : ",") + r.role;
+    if (index < 0) {
+      log_event("error", "listen_failed", {{"role", names}, {"address", shared->listen}, {"reason", error}});
+      return 1;
+    }
+    listener_roles.push_back(names);
+    for (const RoleConfig& r : options.roles)
+      log_event("info", "listening",
+                {{"role", r.role}, {"address", server.address(static_cast<std::size_t>(index))},
+                 {"path", "/metrics/" + r.role}, {"segment", r.segment}});
   }
   server.start();
   log_event("info", "serving", {{"threads", std::to_string(options.server.threads)}});
@@ -483,10 +532,10 @@ int main(int argc, char** argv) {
   }
   log_event("info", "stopping", {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
   // What each listener met in its life, for the operator reading the log.
-  for (std::size_t i = 0; i < options.roles.size(); ++i) {
+  for (std::size_t i = 0; i < listener_roles.size(); ++i) {
     shmetrics::exporter::ListenerStats st = server.stats(i);
     log_event("info", "http_totals",
-              {{"role", options.roles[i].role}, {"accepted", std::to_string(st.accepted)},
+              {{"role", listener_roles[i]}, {"accepted", std::to_string(st.accepted)},
                {"refused", std::to_string(st.refused)}, {"evicted", std::to_string(st.evicted)},
                {"header_timeouts", std::to_string(st.header_timeouts)}, {"requests", std::to_string(st.requests)},
                {"unauthorized", std::to_string(st.unauthorized)}, {"auth_busy", std::to_string(st.auth_busy)},
