@@ -56,7 +56,7 @@ def steady_part(body):
     """The body without the exporter's samples that every scrape moves: its
     scrape counts and durations and its process's CPU and memory."""
     return b"\n".join(line for line in body.split(b"\n")
-                      if not line.startswith((b"shmetrics_exporter_scrape", b"process_")))
+                      if not line.startswith((b"shmetrics_exporter_scrape", b"process_", b"shmetrics_writer_process_")))
 
 
 def scrape(port, request):

@@ -396,17 +396,19 @@ check "--role with --ops-listen is refused" role_refused role-mixed 'cannot be c
   --role billing=127.0.0.1:0 --ops-listen 127.0.0.1:0
 check "--role-segment of a role not served is refused" role_refused role-segment-alone 'which is not served' \
   --role billing=127.0.0.1:0 --role-segment audit=x
+# logged_port NAME ROLE: the port exporter NAME (started with start_bg NAME)
+# logged for ROLE on 127.0.0.1, "" until it has.
+logged_port() {
+  { grep -o "event=listening role=$2 address=127\.0\.0\.1:[1-9][0-9]*" "$WORK/$1.err" || true; } |
+    head -n 1 | sed 's/.*://'
+}
+has_logged_port() { [ -n "$(logged_port "$1" "$2")" ]; }
 start_bg role-billing "$EXPORTER" --instance "$INSTANCE" --role billing=127.0.0.1:0 \
   --role-segment "billing=$INSTANCE.ops"
 BILLING_PID=$BG_PID
-billing_port() {
-  { grep -o "event=listening role=billing address=127\.0\.0\.1:[1-9][0-9]*" "$WORK/role-billing.err" || true; } |
-    head -n 1 | sed 's/.*://'
-}
-billing_listening() { [ -n "$(billing_port)" ]; }
-check "an exporter with --role billing logs its listener" poll_until "$POLL_SECONDS" billing_listening
+check "an exporter with --role billing logs its listener" poll_until "$POLL_SECONDS" has_logged_port role-billing billing
 check "... and no other listener" [ "$(grep -c 'event=listening' "$WORK/role-billing.err")" = 1 ]
-http_request billing "$(billing_port)" /metrics
+http_request billing "$(logged_port role-billing billing)" /metrics
 check "role billing answers 200 with its segment up and the writer's families" \
   parse "$WORK/billing.body" "${OPS_FAMILIES[@]}" \
   --expect-sample 'shmetrics_segment_up{role="billing"}=1'
@@ -427,11 +429,12 @@ check "--role NAME without an address is refused without --listen" role_refused 
 check "--listen twice is refused" role_refused listen-twice 'given twice' --listen 127.0.0.1:0 --listen 127.0.0.1:0
 start_bg shared "$EXPORTER" --instance "$INSTANCE" --listen 127.0.0.1:0
 SHARED_PID=$BG_PID
-shared_port() {
-  { grep -o "event=listening role=ops address=127\.0\.0\.1:[1-9][0-9]* path=/metrics/ops" "$WORK/shared.err" || true; } |
-    head -n 1 | sed 's/ path=.*//; s/.*://'
+shared_port() { logged_port shared ops; }
+shared_listening() {
+  has_logged_port shared ops &&
+    grep -q "event=listening role=ops address=127\.0\.0\.1:$(shared_port) path=/metrics/ops" "$WORK/shared.err" &&
+    grep -q "event=listening role=judge address=127\.0\.0\.1:$(shared_port) path=/metrics/judge" "$WORK/shared.err"
 }
-shared_listening() { [ -n "$(shared_port)" ] && grep -q "event=listening role=judge address=127\.0\.0\.1:$(shared_port) path=/metrics/judge" "$WORK/shared.err"; }
 check "an exporter with --listen logs both roles on one address, each with its path" poll_until "$POLL_SECONDS" shared_listening
 check "... and no other listener" [ "$(grep -c 'event=listening' "$WORK/shared.err")" = 2 ]
 SHARED_PORT=$(shared_port)
@@ -464,19 +467,83 @@ check "... logging one listener's totals for both roles" grep -q 'event=http_tot
 start_bg shared-one "$EXPORTER" --instance "$INSTANCE" --listen 127.0.0.1:0 --role billing \
   --role-segment "billing=$INSTANCE.ops"
 SHARED_ONE_PID=$BG_PID
-shared_one_port() {
-  { grep -o "event=listening role=billing address=127\.0\.0\.1:[1-9][0-9]*" "$WORK/shared-one.err" || true; } |
-    head -n 1 | sed 's/.*://'
-}
-shared_one_listening() { [ -n "$(shared_one_port)" ]; }
-check "--listen with --role billing logs its listener" poll_until "$POLL_SECONDS" shared_one_listening
-http_request shared-one "$(shared_one_port)" /metrics/billing
+check "--listen with --role billing logs its listener" poll_until "$POLL_SECONDS" has_logged_port shared-one billing
+http_request shared-one "$(logged_port shared-one billing)" /metrics/billing
 check "/metrics/billing answers 200 with the segment up" \
   parse "$WORK/shared-one.body" "${OPS_FAMILIES[@]}" --expect-sample 'shmetrics_segment_up{role="billing"}=1'
-http_request shared-one-health "$(shared_one_port)" /healthz
+http_request shared-one-health "$(logged_port shared-one billing)" /healthz
 check "/healthz with every role's segment served is 200 (got $HTTP_STATUS)" [ "$HTTP_STATUS" = 200 ]
 stop_process "$SHARED_ONE_PID" "$STOP_SECONDS"
 check "the one-role shared exporter stops with 0 on SIGTERM (got $STOP_RC)" [ "$STOP_RC" = 0 ]
+
+# ------------------------------------------------ the writers' own processes
+# Each live process holding an ops record (the writer's $WORKERS workers, not
+# its master, which records nothing) shows its CPU time and resident memory
+# by pid; a writer in another pid namespace is left out and counted.
+children_of() {  # children_of PID: the pids whose parent is PID, sorted
+  "$PYTHON" - "$1" <<'PY'
+import os, sys
+out = []
+for d in os.listdir("/proc"):
+    if not d.isdigit():
+        continue
+    try:
+        with open("/proc/%s/stat" % d) as f:
+            stat = f.read()
+    except OSError:
+        continue
+    if stat[stat.rfind(")") + 2:].split()[1] == sys.argv[1]:
+        out.append(int(d))
+print(" ".join(str(p) for p in sorted(out)))
+PY
+}
+labelled_pids() {  # labelled_pids NAME: the pid labels of the writers' resident memory in body NAME, sorted
+  { grep -o '^shmetrics_writer_process_resident_memory_bytes{role="ops",pid="[0-9]*"} [1-9][0-9]*$' \
+      "$WORK/$1.body" || true; } | sed 's/.*pid="\([0-9]*\)".*/\1/' | sort -n | tr '\n' ' ' | sed 's/ $//'
+}
+writers_state() {  # writers_state NAME STATE: the count of shmetrics_writer_processes{state=STATE} in body NAME
+  { grep -o "^shmetrics_writer_processes{role=\"ops\",state=\"$2\"} [0-9]*" "$WORK/$1.body" || true; } | sed 's/.* //'
+}
+WRITER_CHILDREN=$(children_of "$WRITER_PID")
+http_request writers "$OPS_PORT" /metrics
+check "ops /metrics shows the resident memory of exactly the writer's $WORKERS workers by pid (want '$WRITER_CHILDREN', got '$(labelled_pids writers)')" \
+  bash -c "[ -n '$WRITER_CHILDREN' ] && [ '$(labelled_pids writers)' = '$WRITER_CHILDREN' ] && [ \$(echo '$WRITER_CHILDREN' | wc -w) = $WORKERS ]"
+check "... their CPU time too ($(grep -c '^shmetrics_writer_process_cpu_seconds_total{role="ops",pid=' "$WORK/writers.body") samples)" \
+  [ "$(grep -c '^shmetrics_writer_process_cpu_seconds_total{role="ops",pid="[0-9]*"} [0-9]' "$WORK/writers.body")" = "$WORKERS" ]
+check "... counted as shown: $WORKERS (got '$(writers_state writers shown)')" [ "$(writers_state writers shown)" = "$WORKERS" ]
+check "... none in another namespace (got '$(writers_state writers other_namespace)')" \
+  [ "$(writers_state writers other_namespace)" = 0 ]
+http_request writers-judge "$JUDGE_PORT" /metrics
+check "the judge role, whose segment is missing, shows no writer processes" \
+  bash -c "! grep -q '^shmetrics_writer_process' '$WORK/writers-judge.body'"
+if unshare --pid --fork true 2>"$WORK/unshare.err"; then
+  # Two more ops workers in a pid namespace of their own (below this one).
+  start_bg ns-writer unshare --pid --fork --kill-child=SIGTERM "$DEMO_WRITER" --instance "$INSTANCE" --role ops --workers 2
+  NS_WRITER_PID=$BG_PID
+  other_namespace_two() {
+    http_request writers-ns "$OPS_PORT" /metrics
+    [ "$(writers_state writers-ns other_namespace)" = 2 ]
+  }
+  poll_until "$POLL_SECONDS" other_namespace_two || true
+  check "a writer in another pid namespace: its 2 workers are counted as other_namespace (got '$(writers_state writers-ns other_namespace)')" \
+    [ "$(writers_state writers-ns other_namespace)" = 2 ]
+  check "... and left out: still exactly the first writer's workers by pid (got '$(labelled_pids writers-ns)')" \
+    [ "$(labelled_pids writers-ns)" = "$WRITER_CHILDREN" ]
+  # unshare ignores SIGTERM while it waits: the writer's whole group gets it.
+  kill -TERM -- "-$NS_WRITER_PID" 2>/dev/null || true
+  stop_process "$NS_WRITER_PID" "$STOP_SECONDS"
+  check "the namespaced writer stops on SIGTERM to its group (got $STOP_RC)" [ "$STOP_RC" != KILLED ]
+else
+  skip "unshare --pid cannot run here ($(head -n 1 "$WORK/unshare.err")): writers in another pid namespace not tried"
+fi
+# --no-writer-process-metrics leaves them out.
+start_bg no-writers "$EXPORTER" --instance "$INSTANCE" --role ops=127.0.0.1:0 --no-writer-process-metrics
+NO_WRITERS_PID=$BG_PID
+check "an exporter with --no-writer-process-metrics logs its listener" poll_until "$POLL_SECONDS" has_logged_port no-writers ops
+http_request no-writers "$(logged_port no-writers ops)" /metrics
+check "... and shows the ops segment without any shmetrics_writer_process* line" \
+  bash -c "grep -q '^shmetrics_segment_up{role=\"ops\"} 1$' '$WORK/no-writers.body' && ! grep -q '^shmetrics_writer_process' '$WORK/no-writers.body'"
+stop_process "$NO_WRITERS_PID" "$STOP_SECONDS"
 
 # ------------------------------------------ remove and recreate the ops segment
 opened_before=$(count_log 'event=segment_(opened|replaced) role=ops ')

@@ -165,7 +165,8 @@ inline std::optional<double> sample(const std::string& text, const std::string& 
 }
 
 // `text` without the samples of the exporter's metrics that every scrape
-// moves (its scrape counts and durations, its process's CPU and memory): to
+// moves (its scrape counts and durations, its process's and the writers' CPU
+// and memory): to
 // compare two scrapes' bodies.
 inline std::string without_scrape_counts(const std::string& text) {
   std::string out;
@@ -174,7 +175,9 @@ inline std::string without_scrape_counts(const std::string& text) {
     std::size_t end = text.find('\n', at);
     end = end == std::string::npos ? text.size() : end + 1;
     const std::string_view line(text.data() + at, end - at);
-    if (!line.starts_with("shmetrics_exporter_scrape") && !line.starts_with("process_")) out.append(line);
+    if (!line.starts_with("shmetrics_exporter_scrape") && !line.starts_with("process_") &&
+        !line.starts_with("shmetrics_writer_process_"))
+      out.append(line);
     at = end;
   }
   return out;

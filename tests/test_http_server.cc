@@ -667,7 +667,7 @@ TEST_CASE("a shared listener serves each role at /metrics/<role>, rendering them
 
 TEST_CASE("a shared listener's health is 503 while any role's segment is missing, naming it") {
   testing::ScopedName ops_name("http-shared-health");
-  Segment ops = Segment::open(testing::small_options(ops_name.str(), 4, 4));
+  [[maybe_unused]] Segment ops = Segment::open(testing::small_options(ops_name.str(), 4, 4));
   HttpServer server(ServerOptions{});
   std::string error;
   // One role twice is refused, and no role at all.

@@ -53,6 +53,7 @@ struct Options {
   std::vector<std::pair<std::string, std::string>> role_segments;  // --role-segment NAME=SEGMENT
   std::string once_segment;
   bool accept_foreign_owner = false;
+  bool writer_process_metrics = true;
   std::optional<uid_t> segment_owner;
   std::size_t max_scrape_bytes = shmetrics::exporter::kDefaultMaxScrapeBytes;
   std::string web_config_file;  // empty: plain HTTP, no auth
@@ -65,6 +66,7 @@ struct Options {
 };
 
 static_assert(shmetrics::exporter::kDefaultMaxScrapeBytes == 67108864, "--help gives the default");
+static_assert(shmetrics::exporter::kMaxWriterProcesses == 1024, "--help gives the bound");
 
 void print_help() {
   std::cout <<
@@ -118,6 +120,13 @@ GET /metrics.
   --accept-foreign-owner  serve segments of any owner, logging it (unsafe
                           where another user could have made the segment,
                           e.g. in a directory whose name it took first)
+  --no-writer-process-metrics
+                          leave out each live writer process's CPU time and
+                          resident memory (shmetrics_writer_process_*{pid},
+                          read from /proc at most once a second, at most
+                          1024 processes per role; writers in another pid
+                          namespace are left out and counted in
+                          shmetrics_writer_processes{state})
   --max-scrape-bytes N    most bytes one role may hold parsed from its segment,
                           and the largest exposition it renders, 65536-2^40
                           (default 67108864, 64 MiB); a segment past either
@@ -355,6 +364,9 @@ Options parse_options(int argc, char** argv) {
     } else if (a == "--accept-foreign-owner") {
       no_value();
       o.accept_foreign_owner = true;
+    } else if (a == "--no-writer-process-metrics") {
+      no_value();
+      o.writer_process_metrics = false;
     } else if (a == "--web.config.file") {
       o.web_config_file = value_of(i);
     } else if (a == "--max-scrape-bytes") {
@@ -443,6 +455,7 @@ int run_once(const std::string& segment, const Options& options) {
   source.accept_foreign_owner(options.accept_foreign_owner);
   if (options.segment_owner) source.expect_owner(*options.segment_owner);
   source.set_max_scrape_bytes(options.max_scrape_bytes);
+  source.set_writer_process_metrics(options.writer_process_metrics);
   std::string text = source.scrape();
   std::fwrite(text.data(), 1, text.size(), stdout);
   return text.find("shmetrics_segment_up{role=\"once\"} 1") == std::string::npos ? 1 : 0;
@@ -488,6 +501,7 @@ int main(int argc, char** argv) {
     source->accept_foreign_owner(options.accept_foreign_owner);
     if (options.segment_owner) source->expect_owner(*options.segment_owner);
     source->set_max_scrape_bytes(options.max_scrape_bytes);
+    source->set_writer_process_metrics(options.writer_process_metrics);
     sources.push_back(source);
     if (options.shared_listen) continue;
     std::string error;

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 #include <mutex>
@@ -117,6 +118,132 @@ void append_own_process_metrics(std::string& out, Format format) {
   head("process_max_fds", "gauge", "Maximum number of open file descriptors.");
   append_uint(out, stats->max_fds);
   out += '\n';
+}
+
+bool in_own_pid_namespace(std::uint32_t pid, std::string_view status) {
+  // The value of the line starting with `key`, or nullopt.
+  auto field = [&](std::string_view key) -> std::optional<std::string_view> {
+    std::size_t at = 0;
+    while (at < status.size()) {
+      std::size_t end = status.find('\n', at);
+      if (end == std::string_view::npos) end = status.size();
+      std::string_view line = status.substr(at, end - at);
+      if (line.starts_with(key)) return line.substr(key.size());
+      at = end + 1;
+    }
+    return std::nullopt;
+  };
+  auto numbers = [](std::string_view text) {
+    std::vector<std::uint64_t> out;
+    std::size_t i = 0;
+    while (i < text.size()) {
+      while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) ++i;
+      if (i == text.size()) break;
+      std::uint64_t n = 0;
+      std::size_t digits = 0;
+      for (; i < text.size() && text[i] >= '0' && text[i] <= '9' && digits < 10; ++i, ++digits)
+        n = n * 10 + static_cast<std::uint64_t>(text[i] - '0');
+      if (digits == 0 || (i < text.size() && text[i] != ' ' && text[i] != '\t')) return std::vector<std::uint64_t>{};
+      out.push_back(n);
+    }
+    return out;
+  };
+  std::optional<std::string_view> nspid = field("NSpid:");
+  if (!nspid) nspid = field("Pid:");
+  if (!nspid) return false;
+  const std::vector<std::uint64_t> pids = numbers(*nspid);
+  return pids.size() == 1 && pids[0] == pid;
+}
+
+namespace {
+
+std::optional<std::string> read_small_file(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "re");
+  if (f == nullptr) return std::nullopt;
+  std::string text(4096, '\0');
+  const std::size_t n = std::fread(text.data(), 1, text.size(), f);
+  std::fclose(f);
+  text.resize(n);
+  return text;
+}
+
+}  // namespace
+
+WriterProcesses read_writer_processes(const std::vector<LiveWriter>& live) {
+  WriterProcesses out;
+  for (std::size_t i = 0; i < live.size(); ++i) {
+    if (out.shown.size() + out.other_namespace + out.unreadable >= kMaxWriterProcesses) {
+      out.not_read = live.size() - i;
+      break;
+    }
+    const LiveWriter& w = live[i];
+    if (w.here <= 0) {  // a holder this namespace cannot see
+      ++out.other_namespace;
+      continue;
+    }
+    const std::optional<std::string> status = read_small_file("/proc/" + std::to_string(w.here) + "/status");
+    if (!status) {
+      ++out.unreadable;
+      continue;
+    }
+    if (!in_own_pid_namespace(w.pid, *status)) {
+      ++out.other_namespace;
+      continue;
+    }
+    const std::optional<ProcessStats> stats = read_process_stats(w.here);
+    if (!stats) {
+      ++out.unreadable;
+      continue;
+    }
+    out.shown.push_back({w.pid, stats->cpu_seconds, stats->resident_bytes});
+  }
+  std::sort(out.shown.begin(), out.shown.end(),
+            [](const WriterProcess& a, const WriterProcess& b) { return a.pid < b.pid; });
+  return out;
+}
+
+void append_writer_process_metrics(std::string& out, Format format, std::string_view role_value,
+                                   const WriterProcesses& writers) {
+  const std::string_view cpu = format == Format::kOpenMetrics ? "shmetrics_writer_process_cpu_seconds"
+                                                              : "shmetrics_writer_process_cpu_seconds_total";
+  out.append("# HELP ").append(cpu).append(
+      " Total user and system CPU time of each live writer process of this role, in seconds (read from /proc at "
+      "most once a second).\n# TYPE ").append(cpu).append(" counter\n");
+  // One sample per writer shown: NAME{role,pid} VALUE.
+  auto samples = [&](std::string_view name, auto append_value) {
+    for (const WriterProcess& w : writers.shown) {
+      out.append(name).append("{").append(role_value).append(",pid=\"");
+      append_uint(out, w.pid);
+      out += "\"} ";
+      append_value(w);
+      out += '\n';
+    }
+  };
+  samples("shmetrics_writer_process_cpu_seconds_total", [&](const WriterProcess& w) { append_double(out, w.cpu_seconds); });
+  out += "# HELP shmetrics_writer_process_resident_memory_bytes Resident memory of each live writer process of "
+         "this role, in bytes (read from /proc at most once a second).\n"
+         "# TYPE shmetrics_writer_process_resident_memory_bytes gauge\n";
+  samples("shmetrics_writer_process_resident_memory_bytes",
+          [&](const WriterProcess& w) { append_uint(out, w.resident_bytes); });
+  out += "# HELP shmetrics_writer_processes Live writer processes of this role: shown by the two families above, "
+         "or left out as in another pid namespace, unreadable in /proc, or past the " +
+         std::to_string(kMaxWriterProcesses) + " read per refresh.\n# TYPE shmetrics_writer_processes gauge\n";
+  const struct {
+    const char* state;
+    std::uint64_t count;
+  } states[] = {{"shown", writers.shown.size()},
+                {"other_namespace", writers.other_namespace},
+                {"unreadable", writers.unreadable},
+                {"not_read", writers.not_read}};
+  for (const auto& s : states) {
+    out += "shmetrics_writer_processes{";
+    out += role_value;
+    out += ",state=\"";
+    out += s.state;
+    out += "\"} ";
+    append_uint(out, s.count);
+    out += '\n';
+  }
 }
 
 }  // namespace shmetrics::exporter

@@ -70,13 +70,14 @@ bool innermost_pid_is(pid_t pid, std::uint32_t inner) {
 
 }  // namespace
 
-RecordLiveness kernel_liveness(const shm::MappedSegment& segment) {
+RecordLiveness kernel_liveness(const shm::MappedSegment& segment, std::vector<pid_t>* holders) {
   const int set = segment.semaphore_set();
   const std::uint32_t slots = segment.capacities().thread_slots;
-  return [set, slots](std::uint32_t record, std::uint32_t pid) {
+  return [set, slots, holders](std::uint32_t record, std::uint32_t pid) {
     shm::ClaimHolder holder = shm::claim_holder(set, shm::Geometry::record_semaphore(slots, record));
     if (holder.error) return true;  // unknown: only the kernel's word makes a record dead
     if (!holder.held) return false;
+    if (holders != nullptr && record < holders->size()) (*holders)[record] = holder.pid;
     // The holder must be the owner the record names: while a new owner takes
     // over a dead one's record, the old values are not shown as live. A
     // holder in a pid namespace this one cannot see shows as pid 0 and is
@@ -110,6 +111,8 @@ void RoleSource::set_down(const std::string& reason, bool keep_mapping) {
     mapped_.reset();
     reader_.reset();
   }
+  writers_ = {};
+  writers_read_ns_.reset();
   if (reason == last_error_) return;
   last_error_ = reason;
   log_event("warn", "segment_down", {{"role", role_}, {"segment", segment_path_}, {"reason", reason}});
@@ -120,6 +123,8 @@ bool RoleSource::ensure_open() {
     log_event("info", "segment_replaced", {{"role", role_}, {"segment", segment_path_}});
     mapped_.reset();
     reader_.reset();
+    writers_ = {};
+    writers_read_ns_.reset();
   }
   if (mapped_) {
     // Liveness needs the semaphore set: one removed under the segment
@@ -232,8 +237,18 @@ std::shared_ptr<const std::string> RoleSource::render(Exposition exposition) {
     {
       SigbusGuard guard(mapped_->base(), mapped_->size_bytes());
       // Room is left for the exporter's own metrics, appended below.
-      err = reader_->render(out, kernel_liveness(*mapped_), now_ns_(),
+      // The writers' /proc is read at most once a second: this render
+      // notes who holds each live record when it is due.
+      const bool read_writers = writer_process_metrics_ && (!writers_read_ns_ || started_ns - *writers_read_ns_ >= 1'000'000'000u);
+      if (read_writers) holders_.assign(reader_->capacities().process_records, 0);
+      err = reader_->render(out, kernel_liveness(*mapped_, read_writers ? &holders_ : nullptr), now_ns_(),
                             max_scrape_bytes_ - kRoomAfterRender, format);
+      if (read_writers && err.empty()) {
+        std::vector<LiveWriter> live;
+        for (const auto& [record, pid] : reader_->live_records()) live.push_back({pid, holders_[record]});
+        writers_ = read_writer_processes(live);
+        writers_read_ns_ = started_ns;
+      }
       over_limit = reader_->over_limit();
       if (guard.faulted()) {
         err = "segment \"" + segment_path_ + "\" was truncated while being read";
@@ -425,6 +440,7 @@ void RoleSource::append_own_metrics(std::string& out, bool up, Format format) co
   out += "\nshmetrics_process_records{" + role_value + ",state=\"free\"} ";
   append_uint(out, c.process_records - held);
   out += '\n';
+  if (writer_process_metrics_) append_writer_process_metrics(out, format, role_value, writers_);
 }
 
 }  // namespace shmetrics::exporter

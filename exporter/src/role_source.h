@@ -3,6 +3,7 @@
 // and rendered together with the exporter's own metrics for the role.
 #pragma once
 
+#include "process_metrics.h"
 #include "segment_reader.h"
 
 #include <shmetrics/shm/segment_file.h>
@@ -19,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <sys/types.h>
+#include <vector>
 
 namespace shmetrics::exporter {
 
@@ -67,6 +69,13 @@ class RoleSource {
   void expect_owner(uid_t uid) { expected_owner_ = uid; }
   // Serves a segment of any owner, logging it (--accept-foreign-owner).
   void accept_foreign_owner(bool accept) { accept_foreign_owner_ = accept; }
+  // Whether the role shows its live writers' CPU time and resident memory
+  // (shmetrics_writer_process_*), read from /proc at most once a second
+  // (default true; --no-writer-process-metrics).
+  void set_writer_process_metrics(bool on) {
+    std::lock_guard lock(mutex_);
+    writer_process_metrics_ = on;
+  }
   // The version shmetrics_exporter_build_info shows (default "unknown").
   void set_version(std::string version) { version_ = std::move(version); }
 
@@ -143,6 +152,11 @@ class RoleSource {
   std::size_t last_scrape_bytes_[2] = {0, 0};  // per format: to reserve the next exposition at once
   bool accept_foreign_owner_ = false;
   std::optional<uid_t> expected_owner_;
+  // Per-writer process metrics, under mutex_: the last read, and when.
+  bool writer_process_metrics_ = true;
+  WriterProcesses writers_;
+  std::optional<std::uint64_t> writers_read_ns_;
+  std::vector<pid_t> holders_;  // per process record, as kernel_liveness saw it
 };
 
 // The liveness the kernel proves: the record's ownership semaphore is held,
@@ -151,6 +165,8 @@ class RoleSource {
 // namespace this one cannot see. A record counts as dead only on the
 // kernel's word (the reader keeps that verdict), so a set that cannot be
 // read counts as live (and RoleSource takes the role down when its set is gone).
-RecordLiveness kernel_liveness(const shm::MappedSegment& segment);
+// When `holders` is given (sized process_records), the pid this namespace
+// gives each live record's holder (0: not visible) is written there.
+RecordLiveness kernel_liveness(const shm::MappedSegment& segment, std::vector<pid_t>* holders = nullptr);
 
 }  // namespace shmetrics::exporter

@@ -100,6 +100,9 @@ class SegmentReader {
     std::uint32_t records_live = 0, records_dead = 0;  // owned by a live / a dead process
   };
   const Usage& usage() const { return usage_; }
+  // The process records held by a live process in the last render, each
+  // pid once (its first record): (record, pid as the record names it).
+  const std::vector<std::pair<std::uint32_t, std::uint32_t>>& live_records() const { return live_records_; }
   // Diagnostics: how many times renders of this reader asked `live`.
   std::uint64_t liveness_queries() const { return liveness_queries_; }
 
@@ -192,6 +195,7 @@ class SegmentReader {
   std::uint64_t series_dropped_ = 0;
   std::uint64_t events_[shm::kEventCount] = {};
   Usage usage_;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> live_records_;
   std::vector<std::uint64_t> int_sums_;  // per cell, this render
   std::vector<std::uint32_t> double_cells_;
   std::uint32_t counter_cells_ = 0;      // past the highest slot cell of a trusted series
