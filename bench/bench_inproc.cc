@@ -4,15 +4,17 @@
 //
 // Benchmark names are SCENARIO/VARIANT, SCENARIO being the key of the table in
 // BENCHMARKS.md (counter_inc, histogram_observe, labelled_inc_lookup,
-// new_series, scrape_16x1000, scrape_64x10000, scrape_hist_64x1000,
-// scrape_after_churn). Every shmetrics benchmark reads its
-// segment back through the exporter's renderer after its timed loop and checks
+// new_series, scrape_16x1000, scrape_64x10000, scrape_64x10000_gzip,
+// scrape_64x10000_openmetrics, scrape_hist_64x1000, scrape_after_churn).
+// Every shmetrics benchmark reads its segment back through the exporter's
+// renderer (scrape_64x10000_gzip: over HTTP) after its timed loop and checks
 // that the counts it wrote are the counts rendered; a mismatch skips the
 // benchmark with an error and the program exits 3.
 //
 // Own flags (before Google Benchmark's): --quick (smaller new_series batches),
 // --new-series=N (series created per repetition of new_series).
 #include "common.h"
+#include "http_server.h"
 
 #include <benchmark/benchmark.h>
 #include <prometheus/counter.h>
@@ -21,10 +23,18 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <zlib.h>
+
 #include <array>
+#include <cctype>
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 using namespace shmetrics;
@@ -500,10 +510,16 @@ struct ScrapeFixture {
   std::string name;
   std::uint32_t series = 0;
   double expected_each = 0;
-  std::unique_ptr<exporter::RoleSource> source;
+  std::shared_ptr<exporter::RoleSource> source;  // shared with an HttpServer in scrape_64x10000_gzip
   std::string extra_check;  // a sample that must be present, "" if none
   double extra_expected = 0;
+  // A counter this process moves between scrapes (scrape_64x10000_gzip), so
+  // each one shows it has a render of its own; empty otherwise.
+  Counter moves;
+  std::uint64_t moves_expected = 0;
 };
+
+constexpr const char* kMovesCounter = "bench_scrape_moves_total";
 
 bool verify_scrape(benchmark::State& st, const std::string& bench, const ScrapeFixture& f,
                    const std::string& family, const std::string& text) {
@@ -526,12 +542,14 @@ bool verify_scrape(benchmark::State& st, const std::string& bench, const ScrapeF
   return true;
 }
 
-ScrapeFixture& scrape_fixture(std::uint32_t writers, std::uint32_t series) {
-  static std::map<std::pair<std::uint32_t, std::uint32_t>, ScrapeFixture*> fixtures;
-  auto key = std::make_pair(writers, series);
+// W writers x S series; `moving`: a fixture of its own, with kMovesCounter.
+ScrapeFixture& scrape_fixture(std::uint32_t writers, std::uint32_t series, bool moving = false) {
+  static std::map<std::tuple<std::uint32_t, std::uint32_t, bool>, ScrapeFixture*> fixtures;
+  auto key = std::make_tuple(writers, series, moving);
   if (auto it = fixtures.find(key); it != fixtures.end()) return *it->second;
   auto* f = new ScrapeFixture;
-  f->name = sb::unique_segment_name("scrape" + std::to_string(writers) + "x" + std::to_string(series));
+  f->name = sb::unique_segment_name("scrape" + std::to_string(writers) + "x" + std::to_string(series) +
+                                    (moving ? "-moving" : ""));
   f->series = series;
   SegmentOptions o;
   o.name = f->name;
@@ -554,6 +572,11 @@ ScrapeFixture& scrape_fixture(std::uint32_t writers, std::uint32_t series) {
   for (pid_t pid : pids) failed += sb::wait_child(pid) != 0;
   if (failed) std::fprintf(stderr, "scrape fixture: %d writer(s) failed\n", failed);
   f->expected_each = static_cast<double>(writers) * (writers + 1) / 2;
+  if (moving) {
+    f->moves = s.counter(kMovesCounter, "Moved by the benchmark between scrapes.");
+    f->moves.inc();  // claims this process's slot (a dead writer's) out of the timed loop
+    f->moves_expected = 1;
+  }
   f->source = std::make_unique<exporter::RoleSource>("bench", f->name);
   fixtures[key] = f;
   return *f;
@@ -573,6 +596,226 @@ void bm_scrape_shmetrics(benchmark::State& st, const std::string& bench, ScrapeF
 
 ScrapeFixture& scrape_16x1000() { return scrape_fixture(16, 1000); }
 ScrapeFixture& scrape_64x10000() { return scrape_fixture(64, 10000); }
+ScrapeFixture& scrape_64x10000_moving() { return scrape_fixture(64, 10000, true); }
+
+// ---------------------------------------------------------------------------
+// scrape_64x10000_openmetrics: the scrape_64x10000 segment rendered in
+// OpenMetrics 1.0.0 and in text 0.0.4 (RoleSource::scrape_shared: the body
+// the HTTP server sends, not copied), both in every iteration, the order
+// alternating, each render timed on its own: the two figures come from the
+// same moments of a noisy machine.
+// ---------------------------------------------------------------------------
+
+// "" when `om` is the OpenMetrics exposition of f's segment: the family typed
+// `counter` under its name without _total, every series' _total sample
+// rendering what was written with its _created sample, "# EOF" once, last.
+std::string check_openmetrics(const ScrapeFixture& f, const std::string& om) {
+  if (!om.ends_with("\n# EOF\n")) return "the OpenMetrics exposition does not end with \"# EOF\"";
+  if (om.find("# EOF") != om.size() - 6) return "\"# EOF\" before the end of the exposition";
+  if (om.find("\n# TYPE bench_scrape counter\n") == std::string::npos)
+    return "no \"# TYPE bench_scrape counter\" (the family named without _total)";
+  const auto samples = sb::parse_samples(om);
+  std::uint32_t totals = 0, created = 0;
+  for (std::uint32_t i = 0; i < f.series; ++i) {
+    const std::string labels = "{series=\"" + sb::series_label(i) + "\"}";
+    auto t = samples.find("bench_scrape_total" + labels);
+    if (t != samples.end() && t->second == f.expected_each) ++totals;
+    auto c = samples.find("bench_scrape_created" + labels);
+    if (c != samples.end() && c->second > 0) ++created;
+  }
+  if (totals != f.series || created != f.series)
+    return std::to_string(totals) + " of " + std::to_string(f.series) + " series rendered bench_scrape_total " +
+           fmt(f.expected_each) + ", " + std::to_string(created) + " a bench_scrape_created sample";
+  return "";
+}
+
+void bm_scrape_openmetrics(benchmark::State& st) {
+  const std::string bench = "scrape_64x10000_openmetrics/paired";
+  ScrapeFixture& f = scrape_64x10000();
+  const exporter::Exposition om{exporter::Format::kOpenMetrics, exporter::Encoding::kIdentity};
+  const exporter::Exposition text{exporter::Format::kText004, exporter::Encoding::kIdentity};
+  // Untimed: the first render of a format after the segment opens parses every series.
+  std::shared_ptr<const std::string> om_body = f.source->scrape_shared(om);
+  std::shared_ptr<const std::string> text_body = f.source->scrape_shared(text);
+  const std::uint64_t om_renders = f.source->renders(om), text_renders = f.source->renders(text);
+  std::uint64_t om_ns = 0, text_ns = 0, n = 0;
+  for (auto _ : st) {
+    const bool om_first = (n++ & 1) == 0;
+    for (int k = 0; k < 2; ++k) {
+      const bool is_om = (k == 0) == om_first;
+      const std::uint64_t t0 = sb::now_ns();
+      std::shared_ptr<const std::string> body = f.source->scrape_shared(is_om ? om : text);
+      (is_om ? om_ns : text_ns) += sb::now_ns() - t0;
+      (is_om ? om_body : text_body) = std::move(body);  // the previous body is freed untimed
+    }
+  }
+  using benchmark::Counter;
+  st.counters["openmetrics_ns"] = Counter(static_cast<double>(om_ns), Counter::kAvgIterations);
+  st.counters["text_ns"] = Counter(static_cast<double>(text_ns), Counter::kAvgIterations);
+  st.counters["openmetrics_bytes"] = static_cast<double>(om_body->size());
+  st.counters["text_bytes"] = static_cast<double>(text_body->size());
+  const std::uint64_t om_done = f.source->renders(om) - om_renders, text_done = f.source->renders(text) - text_renders;
+  if (!check(st, bench, om_done == n && text_done == n,
+             std::to_string(om_done) + " OpenMetrics and " + std::to_string(text_done) + " 0.0.4 renders for " +
+                 std::to_string(n) + " iterations"))
+    return;
+  if (!verify_scrape(st, bench, f, "bench_scrape_total", *text_body)) return;
+  const std::string problem = check_openmetrics(f, *om_body);
+  check(st, bench, problem.empty(), problem);
+}
+
+// ---------------------------------------------------------------------------
+// scrape_64x10000_gzip: the scrape_64x10000 data (a segment of its own, with
+// one more counter this thread moves between requests) served by the
+// exporter's HTTP server in process (HttpServer + RoleSource, one serving
+// thread, on CPU 1) and fetched with Accept-Encoding: gzip over one
+// keep-alive connection by a blocking client on CPU 0. Timed: from sending
+// the request to the last byte of the compressed body. Untimed, after each
+// request: the body inflated and the moved counter checked (so the answer
+// was rendered and compressed for this request), and the render count.
+// ---------------------------------------------------------------------------
+
+// A blocking HTTP/1.1 client on one keep-alive connection to 127.0.0.1:port.
+// Every wait is bounded (10 s): a failure, never a hang.
+class HttpClient {
+ public:
+  explicit HttpClient(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~HttpClient() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  // Sends `request` and reads one answer with a Content-Length: its head
+  // (status line and headers) into `head`, its body into `body` (both
+  // reused). "" or what went wrong.
+  std::string exchange(const std::string& request, std::string& head, std::string& body) {
+    if (fd_ < 0) return "not connected";
+    for (std::size_t sent = 0; sent < request.size();) {
+      const ssize_t n = ::send(fd_, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) return "send failed";
+      sent += static_cast<std::size_t>(n);
+    }
+    head.clear();
+    std::size_t end;
+    while ((end = head.find("\r\n\r\n")) == std::string::npos) {
+      char buf[4096];
+      const ssize_t n = receive(buf, sizeof buf);
+      if (n <= 0) return "the connection ended before the answer's head";
+      head.append(buf, static_cast<std::size_t>(n));
+    }
+    body.assign(head, end + 4);  // the server sends one answer at a time: nothing past it
+    head.resize(end + 2);
+    std::string lower = head;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const std::size_t at = lower.find("\r\ncontent-length:");
+    if (at == std::string::npos) return "no Content-Length";
+    const std::size_t length = std::strtoull(head.c_str() + at + 17, nullptr, 10);
+    std::size_t got = body.size();
+    body.resize(length);
+    while (got < length) {
+      const ssize_t n = receive(body.data() + got, length - got);
+      if (n <= 0) return "the connection ended in the body";
+      got += static_cast<std::size_t>(n);
+    }
+    return "";
+  }
+
+ private:
+  ssize_t receive(char* buf, std::size_t size) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 10'000) <= 0) return -1;
+    return ::recv(fd_, buf, size, 0);
+  }
+  int fd_ = -1;
+};
+
+// `in`, one gzip member, inflated into `out`; "" or what went wrong.
+std::string gunzip(std::string_view in, std::string& out) {
+  z_stream z{};
+  if (inflateInit2(&z, 15 + 16) != Z_OK) return "zlib could not start an inflate stream";
+  out.resize(std::max<std::size_t>(out.capacity(), in.size() * 4 + 4096));
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = static_cast<uInt>(in.size());
+  int rc;
+  for (;;) {
+    if (z.total_out == out.size()) out.resize(out.size() * 2);
+    z.next_out = reinterpret_cast<Bytef*>(out.data() + z.total_out);
+    z.avail_out = static_cast<uInt>(out.size() - z.total_out);
+    rc = inflate(&z, Z_NO_FLUSH);
+    // Input used up with room left for output: inflate has nothing more to give.
+    if (rc != Z_OK || (z.avail_in == 0 && z.avail_out != 0)) break;
+  }
+  const bool whole = rc == Z_STREAM_END && z.avail_in == 0;
+  out.resize(z.total_out);
+  inflateEnd(&z);
+  return whole ? "" : "the body is not one whole gzip member (zlib: " + std::to_string(rc) + ")";
+}
+
+// "" when an answer is 200, gzip-encoded, and inflates to an exposition
+// whose moved counter shows `moves` (into `text`).
+std::string check_gzip_answer(const std::string& head, const std::string& body, std::uint64_t moves,
+                              std::string& text) {
+  if (!head.starts_with("HTTP/1.1 200 ")) return "answer " + head.substr(0, head.find('\r'));
+  if (head.find("\r\nContent-Encoding: gzip\r\n") == std::string::npos) return "the answer is not gzip-encoded";
+  std::string problem = gunzip(body, text);
+  if (!problem.empty()) return problem;
+  const double got = sb::sample(text, kMovesCounter);
+  if (got != static_cast<double>(moves))
+    return std::string(kMovesCounter) + " rendered " + fmt(got) + ", moved to " + std::to_string(moves) +
+           ": the answer was not rendered for this request";
+  return "";
+}
+
+void bm_scrape_gzip_http(benchmark::State& st) {
+  const std::string bench = "scrape_64x10000_gzip/shmetrics_http";
+  ScrapeFixture& f = scrape_64x10000_moving();
+  exporter::ServerOptions options;
+  options.threads = 1;  // what the exporter takes on one CPU (default_server_threads)
+  exporter::HttpServer server(options);
+  std::string error;
+  if (!check(st, bench, server.add_listener(f.source, "127.0.0.1", 0, error) == 0, error)) return;
+  sb::pin_to_cpu(1);  // the server's threads, started now, run on CPU 1; the client stays on CPU 0
+  server.start();
+  sb::pin_to_cpu(0);
+  HttpClient client(server.port(0));
+  const std::string request = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip\r\n\r\n";
+  const exporter::Exposition gzip_text{exporter::Format::kText004, exporter::Encoding::kGzip};
+  std::string head, body, text, problem = client.exchange(request, head, body);  // warm-up, untimed
+  if (problem.empty()) problem = check_gzip_answer(head, body, f.moves_expected, text);
+  if (problem.empty() && !verify_scrape(st, bench, f, "bench_scrape_total", text)) return;
+  const std::uint64_t renders_before = f.source->renders(gzip_text);
+  std::uint64_t requests = 0;
+  for (auto _ : st) {
+    if (!problem.empty()) break;
+    problem = client.exchange(request, head, body);
+    st.PauseTiming();
+    ++requests;
+    if (problem.empty()) problem = check_gzip_answer(head, body, f.moves_expected, text);
+    f.moves.inc();  // the next answer must show it
+    ++f.moves_expected;
+    st.ResumeTiming();
+  }
+  server.stop();
+  if (!check(st, bench, problem.empty(), problem)) return;
+  if (!check(st, bench, f.source->renders(gzip_text) - renders_before == requests,
+             std::to_string(f.source->renders(gzip_text) - renders_before) + " gzip renders for " +
+                 std::to_string(requests) + " requests"))
+    return;
+  st.counters["gzip_bytes"] = static_cast<double>(body.size());
+  st.counters["bytes"] = static_cast<double>(text.size());
+  verify_scrape(st, bench, f, "bench_scrape_total", text);
+}
 
 // prometheus-cpp collecting and serialising 10,000 series of one process.
 void bm_scrape_prometheus_cpp(benchmark::State& st, std::uint32_t series) {
@@ -816,6 +1059,12 @@ void register_all() {
   RegisterBenchmark("scrape_64x10000/prometheus_cpp", [](benchmark::State& st) {
     bm_scrape_prometheus_cpp(st, 10000);
   })->UseRealTime()->Unit(benchmark::kMillisecond);
+  RegisterBenchmark("scrape_64x10000_openmetrics/paired", bm_scrape_openmetrics)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+  RegisterBenchmark("scrape_64x10000_gzip/shmetrics_http", bm_scrape_gzip_http)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
   RegisterBenchmark("scrape_hist_64x1000/shmetrics", [](benchmark::State& st) {
     bm_scrape_hist_shmetrics(st, 64, 1000);
   })->UseRealTime()->Unit(benchmark::kMillisecond);

@@ -4,7 +4,7 @@ mode: the peer of the multi-process scenarios. Run under /usr/bin/python3 (the
 only interpreter Debian's package imports under).
 
     peer_client_python.py new_series --n N --reps R
-    peer_client_python.py scrape --writers W --series S --reps R [--min-time-s T]
+    peer_client_python.py scrape --writers W --series S --reps R [--min-time-s T] [--gzip-level L]
     peer_client_python.py scrape_hist --writers W --series S --reps R [--min-time-s T]
     peer_client_python.py sparse_bytes --writers W --series S --percent P
     peer_client_python.py churn --generations G --series S --reps R
@@ -19,6 +19,7 @@ in-process benchmarks. Every figure comes with a check of the values rendered
 """
 
 import argparse
+import gzip
 import json
 import os
 import shutil
@@ -107,17 +108,17 @@ def dir_bytes():
     return total
 
 
-def timed_scrapes(reps, min_time_s):
+def timed_scrapes(reps, min_time_s, scrape=scrape_once):
     """ms per scrape, per repetition (each a batch lasting >= min_time_s)."""
     pin(0)
-    scrape_once()  # warm-up
+    scrape()  # warm-up
     per_rep = []
     text = b""
     for _ in range(reps):
         n = 0
         t0 = time.perf_counter_ns()
         while True:
-            text = scrape_once()
+            text = scrape()
             n += 1
             if time.perf_counter_ns() - t0 >= min_time_s * 1e9:
                 break
@@ -160,8 +161,18 @@ def mode_scrape(a):
     expected = a.writers * (a.writers + 1) / 2
     good = sum(1 for i in range(a.series) if s.get('bench_scrape_total{series="s%d"}' % i) == expected)
     check(good == a.series, "scrape: %d of %d series rendered %g" % (good, a.series, expected))
-    return {"ms_per_scrape": per_rep, "files_bytes": files_bytes, "files": len(os.listdir(MULTIPROC_DIR)),
-            "exposition_bytes": len(text)}
+    result = {"ms_per_scrape": per_rep, "files_bytes": files_bytes, "files": len(os.listdir(MULTIPROC_DIR)),
+              "exposition_bytes": len(text)}
+    if a.gzip_level is not None:
+        # What its /metrics would send gzip-compressed: the same render, then
+        # gzip.compress at the given zlib level. Checked after the timing.
+        gz_per_rep, body = timed_scrapes(a.reps, a.min_time_s,
+                                         lambda: gzip.compress(scrape_once(), compresslevel=a.gzip_level))
+        s = samples(gzip.decompress(body))
+        good = sum(1 for i in range(a.series) if s.get('bench_scrape_total{series="s%d"}' % i) == expected)
+        check(good == a.series, "scrape gzip: %d of %d series rendered %g" % (good, a.series, expected))
+        result.update({"gzip_ms_per_scrape": gz_per_rep, "gzip_bytes": len(body), "gzip_level": a.gzip_level})
+    return result
 
 
 # The histogram scenarios' bounds and values, as bench/common.h defines them
@@ -315,6 +326,7 @@ def main():
     p.add_argument("--percent", type=int, default=10)
     p.add_argument("--generations", type=int, default=50)
     p.add_argument("--min-time-s", type=float, default=0.2)
+    p.add_argument("--gzip-level", type=int, help="scrape: also time render + gzip.compress at this zlib level")
     a = p.parse_args()
     try:
         result = {"new_series": mode_new_series, "scrape": mode_scrape, "scrape_hist": mode_scrape_hist,

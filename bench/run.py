@@ -41,8 +41,9 @@ NODE_EXPORTER_FLAGS = ["--collector.disable-defaults", "--collector.loadavg"]
 EXPORTER_SCENARIOS = ["exporter_wrk", "exporter_idle_2000", "exporter_tls"]
 SCENARIOS = [
     "counter_inc", "counter_inc_2writers", "histogram_observe", "histogram_observe_2writers",
-    "labelled_inc_lookup", "new_series", "scrape_16x1000", "scrape_64x10000", "scrape_hist_64x1000",
-    "scrape_after_churn", "segment_bytes_64x10000", "segment_bytes_sparse",
+    "labelled_inc_lookup", "new_series", "scrape_16x1000", "scrape_64x10000", "scrape_64x10000_gzip",
+    "scrape_64x10000_openmetrics", "scrape_hist_64x1000", "scrape_after_churn", "segment_bytes_64x10000",
+    "segment_bytes_sparse",
 ] + EXPORTER_SCENARIOS
 
 
@@ -203,7 +204,8 @@ class Runner:
     # ----------------------------------------------------------- scenarios
     def google_benchmark(self):
         keys = ["counter_inc", "histogram_observe", "labelled_inc_lookup", "new_series", "scrape_16x1000",
-                "scrape_64x10000", "scrape_hist_64x1000", "scrape_after_churn"]
+                "scrape_64x10000", "scrape_64x10000_gzip", "scrape_64x10000_openmetrics", "scrape_hist_64x1000",
+                "scrape_after_churn"]
         wanted = [k for k in keys if k in self.only]
         if not wanted:
             return {}
@@ -235,6 +237,11 @@ class Runner:
                 self.check_failures.append("%s: %s" % (name, b.get("error_message")))
                 continue
             per.setdefault(name, []).append(b["real_time"] * factor[b["time_unit"]])  # ns
+            # User counters, as "NAME:COUNTER": sizes, and the figures a
+            # benchmark times itself (scrape_64x10000_openmetrics: *_ns).
+            for counter in ("bytes", "gzip_bytes", "text_bytes", "openmetrics_bytes", "text_ns", "openmetrics_ns"):
+                if counter in b:
+                    per.setdefault("%s:%s" % (name, counter), []).append(b[counter])
         if rc != 0 and not self.check_failures:
             raise Failure("shmetrics-bench exited %d; see %s" % (rc, self.log_path("google-benchmark.stderr.log")))
         return per
@@ -338,10 +345,13 @@ class Runner:
             except Failure as e:
                 self.errors.append(str(e))
         py64 = None
-        if self.want("scrape_64x10000", "segment_bytes_64x10000") and not self.quick:
+        if self.want("scrape_64x10000", "scrape_64x10000_gzip", "segment_bytes_64x10000") and not self.quick:
+            # One client_python fixture for the plain and the gzip scrapes (about 20 s to write).
+            gzip_args = ["--gzip-level", "1"] if self.want("scrape_64x10000_gzip") else []
             try:
                 py64 = self.python_peer("scrape_64x10000", ["scrape", "--writers", "64", "--series", "10000",
-                                                            "--reps", "5", "--min-time-s", "0"], timeout=1200)
+                                                            "--reps", "5", "--min-time-s", "0"] + gzip_args,
+                                        timeout=1200)
             except Failure as e:
                 self.errors.append(str(e))
         if self.want("scrape_64x10000"):
@@ -355,6 +365,10 @@ class Runner:
             self.add_row("scrape_64x10000", "exporter render to a string", "ms", ms("scrape_64x10000/shmetrics"),
                          "prometheus-cpp Collect+Serialize, 10k series",
                          ms("scrape_64x10000/prometheus_cpp"), ("≥4×", 4.0))
+        if self.want("scrape_64x10000_gzip"):
+            self.scrape_gzip_rows(gb, py64)
+        if self.want("scrape_64x10000_openmetrics"):
+            self.scrape_openmetrics_rows(gb)
         if self.want("scrape_hist_64x1000"):
             py_hist = None
             if not self.quick:
@@ -453,6 +467,53 @@ class Runner:
 
         self.probe("end")
         self.elapsed = time.time() - t_start
+
+    def scrape_gzip_rows(self, gb, py64):
+        """scrape_64x10000_gzip: GET /metrics with Accept-Encoding: gzip from
+        the exporter's HTTP server in process, against client_python's render
+        + gzip.compress at zlib level 1 (the exporter's level); and the
+        compressed bodies' sizes."""
+        key = "scrape_64x10000_gzip/shmetrics_http"
+        ms = [v / 1e6 for v in gb.get(key, [])]
+        gz = gb.get(key + ":gzip_bytes", [])
+        plain = gb.get(key + ":bytes", [])
+        variant = "HTTP GET, gzip (server in process)"
+        note = ("keep-alive connection, client on CPU 0, HttpServer with 1 thread on CPU 1; timed from sending the "
+                "request to the last body byte; each answer inflated and checked untimed")
+        if gz and plain:
+            note += "; body %d bytes gzip of %d (%.1f×)" % (statistics.median(gz), statistics.median(plain),
+                                                           statistics.median(plain) / statistics.median(gz))
+        extra = {"body_bytes": statistics.median(plain) if plain else None,
+                 "gzip_body_bytes": statistics.median(gz) if gz else None, "gzip_level": 1}
+        if py64 is not None and "gzip_ms_per_scrape" in py64:
+            note += "; client_python: %d bytes gzip of %d" % (py64["gzip_bytes"], py64["exposition_bytes"])
+            extra.update({"peer_body_bytes": py64["exposition_bytes"], "peer_gzip_body_bytes": py64["gzip_bytes"]})
+            self.add_row("scrape_64x10000_gzip", variant, "ms", ms,
+                         "client_python collect + generate_latest + gzip level 1", py64["gzip_ms_per_scrape"],
+                         ("≥100×", 100.0), note=note, extra=extra)
+            self.add_row("scrape_64x10000_gzip", "gzip body", "bytes", [statistics.median(gz)] if gz else [],
+                         "client_python gzip body", [py64["gzip_bytes"]])
+        else:
+            self.add_row("scrape_64x10000_gzip", variant, "ms", ms, "client_python (skipped in --quick)", [],
+                         note=note, extra=extra)
+            self.add_row("scrape_64x10000_gzip", "gzip body", "bytes", [statistics.median(gz)] if gz else [],
+                         "client_python (skipped in --quick)", [])
+
+    def scrape_openmetrics_rows(self, gb):
+        """scrape_64x10000_openmetrics: the OpenMetrics render against the
+        0.0.4 render of the same segment, both timed in each iteration."""
+        key = "scrape_64x10000_openmetrics/paired"
+        om = [v / 1e6 for v in gb.get(key + ":openmetrics_ns", [])]
+        text = [v / 1e6 for v in gb.get(key + ":text_ns", [])]
+        om_bytes, text_bytes = gb.get(key + ":openmetrics_bytes", []), gb.get(key + ":text_bytes", [])
+        note = "each iteration renders both, the order alternating, each timed on its own (scrape_shared, no copy)"
+        if om_bytes and text_bytes:
+            note += "; bodies %d bytes (OpenMetrics, with a _created sample per series) and %d (0.0.4)" % (
+                statistics.median(om_bytes), statistics.median(text_bytes))
+        self.add_row("scrape_64x10000_openmetrics", "exporter render, OpenMetrics 1.0.0", "ms", om,
+                     "the same render, text 0.0.4", text, ("≤1.1× 0.0.4 (≥0.91)", 1 / 1.1), note=note,
+                     extra={"body_bytes": statistics.median(om_bytes) if om_bytes else None,
+                            "peer_body_bytes": statistics.median(text_bytes) if text_bytes else None})
 
     def two_writers(self, op, mode, series, alone_row=False):
         """The rows of a two-writer scenario: shmetrics-bench-mp MODE (one
@@ -729,7 +790,7 @@ class Runner:
     def scale(unit, v):
         """(divisor, unit text) that suits the value v."""
         if unit == "bytes":
-            return 1e6, "MB"
+            return (1e6, "MB") if v >= 1e6 else (1e3, "kB")
         if unit == "x":
             return 1.0, "×"
         if unit == "rps":
