@@ -95,10 +95,8 @@ void append_own_process_metrics(std::string& out, Format format) {
   const auto stats = own_stats();
   if (!stats) return;
   auto head = [&](std::string_view name, std::string_view type, std::string_view help) {
-    std::string_view family = name;
-    if (format == Format::kOpenMetrics && type == "counter") family.remove_suffix(6);
-    out.append("# HELP ").append(family).append(" ").append(help).append("\n# TYPE ").append(family);
-    out.append(" ").append(type).append("\n").append(name).append(" ");
+    append_family_head(out, format, name, type, help);
+    out.append(name).append(" ");
   };
   head("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
   append_double(out, stats->cpu_seconds);
@@ -204,11 +202,9 @@ WriterProcesses read_writer_processes(const std::vector<LiveWriter>& live) {
 
 void append_writer_process_metrics(std::string& out, Format format, std::string_view role_value,
                                    const WriterProcesses& writers) {
-  const std::string_view cpu = format == Format::kOpenMetrics ? "shmetrics_writer_process_cpu_seconds"
-                                                              : "shmetrics_writer_process_cpu_seconds_total";
-  out.append("# HELP ").append(cpu).append(
-      " Total user and system CPU time of each live writer process of this role, in seconds (read from /proc at "
-      "most once a second).\n# TYPE ").append(cpu).append(" counter\n");
+  append_family_head(out, format, "shmetrics_writer_process_cpu_seconds_total", "counter",
+                     "Total user and system CPU time of each live writer process of this role, in seconds (read "
+                     "from /proc at most once a second).");
   // One sample per writer shown: NAME{role,pid} VALUE.
   auto samples = [&](std::string_view name, auto append_value) {
     for (const WriterProcess& w : writers.shown) {
@@ -220,14 +216,15 @@ void append_writer_process_metrics(std::string& out, Format format, std::string_
     }
   };
   samples("shmetrics_writer_process_cpu_seconds_total", [&](const WriterProcess& w) { append_double(out, w.cpu_seconds); });
-  out += "# HELP shmetrics_writer_process_resident_memory_bytes Resident memory of each live writer process of "
-         "this role, in bytes (read from /proc at most once a second).\n"
-         "# TYPE shmetrics_writer_process_resident_memory_bytes gauge\n";
+  append_family_head(out, format, "shmetrics_writer_process_resident_memory_bytes", "gauge",
+                     "Resident memory of each live writer process of this role, in bytes (read from /proc at most "
+                     "once a second).");
   samples("shmetrics_writer_process_resident_memory_bytes",
           [&](const WriterProcess& w) { append_uint(out, w.resident_bytes); });
-  out += "# HELP shmetrics_writer_processes Live writer processes of this role: shown by the two families above, "
-         "or left out as in another pid namespace, unreadable in /proc, or past the " +
-         std::to_string(kMaxWriterProcesses) + " read per refresh.\n# TYPE shmetrics_writer_processes gauge\n";
+  append_family_head(out, format, "shmetrics_writer_processes", "gauge",
+                     "Live writer processes of this role: shown by the two families above, or left out as in "
+                     "another pid namespace, unreadable in /proc, or past the " +
+                         std::to_string(kMaxWriterProcesses) + " read per refresh.");
   const struct {
     const char* state;
     std::uint64_t count;

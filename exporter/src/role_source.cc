@@ -96,7 +96,11 @@ std::uint64_t monotonic_now_ns() {
 
 RoleSource::RoleSource(std::string role, std::string segment_path,
                        std::function<std::uint64_t()> now_ns)
-    : role_(std::move(role)), segment_path_(std::move(segment_path)), now_ns_(std::move(now_ns)) {}
+    : role_(std::move(role)), segment_path_(std::move(segment_path)), now_ns_(std::move(now_ns)) {
+  append_escaped_label_value(role_value_.append("role=\""), role_);
+  role_value_ += '"';
+  role_label_ = "{" + role_value_ + "}";
+}
 
 void RoleSource::set_max_scrape_bytes(std::size_t bytes) {
   std::lock_guard lock(mutex_);
@@ -318,15 +322,11 @@ std::uint32_t RoleSource::scrapes_waiting() {
 }
 
 void RoleSource::append_own_metrics(std::string& out, bool up, Format format) const {
-  // A counter's family name: OpenMetrics' drops "_total".
-  auto family = [format](std::string_view name) {
-    return format == Format::kOpenMetrics ? name.substr(0, name.size() - 6) : name;
-  };
-  std::string role_label = "{role=\"";
-  append_escaped_label_value(role_label, role_);
-  role_label += "\"}";
-  out += "# HELP shmetrics_segment_up Whether this role's segment was read and trusted (1) or not (0).\n"
-         "# TYPE shmetrics_segment_up gauge\nshmetrics_segment_up";
+  const std::string& role_label = role_label_;
+  const std::string& role_value = role_value_;
+  append_family_head(out, format, "shmetrics_segment_up", "gauge",
+                     "Whether this role's segment was read and trusted (1) or not (0).");
+  out += "shmetrics_segment_up";
   out += role_label;
   out += up ? " 1\n" : " 0\n";
   // The exporter's build, as an info metric (a gauge of 1 in 0.0.4).
@@ -339,10 +339,9 @@ void RoleSource::append_own_metrics(std::string& out, bool up, Format format) co
   append_escaped_label_value(out, version_);
   out += "\",layout=\"" + std::to_string(shm::kLayoutVersion) + "\"} 1\n";
   // How long renders took.
-  out += "# HELP shmetrics_exporter_scrape_duration_seconds Time to read, render and compress one exposition of "
-         "this role.\n# TYPE shmetrics_exporter_scrape_duration_seconds histogram\n";
+  append_family_head(out, format, "shmetrics_exporter_scrape_duration_seconds", "histogram",
+                     "Time to read, render and compress one exposition of this role.");
   std::uint64_t cumulative = 0;
-  const std::string role_value = role_label.substr(1, role_label.size() - 2);  // role="..."
   for (std::size_t b = 0; b < duration_buckets_.size(); ++b) {
     cumulative += duration_buckets_[b];
     out += "shmetrics_exporter_scrape_duration_seconds_bucket{" + role_value + ",le=\"";
@@ -358,14 +357,12 @@ void RoleSource::append_own_metrics(std::string& out, bool up, Format format) co
   append_uint(out, cumulative);
   out += '\n';
   // Scrapes by what they negotiated, this one included.
-  const std::string_view scrapes = family("shmetrics_exporter_scrapes_total");
-  out.append("# HELP ").append(scrapes).append(" Scrapes of this role by exposition format and encoding.\n");
-  out.append("# TYPE ").append(scrapes).append(" counter\n");
+  append_family_head(out, format, "shmetrics_exporter_scrapes_total", "counter",
+                     "Scrapes of this role by exposition format and encoding.");
   for (Format f : {Format::kText004, Format::kOpenMetrics}) {
     for (Encoding e : {Encoding::kIdentity, Encoding::kGzip}) {
-      out += "shmetrics_exporter_scrapes_total{role=\"";
-      append_escaped_label_value(out, role_);
-      out += f == Format::kOpenMetrics ? "\",format=\"openmetrics\"" : "\",format=\"text\"";
+      out += "shmetrics_exporter_scrapes_total{" + role_value;
+      out += f == Format::kOpenMetrics ? ",format=\"openmetrics\"" : ",format=\"text\"";
       out += e == Encoding::kGzip ? ",encoding=\"gzip\"} " : ",encoding=\"identity\"} ";
       append_uint(out, scrapes_[Exposition{f, e}.index()].load(std::memory_order_relaxed));
       out += '\n';
@@ -373,28 +370,19 @@ void RoleSource::append_own_metrics(std::string& out, bool up, Format format) co
   }
   if (!up) return;
   for (const OwnCounter& c : kOwnCounters) {
-    out += "# HELP ";
-    out += family(c.name);
-    out += ' ';
-    out += c.help;
-    out += "\n# TYPE ";
-    out += family(c.name);
-    out += " counter\n";
+    append_family_head(out, format, c.name, "counter", c.help);
     out += c.name;
     out += role_label;
     out += ' ';
     append_uint(out, reader_->event(c.event));
     out += '\n';
   }
-  const std::string_view dropped = family("shmetrics_untrusted_entries_dropped_total");
-  out.append("# HELP ").append(dropped);
-  out += " Families and series the exporter left out because they failed validation.\n";
-  out.append("# TYPE ").append(dropped).append(" counter\n");
-  std::string head = "shmetrics_untrusted_entries_dropped_total{role=\"";
-  append_escaped_label_value(head, role_);
-  out += head + "\",kind=\"family\"} ";
+  append_family_head(out, format, "shmetrics_untrusted_entries_dropped_total", "counter",
+                     "Families and series the exporter left out because they failed validation.");
+  const std::string head = "shmetrics_untrusted_entries_dropped_total{" + role_value;
+  out += head + ",kind=\"family\"} ";
   append_uint(out, reader_->families_dropped());
-  out += '\n' + head + "\",kind=\"series\"} ";
+  out += '\n' + head + ",kind=\"series\"} ";
   append_uint(out, reader_->series_dropped());
   out += '\n';
 
@@ -414,24 +402,25 @@ void RoleSource::append_own_metrics(std::string& out, bool up, Format format) co
                {"info_families", u.info_families, c.info_families}};
   for (bool capacity : {false, true}) {
     const char* name = capacity ? "shmetrics_segment_capacity" : "shmetrics_segment_used";
-    out += std::string("# HELP ") + name +
-           (capacity ? " What each pool of the segment can hold (Capacities), in the pool's unit.\n"
-                     : " What each pool of the segment holds, in the pool's unit (string_bytes: bytes).\n") +
-           "# TYPE " + name + " gauge\n";
+    append_family_head(out, format, name, "gauge",
+                       capacity ? "What each pool of the segment can hold (Capacities), in the pool's unit."
+                                : "What each pool of the segment holds, in the pool's unit (string_bytes: bytes).");
     for (const auto& p : pools) {
       out += std::string(name) + "{" + role_value + ",pool=\"" + p.pool + "\"} ";
       append_uint(out, capacity ? p.capacity : p.used);
       out += '\n';
     }
   }
-  out += "# HELP shmetrics_thread_slots Thread slots of the segment: ever claimed by a writer thread, or not.\n"
-         "# TYPE shmetrics_thread_slots gauge\n";
+  append_family_head(out, format, "shmetrics_thread_slots", "gauge",
+                     "Thread slots of the segment: ever claimed by a writer thread, or not.");
   out += "shmetrics_thread_slots{" + role_value + ",state=\"claimed\"} ";
   append_uint(out, u.slots_claimed);
   out += "\nshmetrics_thread_slots{" + role_value + ",state=\"unclaimed\"} ";
   append_uint(out, c.thread_slots - std::min(u.slots_claimed, c.thread_slots));
-  out += "\n# HELP shmetrics_process_records Process records of the segment: held by a live process, left by a "
-         "dead one (values not folded yet), or free.\n# TYPE shmetrics_process_records gauge\n";
+  out += '\n';
+  append_family_head(out, format, "shmetrics_process_records", "gauge",
+                     "Process records of the segment: held by a live process, left by a dead one (values not folded "
+                     "yet), or free.");
   const std::uint32_t held = std::min(u.records_live + u.records_dead, c.process_records);
   out += "shmetrics_process_records{" + role_value + ",state=\"live\"} ";
   append_uint(out, u.records_live);

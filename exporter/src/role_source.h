@@ -114,6 +114,8 @@ class RoleSource {
   void append_own_metrics(std::string& out, bool up, Format format) const;
 
   const std::string role_;
+  std::string role_value_;  // role="<role>", escaped: the label of the role's own metrics
+  std::string role_label_;  // {role="<role>"}
   const std::string segment_path_;
   const std::function<std::uint64_t()> now_ns_;
   std::size_t max_scrape_bytes_ = kDefaultMaxScrapeBytes;

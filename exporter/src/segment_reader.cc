@@ -586,16 +586,16 @@ bool SegmentReader::render_readyz(std::string& out, std::uint64_t now_ns) {
     }
   }
   auto counter = [&](const char* name, const char* help, std::uint64_t v) {
-    std::string_view family = name;
-    if (format_ == Format::kOpenMetrics) family.remove_suffix(6);  // "_total"
-    out.append("# HELP ").append(family).append(" ").append(help).append("\n# TYPE ").append(family);
-    out.append(" counter\n").append(name).append(" ");
+    append_family_head(out, format_, name, "counter", help);
+    out.append(name).append(" ");
     append_uint(out, v);
     out += '\n';
   };
   auto ratio = [&](const char* name, std::int64_t window, std::uint64_t ok, std::uint64_t total) {
-    out += std::string("# HELP ") + name + " Share of readyz checks that succeeded in the last " +
-           std::to_string(window) + " s (1 when there were none).\n# TYPE " + name + " gauge\n" + name + " ";
+    append_family_head(out, format_, name, "gauge",
+                       "Share of readyz checks that succeeded in the last " + std::to_string(window) +
+                           " s (1 when there were none).");
+    out.append(name).append(" ");
     append_double(out, total == 0 ? 1.0 : static_cast<double>(ok) / static_cast<double>(total));
     out += '\n';
   };
@@ -605,8 +605,7 @@ bool SegmentReader::render_readyz(std::string& out, std::uint64_t now_ns) {
   ratio("readyz_success_ratio_5m", long_window, ok_long, total_long);
   // No sample yet counts as ready, as an empty window counts as all good.
   bool ready = newest == 0 || (newest & 1) != 0;
-  out += "# HELP readyz_status Outcome of the newest readyz check (1 on its status).\n"
-         "# TYPE readyz_status gauge\n";
+  append_family_head(out, format_, "readyz_status", "gauge", "Outcome of the newest readyz check (1 on its status).");
   out += ready ? "readyz_status{status=\"ready\"} 1\nreadyz_status{status=\"degraded\"} 0\n"
                : "readyz_status{status=\"ready\"} 0\nreadyz_status{status=\"degraded\"} 1\n";
   return true;

@@ -35,6 +35,14 @@ void append_escaped_help(std::string& out, std::string_view help) {
     append_escaped(out, help, "\\\n");
 }
 
+void append_family_head(std::string& out, Format format, std::string_view name, std::string_view type,
+                        std::string_view help) {
+    std::string_view family = name;
+    if (format == Format::kOpenMetrics && type == "counter" && family.ends_with("_total")) family.remove_suffix(6);
+    out.append("# HELP ").append(family).append(" ").append(help);
+    out.append("\n# TYPE ").append(family).append(" ").append(type).append("\n");
+}
+
 namespace {
 
 // Formats straight into the string's tail (one resize, no copy from a stack

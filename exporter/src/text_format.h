@@ -3,6 +3,8 @@
 // buffer without temporary strings.
 #pragma once
 
+#include "negotiation.h"
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -16,6 +18,12 @@ void append_escaped_label_value(std::string& out, std::string_view value);
 /// Appends HELP text escaped as the format requires: `\` as `\\` and
 /// newline as `\n`. Double quotes stay as they are.
 void append_escaped_help(std::string& out, std::string_view help);
+
+/// Appends a family's metadata, "# HELP F HELP\n# TYPE F TYPE\n", HELP
+/// already escaped. F is `name`, the name its samples take, except for a
+/// counter in OpenMetrics: without its "_total" there (the samples keep it).
+void append_family_head(std::string& out, Format format, std::string_view name, std::string_view type,
+                        std::string_view help);
 
 /// Appends `value` in exact decimal.
 void append_uint(std::string& out, std::uint64_t value);
