@@ -690,3 +690,26 @@ TEST_CASE("a shared listener's health is 503 while any role's segment is missing
     CHECK(a.find("ops: ") == std::string::npos);  // only the roles that are down
   }
 }
+
+TEST_CASE("/healthz answers while a render of its role runs, with what the render found") {
+  testing::ScopedName name("http-health-render");
+  [[maybe_unused]] Segment segment = Segment::open(testing::small_options(name.str(), 4, 4));
+  RenderGate gate(true);
+  ServerOptions options;
+  options.threads = 3;  // connections take the threads in turn: the probes', not the render's
+  Served s(std::make_shared<RoleSource>("ops", name.str(), gate.clock()), options);
+  Client scrape(s.port);
+  REQUIRE(scrape.send(kGetClose));
+  REQUIRE(gate.wait_rendering());  // the first render, held with the role's lock
+  for (const char* path : {"/healthz", "/-/ready"}) {
+    Client probe(s.port);
+    REQUIRE(probe.send("GET " + std::string(path) + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+    const std::string a = probe.read_to_end();
+    INFO(a);
+    CHECK(statuses(a) == std::vector<std::string>{"200"});
+    CHECK(a.find("ok: segment ") != std::string::npos);
+  }
+  CHECK(gate.renders() == 1);
+  gate.release();
+  CHECK(statuses(scrape.read_to_end()) == std::vector<std::string>{"200"});
+}

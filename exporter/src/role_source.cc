@@ -235,6 +235,7 @@ std::shared_ptr<const std::string> RoleSource::render(Exposition exposition) {
   // it, with some room for counters gaining digits.
   out.reserve(std::min(last_bytes + last_bytes / 16, max_scrape_bytes_));
   bool up = ensure_open();
+  note_health(up, up ? "" : last_error_);  // for probes while this render runs
   if (up) {
     std::string err;
     bool over_limit = false;
@@ -273,6 +274,7 @@ std::shared_ptr<const std::string> RoleSource::render(Exposition exposition) {
       log_event("info", "segment_served", {{"role", role_}, {"segment", segment_path_}});
     }
   }
+  note_health(up, up ? "" : last_error_);
   // This render's duration so far goes into the histogram it shows.
   const double seconds = static_cast<double>(monotonic_now_ns() - started_ns) / 1e9;
   std::size_t bucket = 0;
@@ -302,11 +304,25 @@ std::shared_ptr<const std::string> RoleSource::render(Exposition exposition) {
 }
 
 bool RoleSource::segment_ok(std::string& reason) {
-  std::lock_guard lock(mutex_);
+  // A probe never waits for a render (which may take long on a large
+  // segment): while one runs, the verdict it or the last check left stands.
+  std::unique_lock lock(mutex_, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    std::lock_guard health(health_mutex_);
+    reason = health_reason_;
+    return health_ok_;
+  }
   // ensure_open reads the mapping under a SIGBUS guard of its own.
   const bool ok = ensure_open() && reader_->error().empty();
   if (!ok) reason = !last_error_.empty() ? last_error_ : reader_ ? reader_->error() : "segment not open";
+  note_health(ok, ok ? "" : reason);
   return ok;
+}
+
+void RoleSource::note_health(bool ok, const std::string& reason) {
+  std::lock_guard health(health_mutex_);
+  health_ok_ = ok;
+  health_reason_ = reason;
 }
 
 std::uint64_t RoleSource::liveness_queries() {

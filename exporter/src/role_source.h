@@ -80,7 +80,9 @@ class RoleSource {
   void set_version(std::string version) { version_ = std::move(version); }
 
   // Whether the segment is attached and trusted now (opening it if it
-  // appeared); otherwise why not. For /healthz: renders nothing.
+  // appeared); otherwise why not. For /healthz: renders nothing, and never
+  // waits for a render: while one runs, it answers what the last render or
+  // check found (not attached yet, before any).
   bool segment_ok(std::string& reason);
 
   const std::string& role() const { return role_; }
@@ -112,6 +114,7 @@ class RoleSource {
   void set_down(const std::string& reason, bool keep_mapping = false);
   std::shared_ptr<const std::string> render(Exposition exposition);
   void append_own_metrics(std::string& out, bool up, Format format) const;
+  void note_health(bool ok, const std::string& reason);
 
   const std::string role_;
   std::string role_value_;  // role="<role>", escaped: the label of the role's own metrics
@@ -154,6 +157,10 @@ class RoleSource {
   std::size_t last_scrape_bytes_[2] = {0, 0};  // per format: to reserve the next exposition at once
   bool accept_foreign_owner_ = false;
   std::optional<uid_t> expected_owner_;
+  // The last verdict on the segment, for probes while a render runs.
+  std::mutex health_mutex_;
+  bool health_ok_ = false;
+  std::string health_reason_ = "segment not checked yet";
   // Per-writer process metrics, under mutex_: the last read, and when.
   bool writer_process_metrics_ = true;
   WriterProcesses writers_;
