@@ -102,6 +102,15 @@ check "the README's '$command' builds the README example against the installed l
 check "the example links to libshmetrics.so.$layout_version" \
   bash -c "readelf -d '$work/a.out' | grep -F '[libshmetrics.so.$layout_version]'"
 
+# --- A C program through the C API and shmetrics-c.pc. ---
+check "shmetrics-c.pc is installed beside shmetrics.pc" test -f "$pc_dir/shmetrics-c.pc"
+# shellcheck disable=SC2046 # flags are words on purpose
+check "the C example builds as C11 with -Wall -Wextra -pedantic -Werror against the installed library" \
+  gcc -std=c11 -Wall -Wextra -pedantic -Werror "$src/examples/c_example.c" -o "$stage/c_example" \
+  $(PKG_CONFIG_PATH="$pc_dir" pkg-config --cflags --libs shmetrics-c)
+check "the C example links to libshmetrics.so.$layout_version" \
+  bash -c "readelf -d '$stage/c_example' | grep -F '[libshmetrics.so.$layout_version]'"
+
 # Runs the example in a private /dev/shm (its segment name is fixed), reads
 # its segment with the exporter once all eight processes counted (for up to
 # 20 s), and stops them, also when the run is cut short.
