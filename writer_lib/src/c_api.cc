@@ -8,6 +8,7 @@
 #include <array>
 #include <bit>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <ctime>
 #include <new>
@@ -21,6 +22,26 @@ namespace {
 using namespace shmetrics;
 
 thread_local std::string last_error;
+
+// shmetrics_capacities is Capacities, field for field: copied as bytes.
+#define SHMETRICS_SAME_FIELD(f) \
+  static_assert(offsetof(shmetrics_capacities, f) == offsetof(Capacities, f) && \
+                sizeof(shmetrics_capacities::f) == sizeof(Capacities::f))
+SHMETRICS_SAME_FIELD(thread_slots);
+SHMETRICS_SAME_FIELD(process_records);
+SHMETRICS_SAME_FIELD(families);
+SHMETRICS_SAME_FIELD(series);
+SHMETRICS_SAME_FIELD(string_bytes);
+SHMETRICS_SAME_FIELD(info_families);
+SHMETRICS_SAME_FIELD(info_value_bytes);
+SHMETRICS_SAME_FIELD(readyz_short_window_seconds);
+SHMETRICS_SAME_FIELD(readyz_long_window_seconds);
+SHMETRICS_SAME_FIELD(gauge_series);
+SHMETRICS_SAME_FIELD(cell_pages);
+SHMETRICS_SAME_FIELD(cells);
+#undef SHMETRICS_SAME_FIELD
+static_assert(sizeof(shmetrics_capacities) == sizeof(Capacities), "every field of Capacities is in the C struct");
+static_assert(std::is_trivially_copyable_v<Capacities>);
 
 constexpr std::uint64_t kTag = 0x73686d6574726963;  // "shmetric": a handle a call filled in
 
@@ -144,21 +165,9 @@ const char* shmetrics_last_error(void) { return last_error.c_str(); }
 void shmetrics_options_init(shmetrics_options* o) {
   if (o == nullptr) return;
   const SegmentOptions defaults;
-  const Capacities& c = defaults.capacities;
   *o = shmetrics_options{};
   o->instance = "default";
-  o->capacities = {c.thread_slots,
-                   c.process_records,
-                   c.families,
-                   c.series,
-                   c.string_bytes,
-                   c.info_families,
-                   c.info_value_bytes,
-                   c.readyz_short_window_seconds,
-                   c.readyz_long_window_seconds,
-                   c.gauge_series,
-                   c.cell_pages,
-                   c.cells};
+  std::memcpy(&o->capacities, &defaults.capacities, sizeof o->capacities);
   o->mode = static_cast<std::uint32_t>(defaults.mode);
   o->lock_timeout_ms = static_cast<std::uint32_t>(defaults.lock_timeout.count());
 }
@@ -173,19 +182,7 @@ shmetrics_status shmetrics_open(const shmetrics_options* o, shmetrics_segment* o
     if (o->role != nullptr) options.role = o->role;
     if (o->name != nullptr) options.name = o->name;
     if (o->directory != nullptr) options.directory = o->directory;
-    const shmetrics_capacities& c = o->capacities;
-    options.capacities.thread_slots = c.thread_slots;
-    options.capacities.process_records = c.process_records;
-    options.capacities.families = c.families;
-    options.capacities.series = c.series;
-    options.capacities.string_bytes = c.string_bytes;
-    options.capacities.info_families = c.info_families;
-    options.capacities.info_value_bytes = c.info_value_bytes;
-    options.capacities.readyz_short_window_seconds = c.readyz_short_window_seconds;
-    options.capacities.readyz_long_window_seconds = c.readyz_long_window_seconds;
-    options.capacities.gauge_series = c.gauge_series;
-    options.capacities.cell_pages = c.cell_pages;
-    options.capacities.cells = c.cells;
+    std::memcpy(&options.capacities, &o->capacities, sizeof options.capacities);
     options.mode = static_cast<mode_t>(o->mode);
     options.lock_timeout = std::chrono::milliseconds(o->lock_timeout_ms);
     put(out, Segment::open(options));
@@ -262,34 +259,38 @@ shmetrics_status shmetrics_readyz_get(shmetrics_segment s, shmetrics_readyz* out
   });
 }
 
+}  // extern "C"
+
+namespace {
+
+// The series of `values` in the family of C handle `f` (C++ family Family,
+// whose labels() gives Handle), into `out`.
+template <typename Family, typename Handle, typename CFamily, typename CHandle>
+shmetrics_status labels_of(const char* call, const CFamily& f, const char* const* values, size_t count,
+                           CHandle* out) {
+  if (out != nullptr) put(out, Handle{});
+  return guarded(call, [&] {
+    check_out(out);
+    if (!filled(f)) throw std::invalid_argument("the family was not given by a successful registration");
+    put(out, get<Family>(f).labels(strings<std::string_view>("values", values, count)));
+  });
+}
+
+}  // namespace
+
+extern "C" {
+
 shmetrics_status shmetrics_counter_labels(shmetrics_counter_family f, const char* const* values, size_t count,
                                           shmetrics_counter* out) {
-  if (out != nullptr) put(out, Counter{});
-  return guarded("shmetrics_counter_labels", [&] {
-    check_out(out);
-    if (!filled(f)) throw std::invalid_argument("the family was not given by a successful registration");
-    put(out, get<CounterFamily>(f).labels(strings<std::string_view>("values", values, count)));
-  });
+  return labels_of<CounterFamily, Counter>("shmetrics_counter_labels", f, values, count, out);
 }
-
 shmetrics_status shmetrics_gauge_labels(shmetrics_gauge_family f, const char* const* values, size_t count,
                                         shmetrics_gauge* out) {
-  if (out != nullptr) put(out, Gauge{});
-  return guarded("shmetrics_gauge_labels", [&] {
-    check_out(out);
-    if (!filled(f)) throw std::invalid_argument("the family was not given by a successful registration");
-    put(out, get<GaugeFamily>(f).labels(strings<std::string_view>("values", values, count)));
-  });
+  return labels_of<GaugeFamily, Gauge>("shmetrics_gauge_labels", f, values, count, out);
 }
-
 shmetrics_status shmetrics_histogram_labels(shmetrics_histogram_family f, const char* const* values, size_t count,
                                             shmetrics_histogram* out) {
-  if (out != nullptr) put(out, Histogram{});
-  return guarded("shmetrics_histogram_labels", [&] {
-    check_out(out);
-    if (!filled(f)) throw std::invalid_argument("the family was not given by a successful registration");
-    put(out, get<HistogramFamily>(f).labels(strings<std::string_view>("values", values, count)));
-  });
+  return labels_of<HistogramFamily, Histogram>("shmetrics_histogram_labels", f, values, count, out);
 }
 
 int shmetrics_counter_attached(shmetrics_counter c) { return get<Counter>(c).attached() ? 1 : 0; }
