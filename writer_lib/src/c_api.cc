@@ -167,7 +167,7 @@ void shmetrics_options_init(shmetrics_options* o) {
   const SegmentOptions defaults;
   *o = shmetrics_options{};
   o->instance = "default";
-  std::memcpy(&o->capacities, &defaults.capacities, sizeof o->capacities);
+  o->capacities = std::bit_cast<shmetrics_capacities>(defaults.capacities);
   o->mode = static_cast<std::uint32_t>(defaults.mode);
   o->lock_timeout_ms = static_cast<std::uint32_t>(defaults.lock_timeout.count());
 }
@@ -182,7 +182,7 @@ shmetrics_status shmetrics_open(const shmetrics_options* o, shmetrics_segment* o
     if (o->role != nullptr) options.role = o->role;
     if (o->name != nullptr) options.name = o->name;
     if (o->directory != nullptr) options.directory = o->directory;
-    std::memcpy(&options.capacities, &o->capacities, sizeof options.capacities);
+    options.capacities = std::bit_cast<Capacities>(o->capacities);
     options.mode = static_cast<mode_t>(o->mode);
     options.lock_timeout = std::chrono::milliseconds(o->lock_timeout_ms);
     put(out, Segment::open(options));
