@@ -17,9 +17,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <linux/sockios.h>
 #include <poll.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -546,7 +544,7 @@ TEST_CASE("scrapes whose requests arrive together share one render, and a later 
   Segment segment = Segment::open(testing::small_options(name.str(), 4, 4));
   Counter served = segment.counter("served_total", "Served.");
   served.inc();
-  // One serving thread, held by a render of another listener while four
+  // One render thread, held by a render of another listener while four
   // clients of this one send their requests.
   RenderGate blocker(true), gate(false);
   ServerOptions options;
@@ -565,15 +563,9 @@ TEST_CASE("scrapes whose requests arrive together share one render, and a later 
   Client held(server.port(0));
   REQUIRE(held.send(kGetClose));
   REQUIRE(blocker.wait_rendering());
-  // Their requests reach the server's socket buffers (acknowledged: nothing
-  // left in the clients' send queues) while the thread is held.
+  // Their requests are read and wait for a render while the render thread is held.
   for (auto& c : clients) REQUIRE(c->send(kGet));
-  CHECK(wait_until([&] {
-    return std::all_of(clients.begin(), clients.end(), [](const std::unique_ptr<Client>& c) {
-      int unsent = -1;
-      return ::ioctl(c->fd(), SIOCOUTQ, &unsent) == 0 && unsent == 0;
-    });
-  }));
+  CHECK(wait_until([&] { return server.stats(1).scrapes_waiting == 4; }));
   blocker.release();
   CHECK(statuses(held.read_to_end()) == std::vector<std::string>{"200"});
   // Each gets its answer (read up to its body's last line), from one render.
@@ -603,6 +595,10 @@ TEST_CASE("scrapes whose requests arrive together share one render, and a later 
   std::string later = clients[0]->read_to_end();
   CHECK(statuses(later) == std::vector<std::string>{"200"});
   CHECK(testing::sample(later.substr(later.find("\r\n\r\n")), "served_total") == 2.0);
+  // Each scrape counted, not each render: the four that shared one, and this.
+  CHECK(testing::sample(later.substr(later.find("\r\n\r\n")),
+                        "shmetrics_exporter_scrapes_total{role=\"ops\",format=\"text\",encoding=\"identity\"}") ==
+        5.0);
   CHECK(gate.renders() == 2);
   CHECK(server.stats(1).renders == 2);
 }
@@ -696,7 +692,7 @@ TEST_CASE("/healthz answers while a render of its role runs, with what the rende
   [[maybe_unused]] Segment segment = Segment::open(testing::small_options(name.str(), 4, 4));
   RenderGate gate(true);
   ServerOptions options;
-  options.threads = 3;  // connections take the threads in turn: the probes', not the render's
+  options.threads = 2;
   Served s(std::make_shared<RoleSource>("ops", name.str(), gate.clock()), options);
   Client scrape(s.port);
   REQUIRE(scrape.send(kGetClose));
@@ -712,4 +708,54 @@ TEST_CASE("/healthz answers while a render of its role runs, with what the rende
   CHECK(gate.renders() == 1);
   gate.release();
   CHECK(statuses(scrape.read_to_end()) == std::vector<std::string>{"200"});
+}
+
+TEST_CASE("a render runs off the serving threads: the connections of its scrape's thread go on") {
+  testing::ScopedName big_name("http-offthread-big");
+  testing::ScopedName small_name("http-offthread-small");
+  [[maybe_unused]] Segment big = Segment::open(testing::small_options(big_name.str(), 4, 4));
+  Segment small = Segment::open(testing::small_options(small_name.str(), 4, 4));
+  Counter served = small.counter("served_total", "Served.");
+  served.inc(7);
+  RenderGate big_gate(true), small_gate(false);
+  ServerOptions options;
+  options.threads = 2;
+  HttpServer server(options);
+  std::string error;
+  REQUIRE(server.add_shared_listener({std::make_shared<RoleSource>("big", big_name.str(), big_gate.clock()),
+                                      std::make_shared<RoleSource>("small", small_name.str(), small_gate.clock())},
+                                     "127.0.0.1", 0, error) == 0);
+  server.start();
+  const int port = server.port(0);
+  // Connections take the two serving threads in turn: the first and third
+  // share one. The first's render is held.
+  Client held(port);
+  REQUIRE(held.send("GET /metrics/big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+  REQUIRE(big_gate.wait_rendering());
+  Client second(port);
+  Client third(port);
+  for (Client* c : {&third, &second}) {
+    REQUIRE(c->send("GET /metrics/small HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n"
+                    "Connection: close\r\n\r\n"));
+    const std::string a = c->read_to_end();
+    INFO(a);
+    CHECK(statuses(a) == std::vector<std::string>{"200", "200"});
+    CHECK(a.find("\nserved_total 7\n") != std::string::npos);
+  }
+  CHECK(big_gate.renders() == 1);
+  big_gate.release();
+  CHECK(statuses(held.read_to_end()) == std::vector<std::string>{"200"});
+}
+
+TEST_CASE("a gzip body keeps the memory of its compressed size, not of the exposition's") {
+  testing::ScopedName name("http-gzip-capacity");
+  Segment segment = Segment::open(testing::small_options(name.str(), 4, 4));
+  CounterFamily f = segment.counter_family("padded_total", "Padded.", {"pad"});
+  for (int i = 0; i < 40; ++i) f.labels({std::string(100, static_cast<char>('a' + i % 26)) + std::to_string(i)}).inc();
+  RoleSource source("ops", name.str());
+  const std::size_t text_bytes = source.scrape().size();
+  std::shared_ptr<const std::string> body = source.scrape_shared({exporter::Format::kText004, exporter::Encoding::kGzip});
+  INFO("text " << text_bytes << " bytes, gzip " << body->size() << ", kept " << source.live_body_bytes());
+  CHECK(body->size() < text_bytes / 4);
+  CHECK(source.live_body_bytes() <= body->size() + 64);
 }

@@ -31,6 +31,9 @@ std::string gzip(std::string_view in, std::size_t max_bytes, std::string& error)
     return {};
   }
   out.resize(written);
+  // A body lives while it is sent: it keeps only the compressed size, not
+  // deflateBound's (about the uncompressed size).
+  out.shrink_to_fit();
   return out;
 }
 

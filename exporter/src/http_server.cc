@@ -145,7 +145,7 @@ constexpr std::size_t kLingerBytes = 64 * 1024;
 // long render never delays an accept, and accepted sockets move to their
 // context.
 struct HttpServer::Io {
-  explicit Io(std::size_t threads) {
+  explicit Io(std::size_t threads) : renders(threads) {
     for (std::size_t i = 0; i < threads + 1; ++i) {
       contexts.push_back(std::make_unique<asio::io_context>(1));
       guards.push_back(asio::make_work_guard(*contexts.back()));
@@ -173,6 +173,12 @@ struct HttpServer::Io {
   // belong to the contexts.
   asio::thread_pool auth{1};
   std::atomic<std::size_t> pending_auth{0};  // checks queued or running there
+  // Renders, off the threads serving connections: a long render (a large
+  // segment, gzip) holds one of these, never a connection's thread, so the
+  // other connections of that thread (other roles, probes) go on. As many
+  // as serving threads: renders are work for the CPUs. Each role renders
+  // one at a time; up to this many roles at once.
+  asio::thread_pool renders;
   std::vector<std::thread> threads;
   bool started = false;
   bool stopped = false;
@@ -337,25 +343,36 @@ void HttpServer::Listener::request_body(std::shared_ptr<ConnectionBase> c) {
   {
     std::lock_guard lock(body_mutex);
     const std::size_t role = c->role_index();
+    sources.at(role)->count_scrape(c->negotiated().exposition);
     RoleRenders& r = renders_of.at(role);
     r.body_waiters[c->negotiated().exposition.index()].push_back(std::move(c));
     if (r.render_posted || r.rendering) return;
     r.render_posted = true;
-    asio::post(ex, [self = shared_from_this(), role] { self->render_for_waiters(role); });
+    asio::post(io.renders, [self = shared_from_this(), role] { self->render_for_waiters(role); });
   }
 }
 
 // Renders each exposition of `role` that scrapes wait for (a format and an
-// encoding: each its own body), until none waits.
+// encoding: each its own body), on a render thread, until none waits; after
+// as many renders as there are expositions it goes to the back of the render
+// queue, so scrapes asking without pause for two expositions cannot keep a
+// render thread from other roles.
 void HttpServer::Listener::render_for_waiters(std::size_t role) {
   std::unique_lock lock(body_mutex);
   RoleRenders& r = renders_of[role];
   r.render_posted = false;
-  for (;;) {
+  for (std::size_t round = 0;; ++round) {
     std::size_t index = 0;
     while (index < Exposition::kCount && r.body_waiters[index].empty()) ++index;
     if (index == Exposition::kCount) {
       r.rendering = false;
+      return;
+    }
+    if (round == Exposition::kCount) {
+      r.rendering = false;
+      r.render_posted = true;
+      lock.unlock();
+      asio::post(io.renders, [self = shared_from_this(), role] { self->render_for_waiters(role); });
       return;
     }
     r.rendering = true;
@@ -364,7 +381,7 @@ void HttpServer::Listener::render_for_waiters(std::size_t role) {
     std::shared_ptr<const std::string> body;
     std::exception_ptr error;
     try {
-      body = sources[role]->scrape_shared(exposition);
+      body = sources[role]->scrape_shared(exposition, false);  // each scrape counted when it asked
     } catch (...) {
       error = std::current_exception();
     }
@@ -373,10 +390,10 @@ void HttpServer::Listener::render_for_waiters(std::size_t role) {
     renders.fetch_add(1, std::memory_order_relaxed);
     served.swap(r.body_waiters[index]);
     lock.unlock();
-    // Inline for the connections of this thread, posted to the others.
+    // Posted to each connection's own thread.
     for (auto& c : served) {
       asio::any_io_executor ex = c->executor();
-      asio::dispatch(ex, [c = std::move(c), body, error] { c->body_ready(body, error); });
+      asio::post(ex, [c = std::move(c), body, error] { c->body_ready(body, error); });
     }
     lock.lock();
   }
@@ -1058,6 +1075,8 @@ void HttpServer::stop() {
   io_->threads.clear();
   io_->auth.stop();
   io_->auth.join();
+  io_->renders.stop();  // a render running ends first: its bodies go to stopped contexts
+  io_->renders.join();
   for (auto& l : listeners_) {
     beast::error_code ignored;
     l->acceptor.close(ignored);

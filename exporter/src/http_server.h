@@ -34,11 +34,12 @@ inline constexpr const char* kTextContentType = "text/plain; version=0.0.4; char
 struct ServerOptions {
   // Threads of the whole process running every listener's connections,
   // each with its own share of the connections (taken in turn at accept)
-  // running all of their handlers; one more thread accepts.
-  // A waiting connection holds none; a render holds one while it runs, and
-  // serves every scrape of its role that asked before it ended. More
-  // threads than CPUs only add switches between them and renders that
-  // could have been shared: default_server_threads() fits the machine.
+  // running all of their handlers; one more thread accepts; and as many
+  // render the expositions. A waiting connection holds none; a render holds
+  // a render thread while it runs (never a connection's thread), and serves
+  // every scrape of its role that asked before it ended. More threads than
+  // CPUs only add switches between them and renders that could have been
+  // shared: default_server_threads() fits the machine.
   std::size_t threads = 4;
   // Connections open at once, per listener. At the limit a new connection
   // takes the slot of the connection that has waited longest for its next

@@ -176,8 +176,8 @@ bool RoleSource::ensure_open() {
   return true;
 }
 
-std::shared_ptr<const std::string> RoleSource::scrape_shared(Exposition exposition) {
-  scrapes_[exposition.index()].fetch_add(1, std::memory_order_relaxed);
+std::shared_ptr<const std::string> RoleSource::scrape_shared(Exposition exposition, bool count) {
+  if (count) count_scrape(exposition);
   std::unique_lock lock(share_mutex_);
   Share& share = shares_[exposition.index()];
   // Bodies still being sent (to slow readers, say) past the budget: the

@@ -55,7 +55,12 @@ class RoleSource {
   // Each exposition (format and encoding) is rendered and shared on its own:
   // a gzip body is compressed once per render, not once per scrape.
   // OpenMetrics ends with "# EOF".
-  std::shared_ptr<const std::string> scrape_shared(Exposition exposition = {});
+  //
+  // Counts one scrape of `exposition` (shmetrics_exporter_scrapes_total)
+  // unless `count` is false: a caller serving many scrapes with one call
+  // counts each with count_scrape() instead.
+  std::shared_ptr<const std::string> scrape_shared(Exposition exposition = {}, bool count = true);
+  void count_scrape(Exposition exposition) { scrapes_[exposition.index()].fetch_add(1, std::memory_order_relaxed); }
   // The same, copied (for --once and tests).
   std::string scrape(Exposition exposition = {}) { return *scrape_shared(exposition); }
 
