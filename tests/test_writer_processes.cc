@@ -135,3 +135,25 @@ TEST_CASE("set_writer_process_metrics(false) leaves the writers' /proc unread an
   CHECK(text.find("shmetrics_writer_process") == std::string::npos);
   CHECK(testing::sample(text, "busy_workers") == 1.0);
 }
+
+TEST_CASE("each writer process is read once, and one that no longer holds its record is not shown") {
+  ParkedChild a([] {});
+  ParkedChild b([] {});
+  using exporter::LiveWriter;
+  const auto pa = static_cast<std::uint32_t>(a.pid());
+  const auto pb = static_cast<std::uint32_t>(b.pid());
+  // Two records naming one pid in this namespace; two held where this
+  // namespace cannot see (here 0), naming one pid between them.
+  const std::vector<LiveWriter> live = {{0, pa, a.pid()}, {1, pa, a.pid()}, {2, pb, b.pid()}, {3, 1, 0}, {4, 1, 0}};
+  exporter::WriterProcesses w = exporter::read_writer_processes(live, [](const LiveWriter&) { return true; });
+  REQUIRE(w.shown.size() == 2);
+  CHECK(w.shown[0].pid == std::min(pa, pb));
+  CHECK(w.shown[1].pid == std::max(pa, pb));
+  CHECK(w.other_namespace == 2);
+  CHECK(w.unreadable == 0);
+  // b's record taken over meanwhile (a new process under its pid, say).
+  w = exporter::read_writer_processes(live, [&](const LiveWriter& x) { return x.here != b.pid(); });
+  REQUIRE(w.shown.size() == 1);
+  CHECK(w.shown[0].pid == pa);
+  CHECK(w.unreadable == 1);
+}

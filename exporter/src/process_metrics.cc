@@ -167,8 +167,14 @@ std::optional<std::string> read_small_file(const std::string& path) {
 
 }  // namespace
 
-WriterProcesses read_writer_processes(const std::vector<LiveWriter>& live) {
+WriterProcesses read_writer_processes(std::vector<LiveWriter> live,
+                                      const std::function<bool(const LiveWriter&)>& still_held) {
   WriterProcesses out;
+  // Each visible process once; those not visible (here 0) each count.
+  std::sort(live.begin(), live.end(), [](const LiveWriter& a, const LiveWriter& b) { return a.here < b.here; });
+  live.erase(std::unique(live.begin(), live.end(),
+                         [](const LiveWriter& a, const LiveWriter& b) { return a.here > 0 && a.here == b.here; }),
+             live.end());
   for (std::size_t i = 0; i < live.size(); ++i) {
     if (out.shown.size() + out.other_namespace + out.unreadable >= kMaxWriterProcesses) {
       out.not_read = live.size() - i;
@@ -189,7 +195,7 @@ WriterProcesses read_writer_processes(const std::vector<LiveWriter>& live) {
       continue;
     }
     const std::optional<ProcessStats> stats = read_process_stats(w.here);
-    if (!stats) {
+    if (!stats || !still_held(w)) {
       ++out.unreadable;
       continue;
     }

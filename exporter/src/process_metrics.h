@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,6 +43,7 @@ void append_own_process_metrics(std::string& out, Format format);
 // pid the kernel gives for the holder of the record's semaphore, 0 when the
 // holder is in a namespace this one cannot see).
 struct LiveWriter {
+  std::uint32_t record;
   std::uint32_t pid;
   pid_t here;
 };
@@ -69,8 +71,13 @@ struct WriterProcesses {
   std::uint64_t not_read = 0;         // past kMaxWriterProcesses
 };
 
-// Reads /proc for each of `live` (one entry per pid) in this pid namespace.
-WriterProcesses read_writer_processes(const std::vector<LiveWriter>& live);
+// Reads /proc for each of `live` in this pid namespace: each process once
+// (by `here`; records of processes in other namespaces may name one pid
+// twice). `still_held(w)` is asked after /proc was read: whether the
+// record's holder is still that process, so a pid that a new process took
+// meanwhile is not shown as the writer's (counted unreadable).
+WriterProcesses read_writer_processes(std::vector<LiveWriter> live,
+                                      const std::function<bool(const LiveWriter&)>& still_held);
 
 // Appends shmetrics_writer_process_cpu_seconds_total and
 // shmetrics_writer_process_resident_memory_bytes (labels `role_value`, e.g.

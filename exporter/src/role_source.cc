@@ -250,8 +250,13 @@ std::shared_ptr<const std::string> RoleSource::render(Exposition exposition) {
                             max_scrape_bytes_ - kRoomAfterRender, format);
       if (read_writers && err.empty()) {
         std::vector<LiveWriter> live;
-        for (const auto& [record, pid] : reader_->live_records()) live.push_back({pid, holders_[record]});
-        writers_ = read_writer_processes(live);
+        for (const auto& [record, pid] : reader_->live_records()) live.push_back({record, pid, holders_[record]});
+        const int set = mapped_->semaphore_set();
+        const std::uint32_t slots = mapped_->capacities().thread_slots;
+        writers_ = read_writer_processes(std::move(live), [set, slots](const LiveWriter& w) {
+          const shm::ClaimHolder h = shm::claim_holder(set, shm::Geometry::record_semaphore(slots, w.record));
+          return !h.error && h.held && h.pid == w.here;
+        });
         writers_read_ns_ = started_ns;
       }
       over_limit = reader_->over_limit();

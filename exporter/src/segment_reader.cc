@@ -815,8 +815,7 @@ std::string SegmentReader::render(std::string& out, const RecordLiveness& live, 
     usage_.records_live = static_cast<std::uint32_t>(sources.live.size());
     usage_.records_dead = static_cast<std::uint32_t>(sources.dead.size());
     live_records_.clear();
-    for (const LiveRecord& r : sources.live)
-      if (r.first_with_pid) live_records_.emplace_back(r.record, r.pid);
+    for (const LiveRecord& r : sources.live) live_records_.emplace_back(r.record, r.pid);
     fits = render_families(out, sources);
     std::uint64_t state_after = load_acquire<std::uint64_t>(base_ + geometry_.dead_offset);
     if (!fits) break;

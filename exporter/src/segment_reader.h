@@ -100,8 +100,8 @@ class SegmentReader {
     std::uint32_t records_live = 0, records_dead = 0;  // owned by a live / a dead process
   };
   const Usage& usage() const { return usage_; }
-  // The process records held by a live process in the last render, each
-  // pid once (its first record): (record, pid as the record names it).
+  // The process records held by a live process in the last render:
+  // (record, pid as the record names it, in the writer's pid namespace).
   const std::vector<std::pair<std::uint32_t, std::uint32_t>>& live_records() const { return live_records_; }
   // Diagnostics: how many times renders of this reader asked `live`.
   std::uint64_t liveness_queries() const { return liveness_queries_; }
