@@ -239,13 +239,26 @@ struct HttpServer::Listener : std::enable_shared_from_this<HttpServer::Listener>
   // running. One render serves every scrape that asked before it ended:
   // scrapes whose heads came in one batch of events share a render.
   std::mutex body_mutex;
+  // Renders expected to take less run on the connection's thread: they hold
+  // it at most this long (times Exposition::kCount, then they yield).
+  static constexpr std::chrono::microseconds kInlineRender{500};
   // Per role (index in sources): a shared listener renders its roles side
   // by side, as listeners of their own would.
   struct RoleRenders {
     std::array<std::vector<std::shared_ptr<ConnectionBase>>, Exposition::kCount> body_waiters;  // per exposition
     bool render_posted = false;
     bool rendering = false;
+    // How long its last render took: one that is cheap runs on the thread of
+    // the connection that asked (no hand-off, which on a busy CPU costs more
+    // than the render), a costly one on a render thread. The first (which
+    // parses the whole segment) always on a render thread.
+    std::chrono::nanoseconds last_render = kInlineRender;
   };
+  // Where the next render of `r` runs (under body_mutex).
+  asio::any_io_executor render_executor(const RoleRenders& r, const asio::any_io_executor& connection) {
+    if (r.last_render < kInlineRender) return connection;
+    return io.renders.get_executor();
+  }
   std::vector<RoleRenders> renders_of;
 };
 
@@ -348,7 +361,7 @@ void HttpServer::Listener::request_body(std::shared_ptr<ConnectionBase> c) {
     r.body_waiters[c->negotiated().exposition.index()].push_back(std::move(c));
     if (r.render_posted || r.rendering) return;
     r.render_posted = true;
-    asio::post(io.renders, [self = shared_from_this(), role] { self->render_for_waiters(role); });
+    asio::post(render_executor(r, ex), [self = shared_from_this(), role] { self->render_for_waiters(role); });
   }
 }
 
@@ -371,8 +384,9 @@ void HttpServer::Listener::render_for_waiters(std::size_t role) {
     if (round == Exposition::kCount) {
       r.rendering = false;
       r.render_posted = true;
+      asio::any_io_executor ex = render_executor(r, r.body_waiters[index].front()->executor());
       lock.unlock();
-      asio::post(io.renders, [self = shared_from_this(), role] { self->render_for_waiters(role); });
+      asio::post(ex, [self = shared_from_this(), role] { self->render_for_waiters(role); });
       return;
     }
     r.rendering = true;
@@ -380,6 +394,7 @@ void HttpServer::Listener::render_for_waiters(std::size_t role) {
     lock.unlock();
     std::shared_ptr<const std::string> body;
     std::exception_ptr error;
+    const auto started = Clock::now();
     try {
       body = sources[role]->scrape_shared(exposition, false);  // each scrape counted when it asked
     } catch (...) {
@@ -387,6 +402,7 @@ void HttpServer::Listener::render_for_waiters(std::size_t role) {
     }
     std::vector<std::shared_ptr<ConnectionBase>> served;
     lock.lock();
+    r.last_render = Clock::now() - started;
     renders.fetch_add(1, std::memory_order_relaxed);
     served.swap(r.body_waiters[index]);
     lock.unlock();
