@@ -122,8 +122,12 @@ check "--help mentions --version" grep -qe --version "$WORK/help.out"
 usage_error_of() {
   local name=$1 rc=0
   shift
-  timeout "$STOP_SECONDS" "$EXPORTER" --instance "$INSTANCE" --ops-listen 127.0.0.1:0 \
-    --judge-listen 127.0.0.1:0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || rc=$?
+  local listen=() flag
+  for flag in --ops-listen --judge-listen; do  # free ports, unless ARGS give the flag (twice is refused)
+    [[ " $* " == *" $flag "* ]] || listen+=("$flag" 127.0.0.1:0)
+  done
+  timeout "$STOP_SECONDS" "$EXPORTER" --instance "$INSTANCE" "${listen[@]}" "$@" \
+    >"$WORK/$name.out" 2>"$WORK/$name.err" || rc=$?
   [ "$rc" -eq 2 ] && [ -s "$WORK/$name.err" ]
 }
 same_message() { [ -s "$WORK/$1.err" ] && cmp -s "$WORK/$1.err" "$WORK/$2.err"; }
@@ -427,6 +431,13 @@ check "--listen with --role NAME=HOST:PORT is refused, naming the role" role_ref
 check "--role NAME without an address is refused without --listen" role_refused role-no-address \
   'has no address' --role billing
 check "--listen twice is refused" role_refused listen-twice 'given twice' --listen 127.0.0.1:0 --listen 127.0.0.1:0
+check "--role-segment twice for one role is refused" role_refused role-segment-twice 'given twice' \
+  --role-segment ops=x --role-segment ops=y
+check "--ops-segment with --role-segment ops is refused" role_refused ops-segment-both 'give one of them' \
+  --ops-segment a --role-segment ops=b
+check "--ops-listen twice is refused" role_refused ops-listen-twice 'given twice' \
+  --ops-listen 127.0.0.1:0 --ops-listen 127.0.0.1:0
+check "--once with --listen is refused" role_refused once-listen 'takes no --role, --listen' --listen 127.0.0.1:0 --once x
 start_bg shared "$EXPORTER" --instance "$INSTANCE" --listen 127.0.0.1:0
 SHARED_PID=$BG_PID
 shared_port() { logged_port shared ops; }

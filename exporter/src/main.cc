@@ -78,8 +78,8 @@ GET /metrics.
   --role NAME=HOST:PORT   serve role NAME (1-64 characters of [a-z0-9_-]) on
                           HOST:PORT, from segment INSTANCE.NAME; repeatable.
                           Given once or more, only these roles are served
-                          (the Ops and Judge defaults and their flags below
-                          are then not used)
+                          (the Ops and Judge defaults are then not served,
+                          and their flags below are refused)
   --role-segment NAME=SEGMENT
                           segment of role NAME (default: INSTANCE.NAME); a
                           SEGMENT with a '/' is an absolute path
@@ -349,8 +349,13 @@ Options parse_options(int argc, char** argv) {
       const std::size_t eq = value.find('=');
       if (eq == std::string::npos || eq + 1 == value.size() || !valid_role(value.substr(0, eq)))
         usage_error("--role-segment \"" + value + "\" is invalid: expected NAME=SEGMENT for a role of --role");
+      for (const auto& [name, segment] : o.role_segments)
+        if (name == value.substr(0, eq))
+          usage_error("--role-segment " + name + " is given twice: each role has one segment");
       o.role_segments.emplace_back(value.substr(0, eq), value.substr(eq + 1));
     } else if (a == "--ops-listen" || a == "--judge-listen" || a == "--ops-segment" || a == "--judge-segment") {
+      if (std::find(o.ops_judge_flags.begin(), o.ops_judge_flags.end(), a) != o.ops_judge_flags.end())
+        usage_error(a + " is given twice: give it once");
       o.ops_judge_flags.push_back(a);  // refused below if --role is given too
       const std::string value = value_of(i);
       if (!o.roles_given) {
@@ -396,8 +401,13 @@ Options parse_options(int argc, char** argv) {
   if (o.roles_given && !o.ops_judge_flags.empty())
     usage_error(o.ops_judge_flags.front() + " and --role cannot be combined: with --role, give every role's "
                 "address with --role and its segment with --role-segment");
+  if (!o.once_segment.empty() && (o.shared_listen || o.roles_given || !o.ops_judge_flags.empty()))
+    usage_error("--once prints one segment and exits: it takes no --role, --listen or --ops-/--judge- flags");
   for (const auto& [name, segment] : o.role_segments) {
     auto it = std::find_if(o.roles.begin(), o.roles.end(), [&](const RoleConfig& r) { return r.role == name; });
+    if (it != o.roles.end() && !it->segment.empty())
+      usage_error("--" + name + "-segment and --role-segment " + name + " both give the " + name +
+                  " role's segment: give one of them");
     if (it == o.roles.end())
       usage_error("--role-segment names role \"" + name + "\", which is not served: give --role " + name +
                   (o.shared_listen ? " too" : "=HOST:PORT too"));
