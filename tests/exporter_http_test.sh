@@ -367,6 +367,13 @@ OM_FAMILIES=(--expect-family rbac_reload_checks=counter --expect-family rbac_all
   --expect-family process_cpu_seconds=counter --expect-family process_open_fds=gauge
   --expect-sample "rbac_map_info{etag=\"$ETAG\"}=1" --expect-sample 'shmetrics_segment_up{role="ops"}=1')
 om_check() { "$PYTHON" "$HERE/check_openmetrics.py" "${OM_FAMILIES[@]}" <"$WORK/$1"; }
+# A header split over several lines is one list (RFC 9110 5.3).
+http_request split "$OPS_PORT" /metrics -H 'Accept: text/plain;q=0.1' -H 'Accept: application/openmetrics-text' \
+  -H 'Accept-Encoding: br' -H 'Accept-Encoding: gzip'
+check "Accept over two lines: the second line's OpenMetrics wins ($(header split Content-Type))" \
+  [ "$(header split Content-Type)" = "$OM_TYPE" ]
+check "Accept-Encoding over two lines: the second line's gzip is taken ($(header split Content-Encoding))" \
+  [ "$(header split Content-Encoding)" = gzip ]
 http_request om3 "$OPS_PORT" /metrics -H "Accept: $PROMETHEUS3_ACCEPT" -H 'Accept-Encoding: gzip'
 check "Prometheus 3's Accept gets '$OM_TYPE; escaping=allow-utf-8' (got '$(header om3 Content-Type)')" \
   [ "$(header om3 Content-Type)" = "$OM_TYPE; escaping=allow-utf-8" ]

@@ -790,9 +790,20 @@ class Connection final : public ConnectionBase {
     for (const auto& [name, value] : config_->config.headers) res.set(name, value);
   }
 
+  // Every line of a header, joined as one list (RFC 9110 §5.3): a client
+  // may split Accept over several lines. Within max_request_bytes.
+  static std::string joined(const http::request<http::empty_body>& req, http::field name) {
+    std::string out;
+    for (auto range = req.equal_range(name); range.first != range.second; ++range.first) {
+      if (!out.empty()) out += ", ";
+      out.append(range.first->value().data(), range.first->value().size());
+    }
+    return out;
+  }
+
   void serve_metrics() {
     const auto& req = parser_->get();
-    negotiated_ = negotiate(view(req[http::field::accept]), view(req[http::field::accept_encoding]));
+    negotiated_ = negotiate(joined(req, http::field::accept), joined(req, http::field::accept_encoding));
     listener_->request_body(shared_from_this());
   }
 
