@@ -74,6 +74,16 @@ TEST_CASE("openmetrics_as_asked_for") {
   CHECK(type_for("application/openmetrics-text;foo=\"a,b;q=0\";q=0.9, text/plain;q=0.1") == kOpenMetrics);
 }
 
+TEST_CASE("each_version_of_a_format_is_weighed_on_its_own") {
+  // A range for one version neither refuses nor prefers another (helper-14's cases).
+  CHECK(type_for("application/openmetrics-text;version=0.0.1;q=0, application/openmetrics-text") == kOpenMetrics);
+  CHECK(type_for("application/openmetrics-text;version=1.0.0;q=0, application/openmetrics-text;q=0.9") ==
+        "application/openmetrics-text; version=0.0.1; charset=utf-8");
+  // Either OpenMetrics version at the same q: 1.0.0.
+  CHECK(type_for("application/openmetrics-text;version=0.0.1, application/openmetrics-text;version=1.0.0") ==
+        kOpenMetrics);
+}
+
 TEST_CASE("every_escaping_scheme_prometheus_names_is_echoed_and_others_ignored") {
   auto om = [](const char* scheme) {
     return type_for(("application/openmetrics-text;version=1.0.0;escaping=" + std::string(scheme)).c_str());

@@ -152,9 +152,11 @@ HTTP limits (the server is Boost.Beast over Boost.Asio; a connection waiting
 for a request holds no thread):
   --threads N             threads serving every listener, 1-256 (default:
                           the CPUs the exporter may run on, at most 4), each
-                          its share of the connections; one more accepts. A
-                          render runs on one of them and serves every scrape
-                          of its role asking meanwhile
+                          its share of the connections; one more accepts;
+                          as many render. A render serves every scrape of its
+                          role asking meanwhile; one taking under 0.5 ms runs
+                          on the asking connection's thread, a longer one on a
+                          render thread, so a large role never holds others
   --max-connections N     connections open at once per listener, 1-65536
                           (default 1024). At the limit a new connection takes
                           the slot of the one that has waited longest for its

@@ -143,16 +143,22 @@ std::string_view escaping_of(const Element* e) {
 Negotiated negotiate(std::string_view accept, std::string_view accept_encoding) {
   Negotiated out;
   const std::vector<Element> ranges = parse_list(accept);
-  Best om, text;
+  // Each OpenMetrics version is weighed on its own: a range naming one
+  // says nothing of the other (a q=0 for 0.0.1 does not refuse 1.0.0).
+  // Text ranges of version 0.0.4 and 1.0.0 both stand for the 0.0.4 body
+  // (valid text 1.0.0 too: every name served is a legacy one).
+  Best text, om1, om0;
   for (const Element& e : ranges) {
-    consider(om, e, match(e, "application", "openmetrics-text", {"1.0.0", "0.0.1"}));
-    consider(text, e, match(e, "text", "plain", {"0.0.4", "1.0.0"}));
+    consider(text, e, match(e, "text", "plain", {"0.0.4", "1.0.0"}));  // 0.0.4 answers both
+    consider(om1, e, match(e, "application", "openmetrics-text", {"1.0.0"}));
+    consider(om0, e, match(e, "application", "openmetrics-text", {"0.0.1"}));
   }
   std::string_view escaping;
+  // OpenMetrics only when preferred to text; 1.0.0 on a tie with 0.0.1.
+  const Best& om = om0.q > om1.q ? om0 : om1;
   if (om.q > 0 && om.q > text.q) {
     out.exposition.format = Format::kOpenMetrics;
-    const bool old_version = om.element != nullptr && param(*om.element, "version") == "0.0.1";
-    out.content_type = old_version ? "application/openmetrics-text; version=0.0.1; charset=utf-8"
+    out.content_type = &om == &om0 ? "application/openmetrics-text; version=0.0.1; charset=utf-8"
                                    : "application/openmetrics-text; version=1.0.0; charset=utf-8";
     if (om.specificity >= 2) escaping = escaping_of(om.element);
   } else {

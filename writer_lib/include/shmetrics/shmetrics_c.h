@@ -68,7 +68,10 @@ const char* shmetrics_last_error(void);
 
 typedef enum shmetrics_value_type {
   SHMETRICS_INTEGER = 1, /* counters' default: exact 64-bit counts */
-  SHMETRICS_DOUBLE = 2   /* gauges' default */
+  SHMETRICS_DOUBLE = 2,  /* gauges' default */
+  /* Not a value type: makes any int a value of this type, so a wrong one
+   * passed from C (or another language) is refused, not undefined. */
+  SHMETRICS_VALUE_TYPE_RANGE_ = 0x7fffffff
 } shmetrics_value_type;
 
 /* What a segment can hold, fixed when it is created (see Capacities in
