@@ -208,25 +208,28 @@ WriterProcesses read_writer_processes(std::vector<LiveWriter> live,
 
 void append_writer_process_metrics(std::string& out, Format format, std::string_view role_value,
                                    const WriterProcesses& writers) {
-  append_family_head(out, format, "shmetrics_writer_process_cpu_seconds_total", "counter",
-                     "Total user and system CPU time of each live writer process of this role, in seconds (read "
-                     "from /proc at most once a second).");
-  // One sample per writer shown: NAME{role,pid} VALUE.
-  auto samples = [&](std::string_view name, auto append_value) {
-    for (const WriterProcess& w : writers.shown) {
-      out.append(name).append("{").append(role_value).append(",pid=\"");
-      append_uint(out, w.pid);
-      out += "\"} ";
-      append_value(w);
-      out += '\n';
-    }
-  };
-  samples("shmetrics_writer_process_cpu_seconds_total", [&](const WriterProcess& w) { append_double(out, w.cpu_seconds); });
-  append_family_head(out, format, "shmetrics_writer_process_resident_memory_bytes", "gauge",
-                     "Resident memory of each live writer process of this role, in bytes (read from /proc at most "
-                     "once a second).");
-  samples("shmetrics_writer_process_resident_memory_bytes",
-          [&](const WriterProcess& w) { append_uint(out, w.resident_bytes); });
+  // The two per-process families only with a process to show: no family without samples.
+  if (!writers.shown.empty()) {
+    append_family_head(out, format, "shmetrics_writer_process_cpu_seconds_total", "counter",
+                       "Total user and system CPU time of each live writer process of this role, in seconds (read "
+                       "from /proc at most once a second).");
+    // One sample per writer shown: NAME{role,pid} VALUE.
+    auto samples = [&](std::string_view name, auto append_value) {
+      for (const WriterProcess& w : writers.shown) {
+        out.append(name).append("{").append(role_value).append(",pid=\"");
+        append_uint(out, w.pid);
+        out += "\"} ";
+        append_value(w);
+        out += '\n';
+      }
+    };
+    samples("shmetrics_writer_process_cpu_seconds_total", [&](const WriterProcess& w) { append_double(out, w.cpu_seconds); });
+    append_family_head(out, format, "shmetrics_writer_process_resident_memory_bytes", "gauge",
+                       "Resident memory of each live writer process of this role, in bytes (read from /proc at most "
+                       "once a second).");
+    samples("shmetrics_writer_process_resident_memory_bytes",
+            [&](const WriterProcess& w) { append_uint(out, w.resident_bytes); });
+  }
   append_family_head(out, format, "shmetrics_writer_processes", "gauge",
                      "Live writer processes of this role: shown by the two families above, or left out as in "
                      "another pid namespace, unreadable in /proc, or past the " +
