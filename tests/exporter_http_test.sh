@@ -390,6 +390,11 @@ check "text/plain;version=0.0.4 gets '$CONTENT_TYPE' (got '$(header text-only Co
   [ "$(header text-only Content-Type)" = "$CONTENT_TYPE" ]
 check "promtool check metrics accepts the text exposition silently" \
   bash -c "out=\$(promtool check metrics <'$WORK/text-only.body' 2>&1) && [ -z \"\$out\" ]"
+# Prometheus 3 with scrape_protocols: [PrometheusText1.0.0]: the same body, named 1.0.0.
+http_request text1 "$OPS_PORT" /metrics -H 'Accept: text/plain;version=1.0.0;escaping=allow-utf-8'
+check "text/plain;version=1.0.0 gets 'text/plain; version=1.0.0; charset=utf-8; escaping=allow-utf-8' (got '$(header text1 Content-Type)')" \
+  [ "$(header text1 Content-Type)" = 'text/plain; version=1.0.0; charset=utf-8; escaping=allow-utf-8' ]
+check "text 1.0.0's body parses with every family as 0.0.4's" parse "$WORK/text1.body" "${OPS_FAMILIES[@]}"
 
 # ------------------------------------------------------------ roles of your own
 # One role, named by configuration, served from the ops writer's segment: it

@@ -14,6 +14,7 @@ using shmetrics::exporter::negotiate;
 namespace {
 
 constexpr const char* kText = "text/plain; version=0.0.4; charset=utf-8";
+constexpr const char* kText1 = "text/plain; version=1.0.0; charset=utf-8";
 constexpr const char* kOpenMetrics = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 // What Prometheus 3.x sends by default (scrape.go's acceptHeader with the
@@ -95,7 +96,25 @@ TEST_CASE("every_escaping_scheme_prometheus_names_is_echoed_and_others_ignored")
   CHECK(om("values") == std::string(kOpenMetrics) + "; escaping=values");
   CHECK(om("bogus") == kOpenMetrics);
   CHECK(om("\"\r\nX-Injected: 1\"") == kOpenMetrics);  // never echoed raw
-  CHECK(type_for("text/plain;version=1.0.0;escaping=underscores") == std::string(kText) + "; escaping=underscores");
+  CHECK(type_for("text/plain;version=1.0.0;escaping=underscores") == std::string(kText1) + "; escaping=underscores");
+}
+
+TEST_CASE("text_1_0_0_is_named_when_preferred_to_0_0_4_with_the_same_body") {
+  // Prometheus 3 with scrape_protocols: [PrometheusText1.0.0].
+  auto n = negotiate("text/plain;version=1.0.0;escaping=allow-utf-8", "");
+  CHECK(n.exposition.format == Format::kText004);
+  CHECK(n.content_type == std::string(kText1) + "; escaping=allow-utf-8");
+  // 0.0.4 refused, 1.0.0 taken (helper-14's F8): never the refused version.
+  CHECK(type_for("text/plain;version=0.0.4;q=0, text/plain;version=1.0.0;q=0.5") == kText1);
+  CHECK(type_for("text/plain;version=0.0.4;q=0.4, text/plain;version=1.0.0;q=0.5") == kText1);
+  // 0.0.4 on a tie and when either version would do.
+  CHECK(type_for("text/plain;version=0.0.4, text/plain;version=1.0.0") == kText);
+  CHECK(type_for("text/plain;version=0.0.4;q=0.6, text/plain;version=1.0.0;q=0.5") == kText);
+  CHECK(type_for("text/plain;version=1.0.0;q=0.5, text/plain;q=0.5") == kText);
+  CHECK(type_for("text/plain;version=1.0.0;q=0.5, */*;q=0.6") == kText);  // */* gives 0.0.4 its q of 0.6
+  // Prometheus 3's default list still gets OpenMetrics; text 1.0.0 when OpenMetrics is refused.
+  CHECK(type_for("application/openmetrics-text;q=0, text/plain;version=1.0.0;q=0.4, text/plain;version=0.0.4;q=0.3") ==
+        kText1);
 }
 
 TEST_CASE("gzip_when_the_client_takes_it") {

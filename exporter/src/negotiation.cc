@@ -145,16 +145,21 @@ Negotiated negotiate(std::string_view accept, std::string_view accept_encoding) 
   const std::vector<Element> ranges = parse_list(accept);
   // Each OpenMetrics version is weighed on its own: a range naming one
   // says nothing of the other (a q=0 for 0.0.1 does not refuse 1.0.0).
-  // Text ranges of version 0.0.4 and 1.0.0 both stand for the 0.0.4 body
-  // (valid text 1.0.0 too: every name served is a legacy one).
-  Best text, om1, om0;
+  // So is each text version: both are answered with the same body (valid
+  // text 1.0.0 too, since every name served is a legacy one), labelled with
+  // the version preferred.
+  Best text4, text1, om1, om0;
   for (const Element& e : ranges) {
-    consider(text, e, match(e, "text", "plain", {"0.0.4", "1.0.0"}));  // 0.0.4 answers both
+    consider(text4, e, match(e, "text", "plain", {"0.0.4"}));
+    consider(text1, e, match(e, "text", "plain", {"1.0.0"}));
     consider(om1, e, match(e, "application", "openmetrics-text", {"1.0.0"}));
     consider(om0, e, match(e, "application", "openmetrics-text", {"0.0.1"}));
   }
   std::string_view escaping;
-  // OpenMetrics only when preferred to text; 1.0.0 on a tie with 0.0.1.
+  // Text 1.0.0 only when preferred to 0.0.4 (0.0.4 on a tie: every
+  // Prometheus reads it); OpenMetrics only when preferred to text, 1.0.0 on
+  // a tie with 0.0.1.
+  const Best& text = text1.q > text4.q ? text1 : text4;
   const Best& om = om0.q > om1.q ? om0 : om1;
   if (om.q > 0 && om.q > text.q) {
     out.exposition.format = Format::kOpenMetrics;
@@ -162,7 +167,8 @@ Negotiated negotiate(std::string_view accept, std::string_view accept_encoding) 
                                    : "application/openmetrics-text; version=1.0.0; charset=utf-8";
     if (om.specificity >= 2) escaping = escaping_of(om.element);
   } else {
-    out.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    out.content_type = &text == &text1 ? "text/plain; version=1.0.0; charset=utf-8"
+                                       : "text/plain; version=0.0.4; charset=utf-8";
     if (text.specificity >= 2) escaping = escaping_of(text.element);
   }
   if (!escaping.empty()) {

@@ -34,7 +34,8 @@ struct Negotiated {
 // The format the Accept header prefers, by q-value (the most specific range
 // matching a format gives its q; among equally specific ones, the highest):
 // OpenMetrics 1.0.0 (or 0.0.1, as asked) when its q is above text 0.0.4's,
-// text 0.0.4 otherwise, also when nothing acceptable matches. Media ranges
+// text 0.0.4 otherwise, also when nothing acceptable matches (the same body
+// labelled text 1.0.0 when that is preferred to 0.0.4). Media ranges
 // of other versions do not match. The escaping parameter of the chosen
 // range (allow-utf-8, also spelt allow-utf8; underscores; dots; values) is
 // echoed in the Content-Type; an unknown one is ignored. Every name this
