@@ -137,22 +137,7 @@ ValueType value_type_of(shmetrics_value_type t) {
                               " is invalid: expected SHMETRICS_INTEGER (1) or SHMETRICS_DOUBLE (2)");
 }
 
-GaugeMode mode_of(const char* mode) {
-  static constexpr struct {
-    const char* name;
-    GaugeMode mode;
-  } kModes[] = {{"livesum", GaugeMode::kLiveSum}, {"livemax", GaugeMode::kLiveMax},
-                {"livemin", GaugeMode::kLiveMin}, {"liveall", GaugeMode::kLiveAll},
-                {"sum", GaugeMode::kSum},         {"max", GaugeMode::kMax},
-                {"min", GaugeMode::kMin},         {"all", GaugeMode::kAll},
-                {"mostrecent", GaugeMode::kMostRecent}, {"livemostrecent", GaugeMode::kLiveMostRecent}};
-  const std::string_view name = text("mode", mode);
-  for (const auto& m : kModes)
-    if (name == m.name) return m.mode;
-  throw std::invalid_argument("mode \"" + std::string(name) +
-                              "\" is invalid: expected livesum, livemax, livemin, liveall, sum, max, min, all, "
-                              "mostrecent or livemostrecent");
-}
+GaugeMode mode_of(const char* mode) { return gauge_mode_from_name(text("mode", mode)); }
 
 std::string_view unit_of(const char* unit) { return unit == nullptr ? std::string_view() : std::string_view(unit); }
 

@@ -417,6 +417,22 @@ CounterFamily Segment::counter_family(std::string_view name, std::string_view he
   return f;
 }
 
+GaugeMode gauge_mode_from_name(std::string_view name) {
+  static constexpr struct {
+    std::string_view name;
+    GaugeMode mode;
+  } kModes[] = {{"livesum", GaugeMode::kLiveSum}, {"livemax", GaugeMode::kLiveMax},
+                {"livemin", GaugeMode::kLiveMin}, {"liveall", GaugeMode::kLiveAll},
+                {"sum", GaugeMode::kSum},         {"max", GaugeMode::kMax},
+                {"min", GaugeMode::kMin},         {"all", GaugeMode::kAll},
+                {"mostrecent", GaugeMode::kMostRecent}, {"livemostrecent", GaugeMode::kLiveMostRecent}};
+  for (const auto& m : kModes)
+    if (name == m.name) return m.mode;
+  throw std::invalid_argument("gauge mode \"" + std::string(name) +
+                              "\" is invalid: expected livesum, livemax, livemin, liveall, sum, max, min, all, "
+                              "mostrecent or livemostrecent");
+}
+
 GaugeFamily Segment::gauge_family(std::string_view name, std::string_view help,
                                   const std::vector<std::string>& label_names, GaugeMode mode,
                                   ValueType value_type, std::string_view unit) const {

@@ -31,7 +31,11 @@ class Counter {
  public:
   Counter() = default;
 
-  void inc() noexcept { add_integer(1); }
+  void inc() noexcept {
+    if (is_double_) [[unlikely]]
+      return add_double(1.0);
+    add_integer(1);
+  }
 
   // Adds `v`. Negative, NaN or infinite increments are dropped and counted in
   // shmetrics_invalid_updates_total; so is a fractional increment of an

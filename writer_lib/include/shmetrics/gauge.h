@@ -9,6 +9,7 @@
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <string_view>
 
 namespace shmetrics {
 
@@ -36,6 +37,11 @@ using shm::GaugeMode;
 //
 // Thread-safe: any thread of any process may call any method concurrently.
 // NaN values are dropped and counted in shmetrics_invalid_updates_total.
+// The mode of a name as spelt above ("livesum", "mostrecent", ...), as
+// prometheus_client's multiprocess_mode spells them too. Throws
+// std::invalid_argument naming the modes for any other name.
+GaugeMode gauge_mode_from_name(std::string_view name);
+
 class Gauge {
  public:
   Gauge() = default;
