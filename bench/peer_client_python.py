@@ -8,6 +8,8 @@ only interpreter Debian's package imports under).
     peer_client_python.py scrape_hist --writers W --series S --reps R [--min-time-s T]
     peer_client_python.py sparse_bytes --writers W --series S --percent P
     peer_client_python.py churn --generations G --series S --reps R
+    peer_client_python.py counter_inc --n N --reps R
+    peer_client_python.py histogram_observe --n N --reps R
 
 Each mode works in a fresh PROMETHEUS_MULTIPROC_DIR (under /dev/shm, the best
 case for the peer: its files live in memory as our segments do), removed at
@@ -36,6 +38,7 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = MULTIPROC_DIR
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest  # noqa: E402
 from prometheus_client import multiprocess  # noqa: E402
 import prometheus_client  # noqa: E402
+from pycommon import histogram_value, pin, timed_loop, timed_observes, unpin  # noqa: E402
 
 CHECK_FAILURES = []
 
@@ -44,21 +47,6 @@ def check(ok, what):
     if not ok:
         CHECK_FAILURES.append(what)
         print("check failed: " + what, file=sys.stderr)
-
-
-def pin(cpu):
-    try:
-        n = os.cpu_count() or 1
-        os.sched_setaffinity(0, {cpu % n})
-    except OSError:
-        pass
-
-
-def unpin():
-    try:
-        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
-    except OSError:
-        pass
 
 
 def scrape_once():
@@ -178,13 +166,6 @@ def mode_scrape(a):
 # The histogram scenarios' bounds and values, as bench/common.h defines them
 # (histogram_bounds, histogram_value): the same values, so the same exposition.
 HISTOGRAM_BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
-
-
-def histogram_value(n):
-    h = (n * 2654435761) & 0xFFFFFFFF
-    h ^= h >> 15
-    e = h % 14
-    return ((1 << e) + ((h >> 8) & ((1 << e) - 1))) / 1024.0
 
 
 def histogram_expected(values):
@@ -316,9 +297,36 @@ def mode_churn(a):
     return {"ms_per_scrape": per_rep, "files": len(os.listdir(MULTIPROC_DIR))}
 
 
+def mode_counter_inc(a):
+    """A held labelled child's inc(), in one process (py_counter_inc's peer)."""
+    child = Counter("bench_py_inc_total", "Held child increments.", ["route"], registry=None).labels("/")
+
+    def body(n):
+        for _ in range(n):
+            child.inc()
+
+    per_rep = timed_loop(a.reps, a.n, body)
+    want = a.n // 10 + a.reps * a.n
+    got = samples(scrape_once()).get('bench_py_inc_total{route="/"}')
+    check(got == want, "counter_inc: rendered %r, %d increments made" % (got, want))
+    return {"ns_per_op": per_rep, "n": a.n}
+
+
+def mode_histogram_observe(a):
+    """A held labelled child's observe(v), the values of bench/common.h
+    cycling, prometheus_client's default buckets (py_histogram_observe's peer)."""
+    child = Histogram("bench_py_observe_seconds", "Held child observations.", ["route"], registry=None).labels("/")
+    per_rep = timed_observes(a.reps, a.n, child)
+    want = a.n // 10 + a.reps * a.n
+    got = samples(scrape_once()).get('bench_py_observe_seconds_count{route="/"}')
+    check(got == want, "histogram_observe: rendered count %r, %d observations made" % (got, want))
+    return {"ns_per_op": per_rep, "n": a.n}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["new_series", "scrape", "scrape_hist", "sparse_bytes", "churn"])
+    p.add_argument("mode", choices=["new_series", "scrape", "scrape_hist", "sparse_bytes", "churn", "counter_inc",
+                                    "histogram_observe"])
     p.add_argument("--n", type=int, default=20000)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--writers", type=int, default=16)
@@ -330,7 +338,8 @@ def main():
     a = p.parse_args()
     try:
         result = {"new_series": mode_new_series, "scrape": mode_scrape, "scrape_hist": mode_scrape_hist,
-                  "sparse_bytes": mode_sparse_bytes, "churn": mode_churn}[a.mode](a)
+                  "sparse_bytes": mode_sparse_bytes, "churn": mode_churn, "counter_inc": mode_counter_inc,
+                  "histogram_observe": mode_histogram_observe}[a.mode](a)
     finally:
         shutil.rmtree(MULTIPROC_DIR, ignore_errors=True)
     result.update({"mode": a.mode, "client_python": getattr(prometheus_client, "__version__", "0.16"),

@@ -39,12 +39,13 @@ NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"  # Debian's prometheus-node-
 NODE_EXPORTER_FLAGS = ["--collector.disable-defaults", "--collector.loadavg"]
 
 EXPORTER_SCENARIOS = ["exporter_wrk", "exporter_idle_2000", "exporter_tls"]
+PYTHON_SCENARIOS = ["py_counter_inc", "py_backend_counter_inc", "py_histogram_observe", "py_scrape_16x1000"]
 SCENARIOS = [
     "counter_inc", "counter_inc_2writers", "histogram_observe", "histogram_observe_2writers",
     "labelled_inc_lookup", "new_series", "scrape_16x1000", "scrape_64x10000", "scrape_64x10000_gzip",
     "scrape_64x10000_openmetrics", "scrape_hist_64x1000", "scrape_after_churn", "segment_bytes_64x10000",
     "segment_bytes_sparse",
-] + EXPORTER_SCENARIOS
+] + EXPORTER_SCENARIOS + PYTHON_SCENARIOS
 
 
 class Failure(Exception):
@@ -245,6 +246,53 @@ class Runner:
         if rc != 0 and not self.check_failures:
             raise Failure("shmetrics-bench exited %d; see %s" % (rc, self.log_path("google-benchmark.stderr.log")))
         return per
+
+    def python_ours(self, name, args, timeout=900):
+        """bench/py_shmetrics.py: the shmetrics module of this build."""
+        env_path = os.path.join(self.build, "bindings", "python")
+        cmd = ["env", "PYTHONPATH=" + env_path, PYTHON, os.path.join(HERE, "py_shmetrics.py")] + args + [
+            "--exporter", os.path.join(self.build, "exporter", "shmetrics-exporter")]
+        return self.run_json("py_shmetrics-" + name, cmd, timeout)
+
+    def python_scenarios(self):
+        """The py_* rows: shmetrics' Python module against client_python in
+        multiprocess mode, the same loops in the same kind of process."""
+        n = "200000" if self.quick else "2000000"
+        loops = [
+            ("py_counter_inc", "counter_inc", "counter_inc", "child.inc() (held labelled child)",
+             "client_python multiprocess child.inc()", ("≥20×", 20.0)),
+            ("py_backend_counter_inc", "backend_counter_inc", "counter_inc",
+             "prometheus_client Counter child.inc() on shmetrics' backend",
+             "client_python multiprocess child.inc()", ("≥5×", 5.0)),
+            ("py_histogram_observe", "histogram_observe", "histogram_observe",
+             "child.observe(v) (held labelled child, 15 buckets)", "client_python multiprocess child.observe(v)",
+             ("≥20×", 20.0)),
+        ]
+        peers = {}
+        for key, ours_mode, peer_mode, variant, peer_variant, target in loops:
+            if not self.want(key):
+                continue
+            try:
+                if peer_mode not in peers:
+                    peers[peer_mode] = self.python_peer("py-" + peer_mode, [peer_mode, "--n", n, "--reps", "5"])
+                ours = self.python_ours(key, [ours_mode, "--n", n, "--reps", "5"])
+                self.add_row(key, variant, "ns", ours["ns_per_op"], peer_variant, peers[peer_mode]["ns_per_op"],
+                             target, note="%s calls per repetition, loop included on both sides" % n)
+            except Failure as e:
+                self.errors.append(str(e))
+        if self.want("py_scrape_16x1000"):
+            try:
+                args = ["--writers", "16", "--series", "1000", "--reps", "5",
+                        "--min-time-s", "0.05" if self.quick else "0.3"]
+                py = self.python_peer("py_scrape_16x1000", ["scrape"] + args)
+                ours = self.python_ours("py_scrape_16x1000", ["scrape"] + args)
+                self.add_row("py_scrape_16x1000", "GET /metrics of the exporter (Python writers)", "ms",
+                             ours["ms_per_scrape"], "client_python MultiProcessCollector + generate_latest",
+                             py["ms_per_scrape"], ("≥50×", 50.0),
+                             note="16 forked Python writers × 1,000 series; ours over HTTP with keep-alive, "
+                                  "the peer's in process")
+            except Failure as e:
+                self.errors.append(str(e))
 
     def python_peer(self, name, args, timeout=900):
         return self.run_json("client_python-" + name, [PYTHON, os.path.join(HERE, "peer_client_python.py")] + args,
@@ -457,6 +505,10 @@ class Runner:
                         self.errors.append(str(e))
             except Failure as e:
                 self.errors.append(str(e))
+
+        # Python writers ----------------------------------------------------------------
+        if self.want(*PYTHON_SCENARIOS):
+            self.python_scenarios()
 
         # the exporter over HTTP -------------------------------------------------------
         if self.want(*EXPORTER_SCENARIOS):

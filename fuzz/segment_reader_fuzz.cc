@@ -300,7 +300,8 @@ void check_exposition(const std::string& out) {
         std::size_t sp = rest.find(' ');
         if (sp == std::string_view::npos) fail("bad TYPE line", line);
         std::string_view name = rest.substr(0, sp), type = rest.substr(sp + 1);
-        if (!is_metric_name(name) || (type != "counter" && type != "gauge" && type != "histogram"))
+        if (!is_metric_name(name) ||
+            (type != "counter" && type != "gauge" && type != "histogram" && type != "summary"))
           fail("bad TYPE line", line);
         if (name != help_family) fail("TYPE does not follow its HELP", line);
         if (!families.insert(name).second) fail("family twice", line);
@@ -321,10 +322,11 @@ void check_exposition(const std::string& out) {
     if (!is_metric_name(name)) fail("bad sample name", line);
     const bool histogram = family_type == "histogram";
     std::string_view suffix;
-    if (histogram) {
+    if (histogram || family_type == "summary") {
       if (!name.starts_with(family)) fail("sample outside its family", line);
       suffix = name.substr(family.size());
-      if (suffix != "_bucket" && suffix != "_sum" && suffix != "_count") fail("sample outside its family", line);
+      if (suffix != "_sum" && suffix != "_count" && (!histogram || suffix != "_bucket"))
+        fail("sample outside its family", line);
     } else if (name != family) {
       fail("sample outside its family", line);
     }

@@ -86,7 +86,7 @@ if ! has_bench_targets; then
     || die "bench/ is not built: are libbenchmark-dev and prometheus-cpp-dev installed? (see $BENCH_BUILD_DIR/meson-logs/meson-log.txt)"
 fi
 
-targets=(shmetrics-bench shmetrics-bench-mp shmetrics-bench-static-server shmetrics-exporter)
+targets=(shmetrics-bench shmetrics-bench-mp shmetrics-bench-static-server shmetrics-exporter python-module)
 step "meson compile -C $BENCH_BUILD_DIR ${targets[*]}"
 t0="$(now_ms)"
 meson compile -C "$BENCH_BUILD_DIR" "${targets[@]}" || die "the release build failed"

@@ -34,6 +34,8 @@ SHMETRICS_PACKAGES=(
   prometheus-node-exporter
   openssl
   python3-prometheus-client
+  python3-dev
+  gunicorn
   curl
   ca-certificates
 )

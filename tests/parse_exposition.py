@@ -217,9 +217,11 @@ def main(argv):
             problems.append('family %s has no samples' % name)
         # The library renames the samples of a counter written without
         # '_total' to NAME_total; a histogram's are NAME_bucket, NAME_sum and
-        # NAME_count; everything else keeps the family's name.
+        # NAME_count, a summary's NAME_sum and NAME_count; everything else
+        # keeps the family's name.
         sample_name = name + '_total' if typ == 'counter' and lib_name == name else name
         allowed = ({name + '_bucket', name + '_sum', name + '_count'} if typ == 'histogram'
+                   else {name + '_sum', name + '_count'} if typ == 'summary'
                    else {sample_name})
         for sample in family.samples:
             if sample.name not in allowed:

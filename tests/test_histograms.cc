@@ -342,3 +342,50 @@ TEST_CASE("observations_without_pages_of_their_own_go_through_the_overflow_cells
   CHECK(value(text, "spill_seconds_sum") == 3 * sum);
   CHECK(value(text, "shmetrics_pageless_updates_total{role=\"test\"}") > 0);
 }
+
+// Summaries: histograms without buckets, served as count and sum.
+TEST_CASE("summaries_count_and_sum_across_processes_without_buckets") {
+  ScopedName name("summary");
+  Segment s = Segment::open(options(name));
+  HistogramFamily family = s.summary_family("payload_bytes", "Payload sizes.", {"method"}, "bytes");
+  Histogram get = family.labels({"GET"});
+  std::vector<pid_t> children;
+  for (int w = 0; w < 4; ++w)
+    children.push_back(testing::fork_child([&] {
+      for (int i = 0; i < 1000; ++i) get.observe(0.5);
+      return true;
+    }));
+  for (pid_t pid : children) REQUIRE(testing::wait_child(pid) == 0);
+  get.observe(std::nan(""));  // dropped and counted
+  family.labels({"PUT"}).observe(-2);
+  const std::string text = testing::scrape(name.str());
+  INFO(text);
+  CHECK(testing::count_lines(text, "# TYPE payload_bytes summary") == 1);
+  CHECK(value(text, "payload_bytes_count{method=\"GET\"}") == 4000.0);
+  CHECK(value(text, "payload_bytes_sum{method=\"GET\"}") == 2000.0);
+  CHECK(value(text, "payload_bytes_count{method=\"PUT\"}") == 1.0);
+  CHECK(value(text, "payload_bytes_sum{method=\"PUT\"}") == -2.0);
+  CHECK(testing::count_lines(text, "payload_bytes_bucket") == 0);
+  CHECK(value(text, "shmetrics_invalid_updates_total{role=\"test\"}") == 1.0);
+  // The same name again is the same family; as a histogram, another.
+  CHECK_NOTHROW(s.summary_family("payload_bytes", "Payload sizes.", {"method"}, "bytes"));
+  CHECK_THROWS_WITH(s.histogram_family("payload_bytes", "Payload sizes.", {"method"}, {}, "bytes"),
+                    Catch::Contains("as summary with labels [method]"));
+}
+
+TEST_CASE("summary_names_and_labels_are_checked") {
+  ScopedName name("summary-names");
+  Segment s = Segment::open(options(name));
+  CHECK_THROWS_WITH(s.summary_family("latency_count", "L."), Catch::Contains("must not end in \"_count\""));
+  CHECK_THROWS_WITH(s.summary_family("latency_sum", "L."), Catch::Contains("must not end in \"_sum\""));
+  CHECK_THROWS_WITH(s.summary_family("latency", "L.", {"quantile"}),
+                    Catch::Contains("label name \"quantile\" of summary \"latency\" is reserved"));
+  CHECK_THROWS_WITH(s.summary_family("latency", "L.", {}, "seconds"),
+                    Catch::Contains("does not end in \"_seconds\""));
+  // The names its samples take are its own.
+  s.counter("taken_count_total", "T.");
+  CHECK_THROWS_WITH(s.summary_family("taken", "T."),
+                    Catch::Contains("the name \"taken_count\" it would take in an exposition is taken by counter"));
+  s.summary_family("other", "O.").labels({}).observe(1);
+  CHECK_THROWS_WITH(s.gauge("other_sum", "O.", GaugeMode::kLiveSum), Catch::Contains("taken by summary \"other\""));
+}

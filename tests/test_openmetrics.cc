@@ -102,6 +102,31 @@ TEST_CASE("openmetrics_histograms_have_created_and_no_sum_where_it_could_be_nega
   CHECK(testing::sample(text, "odd_count{k=\"neg\"}") == 1.0);
 }
 
+TEST_CASE("openmetrics_summaries_have_count_sum_and_created_and_no_negative_sum") {
+  ScopedName name("om-summary");
+  SegmentOptions o = testing::small_options(name.str(), 4, 4);
+  o.capacities.cells = 64;
+  Segment s = Segment::open(o);
+  HistogramFamily sizes = s.summary_family("payload_bytes", "Payloads.", {"k"}, "bytes");
+  sizes.labels({"a"}).observe(3);
+  sizes.labels({"a"}).observe(4.5);
+  sizes.labels({"neg"}).observe(-1);
+  const std::string om = exporter::RoleSource("test", name.str()).scrape(kOpenMetrics);
+  INFO(om);
+  CHECK(has_line(om, "# TYPE payload_bytes summary"));
+  CHECK(has_line(om, "# UNIT payload_bytes bytes"));
+  CHECK(has_line(om, "payload_bytes_sum{k=\"a\"} 7.5"));
+  CHECK(has_line(om, "payload_bytes_count{k=\"a\"} 2"));
+  CHECK(testing::sample(om, "payload_bytes_created{k=\"a\"}"));
+  CHECK(testing::count_lines(om, "payload_bytes_sum{k=\"neg\"}") == 0);
+  CHECK(testing::count_lines(om, "payload_bytes_count{k=\"neg\"}") == 0);
+  CHECK(testing::sample(om, "payload_bytes_created{k=\"neg\"}"));
+  const std::string text = exporter::RoleSource("test", name.str()).scrape();
+  CHECK(has_line(text, "# TYPE payload_bytes summary"));
+  CHECK(testing::sample(text, "payload_bytes_sum{k=\"neg\"}") == -1.0);
+  CHECK(testing::sample(text, "payload_bytes_count{k=\"neg\"}") == 1.0);
+}
+
 TEST_CASE("a_gzip_exposition_is_the_identity_one_compressed_and_rendered_once_for_its_sharers") {
   ScopedName name("om-gzip");
   Segment s = Segment::open(testing::small_options(name.str(), 4, 4));

@@ -59,10 +59,21 @@ void append_sample_head(std::string& out, const std::string& name, std::string_v
   out += ' ';
 }
 
+// The count cells of a histogram (a bucket each, +Inf included) or summary
+// (one), which have a _sum cell after them; counters' one cell.
+// (`le_labels`: a histogram's le label values, +Inf included).
+bool has_sum(shm::MetricType type) {
+  return type == shm::MetricType::kHistogram || type == shm::MetricType::kSummary;
+}
+std::uint32_t count_cells(shm::MetricType type, std::size_t le_labels) {
+  return type == shm::MetricType::kHistogram ? static_cast<std::uint32_t>(le_labels) : 1;
+}
+
 const char* type_word(shm::MetricType type) {
   switch (type) {
     case shm::MetricType::kCounter: return "counter";
     case shm::MetricType::kHistogram: return "histogram";
+    case shm::MetricType::kSummary: return "summary";
     default: return "gauge";  // info is a gauge in 0.0.4
   }
 }
@@ -212,6 +223,9 @@ bool SegmentReader::parse_family(std::uint32_t index, Family& f) {
       }
       f.le_labels.push_back("le=\"+Inf\"");
       break;
+    case shm::MetricType::kSummary:  // no bounds: check_family_definition refuses them
+      if (e.gauge_mode != shm::GaugeMode::kNone || e.value_type != shm::ValueType::kDouble) return false;
+      break;
     default:
       return false;
   }
@@ -242,9 +256,8 @@ bool SegmentReader::parse_series(std::uint32_t index, std::uint32_t& family, Ser
   if (e.family_index >= families_.size() || !families_[e.family_index].trusted) return false;
   const Family& f = families_[e.family_index];
   if (f.type == shm::MetricType::kInfo) return false;  // info values live in records
-  // Counters and histograms index slot cells, gauges record cells.
-  const std::uint64_t width =
-      f.type == shm::MetricType::kHistogram ? shm::series_cells(f.type, static_cast<std::uint32_t>(f.le_labels.size() - 1)) : 1;
+  // Counters, histograms and summaries index slot cells, gauges record cells.
+  const std::uint64_t width = count_cells(f.type, f.le_labels.size()) + (has_sum(f.type) ? 1 : 0);
   if (e.cell_index + width >
       (f.type == shm::MetricType::kGauge ? capacities_.gauge_series : shm::slot_cells(capacities_)))
     return false;
@@ -260,7 +273,7 @@ bool SegmentReader::parse_series(std::uint32_t index, std::uint32_t& family, Ser
   s.cell = e.cell_index;
   s.double_index = -1;
   s.labels = render_labels(f.label_names, values);
-  if (e.created_ns != 0 && (f.type == shm::MetricType::kCounter || f.type == shm::MetricType::kHistogram)) {
+  if (e.created_ns != 0 && f.type != shm::MetricType::kGauge) {
     // OpenMetrics' _created: fixed at registration, so rendered once here.
     std::string_view base = f.name;
     if (f.type == shm::MetricType::kCounter) base.remove_suffix(6);  // "_total"
@@ -322,11 +335,11 @@ bool SegmentReader::parse_new_entries(std::size_t max_bytes) {
       continue;
     }
     const Family& f = families_[family];
-    if (f.type == shm::MetricType::kHistogram) {
-      const auto buckets = static_cast<std::uint32_t>(f.le_labels.size());  // +Inf included
+    if (has_sum(f.type)) {
+      const std::uint32_t counts = count_cells(f.type, f.le_labels.size());
       s.double_index = static_cast<std::int32_t>(double_cells_.size());
-      double_cells_.push_back(s.cell + buckets);  // _sum
-      counter_cells_ = std::max(counter_cells_, s.cell + buckets + 1);
+      double_cells_.push_back(s.cell + counts);  // _sum
+      counter_cells_ = std::max(counter_cells_, s.cell + counts + 1);
     } else if (f.type == shm::MetricType::kCounter) {
       if (f.value_type == shm::ValueType::kDouble) {
         s.double_index = static_cast<std::int32_t>(double_cells_.size());
@@ -334,8 +347,7 @@ bool SegmentReader::parse_new_entries(std::size_t max_bytes) {
       }
       counter_cells_ = std::max(counter_cells_, s.cell + 1);
     }
-    if (f.type != shm::MetricType::kHistogram)
-      append_sample_head(s.head, f.name, s.labels);  // rendered once, appended per scrape
+    if (!has_sum(f.type)) append_sample_head(s.head, f.name, s.labels);  // rendered once, appended per scrape
     // The series, its head and its labels (here and in the family's set).
     parsed_bytes_ += sizeof s + sizeof(std::uint32_t) + kNodeBytes + s.head.size() + 2 * s.labels.size() +
                      s.created_line.size();
@@ -683,28 +695,46 @@ bool SegmentReader::render_histogram(const Family& f, std::string& out) {
       append_uint(out, cumulative);
       out += '\n';
     }
-    auto sample = [&](const char* suffix) {
-      out += f.name;
-      out += suffix;
-      if (!s.labels.empty()) {
-        out += '{';
-        out += s.labels;
-        out += '}';
-      }
-      out += ' ';
-    };
-    const double sum = double_sums_[static_cast<std::size_t>(s.double_index)];
-    // OpenMetrics has no _sum (nor then _count) for histograms that may
-    // observe negative values, nor a negative or NaN one.
-    if (format_ == Format::kText004 || (!f.negative_bounds && sum >= 0)) {
-      sample("_sum");
-      append_double(out, sum);
-      out += '\n';
-      sample("_count");
-      append_uint(out, cumulative);
-      out += '\n';
+    render_sum_and_count(f, s, cumulative, out);
+  }
+  return true;
+}
+
+// _sum and _count, then _created in OpenMetrics. OpenMetrics has no _sum
+// (nor then _count) for histograms that may observe negative values, nor a
+// negative or NaN one (of a summary either: its parsers refuse them).
+void SegmentReader::render_sum_and_count(const Family& f, const Series& s, std::uint64_t count,
+                                         std::string& out) const {
+  auto sample = [&](const char* suffix) {
+    out += f.name;
+    out += suffix;
+    if (!s.labels.empty()) {
+      out += '{';
+      out += s.labels;
+      out += '}';
     }
-    if (format_ == Format::kOpenMetrics) out += s.created_line;
+    out += ' ';
+  };
+  const double sum = double_sums_[static_cast<std::size_t>(s.double_index)];
+  if (format_ == Format::kText004 || (!f.negative_bounds && sum >= 0)) {
+    sample("_sum");
+    append_double(out, sum);
+    out += '\n';
+    sample("_count");
+    append_uint(out, count);
+    out += '\n';
+  }
+  if (format_ == Format::kOpenMetrics) out += s.created_line;
+}
+
+// A summary: a histogram's _sum and _count without buckets, its count cell
+// the one bucket (+Inf) of a histogram without bounds.
+bool SegmentReader::render_summary(const Family& f, std::string& out) {
+  for (std::uint32_t index : f.series) {
+    const Series& s = series_[index];
+    const std::size_t line = f.name.size() + s.labels.size() + 12 + kValueBytes;
+    if (!room_for(out, 2 * line + s.created_line.size())) return false;
+    render_sum_and_count(f, s, int_sums_[s.cell], out);
   }
   return true;
 }
@@ -746,6 +776,9 @@ bool SegmentReader::render_families(std::string& out, const GaugeSources& source
         break;
       case shm::MetricType::kHistogram:
         if (!render_histogram(f, out)) return false;
+        break;
+      case shm::MetricType::kSummary:
+        if (!render_summary(f, out)) return false;
         break;
     }
     if (out.size() == samples) out.resize(start);  // no samples: leave the family out

@@ -172,6 +172,8 @@ class SegmentReader {
   GaugeSources gauge_sources(const RecordLiveness& live, std::uint64_t& dead_state);
   bool render_info(const Family& f, std::string& out, const std::vector<LiveRecord>& live);
   bool render_histogram(const Family& f, std::string& out);
+  bool render_summary(const Family& f, std::string& out);
+  void render_sum_and_count(const Family& f, const Series& s, std::uint64_t count, std::string& out) const;
   bool render_counter(const Family& f, std::string& out);
 
   const std::uint8_t* base_;

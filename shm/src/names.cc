@@ -231,6 +231,8 @@ std::vector<std::string> exposition_names(MetricType type, std::string_view name
             return {n};
         case MetricType::kHistogram:
             return {n, n + "_bucket", n + "_count", n + "_sum", n + "_created"};
+        case MetricType::kSummary:
+            return {n, n + "_count", n + "_sum", n + "_created"};
         case MetricType::kInfo:
             if (name.ends_with("_info")) return {n, std::string(name.substr(0, name.size() - 5))};
             return {n, n + "_info"};
@@ -258,11 +260,14 @@ std::string check_family_definition(std::string_view name, std::string_view help
     }
     if (type == MetricType::kCounter && !name.ends_with("_total"))
         return "counter name " + quoted + " is invalid: counter names must end in \"_total\"";
-    if (type == MetricType::kHistogram) {
+    if (type == MetricType::kHistogram || type == MetricType::kSummary) {
+        const bool histogram = type == MetricType::kHistogram;
         for (std::string_view suffix : {"_bucket", "_count", "_sum", "_total", "_created"})
             if (name.ends_with(suffix))
-                return "histogram name " + quoted + " is invalid: it must not end in \"" + std::string(suffix) +
-                       "\" (a histogram's samples add _bucket, _count, _sum and _created to its name)";
+                return std::string(histogram ? "histogram" : "summary") + " name " + quoted +
+                       " is invalid: it must not end in \"" + std::string(suffix) + "\" (a " +
+                       (histogram ? "histogram's samples add _bucket, _count" : "summary's samples add _count") +
+                       ", _sum and _created to its name)";
     }
     if (!unit.empty()) {
         bool valid = unit.size() <= kMaxNameBytes;
@@ -312,6 +317,9 @@ std::string check_family_definition(std::string_view name, std::string_view help
         if (type == MetricType::kHistogram && label == "le")
             return "label name \"le\" of histogram " + quoted +
                    " is reserved: a histogram's _bucket samples add it themselves";
+        if (type == MetricType::kSummary && label == "quantile")
+            return "label name \"quantile\" of summary " + quoted +
+                   " is reserved: OpenMetrics gives it to a summary's quantile samples";
         for (std::size_t j = 0; j < i; ++j)
             if (label_names[j] == label)
                 return "label name \"" + label + "\" appears twice in metric " + quoted +

@@ -33,6 +33,7 @@ const char* type_name(shm::MetricType type) {
     case shm::MetricType::kGauge: return "gauge";
     case shm::MetricType::kInfo: return "info";
     case shm::MetricType::kHistogram: return "histogram";
+    case shm::MetricType::kSummary: return "summary";
   }
   return "unknown";
 }
@@ -463,6 +464,15 @@ HistogramFamily Segment::histogram_family(std::string_view name, std::string_vie
   f.segment_ = index_;
   f.family_ = detail::register_family(index_, name, help, shm::MetricType::kHistogram,
                                       ValueType::kDouble, shm::GaugeMode::kNone, label_names, unit, bounds);
+  return f;
+}
+
+HistogramFamily Segment::summary_family(std::string_view name, std::string_view help,
+                                        const std::vector<std::string>& label_names, std::string_view unit) const {
+  HistogramFamily f;
+  f.segment_ = index_;
+  f.family_ = detail::register_family(index_, name, help, shm::MetricType::kSummary, ValueType::kDouble,
+                                      shm::GaugeMode::kNone, label_names, unit);
   return f;
 }
 

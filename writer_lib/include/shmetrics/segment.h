@@ -180,7 +180,8 @@ class Segment {
   // "shmetrics_" (the exporter's own); counter names end in "_total"; label
   // names match [a-zA-Z_][a-zA-Z0-9_]* and do not start with "__"; help is
   // required, valid UTF-8. A family's names in an exposition (a histogram
-  // "x" also takes x_bucket, x_count, x_sum and x_created; a counter "x_total"
+  // "x" also takes x_bucket, x_count, x_sum and x_created, a summary all but
+  // x_bucket; a counter "x_total"
   // also x and x_created in OpenMetrics) must not be another family's. An
   // optional unit (OpenMetrics' # UNIT, e.g. "seconds") must be the name's
   // suffix: "request_seconds", "sent_bytes_total". Throws
@@ -203,6 +204,14 @@ class Segment {
   HistogramFamily histogram_family(std::string_view name, std::string_view help,
                                    const std::vector<std::string>& label_names = {},
                                    std::vector<double> bounds = {}, std::string_view unit = {}) const;
+  // A summary: the count and sum of observations, without quantiles (as
+  // prometheus_client's Summary), served as OpenMetrics' summary: x_count,
+  // x_sum and x_created. Its series are histograms without buckets: observe()
+  // adds one to the count and the value to the sum, under the rules of
+  // histograms (one cell each, NaN dropped and counted). Each series takes 2
+  // slot cells. "quantile" is not a label name it may have.
+  HistogramFamily summary_family(std::string_view name, std::string_view help,
+                                 const std::vector<std::string>& label_names = {}, std::string_view unit = {}) const;
   Info info(std::string_view name, std::string_view help,
             const std::vector<std::string>& label_names) const;
 

@@ -136,7 +136,7 @@
 namespace shmetrics::shm {
 
 inline constexpr std::uint64_t kMagic = 0x31434952'54454d53ULL;  // "SMETRIC1" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 7;
+inline constexpr std::uint32_t kLayoutVersion = 8;  // 8: summaries (MetricType::kSummary)
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::uint32_t kCellsPerPage = 8;  // one 64-byte page of uint64 counter cells
 inline constexpr std::uint32_t kPageShift = 3;
@@ -150,7 +150,9 @@ static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 // been set by its process. Gauges refuse NaN values, so it cannot collide.
 inline constexpr std::uint64_t kGaugeUnset = 0x7ff8'dead'beef'0001ULL;
 
-enum class MetricType : std::uint8_t { kCounter = 1, kGauge = 2, kInfo = 3, kHistogram = 4 };
+// A summary is a histogram without buckets (bucket_count 0): its count and
+// sum, served as OpenMetrics' summary without quantiles.
+enum class MetricType : std::uint8_t { kCounter = 1, kGauge = 2, kInfo = 3, kHistogram = 4, kSummary = 5 };
 enum class ValueType : std::uint8_t { kInteger = 1, kDouble = 2 };
 
 // How the per-process values of a gauge series combine into one sample.
@@ -334,14 +336,15 @@ static_assert(offsetof(FamilyEntry, type) == 24 && offsetof(FamilyEntry, info_in
 // +Inf bucket's, then _sum as a double's bits. A scrape sums each cell over
 // the slots and accumulates the buckets, so _count (the +Inf cumulative
 // bucket) and every _bucket come from the same reads: no cumulative bucket
-// ever shows above another of a higher bound, nor above _count.
+// ever shows above another of a higher bound, nor above _count. A summary's
+// two: its count (the +Inf bucket of a histogram without bounds), its sum.
 inline constexpr std::uint32_t series_cells(MetricType type, std::uint32_t bucket_count) {
-  return type == MetricType::kHistogram ? bucket_count + 2 : 1;
+  return type == MetricType::kHistogram || type == MetricType::kSummary ? bucket_count + 2 : 1;
 }
 
 struct SeriesEntry {
   std::uint32_t family_index;
-  // Counters and histograms: their first slot cell; gauges: their record cell.
+  // Counters, histograms and summaries: their first slot cell; gauges: their record cell.
   std::uint32_t cell_index;
   std::uint32_t label_values_offset;
   std::uint32_t label_values_length;
