@@ -97,8 +97,11 @@ def mode_histogram_observe(a):
 def mode_scrape(a):
     """W forked Python writers × S series, as the peer's scrape mode writes
     them; then scrapes of the exporter over HTTP (keep-alive, the exporter on
-    CPU 1, this client on CPU 0): what a Prometheus server waits for, the
-    render included (every scrape renders anew)."""
+    CPU 1, this client on CPU 0): per scrape, the time the exporter spent
+    rendering (its own shmetrics_exporter_scrape_duration_seconds, the
+    figure comparable with client_python's render) and what the client waited
+    (every scrape renders anew), and the round trip of /healthz on the same
+    connection (what HTTP alone costs on this machine)."""
     segment = shmetrics.configure(role="ops", instance="py-scrape", series=max(2048, a.series))
     c = shmetrics.Counter("bench_scrape", "Scrape benchmark series.", ["series"])
     pids = []
@@ -130,47 +133,73 @@ def mode_scrape(a):
             raise SystemExit("the exporter did not start (exit %s)" % exporter.wait())
         threading.Thread(target=lambda: [None for _ in exporter.stderr], daemon=True).start()
         # A minimal HTTP/1.1 client on one kept-alive connection, as a
-        # scraper's: the request, the head, Content-Length bytes of body
-        # (http.client's parsing would double the time measured here).
+        # scraper's: the request, the head, Content-Length bytes of body,
+        # received into one buffer (http.client's parsing, or a recv of a new
+        # 256 KiB object each time, would double the time measured here).
         conn = socket.create_connection(("127.0.0.1", port), timeout=30)
-        request = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/plain\r\n\r\n"
-        pending = bytearray()
+        buf = bytearray(1 << 22)
+        view = memoryview(buf)
+        filled = 0  # bytes received, not yet consumed
 
-        def scrape():
-            conn.sendall(request)
-            while b"\r\n\r\n" not in pending:
-                chunk = conn.recv(262144)
-                if not chunk:
-                    raise SystemExit("the exporter closed the connection")
-                pending.extend(chunk)
-            end = pending.index(b"\r\n\r\n") + 4
-            head = bytes(pending[:end])
+        def receive():
+            nonlocal filled
+            n = conn.recv_into(view[filled:])
+            if n == 0:
+                raise SystemExit("the exporter closed the connection")
+            filled += n
+
+        def get(path):
+            nonlocal filled
+            conn.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/plain\r\n\r\n")
+            while (end := buf.find(b"\r\n\r\n", 0, filled)) < 0:
+                receive()
+            end += 4
+            head = bytes(buf[:end])
             m = re.search(rb"\r\ncontent-length: *(\d+)", head, re.I)
             check(head.startswith(b"HTTP/1.1 200 ") and m is not None, "scrape: answered %r" % head[:40])
             size = int(m.group(1))
-            while len(pending) < end + size:
-                chunk = conn.recv(262144)
-                if not chunk:
-                    raise SystemExit("the exporter closed the connection")
-                pending.extend(chunk)
-            body = bytes(pending[end:end + size])
-            del pending[:end + size]
+            while filled < end + size:
+                receive()
+            body = bytes(buf[end:end + size])
+            buf[:filled - end - size] = buf[end + size:filled]
+            filled -= end + size
             return body
 
+        def timed(path):
+            """ms per GET of path, per repetition; the last body of each."""
+            per_rep, bodies = [], []
+            for _ in range(a.reps):
+                n = 0
+                t0 = time.perf_counter_ns()
+                while True:
+                    body = get(path)
+                    n += 1
+                    if time.perf_counter_ns() - t0 >= a.min_time_s * 1e9:
+                        break
+                per_rep.append((time.perf_counter_ns() - t0) / n / 1e6)
+                bodies.append(body)
+            return per_rep, bodies
+
+        def render_seconds(body):
+            """The exporter's own account of its renders so far: (sum, count)."""
+            key = '{role="ops"}'
+            text = body.decode()
+            return (sample(text, "shmetrics_exporter_scrape_duration_seconds_sum" + key),
+                    sample(text, "shmetrics_exporter_scrape_duration_seconds_count" + key))
+
         pin(0)
-        scrape()  # warm-up
-        per_rep, body = [], b""
-        for _ in range(a.reps):
-            n = 0
-            t0 = time.perf_counter_ns()
-            while True:
-                body = scrape()
-                n += 1
-                if time.perf_counter_ns() - t0 >= a.min_time_s * 1e9:
-                    break
-            per_rep.append((time.perf_counter_ns() - t0) / n / 1e6)
+        before = get(b"/metrics")  # warm-up
+        per_rep, bodies = timed(b"/metrics")
+        # Each body holds the renders before it: the time of the renders of
+        # a repetition is the difference between its last body and the one before.
+        render_ms = []
+        for prev, cur in zip([before] + bodies, bodies):
+            (s0, c0), (s1, c1) = render_seconds(prev), render_seconds(cur)
+            render_ms.append((s1 - s0) / (c1 - c0) * 1e3)
+        healthz_ms, _ = timed(b"/healthz")
         unpin()
         conn.close()
+        body = bodies[-1]
     finally:
         exporter.terminate()
         exporter.wait(30)
@@ -178,7 +207,8 @@ def mode_scrape(a):
     expected = a.writers * (a.writers + 1) / 2
     good = sum(1 for i in range(a.series) if sample(text, 'bench_scrape_total{series="s%d"}' % i) == expected)
     check(good == a.series, "scrape: %d of %d series rendered %g" % (good, a.series, expected))
-    return {"ms_per_scrape": per_rep, "exposition_bytes": len(body)}
+    return {"ms_per_scrape": per_rep, "render_ms": render_ms, "healthz_ms": healthz_ms,
+            "exposition_bytes": len(body)}
 
 
 def main():

@@ -272,6 +272,34 @@ Bytes make_histogram() {
   return read_image(s);
 }
 
+// Summaries (2 cells a series): one with a negative sum, one observed by a
+// process that died, and a counter beside them.
+Bytes make_summary() {
+  shm::Capacities caps;
+  caps.thread_slots = 2;
+  caps.process_records = 2;
+  caps.families = 3;
+  caps.series = 8;
+  caps.gauge_series = 1;
+  caps.string_bytes = 256;
+  caps.info_families = 0;
+  caps.info_value_bytes = 8;
+  caps.readyz_short_window_seconds = 1;
+  caps.readyz_long_window_seconds = 2;
+  shmetrics::Segment s = open_segment("summary", caps);
+  auto payload = s.summary_family("payload_bytes", "Payloads.", {"k"}, "bytes");
+  auto wait = s.summary_family("wait", "Waits.");
+  auto sent = s.counter("sent_total", "Sent.");
+  payload.labels({"up"}).observe(3.5);
+  payload.labels({"down"}).observe(-1);
+  sent.inc(2);
+  in_child([&] {
+    payload.labels({"up"}).observe(1);
+    wait.labels({}).observe(0.25);
+  });
+  return read_image(s);
+}
+
 // Two info families, values refused for length, a cleared value; an integer
 // sum gauge near the int64 limit.
 Bytes make_info() {
@@ -435,6 +463,7 @@ int main(int argc, char** argv) {
     write_both("basic", basic);
     write_both("info", make_info());
     write_both("histogram", make_histogram());
+    write_both("summary", make_summary());
     write_both("full", make_full());
     write_both("empty", make_empty());
     write_both("overflow", make_overflow());
