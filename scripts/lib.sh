@@ -36,6 +36,10 @@ SHMETRICS_PACKAGES=(
   python3-prometheus-client
   python3-dev
   gunicorn
+  php8.2-cli
+  php8.2-fpm
+  php8.2-opcache
+  libfcgi-bin
   curl
   ca-certificates
 )

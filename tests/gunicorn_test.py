@@ -14,13 +14,11 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
-import threading
-import time
 import unittest
 
 from prometheus_client.parser import text_string_to_metric_families
+from prefork_lib import DEADLINE_S, Master, live_children, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLE = os.path.join(HERE, "..", "examples", "python")
@@ -30,36 +28,6 @@ WORKERS = 4
 ROUNDS = 5
 REQUESTS_PER_ROUND = 120
 KILLS_PER_ROUND = 2
-DEADLINE_S = 60
-
-
-def wait_for(what, condition):
-    """Polls condition() until it is true; fails naming `what` after DEADLINE_S."""
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {DEADLINE_S} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return {int(p) for p in f.read().split()}
-    except FileNotFoundError:
-        return set()
-
-
-def alive(pid):
-    """True while pid exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 class GunicornTest(unittest.TestCase):
@@ -69,48 +37,10 @@ class GunicornTest(unittest.TestCase):
         env = dict(os.environ, SHMETRICS_SEGMENT_DIR=self.dir, SHMETRICS_INSTANCE="gunicorn-test",
                    SHMETRICS_ROLE="ops", GUNICORN_BIND="127.0.0.1:0", GUNICORN_WORKERS=str(WORKERS))
         env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "") + os.pathsep + EXAMPLE
-        self.log = []
-        self.log_changed = threading.Condition()
-        self.master = subprocess.Popen(
-            [GUNICORN, "-c", os.path.join(EXAMPLE, "gunicorn.conf.py"), "gunicorn_app:app"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.addCleanup(self.stop)
-        self.reader = threading.Thread(target=self.read_log, daemon=True)
-        self.reader.start()
-        line = self.wait_log("gunicorn's 'Listening at'", r"Listening at: http://127\.0\.0\.1:(\d+)")
+        self.master = Master([GUNICORN, "-c", os.path.join(EXAMPLE, "gunicorn.conf.py"), "gunicorn_app:app"], env)
+        self.addCleanup(self.master.stop)
+        line = self.master.wait_log("gunicorn's 'Listening at'", r"Listening at: http://127\.0\.0\.1:(\d+)")
         self.port = int(line.group(1))
-
-    def read_log(self):
-        for line in self.master.stderr:
-            with self.log_changed:
-                self.log.append(line)
-                self.log_changed.notify_all()
-
-    def wait_log(self, what, pattern):
-        deadline = time.monotonic() + DEADLINE_S
-        with self.log_changed:
-            while True:
-                for line in self.log:
-                    m = re.search(pattern, line)
-                    if m:
-                        return m
-                if self.master.poll() is not None:
-                    raise AssertionError(f"gunicorn exited ({self.master.returncode}):\n{''.join(self.log)}")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"timed out waiting for {what}:\n{''.join(self.log)}")
-                self.log_changed.wait(left)
-
-    def stop(self):
-        if self.master.poll() is None:
-            self.master.send_signal(signal.SIGTERM)
-            try:
-                self.master.wait(DEADLINE_S)
-            except subprocess.TimeoutExpired:
-                self.master.kill()
-                self.master.wait()
-        self.reader.join(DEADLINE_S)
-        self.master.stderr.close()
 
     def get(self, path):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=DEADLINE_S)
@@ -123,10 +53,10 @@ class GunicornTest(unittest.TestCase):
 
     def workers(self):
         """The master's children once there are WORKERS of them, all alive and booted."""
-        pids = {p for p in children(self.master.pid) if alive(p)}
-        if len(pids) != WORKERS:
+        pids = self.master.workers(WORKERS)
+        if pids is None:
             return None
-        booted = {int(m) for line in self.log for m in re.findall(r"Booting worker with pid: (\d+)", line)}
+        booted = {int(m) for line in self.master.log for m in re.findall(r"Booting worker with pid: (\d+)", line)}
         return pids if pids <= booted else None
 
     def test_sigkilled_workers_lose_no_count(self):
@@ -148,8 +78,8 @@ class GunicornTest(unittest.TestCase):
             for pid in victims:
                 os.kill(pid, signal.SIGKILL)
             killed += victims
-            wait_for("the killed workers to be reaped", lambda: not any(p in children(self.master.pid)
-                                                                           for p in victims))
+            wait_for("the killed workers to be reaped",
+                     lambda: not any(p in live_children(self.master.process.pid) for p in victims))
         wait_for(f"{WORKERS} booted workers at the end", self.workers)
         wait_for("child_exit for every killed worker",
                  lambda: self.sample("app_gunicorn_worker_exits_total") == len(killed))

@@ -40,8 +40,13 @@
 #ifndef SHMETRICS_SHMETRICS_C_H
 #define SHMETRICS_SHMETRICS_C_H
 
+/* SHMETRICS_FFI_DECLARATIONS: the build preprocesses this header with it
+ * into plain declarations for PHP's FFI (bindings/php), which knows the
+ * standard integer types and cannot read system headers. */
+#ifndef SHMETRICS_FFI_DECLARATIONS
 #include <stddef.h>
 #include <stdint.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
