@@ -114,6 +114,27 @@ check "the C example links to libshmetrics.so.$layout_version" \
 # Runs the example in a private /dev/shm (its segment name is fixed), reads
 # its segment with the exporter once all eight processes counted (for up to
 # 20 s), and stops them, also when the run is cut short.
+# The bindings as installed: the Python package in the interpreter's
+# platform directory under the prefix, the PHP files in share/shmetrics/php.
+module=$(find "$prefix" -name '_shmetrics*.so' | head -n1)
+check "the Python extension is installed (${module#"$prefix"/})" test -f "$module"
+segments="$stage/segments"
+mkdir -p "$segments"
+check "the installed Python module imports and counts, with the backend" \
+  env PYTHONPATH="$(dirname "$(dirname "$module")")" LD_LIBRARY_PATH="$lib_dir" SHMETRICS_SEGMENT_DIR="$segments" \
+  /usr/bin/python3 -c 'import shmetrics, shmetrics.prometheus_client_backend
+shmetrics.Counter("installed_total", "I.", segment=shmetrics.Segment("ops", instance="py")).inc(3)'
+check "its segment holds the count" bash -c "'$build_dir/exporter/shmetrics-exporter' --once '$segments/py.ops' | grep -qx 'installed_total 3'"
+for f in Shmetrics.php preload.php shmetrics_ffi.h; do
+  check "share/shmetrics/php/$f is installed" test -f "$prefix/share/shmetrics/php/$f"
+done
+if command -v php >/dev/null; then
+  check "the installed PHP class counts through FFI" \
+    env LD_LIBRARY_PATH="$lib_dir" SHMETRICS_SEGMENT_DIR="$segments" php -n -d extension=ffi -d ffi.enable=true -r \
+    "require '$prefix/share/shmetrics/php/Shmetrics.php'; Shmetrics\\Segment::open('ops', 'php')->counter('installed_total', 'I.')->labels()->inc(4);"
+  check "its segment holds the count" bash -c "'$build_dir/exporter/shmetrics-exporter' --once '$segments/php.ops' | grep -qx 'installed_total 4'"
+fi
+
 run_example() {
   mount -t tmpfs tmpfs /dev/shm
   set -m  # the example and its children in a process group of their own
