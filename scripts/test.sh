@@ -24,7 +24,10 @@ stage_meson_test() {
   local log="$BUILD_DIR/meson-logs/testlog.json" rc=0
   rm -f "$log"
   meson test -C "$BUILD_DIR" --print-errorlogs --num-processes 2 || rc=$?
-  [[ -s "$log" ]] || warn "meson test ran no test"
+  if [[ ! -s "$log" ]]; then
+    warn "meson test ran no test"
+    rc=1
+  fi
   count_meson_log "$log"
   return "$rc"
 }
