@@ -233,6 +233,10 @@ check 'rbac_allowed_total{job="judge"}' 6 "$(query 'rbac_allowed_total{job="judg
 check 'rbac_forbidden_total{job="judge"}' 4 "$(query 'rbac_forbidden_total{job="judge"}')"
 check 'readyz_checks_total{job="judge"}' 8 "$(query 'readyz_checks_total{job="judge"}')"
 check 'readyz_failures_total{job="judge"}' 2 "$(query 'readyz_failures_total{job="judge"}')"
+# Every sample here is seconds old, so both windows hold all of them: this
+# checks the ratios' way through the servers, the exporter and Prometheus.
+# How the windows differ (a sample older than 1m counted in 5m only) is
+# tested with a clock the test moves: test_readyz_metrics_sliding_window_1m.
 check 'readyz_success_ratio_5m{job="judge"}' 0.75 "$(query 'readyz_success_ratio_5m{job="judge"}')"
 check 'readyz_success_ratio_1m{job="judge"}' 0.75 "$(query 'readyz_success_ratio_1m{job="judge"}')"
 check 'readyz_status{job="judge",status="degraded"}' 1 "$(query 'readyz_status{job="judge",status="degraded"}')"
