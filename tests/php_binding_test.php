@@ -97,10 +97,22 @@ try {
     check(($s['shmetrics_series_refused_total{role="once"}'] ?? null) === 4.0,
         'the refusals are counted: ' . json_encode($s['shmetrics_series_refused_total{role="once"}'] ?? null));
 
-    refused(fn () => $requests->labels('/a'), Shmetrics\InvalidArgument::class, 'labels() takes 2 label values, got 1');
+    refused(fn () => $requests->labels('/a'), Shmetrics\InvalidArgument::class, 'labels() takes 2 label values (route, method), got 1');
+    // Named arguments go by name; the cache cannot mix label sets up.
+    check($requests->labels(method: 'GET', route: '/a') === $requests->labels('/a', 'GET'), 'labels by name are the same series');
+    refused(fn () => $requests->labels(verb: 'GET', path: '/a'), Shmetrics\InvalidArgument::class, 'takes the label names (route, method)');
+    refused(fn () => $requests->labels("/a\0GET"), Shmetrics\InvalidArgument::class, 'takes 2 label values');
+    $one = $segment->counter('php_one_total', 'One.', ['a']);
+    refused(fn () => $one->labels(), Shmetrics\InvalidArgument::class, 'takes 1 label values');
+    refused(fn () => $requests->labels('/a', 'GET')->inc(1e20), Shmetrics\InvalidArgument::class, 'not an integer below 2**64');
+    $other = Shmetrics\Segment::open('ops', 'php-gauges', ['directory' => $dir]);  // $segment is full
+    $started = $other->gauge('php_started_seconds', 'Start.', [], 'max', 'int');
+    $started->labels()->setToCurrentTime();
+    $level = $other->gauge('php_level', 'Level.', [], 'livesum', 'int');
+    $level->labels()->dec(PHP_INT_MIN);
     refused(fn () => $requests->labels('/a', "G\0ET"), Shmetrics\InvalidArgument::class, 'contains a NUL byte');
     refused(fn () => $requests->labels('/a', 'GET')->inc(-1), Shmetrics\InvalidArgument::class, 'is negative');
-    refused(fn () => $requests->labels('/a', 'GET')->inc(0.5), Shmetrics\InvalidArgument::class, 'is fractional');
+    refused(fn () => $requests->labels('/a', 'GET')->inc(0.5), Shmetrics\InvalidArgument::class, 'not an integer below 2**64');
     refused(fn () => $seconds->labels()->inc(NAN), Shmetrics\InvalidArgument::class, 'expected a finite number');
     refused(fn () => $inflight->labels()->set(0.5), Shmetrics\InvalidArgument::class, '64-bit integers');
     refused(fn () => $temperature->labels('a')->set(NAN), Shmetrics\InvalidArgument::class, 'expected a number');
@@ -124,6 +136,9 @@ try {
     // Refusals wrote nothing.
     $s = samples($segment->path());
     check(($s['php_requests_total{route="/a",method="GET"}'] ?? null) === 42.0, 'nothing refused was counted');
+    $g = samples($other->path());
+    check(abs(($g['php_started_seconds'] ?? 0) - time()) <= 60, 'an integer gauge set to the current time');
+    check(($g['php_level'] ?? null) === -9.2233720368547758E18, 'dec(PHP_INT_MIN) wraps as 64-bit sums do: ' . json_encode($g['php_level'] ?? null));
 } finally {
     array_map('unlink', glob("$dir/*") ?: []);
     rmdir($dir);

@@ -105,6 +105,13 @@ TEST_CASE("the C API's updates reach the exposition, invalid values are dropped 
   REQUIRE(shmetrics_gauge_labels(tf, nullptr, 0, &t) == SHMETRICS_OK);
   const double before = static_cast<double>(std::time(nullptr));
   shmetrics_gauge_set_to_current_time(t);
+  // An integer family gets whole seconds (a fraction would be refused).
+  shmetrics_gauge_family itf;
+  shmetrics_gauge it;
+  REQUIRE(shmetrics_gauge_family_register(s, "c_started_seconds", "When.", nullptr, 0, "max", SHMETRICS_INTEGER,
+                                          nullptr, &itf) == SHMETRICS_OK);
+  REQUIRE(shmetrics_gauge_labels(itf, nullptr, 0, &it) == SHMETRICS_OK);
+  shmetrics_gauge_set_to_current_time(it);
   shmetrics_info info;
   const char* version_label[] = {"version"};
   const char* version[] = {"9.9"};
@@ -116,6 +123,9 @@ TEST_CASE("the C API's updates reach the exposition, invalid values are dropped 
   CHECK(testing::sample(text, "c_level{kind=\"a\"}") == 8.0);
   CHECK(*testing::sample(text, "c_last_seen_seconds") >= before);
   CHECK(*testing::sample(text, "c_last_seen_seconds") <= before + 60);
+  REQUIRE(testing::sample(text, "c_started_seconds"));
+  CHECK(*testing::sample(text, "c_started_seconds") >= before);
+  CHECK(*testing::sample(text, "c_started_seconds") <= before + 60);
   CHECK(testing::sample(text, "c_version_info{version=\"9.9\"}") == 1.0);
   CHECK(testing::sample(text, "shmetrics_invalid_updates_total{role=\"test\"}") == 2.0);
   // A wrong count of info values clears this process's value, counted.

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import unittest
+import unittest.mock
 
 import shmetrics
 from prometheus_client.parser import text_string_to_metric_families
@@ -145,9 +146,13 @@ class CounterTest(SegmentTest):
             (lambda: c.labels("x").inc(math.nan), ValueError, "expected a finite number >= 0"),
             (lambda: c.labels("x").inc(math.inf), ValueError, "expected a finite number >= 0"),
             (lambda: c.labels("x").inc("1"), TypeError, "must be a number, not str"),
-            (lambda: c.labels("x").inc(1, 2), TypeError, "at most 1 argument"),
-            (lambda: i.inc(0.5), ValueError, "is fractional"),
-            (lambda: i.inc(2**64), ValueError, "out of range"),
+            (lambda: c.labels("x").inc(1, {}, 3), TypeError, "at most 2 arguments"),
+            (lambda: c.labels("x").inc(size=1), TypeError, "unexpected or repeated keyword argument 'size'"),
+            (lambda: c.labels("x").inc(1, amount=1), TypeError, "repeated keyword argument 'amount'"),
+            (lambda: i.inc(0.5), ValueError, "is not an integer below 2**64"),
+            (lambda: i.inc(2**64), ValueError, "is not an integer below 2**64"),
+            (lambda: i.inc(1e20), ValueError, "is not an integer below 2**64"),
+            (lambda: i.inc(10**400), OverflowError, "too large"),
             (lambda: i.labels("x"), ValueError, "has no label names"),
             (lambda: shmetrics.Counter("bad name", "B.", segment=self.segment), ValueError, "is invalid"),
             (lambda: shmetrics.Counter("r", "R.", ["b"], segment=self.segment), ValueError,
@@ -190,6 +195,78 @@ class CounterTest(SegmentTest):
         # Two label sets, one of them asked for twice, and a family.
         self.assertEqual(value(s, "shmetrics_series_refused_total", role="once"), 4.0)
         self.assertEqual(value(s, "shmetrics_refused_series_updates_total", role="once"), 2.0)
+
+    def test_prometheus_clients_call_forms_and_numbers_beyond_64_bits(self):
+        c = shmetrics.Counter("forms", "Forms.", segment=self.segment)
+        c.inc(amount=2)
+        c.inc(3, {"trace_id": "abc"})  # an exemplar: accepted, not stored
+        c.inc(amount=1, exemplar={"trace_id": "abc"})
+        c.inc(2**64)  # a double family holds it
+        g = shmetrics.Gauge("forms_gauge", "Forms.", multiprocess_mode="livesum", segment=self.segment)
+        g.set(value=5)
+        g.inc(amount=2)
+        g.dec(amount=1)
+        h = shmetrics.Histogram("forms_seconds", "Forms.", buckets=[1], segment=self.segment)
+        h.observe(amount=0.5, exemplar={"trace_id": "abc"})
+        h.observe(10**20)
+        s = self.scrape()
+        self.assertEqual(value(s, "forms_total"), 6.0 + 2.0**64)
+        self.assertEqual(value(s, "forms_gauge"), 6.0)
+        self.assertEqual(value(s, "forms_seconds_count"), 2.0)
+        self.assertEqual(bucket(s, "forms_seconds_bucket", 1), 1.0)
+
+        class Interrupting:
+            def __float__(self):
+                raise KeyboardInterrupt
+
+        with self.assertRaises(KeyboardInterrupt):  # not turned into TypeError
+            c.inc(Interrupting())
+        gen = shmetrics.Counter("gen_labels", "G.", (n for n in ["route"]), segment=self.segment)
+        gen.labels("/").inc()
+        info = shmetrics.Segment.info(self.segment, "gen_info", "G.", (n for n in ["version"]))
+        self.assertEqual(info.labelnames, ("version",))
+        hist = shmetrics.Histogram("gen_seconds", "G.", (n for n in ["route"]), segment=self.segment)
+        hist.labels("/").observe(1)
+        s = self.scrape()
+        self.assertEqual(value(s, "gen_labels_total", route="/"), 1.0)
+        self.assertEqual(value(s, "gen_seconds_count", route="/"), 1.0)
+
+    def test_a_refused_series_is_asked_for_again_once_a_second_and_rebound(self):
+        d = tempfile.mkdtemp(prefix="shmpy-", dir="/dev/shm")
+        self.addCleanup(shutil.rmtree, d, True)
+        full = shmetrics.Segment("ops", instance="rebind", directory=d, series=1)
+        shmetrics.Counter("first", "F.", segment=full).inc()  # the only series
+        refused = shmetrics.Counter("second", "S.", ["k"], segment=full).labels("x")
+        self.assertFalse(refused.attached)
+        good = shmetrics.Counter("rebound", "R.", ["k"], segment=self.segment).labels("x")
+        answers = [refused, refused, good]
+        asked = []
+
+        def resolve():
+            asked.append(1)
+            return answers.pop(0)
+
+        class Owner:
+            pass
+
+        owner = Owner()
+        now = [1000.0]
+        with unittest.mock.patch.object(shmetrics.time, "monotonic", lambda: now[0]):
+            shmetrics._bind(owner, {"inc": "inc"}, resolve)
+            owner.inc()          # dropped, and not asked again within the second
+            now[0] += 0.5
+            owner.inc(2)
+            self.assertEqual(len(asked), 1)
+            now[0] += 0.6        # a second later: asked again, still refused
+            owner.inc(4)
+            self.assertEqual(len(asked), 2)
+            now[0] += 1.0        # had: rebound to the series' own method
+            owner.inc(8)
+            self.assertEqual(len(asked), 3)
+            self.assertEqual(owner.inc, good.inc)
+            owner.inc(16)
+        self.assertEqual(value(self.scrape(), "rebound_total", k="x"), 24.0)
+        self.assertEqual(value(scrape(full.path), "shmetrics_refused_series_updates_total", role="once"), 3.0)
 
     def test_count_exceptions(self):
         c = shmetrics.Counter("failures", "Failures.", segment=self.segment)

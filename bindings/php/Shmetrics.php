@@ -197,7 +197,7 @@ final class Segment
         $out = $ffi->new('shmetrics_counter_family');
         Library::check($ffi->shmetrics_counter_family_register($this->handle, Library::text($name, 'name'), Library::text($help, 'help'), $names,
             count($labelNames), self::valueType($valueType), $unit === '' ? null : Library::text($unit, 'unit'), \FFI::addr($out)));
-        return new CounterFamily($out, count($labelNames), $valueType === 'float');
+        return new CounterFamily($out, array_values($labelNames), $valueType === 'float');
     }
 
     /** @param list<string> $labelNames  $mode: livesum, livemax, livemin, liveall, sum, max, min, all, mostrecent, livemostrecent */
@@ -209,7 +209,7 @@ final class Segment
         $out = $ffi->new('shmetrics_gauge_family');
         Library::check($ffi->shmetrics_gauge_family_register($this->handle, Library::text($name, 'name'), Library::text($help, 'help'), $names,
             count($labelNames), Library::text($mode, 'mode'), self::valueType($valueType), $unit === '' ? null : Library::text($unit, 'unit'), \FFI::addr($out)));
-        return new GaugeFamily($out, count($labelNames), $valueType === 'int');
+        return new GaugeFamily($out, array_values($labelNames), $valueType === 'int');
     }
 
     /**
@@ -234,7 +234,7 @@ final class Segment
         $out = $ffi->new('shmetrics_histogram_family');
         Library::check($ffi->shmetrics_histogram_family_register($this->handle, Library::text($name, 'name'), Library::text($help, 'help'), $names,
             count($labelNames), $bounds, count($buckets), $unit === '' ? null : Library::text($unit, 'unit'), \FFI::addr($out)));
-        return new HistogramFamily($out, count($labelNames));
+        return new HistogramFamily($out, array_values($labelNames));
     }
 
     /** @param list<string> $labelNames */
@@ -272,19 +272,39 @@ abstract class Family
     /** @var array<string, object> the series of this process, by their label values */
     private array $series = [];
 
-    public function __construct(protected \FFI\CData $handle, private int $labelCount)
+    /** @param list<string> $labelNames */
+    public function __construct(protected \FFI\CData $handle, private array $labelNames)
     {
     }
 
-    /** The series of these label values (as many as the family has label names). */
+    /**
+     * The series of these label values, one for each label name, by position
+     * (labels('/cart', 'GET')) or by name (labels(route: '/cart', method: 'GET')).
+     */
     public function labels(string ...$values): object
     {
-        $key = implode("\0", $values);
+        if (count($values) !== count($this->labelNames)) {
+            throw new InvalidArgument('labels() takes ' . count($this->labelNames) . ' label values ('
+                . implode(', ', $this->labelNames) . '), got ' . count($values));
+        }
+        if (!array_is_list($values)) {  // named arguments: in the order of the label names
+            $named = $values;
+            $values = [];
+            foreach ($this->labelNames as $name) {
+                if (!array_key_exists($name, $named)) {
+                    throw new InvalidArgument('labels() takes the label names (' . implode(', ', $this->labelNames)
+                        . '), got (' . implode(', ', array_keys($named)) . ')');
+                }
+                $values[] = $named[$name];
+            }
+        }
+        // Length-prefixed: no two lists of values share a key.
+        $key = '';
+        foreach ($values as $v) {
+            $key .= strlen($v) . ':' . $v;
+        }
         if (isset($this->series[$key])) {
             return $this->series[$key];
-        }
-        if (count($values) !== $this->labelCount) {
-            throw new InvalidArgument('labels() takes ' . $this->labelCount . ' label values, got ' . count($values));
         }
         [$array, $keep] = Library::strings($values, 'label values');
         $series = $this->resolve($array, count($values));
@@ -299,9 +319,10 @@ abstract class Family
 
 final class CounterFamily extends Family
 {
-    public function __construct(\FFI\CData $handle, int $labelCount, private bool $isDouble)
+    /** @param list<string> $labelNames */
+    public function __construct(\FFI\CData $handle, array $labelNames, private bool $isDouble)
     {
-        parent::__construct($handle, $labelCount);
+        parent::__construct($handle, $labelNames);
     }
 
     protected function resolve(?\FFI\CData $values, int $count): Counter
@@ -332,8 +353,8 @@ final class Counter
         if (!is_finite($n) || $n < 0) {
             throw new InvalidArgument("counter increment $n is invalid: expected a finite number >= 0");
         }
-        if (!$this->isDouble && floor($n) !== $n) {
-            throw new InvalidArgument("counter increment $n is fractional: the family counts integers");
+        if (!$this->isDouble && (floor($n) !== $n || $n >= 18446744073709551616.0)) {
+            throw new InvalidArgument("counter increment $n is not an integer below 2**64: the family counts 64-bit integers");
         }
         Library::ffi()->shmetrics_counter_add($this->handle, $n);
     }
@@ -346,9 +367,10 @@ final class Counter
 
 final class GaugeFamily extends Family
 {
-    public function __construct(\FFI\CData $handle, int $labelCount, private bool $integer)
+    /** @param list<string> $labelNames */
+    public function __construct(\FFI\CData $handle, array $labelNames, private bool $integer)
     {
-        parent::__construct($handle, $labelCount);
+        parent::__construct($handle, $labelNames);
     }
 
     protected function resolve(?\FFI\CData $values, int $count): Gauge
@@ -387,6 +409,11 @@ final class Gauge
 
     public function dec(int|float $delta = 1): void
     {
+        if ($this->integer && $delta === PHP_INT_MIN) {
+            // -PHP_INT_MIN is a float; as a 64-bit sum, subtracting it adds it.
+            Library::ffi()->shmetrics_gauge_add_int($this->handle, PHP_INT_MIN);
+            return;
+        }
         $this->inc(-$delta);
     }
 

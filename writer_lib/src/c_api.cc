@@ -291,11 +291,7 @@ void shmetrics_gauge_add(shmetrics_gauge g, double delta) {
 }
 void shmetrics_gauge_set_int(shmetrics_gauge g, int64_t v) { get<Gauge>(g).set(v); }
 void shmetrics_gauge_add_int(shmetrics_gauge g, int64_t delta) { get<Gauge>(g).inc(delta); }
-void shmetrics_gauge_set_to_current_time(shmetrics_gauge g) {
-  timespec now{};
-  ::clock_gettime(CLOCK_REALTIME, &now);
-  get<Gauge>(g).set(static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9);
-}
+void shmetrics_gauge_set_to_current_time(shmetrics_gauge g) { get<Gauge>(g).set_to_current_time(); }
 void shmetrics_histogram_observe(shmetrics_histogram h, double v) { get<Histogram>(h).observe(v); }
 
 void shmetrics_info_set(shmetrics_info info, const char* const* values, size_t count) {

@@ -86,6 +86,14 @@ def default_segment():
     return segment
 
 
+def _label_names(labelnames):
+    """Label names as a tuple, taken once (a generator gives its names once);
+    a lone str is refused: it would be taken as its letters."""
+    if isinstance(labelnames, str):
+        raise TypeError("labelnames must be a sequence of str, not a str")
+    return tuple(labelnames)
+
+
 def _full_name(name, namespace, subsystem, unit):
     """prometheus_client's name building: namespace_subsystem_name_unit."""
     full = ""
@@ -181,6 +189,39 @@ class _ExceptionCounter:
         return counted
 
 
+def _bind(owner, methods, resolve):
+    """Sets owner's update methods to those of the series resolve() gives
+    ({owner's name: the series' name}). A series the segment refused (it was
+    full, or its registration lock was not had in time) drops its updates,
+    counted by the exporter; then the methods are wrappers that ask for the
+    series again at most once a second, and rebind once it is had, so a
+    moment's contention does not lose a series for the life of the process."""
+    child = resolve()
+    if child.attached:
+        for mine, theirs in methods.items():
+            setattr(owner, mine, getattr(child, theirs))
+        return
+    state = {"child": child, "next": time.monotonic() + 1.0}
+
+    def retrying(mine, theirs):
+        def call(*args, **kwargs):
+            now = time.monotonic()
+            if now >= state["next"]:
+                state["next"] = now + 1.0
+                fresh = resolve()
+                if fresh.attached:
+                    for m, t in methods.items():
+                        setattr(owner, m, getattr(fresh, t))
+                    state["child"] = fresh
+            return getattr(state["child"], theirs)(*args, **kwargs)
+
+        call.__name__ = mine
+        return call
+
+    for mine, theirs in methods.items():
+        setattr(owner, mine, retrying(mine, theirs))
+
+
 # The series objects the C module makes get prometheus_client's helpers.
 _shmetrics.Counter.count_exceptions = lambda self, exception=Exception: _ExceptionCounter(self, exception)
 _shmetrics.Gauge.track_inprogress = lambda self: _InProgress(self)
@@ -202,9 +243,7 @@ class _Metric:
         if self._labelnames:
             self.labels = family.labels
         else:
-            self._child = family.labels()
-            for method in self._updates:
-                setattr(self, method, getattr(self._child, method))
+            _bind(self, {m: m for m in self._updates}, family.labels)
 
     @property
     def name(self):
@@ -245,6 +284,7 @@ class Counter(_Metric):
 
     def __init__(self, name, documentation, labelnames=(), namespace="", subsystem="", unit="", registry=None,
                  *, segment=None, value_type="float"):
+        labelnames = _label_names(labelnames)
         full = _full_name(name[:-6] if name.endswith("_total") else name, namespace, subsystem, unit) + "_total"
         segment = segment or default_segment()
         super().__init__(segment.counter_family(full, documentation, labelnames, value_type, unit), labelnames)
@@ -272,6 +312,7 @@ class Gauge(_Metric):
 
     def __init__(self, name, documentation, labelnames=(), namespace="", subsystem="", unit="", registry=None,
                  *, multiprocess_mode="all", segment=None, value_type="float"):
+        labelnames = _label_names(labelnames)
         segment = segment or default_segment()
         family = segment.gauge_family(_full_name(name, namespace, subsystem, unit), documentation, labelnames,
                                       multiprocess_mode, value_type, unit)
@@ -300,6 +341,7 @@ class Histogram(_Metric):
 
     def __init__(self, name, documentation, labelnames=(), namespace="", subsystem="", unit="", registry=None,
                  buckets=DEFAULT_BUCKETS, *, segment=None):
+        labelnames = _label_names(labelnames)
         bounds = []
         for b in buckets:  # numbers, or numbers' strings as prometheus_client takes them
             try:
@@ -329,6 +371,7 @@ class Summary(_Metric):
 
     def __init__(self, name, documentation, labelnames=(), namespace="", subsystem="", unit="", registry=None,
                  *, segment=None):
+        labelnames = _label_names(labelnames)
         if "quantile" in labelnames:
             raise ValueError(f"summary {name}: the label name 'quantile' is reserved")
         segment = segment or default_segment()
@@ -348,7 +391,7 @@ class Info:
 
     def __init__(self, name, documentation, labelnames=(), namespace="", subsystem="", unit="", registry=None,
                  *, segment=None):
-        if labelnames:
+        if _label_names(labelnames):
             raise ValueError(
                 f"info {name}: label names are not supported (a process holds one value of an info metric); "
                 "put them in the info() dict")

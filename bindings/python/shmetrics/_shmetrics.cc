@@ -46,6 +46,27 @@ void raise_current() {
   }
 }
 
+// Runs `register_` (which may wait for the registration lock) without the
+// GIL; false with the Python error set when it threw.
+template <typename F>
+bool without_gil(F&& register_) {
+  std::exception_ptr error;
+  Py_BEGIN_ALLOW_THREADS
+  try {
+    register_();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  Py_END_ALLOW_THREADS
+  if (!error) return true;
+  try {
+    std::rethrow_exception(error);
+  } catch (...) {
+    raise_current();
+  }
+  return false;
+}
+
 // A str argument as UTF-8 (the view lives as long as `o`); false with
 // TypeError naming `what` otherwise.
 bool utf8_of(PyObject* o, const char* what, std::string_view& out) {
@@ -101,8 +122,9 @@ bool value_type_of(const char* v, shmetrics::ValueType& out) {
 
 // ------------------------------------------------------------------ updates
 
-// A number as the library takes it: an int (exact, any size up to 64 bits)
-// or a float (anything with __float__ or __index__).
+// A number as the library takes it: an int of 64 bits (exact), or a float
+// (anything with __float__ or __index__, and ints beyond 64 bits, which only
+// double cells can hold).
 struct Number {
   bool is_int = false;
   bool negative = false;
@@ -132,8 +154,8 @@ bool number_of(PyObject* o, const char* what, Number& out) {
       }
       PyErr_Clear();
     }
-    PyErr_Format(PyExc_ValueError, "%s %R is out of range: expected an integer of at most 64 bits", what, o);
-    return false;
+    out.d = PyLong_AsDouble(o);  // beyond 64 bits: a double (OverflowError past 1e308)
+    return !(out.d == -1.0 && PyErr_Occurred());
   }
   if (PyFloat_CheckExact(o)) {
     out.d = PyFloat_AS_DOUBLE(o);
@@ -141,9 +163,40 @@ bool number_of(PyObject* o, const char* what, Number& out) {
   }
   out.d = PyFloat_AsDouble(o);
   if (out.d == -1.0 && PyErr_Occurred()) {
+    // Not a number: said so. Anything else (KeyboardInterrupt, MemoryError,
+    // an error of the object's own __float__) goes through as it is.
+    if (!PyErr_ExceptionMatches(PyExc_TypeError)) return false;
     PyErr_Clear();
     PyErr_Format(PyExc_TypeError, "%s must be a number, not %.100s", what, Py_TYPE(o)->tp_name);
     return false;
+  }
+  return true;
+}
+
+// The one value of an update method, given by position or as `name`
+// (prometheus_client's: amount, value); null when not given. An exemplar,
+// by position after it or by name, is accepted and ignored (exemplars are not
+// stored, as in prometheus_client's multiprocess mode).
+bool update_argument(const char* method, const char* name, PyObject* const* args, Py_ssize_t nargsf,
+                     PyObject* kwnames, PyObject*& value) {
+  const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  if (nargs > 2) {
+    PyErr_Format(PyExc_TypeError, "%s() takes at most 2 arguments (%zd given)", method, nargs);
+    return false;
+  }
+  value = nargs >= 1 ? args[0] : nullptr;
+  bool exemplar = nargs == 2;
+  const Py_ssize_t nkw = kwnames == nullptr ? 0 : PyTuple_GET_SIZE(kwnames);
+  for (Py_ssize_t i = 0; i < nkw; ++i) {
+    PyObject* key = PyTuple_GET_ITEM(kwnames, i);
+    if (PyUnicode_CompareWithASCIIString(key, name) == 0 && value == nullptr) {
+      value = args[nargs + i];
+    } else if (PyUnicode_CompareWithASCIIString(key, "exemplar") == 0 && !exemplar) {
+      exemplar = true;
+    } else {
+      PyErr_Format(PyExc_TypeError, "%s() got an unexpected or repeated keyword argument %R", method, key);
+      return false;
+    }
   }
   return true;
 }
@@ -154,27 +207,33 @@ struct CounterObject {
   bool is_double;
 };
 
-PyObject* counter_inc(PyObject* self_, PyObject* const* args, Py_ssize_t nargs) {
+PyObject* counter_inc(PyObject* self_, PyObject* const* args, Py_ssize_t nargsf, PyObject* kwnames) {
   auto* self = reinterpret_cast<CounterObject*>(self_);
-  if (nargs == 0) {
+  PyObject* amount = nullptr;
+  if (PyVectorcall_NARGS(nargsf) == 0 && kwnames == nullptr) {  // inc(): the common call, first
     self->handle.inc();
     Py_RETURN_NONE;
   }
-  if (nargs != 1) return PyErr_Format(PyExc_TypeError, "inc() takes at most 1 argument (%zd given)", nargs);
+  if (!update_argument("inc", "amount", args, nargsf, kwnames, amount)) return nullptr;
+  if (amount == nullptr) {
+    self->handle.inc();
+    Py_RETURN_NONE;
+  }
   Number n;
-  if (!number_of(args[0], "a counter increment", n)) return nullptr;
+  if (!number_of(amount, "a counter increment", n)) return nullptr;
   if (n.is_int) {
     if (n.negative)
-      return PyErr_Format(PyExc_ValueError, "counter increment %R is negative: counters only go up", args[0]);
+      return PyErr_Format(PyExc_ValueError, "counter increment %R is negative: counters only go up", amount);
     self->handle.inc(n.magnitude);
     Py_RETURN_NONE;
   }
   if (!(n.d >= 0) || std::isinf(n.d))
-    return PyErr_Format(PyExc_ValueError, "counter increment %R is invalid: expected a finite number >= 0", args[0]);
-  if (!self->is_double && n.d != std::floor(n.d))
+    return PyErr_Format(PyExc_ValueError, "counter increment %R is invalid: expected a finite number >= 0", amount);
+  if (!self->is_double && (n.d != std::floor(n.d) || n.d >= 18446744073709551616.0))
     return PyErr_Format(PyExc_ValueError,
-                        "counter increment %R is fractional: the family counts integers (value_type=\"int\")",
-                        args[0]);
+                        "counter increment %R is not an integer below 2**64: the family counts 64-bit integers "
+                        "(value_type=\"int\")",
+                        amount);
   self->handle.inc(n.d);
   Py_RETURN_NONE;
 }
@@ -187,36 +246,46 @@ struct GaugeObject {
   PyObject_HEAD
   shmetrics::Gauge handle;
   bool integer;
+  bool drop_nan;  // the prometheus_client backend: NaN dropped and counted, not raised
 };
 
 enum class GaugeOp { kSet, kInc, kDec };
 
 // The checks the library makes silently (it drops and counts), raised.
 template <GaugeOp op>
-PyObject* gauge_update(PyObject* self_, PyObject* const* args, Py_ssize_t nargs) {
+PyObject* gauge_update(PyObject* self_, PyObject* const* args, Py_ssize_t nargsf, PyObject* kwnames) {
   auto* self = reinterpret_cast<GaugeObject*>(self_);
   constexpr const char* method = op == GaugeOp::kSet ? "set" : op == GaugeOp::kInc ? "inc" : "dec";
-  if (op != GaugeOp::kSet && nargs == 0) {
-    op == GaugeOp::kInc ? self->handle.inc() : self->handle.dec();
+  PyObject* value = nullptr;
+  if (!update_argument(method, op == GaugeOp::kSet ? "value" : "amount", args, nargsf, kwnames, value))
+    return nullptr;
+  if (value == nullptr) {
+    if constexpr (op == GaugeOp::kSet) {
+      return PyErr_Format(PyExc_TypeError, "set() takes the value to set");
+    } else {
+      op == GaugeOp::kInc ? self->handle.inc() : self->handle.dec();
+      Py_RETURN_NONE;
+    }
+  }
+  Number n;
+  if (!number_of(value, "a gauge value", n)) return nullptr;
+  if (std::isnan(n.d)) {
+    if (!self->drop_nan) return PyErr_Format(PyExc_ValueError, "gauge value %R is NaN: expected a number", value);
+    self->handle.set(n.d);  // dropped and counted by the library
     Py_RETURN_NONE;
   }
-  if (nargs != 1)
-    return PyErr_Format(PyExc_TypeError, "%s() takes %s1 argument (%zd given)", method,
-                        op == GaugeOp::kSet ? "exactly " : "at most ", nargs);
-  Number n;
-  if (!number_of(args[0], "a gauge value", n)) return nullptr;
   if (self->integer) {
     std::int64_t v = 0;
     if (n.is_int) {
       if (n.magnitude > (n.negative ? std::uint64_t{1} << 63 : (std::uint64_t{1} << 63) - 1))
         return PyErr_Format(PyExc_ValueError, "gauge value %R is out of range: expected a 64-bit signed integer",
-                            args[0]);
+                            value);
       v = n.negative ? static_cast<std::int64_t>(0 - n.magnitude) : static_cast<std::int64_t>(n.magnitude);
     } else {
       if (n.d != std::floor(n.d) || !(n.d >= -9223372036854775808.0 && n.d < 9223372036854775808.0))
         return PyErr_Format(PyExc_ValueError,
                             "gauge value %R is invalid: the family holds 64-bit integers (value_type=\"int\")",
-                            args[0]);
+                            value);
       v = static_cast<std::int64_t>(n.d);
     }
     if constexpr (op == GaugeOp::kSet) self->handle.set(v);
@@ -224,19 +293,14 @@ PyObject* gauge_update(PyObject* self_, PyObject* const* args, Py_ssize_t nargs)
     else self->handle.dec(v);
     Py_RETURN_NONE;
   }
-  if (std::isnan(n.d)) return PyErr_Format(PyExc_ValueError, "gauge value %R is NaN: expected a number", args[0]);
   if constexpr (op == GaugeOp::kSet) self->handle.set(n.d);
   else if constexpr (op == GaugeOp::kInc) self->handle.inc(n.d);
   else self->handle.dec(n.d);
   Py_RETURN_NONE;
 }
 
-PyObject* gauge_set_to_current_time(PyObject* self_, PyObject*) {
-  auto* self = reinterpret_cast<GaugeObject*>(self_);
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  if (self->integer) self->handle.set(static_cast<std::int64_t>(ts.tv_sec));
-  else self->handle.set(static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9);
+PyObject* gauge_set_to_current_time(PyObject* self, PyObject*) {
+  reinterpret_cast<GaugeObject*>(self)->handle.set_to_current_time();
   Py_RETURN_NONE;
 }
 
@@ -250,19 +314,21 @@ struct HistogramObject {
   bool drop_nan;  // the prometheus_client backend: NaN dropped and counted, not raised
 };
 
-PyObject* histogram_observe(PyObject* self_, PyObject* const* args, Py_ssize_t nargs) {
+PyObject* histogram_observe(PyObject* self_, PyObject* const* args, Py_ssize_t nargsf, PyObject* kwnames) {
   auto* self = reinterpret_cast<HistogramObject*>(self_);
-  if (nargs != 1) return PyErr_Format(PyExc_TypeError, "observe() takes exactly 1 argument (%zd given)", nargs);
+  PyObject* amount = PyVectorcall_NARGS(nargsf) == 1 && kwnames == nullptr ? args[0] : nullptr;  // observe(v): the common call
+  if (amount == nullptr && !update_argument("observe", "amount", args, nargsf, kwnames, amount)) return nullptr;
+  if (amount == nullptr) return PyErr_Format(PyExc_TypeError, "observe() takes the value observed");
   double d;
-  if (PyFloat_CheckExact(args[0])) {
-    d = PyFloat_AS_DOUBLE(args[0]);
+  if (PyFloat_CheckExact(amount)) {
+    d = PyFloat_AS_DOUBLE(amount);
   } else {
     Number n;
-    if (!number_of(args[0], "an observation", n)) return nullptr;
+    if (!number_of(amount, "an observation", n)) return nullptr;
     d = n.d;
   }
   if (std::isnan(d) && !self->drop_nan)
-    return PyErr_Format(PyExc_ValueError, "observation %R is NaN: expected a number", args[0]);
+    return PyErr_Format(PyExc_ValueError, "observation %R is NaN: expected a number", amount);
   self->handle.observe(d);
   Py_RETURN_NONE;
 }
@@ -272,20 +338,21 @@ PyObject* histogram_attached(PyObject* self, void*) {
 }
 
 PyMethodDef counter_methods[] = {
-    {"inc", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(counter_inc)), METH_FASTCALL,
-     "inc(amount=1): adds amount (an int, or a float for value_type=\"float\"; never negative)"},
+    {"inc", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(counter_inc)), METH_FASTCALL | METH_KEYWORDS,
+     "inc(amount=1, exemplar=None): adds amount (an int, or a float for value_type=\"float\"; never negative); "
+     "exemplars are not stored"},
     {nullptr, nullptr, 0, nullptr}};
 PyGetSetDef counter_getset[] = {
     {"attached", counter_attached, nullptr, "False when the segment had no room for the series", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
 PyMethodDef gauge_methods[] = {
-    {"set", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(gauge_update<GaugeOp::kSet>)), METH_FASTCALL,
-     "set(value): this process's value"},
-    {"inc", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(gauge_update<GaugeOp::kInc>)), METH_FASTCALL,
-     "inc(amount=1)"},
-    {"dec", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(gauge_update<GaugeOp::kDec>)), METH_FASTCALL,
-     "dec(amount=1)"},
+    {"set", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(gauge_update<GaugeOp::kSet>)),
+     METH_FASTCALL | METH_KEYWORDS, "set(value): this process's value"},
+    {"inc", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(gauge_update<GaugeOp::kInc>)),
+     METH_FASTCALL | METH_KEYWORDS, "inc(amount=1)"},
+    {"dec", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(gauge_update<GaugeOp::kDec>)),
+     METH_FASTCALL | METH_KEYWORDS, "dec(amount=1)"},
     {"set_to_current_time", gauge_set_to_current_time, METH_NOARGS, "set(time.time())"},
     {nullptr, nullptr, 0, nullptr}};
 PyGetSetDef gauge_getset[] = {
@@ -293,8 +360,9 @@ PyGetSetDef gauge_getset[] = {
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
 PyMethodDef histogram_methods[] = {
-    {"observe", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(histogram_observe)), METH_FASTCALL,
-     "observe(value): counts value in its bucket and adds it to the sum"},
+    {"observe", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(histogram_observe)),
+     METH_FASTCALL | METH_KEYWORDS,
+     "observe(amount, exemplar=None): counts amount in its bucket and adds it to the sum; exemplars are not stored"},
     {nullptr, nullptr, 0, nullptr}};
 PyGetSetDef histogram_getset[] = {
     {"attached", histogram_attached, nullptr, "False when the segment had no room for the series", nullptr},
@@ -320,14 +388,12 @@ PyType_Slot histogram_slots[] = {{Py_tp_methods, histogram_methods}, {Py_tp_gets
 PyType_Spec histogram_spec = {"shmetrics._shmetrics.Histogram", sizeof(HistogramObject), 0,
                               Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION, histogram_slots};
 
-// A new series object holding `handle`, its flag set.
+// A new series object holding `handle`.
 template <typename Object, typename Handle>
-PyObject* new_child(PyTypeObject* type, const Handle& handle, bool Object::*flag, bool value) {
+Object* new_child(PyTypeObject* type, const Handle& handle) {
   Object* o = PyObject_New(Object, type);
-  if (o == nullptr) return nullptr;
-  new (&o->handle) Handle(handle);
-  o->*flag = value;
-  return reinterpret_cast<PyObject*>(o);
+  if (o != nullptr) new (&o->handle) Handle(handle);
+  return o;
 }
 
 // ---------------------------------------------------------------- families
@@ -337,7 +403,8 @@ enum class Kind { kCounter, kGauge, kHistogram };
 struct FamilyObject {
   PyObject_HEAD
   Kind kind;
-  bool flag;             // counter: double cells; gauge: integer cells; histogram: NaN dropped
+  bool flag;             // counter: double cells; gauge: integer cells
+  bool drop_nan;         // gauge, histogram: NaN dropped and counted (the prometheus_client backend)
   PyObject* name;        // str
   PyObject* labelnames;  // tuple of str
   PyObject* children;    // dict: tuple of label values (str) -> child
@@ -350,20 +417,40 @@ struct FamilyObject {
 
 PyTypeObject* family_type = nullptr;
 
-// A new child of `f` for label values already made str.
+// A new child of `f` for label values already made str. Resolving them may
+// wait for the segment's registration lock (a new series): without the GIL,
+// so the process's other threads run meanwhile.
 PyObject* make_child(FamilyObject* f, const std::vector<std::string_view>& values) {
-  try {
-    switch (f->kind) {
-      case Kind::kCounter:
-        return new_child(counter_type, f->counter.labels(values), &CounterObject::is_double, f->flag);
-      case Kind::kGauge:
-        return new_child(gauge_type, f->gauge.labels(values), &GaugeObject::integer, f->flag);
-      case Kind::kHistogram:
-        return new_child(histogram_type, f->histogram.labels(values), &HistogramObject::drop_nan, f->flag);
-    }
-  } catch (...) {
-    raise_current();
+  shmetrics::Counter counter;
+  shmetrics::Gauge gauge;
+  shmetrics::Histogram histogram;
+  if (!without_gil([&] {
+        switch (f->kind) {
+          case Kind::kCounter: counter = f->counter.labels(values); break;
+          case Kind::kGauge: gauge = f->gauge.labels(values); break;
+          case Kind::kHistogram: histogram = f->histogram.labels(values); break;
+        }
+      }))
     return nullptr;
+  switch (f->kind) {
+    case Kind::kCounter: {
+      auto* o = new_child<CounterObject>(counter_type, counter);
+      if (o != nullptr) o->is_double = f->flag;
+      return reinterpret_cast<PyObject*>(o);
+    }
+    case Kind::kGauge: {
+      auto* o = new_child<GaugeObject>(gauge_type, gauge);
+      if (o != nullptr) {
+        o->integer = f->flag;
+        o->drop_nan = f->drop_nan;
+      }
+      return reinterpret_cast<PyObject*>(o);
+    }
+    case Kind::kHistogram: {
+      auto* o = new_child<HistogramObject>(histogram_type, histogram);
+      if (o != nullptr) o->drop_nan = f->drop_nan;
+      return reinterpret_cast<PyObject*>(o);
+    }
   }
   PyErr_SetString(PyExc_RuntimeError, "shmetrics: family of no kind");
   return nullptr;
@@ -435,7 +522,14 @@ PyObject* family_labels(PyObject* self_, PyObject* const* args, Py_ssize_t nargs
     values.push_back(v);
   }
   child = make_child(f, values);
-  if (child != nullptr && attached(child) && PyDict_SetItem(f->children, key, child) != 0) Py_CLEAR(child);
+  if (child != nullptr && attached(child)) {
+    // Another thread may have made this child while the GIL was released:
+    // one child per label set either way.
+    PyObject* kept = PyDict_SetDefault(f->children, key, child);
+    Py_XINCREF(kept);
+    Py_DECREF(child);
+    child = kept;
+  }
   Py_DECREF(key);
   return child;
 }
@@ -471,11 +565,13 @@ PyType_Spec family_spec = {"shmetrics._shmetrics.Family", sizeof(FamilyObject), 
                            Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION, family_slots};
 
 // A new family object; takes no reference from its arguments.
-FamilyObject* new_family(Kind kind, bool flag, PyObject* name, const std::vector<std::string>& labelnames) {
+FamilyObject* new_family(Kind kind, bool flag, bool drop_nan, PyObject* name,
+                         const std::vector<std::string>& labelnames) {
   auto* f = PyObject_New(FamilyObject, family_type);
   if (f == nullptr) return nullptr;
   f->kind = kind;
   f->flag = flag;
+  f->drop_nan = drop_nan;
   f->name = Py_NewRef(name);
   f->labelnames = PyTuple_New(static_cast<Py_ssize_t>(labelnames.size()));
   f->children = PyDict_New();
@@ -583,26 +679,6 @@ PyType_Spec readyz_spec = {"shmetrics._shmetrics.Readyz", sizeof(ReadyzObject), 
 
 // ------------------------------------------------------------------ segment
 
-// Runs `register_` (which may wait for the registration lock) without the
-// GIL; false with the Python error set when it threw.
-template <typename F>
-bool without_gil(F&& register_) {
-  std::exception_ptr error;
-  Py_BEGIN_ALLOW_THREADS
-  try {
-    register_();
-  } catch (...) {
-    error = std::current_exception();
-  }
-  Py_END_ALLOW_THREADS
-  if (!error) return true;
-  try {
-    std::rethrow_exception(error);
-  } catch (...) {
-    raise_current();
-  }
-  return false;
-}
 
 
 struct SegmentObject {
@@ -713,8 +789,8 @@ bool drop_nan_of(const char* nan, bool& drop) {
 // the GIL (registration may wait for the segment's lock); null with the
 // Python error set when registration throws.
 template <typename F>
-PyObject* registered(Kind kind, bool flag, PyObject* name, const Definition& d, F&& register_) {
-  FamilyObject* f = new_family(kind, flag, name, d.labelnames);
+PyObject* registered(Kind kind, bool flag, bool drop_nan, PyObject* name, const Definition& d, F&& register_) {
+  FamilyObject* f = new_family(kind, flag, drop_nan, name, d.labelnames);
   if (f == nullptr) return nullptr;
   if (!without_gil([&] { register_(*f); })) {
     Py_DECREF(f);
@@ -736,21 +812,23 @@ PyObject* segment_counter_family(PyObject* self, PyObject* args, PyObject* kwarg
                                    &value_type, &unit) ||
       !definition_of(name, help, labelnames, d) || !value_type_of(value_type, vt))
     return nullptr;
-  return registered(Kind::kCounter, vt == shmetrics::ValueType::kDouble, name, d, [&](FamilyObject& f) {
+  return registered(Kind::kCounter, vt == shmetrics::ValueType::kDouble, false, name, d, [&](FamilyObject& f) {
     f.counter = segment_of(self).counter_family(d.name, d.help, d.labelnames, vt, unit);
   });
 }
 
-// gauge_family(name, documentation, labelnames=(), mode="all", value_type="float", unit="")
+// gauge_family(name, documentation, labelnames=(), mode="all", value_type="float", unit="", nan="raise")
 PyObject* segment_gauge_family(PyObject* self, PyObject* args, PyObject* kwargs) {
-  static const char* keywords[] = {"name", "documentation", "labelnames", "mode", "value_type", "unit", nullptr};
+  static const char* keywords[] = {"name", "documentation", "labelnames", "mode", "value_type", "unit", "nan",
+                                   nullptr};
   PyObject *name, *help, *labelnames = nullptr;
-  const char *mode = "all", *value_type = nullptr, *unit = "";
+  const char *mode = "all", *value_type = nullptr, *unit = "", *nan = "raise";
   Definition d;
   shmetrics::ValueType vt;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "UU|Oszs", const_cast<char**>(keywords), &name, &help, &labelnames,
-                                   &mode, &value_type, &unit) ||
-      !definition_of(name, help, labelnames, d) || !value_type_of(value_type, vt))
+  bool drop_nan = false;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "UU|Ozszs", const_cast<char**>(keywords), &name, &help,
+                                   &labelnames, &mode, &value_type, &unit, &nan) ||
+      !definition_of(name, help, labelnames, d) || !value_type_of(value_type, vt) || !drop_nan_of(nan, drop_nan))
     return nullptr;
   shmetrics::GaugeMode m;
   try {
@@ -759,7 +837,7 @@ PyObject* segment_gauge_family(PyObject* self, PyObject* args, PyObject* kwargs)
     raise_current();
     return nullptr;
   }
-  return registered(Kind::kGauge, vt == shmetrics::ValueType::kInteger, name, d, [&](FamilyObject& f) {
+  return registered(Kind::kGauge, vt == shmetrics::ValueType::kInteger, drop_nan, name, d, [&](FamilyObject& f) {
     f.gauge = segment_of(self).gauge_family(d.name, d.help, d.labelnames, m, vt, unit);
   });
 }
@@ -783,6 +861,10 @@ PyObject* segment_histogram_family(PyObject* self, PyObject* args, PyObject* kwa
       PyObject* item = PySequence_Fast_GET_ITEM(seq, i);
       const double b = PyUnicode_Check(item) ? -1.0 : PyFloat_AsDouble(item);
       if (b == -1.0 && (PyUnicode_Check(item) || PyErr_Occurred())) {
+        if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_TypeError)) {  // OverflowError, KeyboardInterrupt...
+          Py_DECREF(seq);
+          return nullptr;
+        }
         PyErr_Clear();
         PyErr_Format(PyExc_TypeError, "histogram %U: bucket %R is not a number", name, item);
         Py_DECREF(seq);
@@ -794,7 +876,7 @@ PyObject* segment_histogram_family(PyObject* self, PyObject* args, PyObject* kwa
     if (bounds.empty())
       return PyErr_Format(PyExc_ValueError, "histogram %U: buckets is empty: expected at least one bound", name);
   }
-  return registered(Kind::kHistogram, drop_nan, name, d, [&](FamilyObject& f) {
+  return registered(Kind::kHistogram, false, drop_nan, name, d, [&](FamilyObject& f) {
     f.histogram = segment_of(self).histogram_family(d.name, d.help, d.labelnames, std::move(bounds), unit);
   });
 }
@@ -811,7 +893,7 @@ PyObject* segment_summary_family(PyObject* self, PyObject* args, PyObject* kwarg
                                    &unit, &nan) ||
       !definition_of(name, help, labelnames, d) || !drop_nan_of(nan, drop_nan))
     return nullptr;
-  return registered(Kind::kHistogram, drop_nan, name, d, [&](FamilyObject& f) {
+  return registered(Kind::kHistogram, false, drop_nan, name, d, [&](FamilyObject& f) {
     f.histogram = segment_of(self).summary_family(d.name, d.help, d.labelnames, unit);
   });
 }
@@ -822,16 +904,21 @@ PyObject* segment_info(PyObject* self, PyObject* args, PyObject* kwargs) {
   PyObject *name, *help, *labelnames = nullptr;
   if (!PyArg_ParseTupleAndKeywords(args, kwargs, "UUO", const_cast<char**>(keywords), &name, &help, &labelnames))
     return nullptr;
+  // One pass over labelnames (a generator gives its names once).
+  PyObject* names = PyUnicode_Check(labelnames) ? Py_NewRef(labelnames) : PySequence_Tuple(labelnames);
+  if (names == nullptr) return nullptr;
   Definition d;
-  if (!definition_of(name, help, labelnames, d)) return nullptr;
-  auto* o = PyObject_New(InfoObject, info_type);
-  if (o == nullptr) return nullptr;
-  new (&o->handle) shmetrics::Info();
-  o->labelnames = PySequence_Tuple(labelnames);
-  if (o->labelnames == nullptr) {
-    Py_DECREF(o);
+  if (!definition_of(name, help, names, d)) {
+    Py_DECREF(names);
     return nullptr;
   }
+  auto* o = PyObject_New(InfoObject, info_type);
+  if (o == nullptr) {
+    Py_DECREF(names);
+    return nullptr;
+  }
+  new (&o->handle) shmetrics::Info();
+  o->labelnames = names;
   if (!without_gil([&] { o->handle = segment_of(self).info(d.name, d.help, d.labelnames); })) {
     Py_DECREF(o);
     return nullptr;
@@ -864,7 +951,7 @@ PyMethodDef segment_methods[] = {
      "counter_family(name, documentation, labelnames=(), value_type='float', unit='')"},
     {"gauge_family", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(segment_gauge_family)),
      METH_VARARGS | METH_KEYWORDS,
-     "gauge_family(name, documentation, labelnames=(), mode='all', value_type='float', unit='')"},
+     "gauge_family(name, documentation, labelnames=(), mode='all', value_type='float', unit='', nan='raise')"},
     {"histogram_family", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(segment_histogram_family)),
      METH_VARARGS | METH_KEYWORDS,
      "histogram_family(name, documentation, labelnames=(), buckets=None, unit='', nan='raise')"},

@@ -39,14 +39,15 @@ _installed = None  # (segment, families)
 
 class _Value:
     """One series' value as prometheus_client holds it. Its update methods
-    are the series' own (bound at creation, so a call goes straight to the
-    library)."""
+    are the series' own (bound by shmetrics._bind, so a call goes straight to
+    the library; a series the segment refused is asked for again, at most
+    once a second)."""
 
     __slots__ = ("inc", "set")
 
-    def __init__(self, inc, set=None):
-        self.inc = inc
-        self.set = set if set is not None else self._no_set
+    def __init__(self):
+        self.inc = _ignore
+        self.set = self._no_set
 
     @staticmethod
     def _no_set(value):
@@ -69,7 +70,7 @@ def _ignore(amount):
 # A histogram's buckets and a summary's count: the whole observation is
 # recorded once, by the _sum value's inc (the library counts the bucket, the
 # count and the sum together, so a scrape never sees one without the other).
-_COUNTED_WITH_SUM = _Value(_ignore)
+_COUNTED_WITH_SUM = _Value()
 
 
 def _value_class(families):
@@ -82,11 +83,14 @@ def _value_class(families):
         if typ in ("histogram", "summary"):
             if name != metric_name + "_sum":
                 return _COUNTED_WITH_SUM
-            return _Value(family.labels(*labelvalues).observe)
-        child = family.labels(*labelvalues)
-        if typ == "gauge":
-            return _Value(child.inc, child.set)
-        return _Value(child.inc)
+            methods = {"inc": "observe"}
+        elif typ == "gauge":
+            methods = {"inc": "inc", "set": "set"}
+        else:
+            methods = {"inc": "inc"}
+        value = _Value()
+        shmetrics._bind(value, methods, lambda: family.labels(*labelvalues))
+        return value
 
     return value_class
 
@@ -98,8 +102,9 @@ def _register(segment, families, metric, signature, args, kwargs, metrics):
     bound = signature.bind(metric, *args, **kwargs)
     bound.apply_defaults()
     a = bound.arguments
+    a["labelnames"] = tuple(a["labelnames"])  # once: a generator gives its names once
     if a["_labelvalues"]:
-        return
+        return bound
     typ = metric._type
     labelnames = tuple(a["labelnames"])
     unit = a["unit"]
@@ -108,7 +113,7 @@ def _register(segment, families, metric, signature, args, kwargs, metrics):
     if typ == "counter":
         family = segment.counter_family(full + "_total", doc, labelnames, "float", unit)
     elif typ == "gauge":
-        family = segment.gauge_family(full, doc, labelnames, metric._multiprocess_mode, "float", unit)
+        family = segment.gauge_family(full, doc, labelnames, metric._multiprocess_mode, "float", unit, nan="drop")
     elif typ == "histogram":
         bounds = [b for b in metric._upper_bounds if b != math.inf]
         family = segment.histogram_family(full, doc, labelnames, bounds, unit, nan="drop")
@@ -119,7 +124,7 @@ def _register(segment, families, metric, signature, args, kwargs, metrics):
             raise ValueError(
                 f"Info {full}: label names are not supported by the shmetrics backend (a process holds one "
                 "value of an info metric); put them in the info() dict")
-        return
+        return bound
     elif typ == "stateset":
         raise ValueError(
             f"Enum {full} is not supported by the shmetrics backend: use a Gauge per state "
@@ -127,6 +132,7 @@ def _register(segment, families, metric, signature, args, kwargs, metrics):
     else:
         raise ValueError(f"{type(metric).__name__} {full} (type {typ}) is not supported by the shmetrics backend")
     families[(typ, full)] = family
+    return bound
 
 
 def install(instance=None, role=None, segment=None, **options):
@@ -164,8 +170,8 @@ def install(instance=None, role=None, segment=None, **options):
         signature = inspect.signature(original_init)
 
         def init(self, *args, **kwargs):
-            _register(segment, families, self, signature, args, kwargs, metrics)
-            original_init(self, *args, **kwargs)
+            bound = _register(segment, families, self, signature, args, kwargs, metrics)
+            original_init(*bound.args, **bound.kwargs)
 
         original_info = metrics.Info.info
         info_lock = threading.Lock()

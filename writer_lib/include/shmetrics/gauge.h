@@ -10,6 +10,7 @@
 #include <concepts>
 #include <cstdint>
 #include <string_view>
+#include <time.h>
 
 namespace shmetrics {
 
@@ -64,6 +65,15 @@ class Gauge {
     requires std::integral<T> || std::floating_point<T>
   void dec(T v) noexcept {
     update(v, Op::kSubtract);
+  }
+
+  // Seconds since the epoch (CLOCK_REALTIME): with nanoseconds as a double,
+  // whole seconds in an integer gauge.
+  void set_to_current_time() noexcept {
+    timespec now{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    if (integer_) return set(static_cast<std::int64_t>(now.tv_sec));
+    set(static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9);
   }
 
   bool attached() const noexcept { return segment_ != detail::kDetachedSegment; }

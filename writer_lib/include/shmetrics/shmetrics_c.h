@@ -171,7 +171,8 @@ void shmetrics_gauge_set(shmetrics_gauge gauge, double v);
 void shmetrics_gauge_add(shmetrics_gauge gauge, double delta); /* inc with delta > 0, dec with delta < 0 */
 void shmetrics_gauge_set_int(shmetrics_gauge gauge, int64_t v);
 void shmetrics_gauge_add_int(shmetrics_gauge gauge, int64_t delta);
-void shmetrics_gauge_set_to_current_time(shmetrics_gauge gauge); /* seconds since the epoch */
+/* Seconds since the epoch: whole seconds for an integer family. */
+void shmetrics_gauge_set_to_current_time(shmetrics_gauge gauge);
 void shmetrics_histogram_observe(shmetrics_histogram histogram, double v);
 /* `count` values, as many as the info's label names; a wrong one clears this
  * process's value and is counted. */
