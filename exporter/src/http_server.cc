@@ -190,15 +190,8 @@ struct HttpServer::Listener : std::enable_shared_from_this<HttpServer::Listener>
   Listener(HttpServer::Io& server_io, std::vector<std::shared_ptr<RoleSource>> role_sources, bool role_paths,
            const ServerOptions& o)
       : io(server_io), auth(server_io.auth), pending_auth(server_io.pending_auth), sources(std::move(role_sources)),
-        per_role_paths(role_paths), name(roles_of(sources)), options(o), acceptor(server_io.acceptors()),
+        per_role_paths(role_paths), name(HttpServer::role_names(sources)), options(o), acceptor(server_io.acceptors()),
         retry(acceptor.get_executor()), renders_of(sources.size()) {}
-
-  // The roles served, for logs: "ops", or "ops,judge" on a shared listener.
-  static std::string roles_of(const std::vector<std::shared_ptr<RoleSource>>& sources) {
-    std::string names;
-    for (const auto& s : sources) names += (names.empty() ? "" : ",") + s->role();
-    return names;
-  }
 
   void accept();
   void on_accept(beast::error_code ec, tcp::socket socket);
@@ -366,7 +359,9 @@ void HttpServer::Listener::request_body(std::shared_ptr<ConnectionBase> c) {
 }
 
 // Renders each exposition of `role` that scrapes wait for (a format and an
-// encoding: each its own body), on a render thread, until none waits; after
+// encoding: each its own body), on a render thread (or inline on the asking
+// connection's thread, when the role's last render was cheap: see
+// render_executor), until none waits; after
 // as many renders as there are expositions it goes to the back of the render
 // queue, so scrapes asking without pause for two expositions cannot keep a
 // render thread from other roles.
@@ -506,10 +501,14 @@ std::string paths_served(const HttpServer::Listener& l) {
   return metrics + ", /, /healthz and /-/ready are served";
 }
 
-// After authentication: an unknown path, or a method but GET or HEAD.
-std::optional<Answer> refuse_route(const HttpServer::Listener& l, const http::request<http::empty_body>& req) {
+// After authentication: the refusal of an unknown path, or of a method but
+// GET or HEAD; otherwise nothing, and `route` is the request's.
+std::optional<Answer> refuse_route(const HttpServer::Listener& l, const http::request<http::empty_body>& req,
+                                   Route& route) {
   const std::string_view path = target_path(req.target());
-  if (!route_of(l, path)) return Answer{http::status::not_found, "not found: " + paths_served(l)};
+  const std::optional<Route> found = route_of(l, path);
+  if (!found) return Answer{http::status::not_found, "not found: " + paths_served(l)};
+  route = *found;
   if (req.method() != http::verb::get && req.method() != http::verb::head)
     return Answer{http::status::method_not_allowed,
                   "method " + std::string(view(req.method_string())) + " not allowed on " + std::string(path) +
@@ -770,11 +769,11 @@ class Connection final : public ConnectionBase {
       return answer(Answer{http::status::unauthorized, "Unauthorized", !req.keep_alive(), false, true},
                     req.version(), head_only());
     }
-    if (auto refusal = refuse_route(*listener_, req)) {
+    Route route{};
+    if (auto refusal = refuse_route(*listener_, req, route)) {
       refusal->close = refusal->close || !req.keep_alive();
       return answer(std::move(*refusal), req.version(), head_only());
     }
-    const Route route = *route_of(*listener_, target_path(req.target()));
     if (route.kind == Route::kMetrics) {
       role_index_ = route.role;
       return serve_metrics();
@@ -993,6 +992,12 @@ HttpServer::~HttpServer() { stop(); }
 int HttpServer::add_listener(std::shared_ptr<RoleSource> source, const std::string& host, int port,
                              std::string& error) {
   return add(std::vector<std::shared_ptr<RoleSource>>{std::move(source)}, false, host, port, error);
+}
+
+std::string HttpServer::role_names(const std::vector<std::shared_ptr<RoleSource>>& sources) {
+  std::string names;
+  for (const auto& s : sources) names += (names.empty() ? "" : ",") + s->role();
+  return names;
 }
 
 int HttpServer::add_shared_listener(std::vector<std::shared_ptr<RoleSource>> sources, const std::string& host,

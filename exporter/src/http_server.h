@@ -107,6 +107,8 @@ class HttpServer {
   // add_listener.
   int add_shared_listener(std::vector<std::shared_ptr<RoleSource>> sources, const std::string& host, int port,
                           std::string& error);
+  // The role names of `sources` as logs name a shared listener: "ops,judge".
+  static std::string role_names(const std::vector<std::shared_ptr<RoleSource>>& sources);
 
   // Serves every listener under `web_config` (--web.config.file): a new
   // connection speaks TLS when the configuration current at its accept has

@@ -529,9 +529,8 @@ int main(int argc, char** argv) {
   }
   if (const std::optional<RoleConfig>& shared = options.shared_listen) {
     std::string error;
+    const std::string names = shmetrics::exporter::HttpServer::role_names(sources);
     int index = server.add_shared_listener(sources, shared->host, shared->port, error);
-    std::string names;
-    for (const RoleConfig& r : options.roles) names += (names.empty() ? "" : ",") + r.role;
     if (index < 0) {
       log_event("error", "listen_failed", {{"role", names}, {"address", shared->listen}, {"reason", error}});
       return 1;
