@@ -108,9 +108,9 @@ TEST_CASE("chaos_sigkilled_workers_never_lose_or_double_count") {
           Counter mine = labelled.labels({std::to_string(rng() % 40)});  // new label sets over time
           for (std::uint64_t i = 0; i < n; ++i) {
             total.inc();
-            own.inc();
             if (i % 1024 == 0) mine.inc();
           }
+          own.inc(n);  // the batch at once: this loop's cost stays what it was under TSan
           if (!send(2, n)) return;
         }
       };
