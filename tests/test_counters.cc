@@ -306,12 +306,18 @@ TEST_CASE("a_stopped_registrar_does_not_hold_up_claims_of_other_threads") {
     f.labels({"new"});  // waits for the lock, up to 3 s
     registering_done = true;
   });
+  std::atomic<double> writer_seconds{0};
   std::thread writer([&] {
+    const auto start = std::chrono::steady_clock::now();
     existing.inc();  // a new thread's first update: claims a slot
+    writer_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     increment_done_first = !registering_done;
   });
   writer.join();
   registrar.join();
+  // The registrar waits the whole 3 s lock_timeout; a claim that waited for
+  // the lock too would take as long (a generous bound, but one that fails).
+  CHECK(writer_seconds < 1.5);
   CHECK(increment_done_first);
   ::kill(holder, SIGKILL);
   testing::wait_child(holder);
