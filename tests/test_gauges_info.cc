@@ -153,6 +153,16 @@ TEST_CASE("an_info_value_too_long_is_refused_counted_and_the_old_one_cleared") {
   CHECK(testing::count_lines(text, "rbac_map_info{") == 0);
   CHECK(testing::sample(text, "shmetrics_info_values_refused_total{role=\"test\"}") == 1.0);
 
+  // At the edge: a value encodes as its 4-byte length and its bytes, so 92
+  // bytes fill the 96 exactly (kept) and 93 are one too many (refused).
+  map.set({std::string(92, 'e')});
+  text = testing::scrape(name.str());
+  CHECK(testing::count_lines(text, "rbac_map_info{etag=\"" + std::string(92, 'e') + "\"} 1") == 1);
+  map.set({std::string(93, 'e')});
+  text = testing::scrape(name.str());
+  CHECK(testing::count_lines(text, "rbac_map_info{") == 0);
+  CHECK(testing::sample(text, "shmetrics_info_values_refused_total{role=\"test\"}") == 2.0);
+
   map.set({"ok"});
   map.set({"bad \xff"});  // not UTF-8: refused, counted, cleared
   text = testing::scrape(name.str());
