@@ -186,6 +186,17 @@ TEST_CASE("readyz_counts_saturate_without_ok_exceeding_total") {
   double ratio = value(text, "readyz_success_ratio_1m");
   CHECK(ratio >= 0.0);
   CHECK(ratio <= 1.0);
+  // The bucket saturated at 65,535 samples, all ok: 1.0 exactly. The next
+  // second saturates with failures first; the oks after them are past the
+  // limit and must not count (ok and total saturate together): 0.5 exactly.
+  CHECK(ratio == 1.0);
+  clock.advance_ms(1000);
+  std::vector<bool> failures_first(0xffff, false);
+  failures_first.insert(failures_first.end(), 1'000, true);
+  worker_observes(readyz, failures_first);
+  text = testing::scrape_at(name.str(), clock.now_ns());
+  CHECK(value(text, "readyz_success_ratio_1m") == 0.5);
+  CHECK(value(text, "readyz_checks_total") == 70'010 + 0xffff + 1'000);
 }
 
 TEST_CASE("readyz_through_the_overflow_slot_stays_exact") {
