@@ -635,6 +635,21 @@ TEST_CASE("a_broken_map_keeps_the_last_good_one_counting_once_per_worker_and_ver
   std::string text = fx.scrape();
   CHECK(testing::sample(text, etag_series(kMapV2Sha256)) == 1.0);
   CHECK(testing::count_lines(text, "rbac_map_info{") == 1);
+
+  // Broken again, then the map in force comes back unchanged (nothing to
+  // load), then the same breakage: news again, counted once more per worker.
+  fx.write_map(half_written);
+  fx.clock.advance_seconds(kReloadSec);
+  workers.refresh();
+  CHECK(fx.value("rbac_reload_errors_total") == 12.0);
+  fx.write_map(kMapV2);
+  fx.clock.advance_seconds(kReloadSec);
+  workers.refresh();
+  CHECK(fx.value("rbac_reload_hit_total") == 4.0);  // v2 was in force: not a reload
+  fx.write_map(half_written);
+  fx.clock.advance_seconds(kReloadSec);
+  workers.refresh();
+  CHECK(fx.value("rbac_reload_errors_total") == 16.0);
 }
 
 TEST_CASE("a_map_with_invalid_patterns_is_rejected_naming_the_pattern") {
