@@ -7,6 +7,7 @@ REQUESTS = Counter("app_requests", "Requests handled.", ["method", "code"])
 ERRORS = Counter("app_errors_total", "Requests that raised.")
 INFLIGHT = Gauge("app_inflight_requests", "Requests in flight.", multiprocess_mode="livesum")
 HANDLED = Gauge("app_handled_requests", "Requests handled, by worker.", multiprocess_mode="sum")
+LAST = Gauge("app_last_request_number", "The highest request number handled.", multiprocess_mode="max")
 LATENCY = Histogram("app_request_seconds", "Request latency.", ["method"], buckets=(0.1, 0.5, 1, 5))
 SIZE = Histogram("app_response_bytes", "Response sizes.", unit="bytes", buckets=[100, 1000, 10000])
 PAYLOAD = Summary("app_request_payload_bytes", "Request payload sizes.", ["method"], unit="bytes")
@@ -31,6 +32,7 @@ def handle(i):
         SIZE.observe(i * 37 % 20000)
         PAYLOAD.labels(method).observe(i % 13 * 100)
         HANDLED.inc()
+        LAST.set(i)
         if i % 11 == 0:
             try:
                 fail()

@@ -82,7 +82,7 @@ class BackendTest(unittest.TestCase):
             """)
         want = {k: v for k, v in samples_of(reference).items() if not k[0].startswith(("python_", "process_"))}
         got = samples_of(ours)
-        self.assertEqual(len(want), 32)  # 4 request series, 2 histograms, 2 summaries, 2 gauges, errors, info
+        self.assertEqual(len(want), 33)  # 4 request series, 2 histograms, 2 summaries, 3 gauges, errors, info
         # A livesum gauge counts live processes only: every worker has exited
         # and the master never set it, so it has no sample (0 in one process).
         self.assertEqual(want.pop(("app_inflight_requests", frozenset())), 0.0)

@@ -130,6 +130,15 @@ class CounterTest(SegmentTest):
         c = shmetrics.Counter("codes", "Codes.", ["code", "method"], segment=self.segment)
         self.assertIs(c.labels(200, "GET"), c.labels("200", "GET"))
         self.assertIs(c.labels(code=200, method="GET"), c.labels("200", "GET"))
+
+        class Route:  # str() is the label value, as prometheus_client makes it; not repr()
+            def __str__(self):
+                return "/cart"
+
+            def __repr__(self):
+                return "Route()"
+
+        self.assertIs(c.labels(Route(), "GET"), c.labels("/cart", "GET"))
         c.labels(200, "GET").inc()
         c.labels(method="GET", code="200").inc()
         self.assertEqual(value(self.scrape(), "codes_total", code="200", method="GET"), 2.0)
