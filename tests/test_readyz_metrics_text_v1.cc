@@ -159,6 +159,24 @@ TEST_CASE("test_readyz_metrics_last_status_updated") {
   CHECK(value(text, "readyz_status{status=\"ready\"}") == 1);
 }
 
+TEST_CASE("readyz_status_is_the_newest_sample_of_all_slots_not_of_the_first") {
+  // A live process holds the first slot with an older ok; another process,
+  // in another slot, fails later: degraded. Then the reverse.
+  ScopedName name("readyz-status-slots");
+  SharedClock clock;
+  Readyz readyz = open_readyz(name).readyz(clock);
+  testing::ParkedChild first([&] { readyz.observe(true); });  // keeps its slot while parked
+  clock.advance_ms(1000);
+  worker_observes(readyz, {false});
+  std::string text = testing::scrape_at(name.str(), clock.now_ns());
+  CHECK(value(text, "readyz_status{status=\"degraded\"}") == 1);
+  testing::ParkedChild later([&] { readyz.observe(false); });
+  clock.advance_ms(1000);
+  testing::ParkedChild latest([&] { readyz.observe(true); });
+  text = testing::scrape_at(name.str(), clock.now_ns());
+  CHECK(value(text, "readyz_status{status=\"ready\"}") == 1);
+}
+
 TEST_CASE("readyz_buckets_stamped_in_the_past_or_future_never_leave_0_to_1") {
   ScopedName name("readyz-skew");
   SharedClock clock;
