@@ -76,7 +76,7 @@ bad_value() {
 for bad in "--threads 0" "--threads 257" "--threads eight" "--header-timeout-ms 0" \
   "--header-timeout-ms 5s" "--write-timeout-ms -1" "--max-connections 0" "--max-connections 65537" \
   "--keep-alive-timeout-s 0" "--keep-alive-timeout-s 99999999999999999999" \
-  "--max-request-bytes 10" "--max-request-bytes 4096x"; do
+  "--max-request-bytes 10" "--max-request-bytes 255" "--max-request-bytes 65537" "--max-request-bytes 4096x"; do
   # shellcheck disable=SC2086  # two words on purpose
   check "$bad is refused with exit 2, naming the value" bad_value $bad
 done

@@ -86,3 +86,29 @@ for kind in file symlink fifo directory; do
   stop_process "$OPS_SERVER_PID" "$STOP_SECONDS"
 done
 rm -rf -- "$fake_shm"
+
+# The master's supervision: a worker SIGKILLed is reaped, logged, and
+# replaced, and the server keeps serving.
+live_workers() {  # the live children of the Ops server, one pid a line
+  local pid
+  for pid in $(cat "/proc/$OPS_SERVER_PID/task/$OPS_SERVER_PID/children" 2>/dev/null); do
+    if [[ -e /proc/$pid && $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]; then echo "$pid"; fi
+  done
+  return 0
+}
+replaced() {  # replaced PID: two live workers again, PID not among them
+  local now
+  now=$(live_workers)
+  [[ $(wc -l <<<"$now") -eq 2 ]] && ! grep -qx "$1" <<<"$now"
+}
+start_ops prefork
+check "the Ops server listens with 2 workers" \
+  bash -c "[ '$APP_PORT' -ne 0 ] && [ \$(cat /proc/$OPS_SERVER_PID/task/$OPS_SERVER_PID/children | wc -w) -eq 2 ]"
+victim=$(live_workers)
+victim=${victim%%$'\n'*}  # the first (no pipe into head: SIGPIPE under pipefail)
+kill -KILL "$victim"
+check "a SIGKILLed worker ($victim) is logged as died by signal 9" \
+  poll_until "$POLL_SECONDS" grep -q "event=worker_died pid=$victim status=signal_9" "$WORK/prefork.err"
+check "... and replaced: two live workers again" poll_until "$POLL_SECONDS" replaced "$victim"
+check "... and the server serves" serves prefork
+stop_process "$OPS_SERVER_PID" "$STOP_SECONDS"
