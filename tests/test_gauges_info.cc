@@ -326,28 +326,6 @@ TEST_CASE("mostrecent_shows_the_value_set_last_and_livemostrecent_only_live_ones
   CHECK(testing::sample(testing::scrape(name.str()), "config_version") == 10.0);
 }
 
-TEST_CASE("mostrecent_values_of_dead_processes_are_folded_by_time_when_their_records_are_reused") {
-  // Two records. The newer value ends in record 0, the older in record 1;
-  // newcomers take both over (folding them in either order): the value set
-  // last must survive, and the older one must not replace it.
-  ScopedName name("mostrecent-fold");
-  Segment s = Segment::open(options(name, /*records=*/2));
-  Gauge any = s.gauge("config_version", "Config.", GaugeMode::kMostRecent);
-  Gauge other = s.gauge("other", "Claims a record.", GaugeMode::kSum);
-  ParkedChild x([&] { other.set(0); });  // record 0, for now
-  ParkedChild a([&] { any.set(1); });    // record 1: the older value
-  x.kill();
-  ParkedChild b([&] { any.set(2); });  // takes record 0 over: the newer value
-  CHECK(testing::sample(testing::scrape(name.str()), "config_version") == 2.0);
-  b.kill();
-  a.kill();
-  ParkedChild c([&] { other.set(0); });  // the newcomers fold both dead records
-  ParkedChild d([&] { other.set(0); });
-  const std::string text = testing::scrape(name.str());
-  INFO(text);
-  CHECK(testing::sample(text, "config_version") == 2.0);
-}
-
 TEST_CASE("a_record_claimed_and_left_by_a_dead_process_while_another_looked_is_folded") {
   ScopedName name("claim-race");
   Segment s = Segment::open(options(name, /*records=*/1));

@@ -122,3 +122,25 @@ TEST_CASE("a_stopped_folder_costs_a_newcomer_one_bounded_wait_not_one_per_dead_r
   CHECK(testing::sample(text, "shmetrics_record_unavailable_total{role=\"test\"}") == 2.0);
   for (int fd : {parked[0], parked[1], waits[0], waits[1]}) ::close(fd);
 }
+
+TEST_CASE("mostrecent_values_of_dead_processes_are_folded_by_time_when_their_records_are_reused") {
+  // Two records. The newer value ends in record 0, the older in record 1;
+  // newcomers take both over (folding them in either order): the value set
+  // last must survive, and the older one must not replace it.
+  ScopedName name("mostrecent-fold");
+  Segment s = Segment::open(testing::small_options(name.str(), /*slots=*/4, /*records=*/2));
+  Gauge any = s.gauge("config_version", "Config.", GaugeMode::kMostRecent);
+  Gauge other = s.gauge("other", "Claims a record.", GaugeMode::kSum);
+  testing::ParkedChild x([&] { other.set(0); });  // record 0, for now
+  testing::ParkedChild a([&] { any.set(1); });    // record 1: the older value
+  x.kill();
+  testing::ParkedChild b([&] { any.set(2); });  // takes record 0 over: the newer value
+  CHECK(testing::sample(testing::scrape(name.str()), "config_version") == 2.0);
+  b.kill();
+  a.kill();
+  testing::ParkedChild c([&] { other.set(0); });  // the newcomers fold both dead records
+  testing::ParkedChild d([&] { other.set(0); });
+  const std::string text = testing::scrape(name.str());
+  INFO(text);
+  CHECK(testing::sample(text, "config_version") == 2.0);
+}
