@@ -326,7 +326,7 @@ HistogramObserve& histogram_observe() {
     o.capacities.series = 16;
     o.capacities.families = 16;
     o.capacities.string_bytes = 4096;
-    o.capacities.cells = 64;  // each series takes 10 bounds + 2 cells
+    o.capacities.cells = 64;  // each series takes 2 × (10 bounds + 1) cells
     Segment s = Segment::open(o);
     HistogramFamily f = s.histogram_family("bench_observe_seconds",
                                            "Observations of the histogram_observe benchmark.", {"values"},
@@ -888,7 +888,8 @@ HistogramScrape& hist_scrape_fixture(std::uint32_t writers, std::uint32_t series
   f->name = sb::unique_segment_name("scrapehist" + std::to_string(writers) + "x" + std::to_string(series));
   f->writers = writers;
   f->series = series;
-  const auto cells_per_series = static_cast<std::uint32_t>(sb::histogram_bounds().size() + 2);
+  const std::uint32_t cells_per_series =
+      shm::series_cells(shm::MetricType::kHistogram, static_cast<std::uint32_t>(sb::histogram_bounds().size()));
   SegmentOptions o;
   o.name = f->name;
   o.capacities.thread_slots = std::max<std::uint32_t>(64, writers);

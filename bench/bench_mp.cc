@@ -293,7 +293,7 @@ int run_two_writers(int argc, char** argv, bool histogram) {
   o.capacities.series = 16;
   o.capacities.families = 16;
   o.capacities.string_bytes = 4096;
-  if (histogram) o.capacities.cells = 64;  // a histogram of 10 bounds takes 12
+  if (histogram) o.capacities.cells = 64;  // a histogram of 10 bounds takes 22
   Segment segment = Segment::open(o);
   Target target;
   if (histogram)

@@ -247,7 +247,10 @@ Bytes make_histogram() {
   caps.thread_slots = 2;
   caps.process_records = 2;
   caps.families = 3;
-  caps.series = 16;  // and as many cells: 2 histograms of 3 bounds (5 cells each) and a counter
+  // And as many cells (the synthetic form has no cells of its own): the
+  // counter's (0), then from even cells a histogram series of 3 bounds (2-9)
+  // and one of 2 (10-15).
+  caps.series = 16;
   caps.gauge_series = 1;
   caps.string_bytes = 512;
   caps.info_families = 0;
@@ -257,15 +260,15 @@ Bytes make_histogram() {
   shmetrics::Segment s = open_segment("histogram", caps);
   auto wait = s.histogram_family("wait_seconds", "Wait.", {"route"}, {0.5, 1, 2.5}, "seconds");
   auto sent = s.counter_family("sent_bytes_total", "Sent.", {}, shm::ValueType::kInteger, "bytes").labels({});
-  auto sizes = s.histogram_family("size", "Sizes.", {}, {1e-5, 100000, 1e6});
-  wait.labels({"/a"}).observe(0.25);
-  wait.labels({"/a"}).observe(1);
+  auto sizes = s.histogram_family("size", "Sizes.", {}, {1e-5, 1e6});
+  wait.labels({"/b\"x"}).observe(0.25);
+  wait.labels({"/b\"x"}).observe(1);
   wait.labels({"/b\"x"}).observe(std::numeric_limits<double>::infinity());
   sizes.labels({}).observe(std::nan(""));
   sizes.labels({}).observe(-std::numeric_limits<double>::infinity());
   sent.inc(512);
   in_child([&] {
-    wait.labels({"/a"}).observe(3);
+    wait.labels({"/b\"x"}).observe(3);
     sizes.labels({}).observe(5e5);
     sent.inc(1);
   });

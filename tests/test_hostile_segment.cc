@@ -309,7 +309,21 @@ TEST_CASE("histogram_entries_that_lie_are_left_out_and_the_rest_served") {
          bool moved = false;
          for (std::uint32_t i = 0; i < header->series_count.load(); ++i) {
            if (series[i].family_index != family) continue;
-           series[i].cell_index = shm::slot_cells(header->capacities) - 4;  // its 5 cells end one past
+           series[i].cell_index = shm::slot_cells(header->capacities) - 4;  // its 8 cells end 4 past
+           moved = true;
+         }
+         REQUIRE(moved);
+       }},
+      {"an odd first cell (its pairs would straddle pages)", "series",
+       [](Attacker& a, const shm::Geometry& g, shm::FamilyEntry& e) {
+         auto* header = reinterpret_cast<shm::Header*>(a.base);
+         auto* series = reinterpret_cast<shm::SeriesEntry*>(a.base + g.series_offset);
+         const auto family = static_cast<std::uint32_t>(&e - reinterpret_cast<shm::FamilyEntry*>(a.base + g.families_offset));
+         bool moved = false;
+         for (std::uint32_t i = 0; i < header->series_count.load(); ++i) {
+           if (series[i].family_index != family) continue;
+           REQUIRE(series[i].cell_index % 2 == 0);
+           series[i].cell_index += 1;  // still inside the slots' cells
            moved = true;
          }
          REQUIRE(moved);

@@ -59,8 +59,8 @@ void append_sample_head(std::string& out, const std::string& name, std::string_v
   out += ' ';
 }
 
-// The count cells of a histogram (a bucket each, +Inf included) or summary
-// (one), which have a _sum cell after them; counters' one cell.
+// The (count, sum) cell pairs of a histogram (a bucket each, +Inf included)
+// or summary (one): see shm::series_cells.
 // (`le_labels`: a histogram's le label values, +Inf included).
 bool has_sum(shm::MetricType type) {
   return type == shm::MetricType::kHistogram || type == shm::MetricType::kSummary;
@@ -256,11 +256,13 @@ bool SegmentReader::parse_series(std::uint32_t index, std::uint32_t& family, Ser
   if (e.family_index >= families_.size() || !families_[e.family_index].trusted) return false;
   const Family& f = families_[e.family_index];
   if (f.type == shm::MetricType::kInfo) return false;  // info values live in records
-  // Counters, histograms and summaries index slot cells, gauges record cells.
-  const std::uint64_t width = count_cells(f.type, f.le_labels.size()) + (has_sum(f.type) ? 1 : 0);
+  // Counters, histograms and summaries index slot cells, gauges record cells;
+  // a histogram's or summary's (count, sum) pairs start at an even cell.
+  const std::uint64_t width = has_sum(f.type) ? 2 * std::uint64_t{count_cells(f.type, f.le_labels.size())} : 1;
   if (e.cell_index + width >
       (f.type == shm::MetricType::kGauge ? capacities_.gauge_series : shm::slot_cells(capacities_)))
     return false;
+  if (f.type != shm::MetricType::kGauge && e.cell_index % shm::series_alignment(f.type) != 0) return false;
   if (e.label_values_length > f.label_names.size() * (4 + shm::kMaxLabelValueBytes)) return false;
   std::string_view bytes = pool_string(e.label_values_offset, e.label_values_length);
   if (bytes.size() != e.label_values_length) return false;
@@ -336,14 +338,18 @@ bool SegmentReader::parse_new_entries(std::size_t max_bytes) {
     }
     const Family& f = families_[family];
     if (has_sum(f.type)) {
+      // _sum: the sum cells of its pairs, added up into one accumulator.
       const std::uint32_t counts = count_cells(f.type, f.le_labels.size());
-      s.double_index = static_cast<std::int32_t>(double_cells_.size());
-      double_cells_.push_back(s.cell + counts);  // _sum
-      counter_cells_ = std::max(counter_cells_, s.cell + counts + 1);
+      s.double_index = static_cast<std::int32_t>(double_sums_count_++);
+      for (std::uint32_t b = 0; b < counts; ++b)
+        double_cells_.push_back({s.cell + 2 * b + 1, static_cast<std::uint32_t>(s.double_index)});
+      counter_cells_ = std::max(counter_cells_, s.cell + 2 * counts);
+      double_cells_sorted_ = false;
     } else if (f.type == shm::MetricType::kCounter) {
       if (f.value_type == shm::ValueType::kDouble) {
-        s.double_index = static_cast<std::int32_t>(double_cells_.size());
-        double_cells_.push_back(s.cell);
+        s.double_index = static_cast<std::int32_t>(double_sums_count_++);
+        double_cells_.push_back({s.cell, static_cast<std::uint32_t>(s.double_index)});
+        double_cells_sorted_ = false;
       }
       counter_cells_ = std::max(counter_cells_, s.cell + 1);
     }
@@ -361,20 +367,39 @@ bool SegmentReader::parse_new_entries(std::size_t max_bytes) {
 
 void SegmentReader::sum_counters() {
   const std::uint32_t cells = counter_cells_;
+  const std::uint32_t pages = static_cast<std::uint32_t>((std::uint64_t{cells} + shm::kCellsPerPage - 1) >> shm::kPageShift);
+  if (!double_cells_sorted_ || double_page_begin_.size() != std::size_t{pages} + 1) {
+    // By cell, so that each page's double cells are one run, found by
+    // double_page_begin_ (registration hands out cells in order, so this is
+    // nearly sorted already).
+    if (!double_cells_sorted_)
+      std::sort(double_cells_.begin(), double_cells_.end(),
+                [](const DoubleCell& a, const DoubleCell& b) { return a.cell < b.cell; });
+    double_page_begin_.assign(std::size_t{pages} + 1, 0);
+    std::size_t d = 0;
+    for (std::uint32_t p = 0; p <= pages; ++p) {
+      while (d < double_cells_.size() && (double_cells_[d].cell >> shm::kPageShift) < p) ++d;
+      double_page_begin_[p] = static_cast<std::uint32_t>(d);
+    }
+    double_cells_sorted_ = true;
+  }
   int_sums_.assign(cells, 0);
-  double_sums_.assign(double_cells_.size(), 0.0);
+  double_sums_.assign(double_sums_count_, 0.0);
   auto add_row = [&](const std::uint8_t* row, std::uint32_t first, std::uint32_t end) {
     for (std::uint32_t c = first; c < end; ++c)
       int_sums_[c] += load_relaxed<std::uint64_t>(row + std::uint64_t{c - first} * 8);
   };
+  auto add_doubles = [&](const std::uint8_t* row, std::size_t begin, std::size_t end, std::uint32_t first) {
+    for (std::size_t d = begin; d < end; ++d)
+      double_sums_[double_cells_[d].sum] +=
+          std::bit_cast<double>(load_relaxed<std::uint64_t>(row + std::uint64_t{double_cells_[d].cell - first} * 8));
+  };
   // The overflow slot's dense cells are always read.
   const std::uint8_t* overflow = base_ + geometry_.overflow_cells_offset;
   add_row(overflow, 0, cells);
-  for (std::size_t d = 0; d < double_cells_.size(); ++d)
-    double_sums_[d] += std::bit_cast<double>(load_relaxed<std::uint64_t>(overflow + std::uint64_t{double_cells_[d]} * 8));
+  add_doubles(overflow, 0, double_cells_.size(), 0);
   // Thread slots only once claimed; in them only the pages their table names
   // (an entry past the pool, which no writer makes, is skipped).
-  const std::uint32_t pages = static_cast<std::uint32_t>((std::uint64_t{cells} + shm::kCellsPerPage - 1) >> shm::kPageShift);
   auto page_of = [&](const std::uint8_t* table, std::uint32_t p) -> const std::uint8_t* {
     std::uint32_t page = load_acquire<std::uint32_t>(table + std::uint64_t{p} * 4);
     if (page == 0 || page > geometry_.pool_pages) return nullptr;
@@ -390,13 +415,8 @@ void SegmentReader::sum_counters() {
       if (const std::uint8_t* row = page_of(table, p)) {
         const std::uint32_t first = p << shm::kPageShift;
         add_row(row, first, std::min(cells, first + shm::kCellsPerPage));
+        add_doubles(row, double_page_begin_[p], double_page_begin_[p + 1], first);
       }
-    }
-    for (std::size_t d = 0; d < double_cells_.size(); ++d) {
-      const std::uint32_t c = double_cells_[d];
-      if (const std::uint8_t* row = page_of(table, c >> shm::kPageShift))
-        double_sums_[d] += std::bit_cast<double>(
-            load_relaxed<std::uint64_t>(row + std::uint64_t{c & (shm::kCellsPerPage - 1)} * 8));
     }
   }
 }
@@ -683,7 +703,7 @@ bool SegmentReader::render_histogram(const Family& f, std::string& out) {
     for (std::size_t b = 0; b < f.le_labels.size(); ++b) {
       // Saturating: only a forged segment holds cells near 2^64, and even its
       // buckets must not decrease.
-      if (__builtin_add_overflow(cumulative, int_sums_[s.cell + b], &cumulative)) cumulative = UINT64_MAX;
+      if (__builtin_add_overflow(cumulative, int_sums_[s.cell + 2 * b], &cumulative)) cumulative = UINT64_MAX;
       out += f.name;
       out += "_bucket{";
       if (!s.labels.empty()) {
@@ -817,6 +837,8 @@ std::string SegmentReader::render(std::string& out, const RecordLiveness& live, 
     series_ = {};
     claimed_strings_ = {};
     double_cells_ = {};
+    double_page_begin_ = {};
+    double_sums_count_ = 0;
     parsed_bytes_ = 0;
     over_limit_ = true;
     error_ = "its families and series take more than " + std::to_string(max_bytes) +

@@ -199,9 +199,18 @@ class SegmentReader {
   Usage usage_;
   std::vector<std::pair<std::uint32_t, std::uint32_t>> live_records_;
   std::vector<std::uint64_t> int_sums_;  // per cell, this render
-  std::vector<std::uint32_t> double_cells_;
-  std::uint32_t counter_cells_ = 0;      // past the highest slot cell of a trusted series
-  std::vector<double> double_sums_;      // per cell of double counters, this render
+  // The slot cells holding doubles (double counters' cells, the sum cells of
+  // histograms' and summaries' pairs), each with the accumulator it adds to.
+  struct DoubleCell {
+    std::uint32_t cell;
+    std::uint32_t sum;  // into double_sums_
+  };
+  std::vector<DoubleCell> double_cells_;  // sorted by cell when double_cells_sorted_
+  bool double_cells_sorted_ = true;
+  std::vector<std::uint32_t> double_page_begin_;  // page p's double cells: [begin[p], begin[p + 1])
+  std::uint32_t double_sums_count_ = 0;   // accumulators: one per series with doubles
+  std::uint32_t counter_cells_ = 0;       // past the highest slot cell of a trusted series
+  std::vector<double> double_sums_;       // per accumulator, this render
   std::vector<DeadVerdict> dead_verdicts_;  // per process record
   std::uint64_t liveness_queries_ = 0;
   std::vector<std::pair<std::uint32_t, std::uint32_t>> pid_order_;  // gauge_sources' scratch

@@ -55,11 +55,11 @@ std::vector<double> exponential_buckets(double start, double factor, std::size_t
 
 namespace shmetrics::detail {
 
-void histogram_observe_slow(std::uint16_t segment, std::uint32_t bucket, std::uint32_t sum, double v) noexcept {
+void histogram_observe_slow(std::uint16_t segment, std::uint32_t count, double v) noexcept {
   if (segment == kDetachedSegment)  // a refused handle: no bounds, its first cell its real segment
-    return count_event(static_cast<std::uint16_t>(bucket), shm::kEventRefusedUpdates);
-  counter_add_slow(segment, bucket, 1);
-  counter_add_double_slow(segment, sum, v);
+    return count_event(static_cast<std::uint16_t>(count), shm::kEventRefusedUpdates);
+  counter_add_slow(segment, count, 1);
+  counter_add_double_slow(segment, count + 1, v);
 }
 
 }  // namespace shmetrics::detail

@@ -27,9 +27,12 @@ struct LocalFamily {
   std::uint32_t info_index;
   std::unordered_map<std::string, std::uint32_t> cells;  // encoded label values -> (first) cell
   std::string unit;
-  // Histograms: the finite bucket bounds. Handles point at them: the vector's
-  // storage stays put for the process's life (families are only appended).
+  // Histograms: the finite bucket bounds, and the same followed by +Inf up to
+  // a multiple of kBoundsPadding, which handles point at (Histogram::bucket_of
+  // compares them in groups): the vector's storage stays put for the
+  // process's life (families are only appended).
   std::vector<double> bounds;
+  std::vector<double> padded_bounds;
 };
 
 struct ProcessSegment {

@@ -230,7 +230,11 @@ std::optional<std::uint32_t> find_or_register_series(std::uint16_t index, std::u
   const std::uint64_t cell_limit = gauge ? caps.gauge_series : shm::slot_cells(caps);
   const std::uint32_t width =
       gauge ? 1 : shm::series_cells(fam->type, static_cast<std::uint32_t>(fam->bounds.size()));
-  const std::uint32_t cell = cells_used.load(std::memory_order_relaxed);
+  // A histogram's cell pairs are 2-cell aligned (shm::kSeriesAlignment), so
+  // each pair is in one page of a slot; the cell skipped before one is unused.
+  const std::uint32_t used = cells_used.load(std::memory_order_relaxed);
+  const std::uint32_t align = gauge ? 1 : shm::series_alignment(fam->type);
+  const std::uint32_t cell = (used + align - 1) / align * align;
   std::vector<std::uint32_t> offsets;
   std::uint32_t new_used = 0;
   if (count >= caps.series || std::uint64_t{cell} + width > cell_limit ||
@@ -379,7 +383,11 @@ void sync_from_segment(ProcessSegment& seg) {
                     e.info_index,
                     {},
                     std::string(pool_string(seg, e.unit_offset, e.unit_length)),
-                    bounds_of(seg, e)};
+                    bounds_of(seg, e),
+                    {}};
+    fam.padded_bounds = fam.bounds;
+    while (fam.padded_bounds.size() % kBoundsPadding != 0)
+      fam.padded_bounds.push_back(std::numeric_limits<double>::infinity());
     seg.family_by_name.emplace(fam.name, f);
     for (std::string& taken : shm::exposition_names(fam.type, fam.name))
       seg.family_by_exposition_name.emplace(std::move(taken), f);
@@ -394,6 +402,7 @@ void sync_from_segment(ProcessSegment& seg) {
     const std::uint64_t width =
         gauge ? 1 : shm::series_cells(fam.type, static_cast<std::uint32_t>(fam.bounds.size()));
     if (e.cell_index + width > (gauge ? caps.gauge_series : shm::slot_cells(caps))) continue;
+    if (!gauge && e.cell_index % shm::series_alignment(fam.type) != 0) continue;  // forged: not written
     seg.families[e.family_index].cells.emplace(
         std::string(pool_string(seg, e.label_values_offset, e.label_values_length)), e.cell_index);
   }
@@ -493,11 +502,12 @@ Counter CounterFamily::labels(std::span<const std::string_view> values) const {
 
 Histogram HistogramFamily::labels(std::span<const std::string_view> values) const {
   auto cell = detail::find_or_register_series(segment_, family_, values);
-  static const std::vector<double> kNoBounds;
-  if (!cell) return Histogram(detail::kDetachedSegment, segment_, kNoBounds);
+  static constexpr double kNoBounds[detail::kBoundsPadding] = {};
+  if (!cell) return Histogram(detail::kDetachedSegment, segment_, kNoBounds, 0);
   detail::ProcessSegment* seg = detail::segment_at(segment_);
   std::lock_guard lock(seg->mutex);
-  return Histogram(segment_, *cell, detail::family_of(*seg, family_).bounds);
+  const detail::LocalFamily& fam = detail::family_of(*seg, family_);
+  return Histogram(segment_, *cell, fam.padded_bounds.data(), static_cast<std::uint32_t>(fam.bounds.size()));
 }
 
 Gauge GaugeFamily::labels(std::span<const std::string_view> values) const {

@@ -10,21 +10,31 @@
 #include <cstdint>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace shmetrics {
 
 // A handle to one histogram series. Keep it and call observe() on the hot
 // path, inlined here under the rules of counters: the thread's own cells in
-// its slot (one per bucket, +Inf included, and one double for the sum), a
-// relaxed load and store to each of the two it touches, no lock, no syscall,
-// no allocation. The bucket is found by a branch-free binary search of the
-// bounds (four comparisons for the usual 10 to 15 bounds).
+// its slot, a pair per bucket (+Inf included): the bucket's count and the sum
+// of its observations as a double. An observation finds its bucket by
+// comparing `v` with every bound at once (SSE2 on x86-64, two bounds per
+// instruction: no branch, no chain of dependent loads), then looks up one
+// page of its slot for both cells of the pair and adds to them: a relaxed
+// load and store each, no lock, no syscall, no allocation. Keeping a sum per
+// bucket rather than one per series takes the double addition off a
+// store-to-load chain that back-to-back observations of one series would
+// otherwise wait on (see shm::series_cells).
 //
 // Exact across threads, processes and worker deaths as counters are: a new
 // owner of a dead worker's slot keeps adding to its cells. The exporter
 // derives _count and the cumulative _bucket samples from the same reads of
-// the per-bucket cells, so a scrape is self-consistent even while threads
-// observe: no _bucket exceeds one of a higher bound or _count. _sum is read
-// beside them and may lag or lead them by the observations in flight.
+// the per-bucket counts, so a scrape is self-consistent even while threads
+// observe: no _bucket exceeds one of a higher bound or _count. _sum, the
+// bucket sums added up, is read beside them and may lag or lead them by the
+// observations in flight.
 //
 // Thread-safe: any thread of any process may call any method concurrently.
 // NaN observations are dropped and counted in shmetrics_invalid_updates_total;
@@ -38,30 +48,39 @@ class Histogram {
   void observe(double v) noexcept {
     if (std::isnan(v)) [[unlikely]]
       return detail::count_invalid_update(real_segment());
-    const std::uint32_t bucket = cell_ + bucket_of(v);
-    const std::uint32_t sum = cell_ + buckets_ + 1;
-    std::uint64_t* own_bucket = detail::own_cell(segment_, bucket);
-    std::uint64_t* own_sum = detail::own_cell(segment_, sum);
-    if (own_bucket != nullptr && own_sum != nullptr) [[likely]] {
-      detail::add_own(own_bucket, 1);
-      detail::add_own_double(own_sum, v);
+    // The pair is 2-cell aligned, so both cells are in one page.
+    const std::uint32_t count = cell_ + 2 * bucket_of(v);
+    std::uint64_t* own = detail::own_cell(segment_, count);
+    if (own != nullptr) [[likely]] {
+      detail::add_own(own, 1);
+      detail::add_own_double(own + 1, v);
     } else {
-      detail::histogram_observe_slow(segment_, bucket, sum, v);
+      detail::histogram_observe_slow(segment_, count, v);
     }
   }
 
   // Which bucket `v` counts in: the first whose bound is >= v (Prometheus'
-  // "le"), or the number of bounds for +Inf.
+  // "le"), or the number of bounds for +Inf; that is, how many bounds are
+  // below `v`. Not for NaN (which observe() drops).
   std::uint32_t bucket_of(double v) const noexcept {
-    if (buckets_ == 0) return 0;
-    const double* base = bounds_;
-    std::uint32_t n = buckets_;
-    while (n > 1) {
-      const std::uint32_t half = n / 2;
-      base = base[half] < v ? base + half : base;
-      n -= half;
+#if defined(__SSE2__)
+    // The family's bounds are padded with +Inf to a multiple of
+    // kBoundsPadding, which no value is below.
+    const __m128d x = _mm_set1_pd(v);
+    __m128i a = _mm_setzero_si128();
+    __m128i b = _mm_setzero_si128();
+    for (std::uint32_t i = 0; i < buckets_; i += detail::kBoundsPadding) {
+      // A lane of cmplt is all ones (-1) where the bound is below v.
+      a = _mm_sub_epi64(a, _mm_castpd_si128(_mm_cmplt_pd(_mm_loadu_pd(bounds_ + i), x)));
+      b = _mm_sub_epi64(b, _mm_castpd_si128(_mm_cmplt_pd(_mm_loadu_pd(bounds_ + i + 2), x)));
     }
-    return static_cast<std::uint32_t>(base - bounds_) + (*base < v ? 1 : 0);
+    a = _mm_add_epi64(a, b);
+    return static_cast<std::uint32_t>(_mm_cvtsi128_si64(a) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(a, a)));
+#else
+    std::uint32_t below = 0;
+    for (std::uint32_t i = 0; i < buckets_; ++i) below += bounds_[i] < v ? 1 : 0;
+    return below;
+#endif
   }
 
   // False for a handle whose series was refused (the segment was full).
@@ -69,9 +88,10 @@ class Histogram {
 
  private:
   friend class HistogramFamily;
-  Histogram(std::uint16_t segment, std::uint32_t cell, const std::vector<double>& bounds)
-      : segment_(segment), buckets_(static_cast<std::uint32_t>(bounds.size())), cell_(cell),
-        bounds_(bounds.data()) {}
+  // `bounds`: `buckets` finite bounds followed by +Inf up to a multiple of
+  // kBoundsPadding, kept by the family for the process's life.
+  Histogram(std::uint16_t segment, std::uint32_t cell, const double* bounds, std::uint32_t buckets)
+      : segment_(segment), buckets_(buckets), cell_(cell), bounds_(bounds) {}
 
   std::uint16_t real_segment() const noexcept {
     return attached() ? segment_ : static_cast<std::uint16_t>(cell_);
@@ -79,8 +99,8 @@ class Histogram {
 
   std::uint16_t segment_ = detail::kDetachedSegment;
   std::uint32_t buckets_ = 0;  // finite bounds
-  std::uint32_t cell_ = 0;     // first cell; a refused handle: its real segment
-  const double* bounds_ = nullptr;  // the family's, kept for the process's life
+  std::uint32_t cell_ = 0;     // first cell (even); a refused handle: its real segment
+  const double* bounds_ = nullptr;
 };
 
 // Observes the seconds from its construction to its destruction (steady

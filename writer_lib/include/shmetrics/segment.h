@@ -199,7 +199,8 @@ class Segment {
   // Bucket bounds are fixed at registration: finite, strictly increasing, at
   // most shm::kMaxBuckets (256); +Inf is implicit (a trailing +Inf is
   // dropped). None given: default_buckets(). Each series takes
-  // bounds + 2 slot cells of the segment's Capacities::cells. Registering the
+  // 2 × (bounds + 1) slot cells of the segment's Capacities::cells (a count
+  // and a sum per bucket, +Inf's included). Registering the
   // name again with other bounds throws.
   HistogramFamily histogram_family(std::string_view name, std::string_view help,
                                    const std::vector<std::string>& label_names = {},

@@ -81,9 +81,12 @@ void counter_add_slow(std::uint16_t segment, std::uint32_t cell, std::uint64_t n
 void overflow_check(std::uint16_t segment) noexcept;
 void counter_add_double_slow(std::uint16_t segment, std::uint32_t cell, double v) noexcept;
 // A histogram observation that found this thread without its own cells: one
-// to cell `bucket`, `v` to the double cell `sum` (a refused handle: counted
-// once).
-void histogram_observe_slow(std::uint16_t segment, std::uint32_t bucket, std::uint32_t sum, double v) noexcept;
+// to cell `count`, `v` to the double cell after it (a refused handle: counted
+// once, `count` holding its real segment).
+void histogram_observe_slow(std::uint16_t segment, std::uint32_t count, double v) noexcept;
+// Histogram::bucket_of() compares this many bounds per step: a family's bounds
+// are kept padded with +Inf to a multiple of it.
+inline constexpr std::uint32_t kBoundsPadding = 4;
 // Claims the process record; nullptr when none can be had (the update is then
 // dropped and counted) or for a refused handle (segment == kDetachedSegment,
 // `cell` holding its real segment).
