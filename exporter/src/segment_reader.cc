@@ -275,16 +275,18 @@ bool SegmentReader::parse_series(std::uint32_t index, std::uint32_t& family, Ser
   s.cell = e.cell_index;
   s.double_index = -1;
   s.labels = render_labels(f.label_names, values);
+  pending_created_.clear();
   if (e.created_ns != 0 && f.type != shm::MetricType::kGauge) {
-    // OpenMetrics' _created: fixed at registration, so rendered once here.
+    // OpenMetrics' _created: fixed at registration, so rendered once here
+    // (and kept in created_lines_ once the series is taken).
     std::string_view base = f.name;
     if (f.type == shm::MetricType::kCounter) base.remove_suffix(6);  // "_total"
-    s.created_line.append(base).append("_created");
-    if (!s.labels.empty()) s.created_line.append("{").append(s.labels).append("}");
-    s.created_line += ' ';
-    append_uint(s.created_line, e.created_ns / 1'000'000'000u);
+    pending_created_.append(base).append("_created");
+    if (!s.labels.empty()) pending_created_.append("{").append(s.labels).append("}");
+    pending_created_ += ' ';
+    append_uint(pending_created_, e.created_ns / 1'000'000'000u);
     const std::string fraction = std::to_string(1'000'000'000u + e.created_ns % 1'000'000'000u);
-    s.created_line.append(".").append(fraction, 1).append("\n");
+    pending_created_.append(".").append(fraction, 1).append("\n");
   }
   return true;
 }
@@ -354,9 +356,14 @@ bool SegmentReader::parse_new_entries(std::size_t max_bytes) {
       counter_cells_ = std::max(counter_cells_, s.cell + 1);
     }
     if (!has_sum(f.type)) append_sample_head(s.head, f.name, s.labels);  // rendered once, appended per scrape
+    // One buffer for every series' _created line, in series order: an
+    // OpenMetrics render copies them from consecutive memory.
+    s.created_at = created_lines_.size();
+    s.created_length = static_cast<std::uint32_t>(pending_created_.size());
+    created_lines_ += pending_created_;
     // The series, its head and its labels (here and in the family's set).
     parsed_bytes_ += sizeof s + sizeof(std::uint32_t) + kNodeBytes + s.head.size() + 2 * s.labels.size() +
-                     s.created_line.size();
+                     s.created_length;
     families_[family].series.push_back(static_cast<std::uint32_t>(series_.size()));
     series_.push_back(std::move(s));
     if (parsed_bytes_ > max_bytes) return false;
@@ -698,7 +705,7 @@ bool SegmentReader::render_histogram(const Family& f, std::string& out) {
   for (std::uint32_t index : f.series) {
     const Series& s = series_[index];
     const std::size_t line = f.name.size() + s.labels.size() + 12 + kValueBytes;
-    if (!room_for(out, f.le_labels.size() * line + le_bytes + 2 * line + s.created_line.size())) return false;
+    if (!room_for(out, f.le_labels.size() * line + le_bytes + 2 * line + s.created_length)) return false;
     std::uint64_t cumulative = 0;
     for (std::size_t b = 0; b < f.le_labels.size(); ++b) {
       // Saturating: only a forged segment holds cells near 2^64, and even its
@@ -744,7 +751,7 @@ void SegmentReader::render_sum_and_count(const Family& f, const Series& s, std::
     append_uint(out, count);
     out += '\n';
   }
-  if (format_ == Format::kOpenMetrics) out += s.created_line;
+  if (format_ == Format::kOpenMetrics) out.append(created_lines_.data() + s.created_at, s.created_length);
 }
 
 // A summary: a histogram's _sum and _count without buckets, its count cell
@@ -753,7 +760,7 @@ bool SegmentReader::render_summary(const Family& f, std::string& out) {
   for (std::uint32_t index : f.series) {
     const Series& s = series_[index];
     const std::size_t line = f.name.size() + s.labels.size() + 12 + kValueBytes;
-    if (!room_for(out, 2 * line + s.created_line.size())) return false;
+    if (!room_for(out, 2 * line + s.created_length)) return false;
     render_sum_and_count(f, s, int_sums_[s.cell], out);
   }
   return true;
@@ -763,7 +770,7 @@ bool SegmentReader::render_counter(const Family& f, std::string& out) {
   const bool created = format_ == Format::kOpenMetrics;
   for (std::uint32_t index : f.series) {
     const Series& s = series_[index];
-    if (!room_for(out, s.head.size() + kValueBytes + (created ? s.created_line.size() : 0))) return false;
+    if (!room_for(out, s.head.size() + kValueBytes + (created ? s.created_length : 0))) return false;
     out += s.head;
     if (s.double_index >= 0) {
       append_double(out, double_sums_[static_cast<std::size_t>(s.double_index)]);
@@ -771,7 +778,7 @@ bool SegmentReader::render_counter(const Family& f, std::string& out) {
       append_uint(out, int_sums_[s.cell]);
     }
     out += '\n';
-    if (created) out += s.created_line;
+    if (created) out.append(created_lines_.data() + s.created_at, s.created_length);
   }
   return true;
 }
@@ -837,6 +844,7 @@ std::string SegmentReader::render(std::string& out, const RecordLiveness& live, 
     series_ = {};
     claimed_strings_ = {};
     double_cells_ = {};
+    created_lines_ = {};
     double_page_begin_ = {};
     double_sums_count_ = 0;
     parsed_bytes_ = 0;

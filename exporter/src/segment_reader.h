@@ -129,7 +129,10 @@ class SegmentReader {
     std::int32_t double_index;  // into double_sums_: double counters, histograms' _sum; else -1
     std::string labels;         // a="x",b="y" escaped, no braces
     std::string head;           // name{labels} and the space before the value (not histograms)
-    std::string created_line;   // counters, histograms: OpenMetrics' whole _created line, or ""
+    // Counters, histograms, summaries: OpenMetrics' whole _created line,
+    // bytes [created_at, created_at + created_length) of created_lines_.
+    std::size_t created_at = 0;
+    std::uint32_t created_length = 0;
   };
   struct LiveRecord {
     std::uint32_t record;
@@ -193,6 +196,8 @@ class SegmentReader {
   bool over_limit_ = false;
   std::vector<Family> families_;
   std::vector<Series> series_;
+  std::string created_lines_;    // every series' _created line, in series order
+  std::string pending_created_;  // parse_series' scratch
   std::uint64_t families_dropped_ = 0;
   std::uint64_t series_dropped_ = 0;
   std::uint64_t events_[shm::kEventCount] = {};
