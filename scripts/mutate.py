@@ -123,6 +123,9 @@ def main():
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build-mutate"))
     ap.add_argument("--only", help="comma-separated mutation names")
     ap.add_argument("--integration", action="store_true", help="also run scripts/integration.sh per mutation")
+    ap.add_argument("--fail-fast", action="store_true",
+                    help="stop each mutation's suite at its first failing test (meson test --maxfail 1): "
+                         "a caught mutation then names one test; a missed one still ran every test")
     ap.add_argument("--markdown", help="write the table to this file (tests/MUTATIONS.md)")
     ap.add_argument("--list", action="store_true", help="list the catalogue and exit")
     ap.add_argument("--check", action="store_true",
@@ -186,7 +189,8 @@ def main():
             if run(["ninja", "-C", build], log, 3600) != 0:
                 verdict, caught = "does not compile", []
             else:
-                run(["meson", "test", "-C", build, "--no-rebuild", "--num-processes", "2"], log, 3600)
+                run(["meson", "test", "-C", build, "--no-rebuild", "--num-processes", "2"] +
+                    (["--maxfail", "1"] if a.fail_fast else []), log, 3600)
                 caught, _ = failed_tests(build)
                 if a.integration and run(["bash", "scripts/integration.sh", build], log, 1800) != 0:
                     caught.append("integration")

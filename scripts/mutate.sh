@@ -6,7 +6,7 @@
 # each mutation, or MISSED. Not a CI stage: a full run takes hours
 # (tests/MUTATIONS.md holds the table of the last one).
 #
-#   scripts/mutate.sh [--only NAME,...] [--integration] [--markdown FILE]
+#   scripts/mutate.sh [--only NAME,...] [--integration] [--fail-fast] [--markdown FILE]
 #   scripts/mutate.sh --list | --check
 #
 # Exit status: 0 every mutation caught; 3 some missed or did not compile;
