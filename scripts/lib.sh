@@ -42,6 +42,7 @@ SHMETRICS_PACKAGES=(
   libfcgi-bin
   curl
   ca-certificates
+  systemd
 )
 
 # step MESSAGE...: one short progress line.
