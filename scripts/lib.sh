@@ -43,6 +43,10 @@ SHMETRICS_PACKAGES=(
   curl
   ca-certificates
   systemd
+  dpkg-dev
+  debhelper
+  help2man
+  lintian
 )
 
 # step MESSAGE...: one short progress line.

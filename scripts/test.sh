@@ -215,6 +215,14 @@ stage_bench_quick() {
   return "$rc"
 }
 
+# package: the Debian packages built with dpkg-buildpackage, checked by
+# lintian, installed on this machine, used (the README example against
+# libshmetrics-dev, the exporter started as its unit starts it) and purged
+# (tests/debian_package_test.sh; needs root or sudo).
+stage_package() {
+  run_counted "$BUILD_DIR/package.log" bash tests/debian_package_test.sh "$BUILD_DIR/debian-package"
+}
+
 # --- Later stages go here, each as stage_NAME plus an entry in STAGES. ---
 # -------------------------------------------------------------------------
 
@@ -224,6 +232,7 @@ STAGES=(
   sanitize-asan
   sanitize-tsan
   integration
+  package
   fuzz
   bench-quick
 )

@@ -103,6 +103,16 @@ TEST_CASE("a_directory_name_squatted_by_another_user_is_refused_with_a_reason") 
   REQUIRE(as_nobody([&] { return ::mkdir(claims_1000.c_str(), 0700) == 0; }));
   CHECK_THROWS_WITH(shm::MappedSegment::open_read_only(claims_1000 + "/default.ops"),
                     Catch::Contains("is owned by uid 65534 but its name says uid 1000"));
+  // A name of another form says nothing about its owner: served.
+  const std::string named = shm.path + "/shmetrics-myapp";
+  REQUIRE(::mkdir(named.c_str(), 0700) == 0);
+  {
+    SegmentOptions o;
+    o.directory = named;
+    o.role = "ops";
+    Segment::open(o).counter("named_total", "N.").inc();
+  }
+  CHECK(shm::MappedSegment::open_read_only(named + "/default.ops") != nullptr);
 }
 
 TEST_CASE("another_user_can_plant_nothing_in_a_segment_directory_writers_made") {

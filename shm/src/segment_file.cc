@@ -124,7 +124,11 @@ class SegmentDirectory {
     } else if (create && st.st_uid != ::geteuid() && st.st_uid != 0) {
       why = "is owned by uid " + std::to_string(st.st_uid) + ", not by this process's uid " +
             std::to_string(::geteuid()) + " or root";
-    } else if (base.rfind("shmetrics-", 0) == 0 && base.substr(10) != std::to_string(st.st_uid)) {
+    } else if (base.size() > 10 && base.rfind("shmetrics-", 0) == 0 &&
+               base.find_first_not_of("0123456789", 10) == std::string::npos &&
+               base.substr(10) != std::to_string(st.st_uid)) {
+      // The default directory's form, shmetrics-<uid> (another name, such as
+      // shmetrics-myapp, says nothing about its owner).
       why = "is owned by uid " + std::to_string(st.st_uid) + " but its name says uid " + base.substr(10) +
             " (planted by another user?)";
     }
