@@ -88,7 +88,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
   -keyout "$work/ca.key" -out "$work/ca.crt" 2>"$work/openssl.log"
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
   -keyout "$work/server.key" -out "$work/server.csr" 2>>"$work/openssl.log"
-printf 'subjectAltName=IP:127.0.0.1\n' >"$work/san.ext"
+# Also the name deploy/prometheus/prometheus-tls.yml verifies (server_name).
+printf 'subjectAltName=IP:127.0.0.1,DNS:metrics.example.internal\n' >"$work/san.ext"
 openssl x509 -req -in "$work/server.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial -days 2 \
   -extfile "$work/san.ext" -out "$work/server.crt" 2>>"$work/openssl.log"
 scrape_password=$(head -c 18 /dev/urandom | base64)
@@ -119,22 +120,25 @@ ops=$(address_in_log "$work/ops-server.log")
 judge=$(address_in_log "$work/judge-server.log")
 
 prom_port=$(free_port)
-cat >"$work/prometheus.yml" <<EOF
-global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: ops
-    scheme: https
-    tls_config: {ca_file: '$work/ca.crt'}
-    basic_auth: {username: prometheus, password_file: '$work/password'}
-    static_configs: [{targets: ['127.0.0.1:$exporter_ops']}]
-  - job_name: judge
-    scheme: https
-    tls_config: {ca_file: '$work/ca.crt'}
-    basic_auth: {username: prometheus, password_file: '$work/password'}
-    static_configs: [{targets: ['127.0.0.1:$exporter_judge']}]
-EOF
+# The shipped TLS configuration (deploy/prometheus/prometheus-tls.yml) and its
+# rules, as an operator adapts them: this CA, this password file, the
+# exporter's ports, every second.
+/usr/bin/python3 - deploy/prometheus/prometheus-tls.yml "$work/prometheus.yml" "$work" \
+  "$exporter_ops" "$exporter_judge" "$PWD/deploy/prometheus/rules.yml" <<'PY'
+import sys, yaml
+src, out, work, ops, judge, rules = sys.argv[1:]
+c = yaml.safe_load(open(src))
+c["global"].update(scrape_interval="1s", evaluation_interval="1s")
+c["rule_files"] = [rules]
+ports = {"ops": ops, "judge": judge}
+assert sorted(j["job_name"] for j in c["scrape_configs"]) == ["judge", "ops"], c["scrape_configs"]
+for job in c["scrape_configs"]:
+    assert job["scheme"] == "https" and job["tls_config"]["server_name"] == "metrics.example.internal", job
+    job["tls_config"]["ca_file"] = work + "/ca.crt"
+    job["basic_auth"]["password_file"] = work + "/password"
+    job["static_configs"] = [{"targets": ["127.0.0.1:" + ports[job["job_name"]]]}]
+yaml.safe_dump(c, open(out, "w"))
+PY
 
 # Without the password, or without TLS, nothing is served.
 for port in "$exporter_ops" "$exporter_judge"; do
@@ -273,6 +277,27 @@ check 'rate(rbac_reload_hit_total[5m]) > 0' yes \
 check 'rate(rbac_forbidden_total[1m]) > 0 during the run' yes \
   "$(python3 -c "print('yes' if float('$(query 'max_over_time(rate(rbac_forbidden_total{job="ops"}[1m])[10m:1s])')') > 0 else 'no')")"
 check 'readyz_success_ratio_5m' 0.75 "$(query 'readyz_success_ratio_5m')"
+# deploy/prometheus/rules.yml, loaded through the shipped configuration: every
+# group and rule there, each evaluated without error, and a recording rule's
+# series present.
+rules_state() {
+  curl -fsS --max-time 5 "http://127.0.0.1:$prom_port/api/v1/rules" | /usr/bin/python3 -c '
+import json, sys, yaml
+groups = json.load(sys.stdin)["data"]["groups"]
+want = yaml.safe_load(open(sys.argv[1]))["groups"]
+rules = [r for g in groups for r in g["rules"]]
+bad = [r["name"] + ": " + r.get("lastError", r["health"]) for r in rules if r["health"] != "ok"]
+print(len(groups), "of", len(want), "groups,", len(rules), "of", sum(len(g["rules"]) for g in want), "rules,",
+      len(bad), "unhealthy", *bad)' deploy/prometheus/rules.yml
+}
+rules_evaluated() { [[ "$(rules_state)" == *" 0 unhealthy" ]]; }
+wait_for "every rule evaluated" rules_evaluated || true
+state=$(rules_state)
+want_groups=$(/usr/bin/python3 -c 'import yaml,sys; g=yaml.safe_load(open(sys.argv[1]))["groups"]; print(len(g), "of", len(g), "groups,", sum(len(x["rules"]) for x in g), "of", sum(len(x["rules"]) for x in g), "rules, 0 unhealthy")' deploy/prometheus/rules.yml)
+check "the shipped rules, loaded and evaluated" "$want_groups" "$state"
+wait_for "a recorded series" is_value 'count(job:rbac_decisions:rate5m{job="ops"} > 0)' 1 || true
+check 'job:rbac_decisions:rate5m{job="ops"} > 0 (a recording rule of rules.yml)' 1 \
+  "$(query 'count(job:rbac_decisions:rate5m{job="ops"} > 0)')"
 # deploy/grafana's dashboard: every expression of every panel parses and
 # returns data from this Prometheus (the dashboard's datasource variable
 # aside, they are plain PromQL).
