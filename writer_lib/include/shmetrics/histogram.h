@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <vector>
 
-#if defined(__SSE2__)
+#if defined(__SSE2__) && defined(__x86_64__) && !defined(SHMETRICS_SCALAR_BUCKETS)
 #include <emmintrin.h>
 #endif
 
@@ -62,9 +62,11 @@ class Histogram {
   // Which bucket `v` counts in: the first whose bound is >= v (Prometheus'
   // "le"), or the number of bounds for +Inf; that is, how many bounds are
   // below `v`. Not for NaN (which observe() drops).
+  // Elsewhere than x86-64 (or with SHMETRICS_SCALAR_BUCKETS defined), a plain
+  // loop over the bounds.
   std::uint32_t bucket_of(double v) const noexcept {
-#if defined(__SSE2__)
-    // The family's bounds are padded with +Inf to a multiple of
+#if defined(__SSE2__) && defined(__x86_64__) && !defined(SHMETRICS_SCALAR_BUCKETS)
+    // (x86-64: SSE2 is part of it.) The family's bounds are padded with +Inf to a multiple of
     // kBoundsPadding, which no value is below.
     const __m128d x = _mm_set1_pd(v);
     __m128i a = _mm_setzero_si128();
