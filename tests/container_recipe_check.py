@@ -15,18 +15,9 @@ import shutil
 import subprocess
 import sys
 
+from checklib import check, summary
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-passed = failed = 0
-
-
-def check(what, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("ok: " + what)
-    else:
-        failed += 1
-        print("FAIL: " + what + ("\n  " + detail if detail else ""))
 
 
 def run(cmd, **kw):
@@ -150,5 +141,4 @@ def main():
 
 if __name__ == "__main__":
     main()
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(0 if failed == 0 and passed > 0 else 1)
+    sys.exit(summary())

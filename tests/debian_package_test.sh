@@ -15,26 +15,11 @@
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 work=$(realpath -m "${1:?usage: debian_package_test.sh WORKDIR}")
-passed=0 failed=0
-pass() { passed=$((passed + 1)); echo "ok: $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL: $1"; }
-check() {  # check DESCRIPTION COMMAND...
-  local what=$1 out
-  shift
-  if out=$("$@" 2>&1); then pass "$what"; else fail "$what"; printf '%s\n' "$out" | tail -n 30 | sed 's/^/  /'; fi
-}
+# shellcheck source=tests/check_lib.sh
+source "$root/tests/check_lib.sh"
 finish() {
-  echo "$passed passed, $failed failed"
-  ((failed == 0))
+  check_summary
   exit
-}
-wait_for() {  # wait_for SECONDS COMMAND...: polls until COMMAND succeeds
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    ((SECONDS >= deadline)) && return 1
-    sleep 0.05
-  done
 }
 sudo=()
 if ((EUID != 0)); then

@@ -4,19 +4,8 @@
 # scrape configurations (plain, TLS with basic auth) are valid.
 set -uo pipefail
 dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../deploy/prometheus" && pwd)"
-passed=0 failed=0
-check() {  # check DESCRIPTION COMMAND...
-  local what=$1 out
-  shift
-  if out=$("$@" 2>&1); then
-    passed=$((passed + 1))
-    echo "ok: $what"
-  else
-    failed=$((failed + 1))
-    echo "FAIL: $what"
-    printf '%s\n' "$out" | sed 's/^/  /'
-  fi
-}
+# shellcheck source=tests/check_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check_lib.sh"
 cd "$dir" || exit 1
 check "promtool check rules rules.yml" promtool check rules rules.yml
 check "promtool test rules rules_test.yml" promtool test rules rules_test.yml
@@ -28,5 +17,4 @@ done
 check "every alert has a unit test (missing: ${missing[*]:-none})" test "${#missing[@]}" -eq 0
 check "promtool check config prometheus.yml" promtool check config prometheus.yml
 check "promtool check config prometheus-tls.yml" promtool check config prometheus-tls.yml
-echo "$passed passed, $failed failed"
-((failed == 0))
+check_summary

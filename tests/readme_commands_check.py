@@ -32,19 +32,10 @@ import time
 import urllib.error
 import urllib.request
 
+import checklib
+from checklib import check, placed, summary
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-passed = failed = 0
-
-
-def check(what, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("ok: " + what)
-    else:
-        failed += 1
-        print("FAIL: " + what + ("\n  " + detail.replace("\n", "\n  ") if detail else ""))
-    return ok
 
 
 def blocks(text):
@@ -148,7 +139,7 @@ def gunicorn_block(body, build):
         stop(g)
         stop(e)
         out = (g.stdout.read() or b"").decode(errors="replace")
-        if failed:
+        if checklib.failed:
             print("  gunicorn said:\n  " + out[-1500:].replace("\n", "\n  "))
         shutil.rmtree(work, ignore_errors=True)
 
@@ -263,14 +254,11 @@ def main():
         where = f"README.md:{line} ```{lang}"
         if lang == "cpp" and not cpp_seen:
             cpp_seen = True
-            print(f"ok: {where}: the example, compiled and run by readme_example_check, install_check")
-            passed_placed()
+            placed(f"{where}: the example, compiled and run by readme_example_check, install_check")
         elif lang == "sh" and body.strip().startswith("g++ "):
-            print(f"ok: {where}: the g++ line, run by install_check and debian_package_test")
-            passed_placed()
+            placed(f"{where}: the g++ line, run by install_check and debian_package_test")
         elif lang in ("python", "php"):
-            print(f"ok: {where}: run by readme_blocks_check")
-            passed_placed()
+            placed(f"{where}: run by readme_blocks_check")
         elif lang == "sh" and body.startswith("scripts/demo.sh"):
             two_commands(body, build)
         elif lang == "sh" and "gunicorn " in body:
@@ -285,12 +273,6 @@ def main():
             check(f"{where} is run or compiled by a test (none knows this block)", False, body[:300])
 
 
-def passed_placed():
-    global passed
-    passed += 1
-
-
 if __name__ == "__main__":
     main()
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(0 if failed == 0 and passed > 0 else 1)
+    sys.exit(summary())

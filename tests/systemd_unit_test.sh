@@ -21,23 +21,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-passed=0 failed=0
-pass() { passed=$((passed + 1)); echo "ok: $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL: $1"; }
-check() {  # check DESCRIPTION COMMAND...
-  local what=$1 out
-  shift
-  if out=$("$@" 2>&1); then pass "$what"; else fail "$what"; printf '%s\n' "$out" | sed 's/^/  /'; fi
-}
-# wait_for SECONDS COMMAND...: polls COMMAND until it succeeds (10 ms steps).
-wait_for() {
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    ((SECONDS >= deadline)) && return 1
-    sleep 0.01
-  done
-}
+# shellcheck source=tests/check_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check_lib.sh"
 setting() { sed -n "s/^$1=//p" "$unit"; }
 
 # ------------------------------------------------------------------ verify
@@ -96,5 +81,4 @@ else
   check "the exporter still runs" kill -0 "$pid"
 fi
 
-echo "$passed passed, $failed failed"
-((failed == 0))
+check_summary
