@@ -272,6 +272,21 @@ shm::FamilyEntry* family_entry(Attacker& attacker, const shm::Geometry& g, std::
   return nullptr;
 }
 
+// Gives every series of family entry `e` the first cell `to(its cell)`.
+template <typename To>
+void move_series(Attacker& a, const shm::Geometry& g, shm::FamilyEntry& e, To to) {
+  auto* header = reinterpret_cast<shm::Header*>(a.base);
+  auto* series = reinterpret_cast<shm::SeriesEntry*>(a.base + g.series_offset);
+  const auto family = static_cast<std::uint32_t>(&e - reinterpret_cast<shm::FamilyEntry*>(a.base + g.families_offset));
+  bool moved = false;
+  for (std::uint32_t i = 0; i < header->series_count.load(); ++i) {
+    if (series[i].family_index != family) continue;
+    series[i].cell_index = to(series[i].cell_index);
+    moved = true;
+  }
+  REQUIRE(moved);
+}
+
 }  // namespace
 
 // Each lie a histogram's entries can tell: the family or the series is left
@@ -303,30 +318,15 @@ TEST_CASE("histogram_entries_that_lie_are_left_out_and_the_rest_served") {
        [](Attacker&, const shm::Geometry&, shm::FamilyEntry& e) { e.gauge_mode = shm::GaugeMode::kLiveSum; }},
       {"cells past the slots' cells", "series",
        [](Attacker& a, const shm::Geometry& g, shm::FamilyEntry& e) {
-         auto* header = reinterpret_cast<shm::Header*>(a.base);
-         auto* series = reinterpret_cast<shm::SeriesEntry*>(a.base + g.series_offset);
-         const auto family = static_cast<std::uint32_t>(&e - reinterpret_cast<shm::FamilyEntry*>(a.base + g.families_offset));
-         bool moved = false;
-         for (std::uint32_t i = 0; i < header->series_count.load(); ++i) {
-           if (series[i].family_index != family) continue;
-           series[i].cell_index = shm::slot_cells(header->capacities) - 4;  // its 8 cells end 4 past
-           moved = true;
-         }
-         REQUIRE(moved);
+         const std::uint32_t cells = shm::slot_cells(reinterpret_cast<shm::Header*>(a.base)->capacities);
+         move_series(a, g, e, [&](std::uint32_t) { return cells - 4; });  // its 8 cells end 4 past
        }},
       {"an odd first cell (its pairs would straddle pages)", "series",
        [](Attacker& a, const shm::Geometry& g, shm::FamilyEntry& e) {
-         auto* header = reinterpret_cast<shm::Header*>(a.base);
-         auto* series = reinterpret_cast<shm::SeriesEntry*>(a.base + g.series_offset);
-         const auto family = static_cast<std::uint32_t>(&e - reinterpret_cast<shm::FamilyEntry*>(a.base + g.families_offset));
-         bool moved = false;
-         for (std::uint32_t i = 0; i < header->series_count.load(); ++i) {
-           if (series[i].family_index != family) continue;
-           REQUIRE(series[i].cell_index % 2 == 0);
-           series[i].cell_index += 1;  // still inside the slots' cells
-           moved = true;
-         }
-         REQUIRE(moved);
+         move_series(a, g, e, [](std::uint32_t cell) {
+           REQUIRE(cell % 2 == 0);
+           return cell + 1;  // still inside the slots' cells
+         });
        }},
   };
   for (const Lie& lie : lies) {
