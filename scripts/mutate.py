@@ -105,7 +105,8 @@ def run(cmd, log, timeout):
 
 
 def failed_tests(build):
-    """The tests meson's last run did not pass, from its JSON log."""
+    """The tests meson's last run failed, from its JSON log. A test meson
+    stopped because another failed first (--maxfail: INTERRUPT) did not fail."""
     path = os.path.join(build, "meson-logs", "testlog.json")
     out, ran = [], 0
     with open(path) as f:
@@ -113,9 +114,15 @@ def failed_tests(build):
             if line.strip():
                 t = json.loads(line)
                 ran += 1
-                if t["result"] not in ("OK", "EXPECTEDFAIL", "SKIP"):
+                if t["result"] in ("FAIL", "TIMEOUT", "ERROR", "UNEXPECTEDPASS"):
                     out.append(t["name"])
     return out, ran
+
+
+# The suite, less the catalogue's own check: with a mutation in the tree its
+# text is, by design, not where the catalogue says, so it would "catch" every
+# mutation (and with --fail-fast stop the suite before the tests that matter).
+SUITE = ["--no-suite", "catalogue"]
 
 
 def main():
@@ -168,7 +175,7 @@ def main():
     if run(["ninja", "-C", build], log, 3600) != 0:
         print("the unmutated tree does not build", file=sys.stderr)
         return 1
-    run(["meson", "test", "-C", build, "--no-rebuild", "--num-processes", "2"], log, 3600)
+    run(["meson", "test", "-C", build, "--no-rebuild", "--num-processes", "2"] + SUITE, log, 3600)
     baseline_failed, ran = failed_tests(build)
     if baseline_failed or ran == 0:
         print(f"the unmutated suite does not pass (failed: {', '.join(baseline_failed) or 'none ran'})",
@@ -189,7 +196,7 @@ def main():
             if run(["ninja", "-C", build], log, 3600) != 0:
                 verdict, caught = "does not compile", []
             else:
-                run(["meson", "test", "-C", build, "--no-rebuild", "--num-processes", "2"] +
+                run(["meson", "test", "-C", build, "--no-rebuild", "--num-processes", "2"] + SUITE +
                     (["--maxfail", "1"] if a.fail_fast else []), log, 3600)
                 caught, _ = failed_tests(build)
                 if a.integration and run(["bash", "scripts/integration.sh", build], log, 1800) != 0:
