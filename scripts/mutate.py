@@ -20,6 +20,7 @@ file is restored byte for byte and checked against HEAD again: a file the
 harness cannot restore stops the run (exit 2).
 """
 import argparse
+import signal
 import json
 import os
 import re
@@ -126,6 +127,9 @@ SUITE = ["--no-suite", "catalogue"]
 
 
 def main():
+    # SIGTERM (a stopped run) unwinds like Ctrl-C, so the mutated file is
+    # restored by the finally below instead of left in the tree.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build-mutate"))
     ap.add_argument("--only", help="comma-separated mutation names")
