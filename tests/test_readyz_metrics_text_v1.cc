@@ -181,8 +181,11 @@ TEST_CASE("readyz_buckets_stamped_in_the_past_or_future_never_leave_0_to_1") {
   ScopedName name("readyz-skew");
   SharedClock clock;
   Readyz readyz = open_readyz(name).readyz(clock);
-  clock.advance_ms(60'000);
-  worker_observes(readyz, {true, false});  // at t = 1060 s: the future, seen from 1000 s
+  // At t = 1061 s: the future, seen from 1000 s, and in another bucket of
+  // the 5 s ring than t = 1000 s's (at 1060 s the present sample would reuse
+  // its bucket and erase it, and a reader counting future buckets would pass).
+  clock.advance_ms(61'000);
+  worker_observes(readyz, {true, false});
   clock.set_ns(1'000'000'000'000ULL);
   worker_observes(readyz, {false});        // at t = 1000 s
   std::string text = testing::scrape_at(name.str(), clock.now_ns());
