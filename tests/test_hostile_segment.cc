@@ -287,6 +287,29 @@ void move_series(Attacker& a, const shm::Geometry& g, shm::FamilyEntry& e, To to
   REQUIRE(moved);
 }
 
+// Writes `bytes` at the end of the used string pool and counts them in, as a
+// writer could; returns their offset.
+std::uint32_t plant(Attacker& a, const shm::Geometry& g, std::string_view bytes) {
+  auto* header = reinterpret_cast<shm::Header*>(a.base);
+  const std::uint32_t at = header->string_used.load();
+  REQUIRE(at + bytes.size() <= header->capacities.string_bytes);
+  std::memcpy(a.base + g.strings_offset + at, bytes.data(), bytes.size());
+  header->string_used.store(at + static_cast<std::uint32_t>(bytes.size()));
+  return at;
+}
+
+// The series entries of the family entry `e`, in registration order.
+std::vector<shm::SeriesEntry*> series_of(Attacker& a, const shm::Geometry& g, shm::FamilyEntry& e) {
+  auto* header = reinterpret_cast<shm::Header*>(a.base);
+  auto* series = reinterpret_cast<shm::SeriesEntry*>(a.base + g.series_offset);
+  const auto family = static_cast<std::uint32_t>(&e - reinterpret_cast<shm::FamilyEntry*>(a.base + g.families_offset));
+  std::vector<shm::SeriesEntry*> out;
+  for (std::uint32_t i = 0; i < header->series_count.load(); ++i)
+    if (series[i].family_index == family) out.push_back(&series[i]);
+  REQUIRE(!out.empty());
+  return out;
+}
+
 }  // namespace
 
 // Each lie a histogram's entries can tell: the family or the series is left
@@ -355,4 +378,100 @@ TEST_CASE("histogram_entries_that_lie_are_left_out_and_the_rest_served") {
   CHECK(testing::sample(text, "wait_seconds_bucket{route=\"/a\",le=\"2\"}") == 2.0);
   CHECK(testing::sample(text, "wait_seconds_count{route=\"/a\"}") == 3.0);
   CHECK(testing::sample(text, "wait_seconds_sum{route=\"/a\"}") == 10.75);
+}
+
+// Lies of counter, gauge and label entries, each at the edge of what the
+// reader allows: the lying entry is left out and counted, and only it.
+TEST_CASE("series_and_family_entries_that_lie_at_the_edge_are_left_out_and_only_they") {
+  struct Lie {
+    const char* what;
+    const char* dropped;  // the kind counted
+    std::function<void(Attacker&, const shm::Geometry&)> tell;
+    std::function<void(const std::string&)> check;  // what is served then
+  };
+  auto entry = [](Attacker& a, const shm::Geometry& g, std::string_view name) -> shm::FamilyEntry& {
+    return *family_entry(a, g, name);
+  };
+  const std::vector<Lie> lies = {
+      {"a counter's cell just past the slots' cells", "series",
+       [&](Attacker& a, const shm::Geometry& g) {
+         const std::uint32_t cells = shm::slot_cells(reinterpret_cast<shm::Header*>(a.base)->capacities);
+         series_of(a, g, entry(a, g, "plain_total"))[0]->cell_index = cells;
+       },
+       [](const std::string& text) { CHECK(testing::count_lines(text, "plain_total ") == 0); }},
+      {"a gauge's record cell just past the gauge cells", "series",
+       [&](Attacker& a, const shm::Geometry& g) {
+         series_of(a, g, entry(a, g, "g"))[0]->cell_index =
+             reinterpret_cast<shm::Header*>(a.base)->capacities.gauge_series;
+       },
+       [](const std::string& text) { CHECK(testing::count_lines(text, "g ") == 0); }},
+      // A family without labels allows no label bytes: the entry is refused
+      // before it claims the bytes it points at, which another series owns.
+      {"label values longer than the family's labels allow", "series",
+       [&](Attacker& a, const shm::Geometry& g) {
+         const shm::SeriesEntry& owner = *series_of(a, g, entry(a, g, "req_total"))[0];
+         shm::SeriesEntry& liar = *series_of(a, g, entry(a, g, "plain_total"))[0];
+         liar.label_values_offset = owner.label_values_offset;
+         liar.label_values_length = owner.label_values_length;
+       },
+       [](const std::string& text) {
+         CHECK(testing::count_lines(text, "plain_total") == 0);
+         CHECK(testing::sample(text, "req_total{route=\"/a\",code=\"200\"}") == 5.0);
+       }},
+      // The same label values in other bytes: a second series of one label set.
+      {"a label set registered twice in one family", "series",
+       [&](Attacker& a, const shm::Geometry& g) {
+         auto series = series_of(a, g, entry(a, g, "req_total"));
+         REQUIRE(series.size() == 2);
+         std::string values(reinterpret_cast<const char*>(a.base + g.strings_offset + series[0]->label_values_offset),
+                            series[0]->label_values_length);
+         series[1]->label_values_offset = plant(a, g, values);
+         series[1]->label_values_length = series[0]->label_values_length;
+       },
+       [](const std::string& text) {
+         CHECK(testing::count_lines(text, "req_total{") == 1);
+         CHECK(testing::sample(text, "req_total{route=\"/a\",code=\"200\"}") == 5.0);
+       }},
+      // A family registered later under a name another already takes.
+      {"a second family of one name", "family",
+       [&](Attacker& a, const shm::Geometry& g) {
+         shm::FamilyEntry& liar = entry(a, g, "secs_total");
+         liar.name_offset = plant(a, g, "plain_total");
+         liar.name_length = 11;
+       },
+       [](const std::string& text) {
+         CHECK(testing::count_lines(text, "# TYPE plain_total ") == 1);
+         CHECK(testing::count_lines(text, "plain_total ") == 1);
+         CHECK(testing::sample(text, "plain_total") == 3.0);
+       }},
+      // A gauge under the name of a histogram's samples: the histogram,
+      // registered after it, is the one left out.
+      {"a family taking another's sample name", "family",
+       [&](Attacker& a, const shm::Geometry& g) {
+         shm::FamilyEntry& liar = entry(a, g, "g");
+         liar.name_offset = plant(a, g, "wait_seconds_sum");
+         liar.name_length = 16;
+       },
+       [](const std::string& text) {
+         CHECK(testing::count_lines(text, "wait_seconds_bucket") == 0);
+       }},
+  };
+  for (const Lie& lie : lies) {
+    ScopedName target("lying-entries");
+    populate(target.str());
+    {
+      Attacker attacker(target.str());
+      auto m = shm::MappedSegment::open_read_only(target.str());
+      lie.tell(attacker, m->geometry());
+    }
+    exporter::RoleSource source("test", target.str());
+    std::string text = source.scrape();
+    INFO(lie.what << "\n" << text);
+    CHECK(well_formed(text));
+    lie.check(text);
+    CHECK(testing::sample(text, std::string("shmetrics_untrusted_entries_dropped_total{role=\"test\",kind=\"") +
+                                    lie.dropped + "\"}") == 1.0);
+    CHECK(testing::sample(text, "shmetrics_segment_up{role=\"test\"}") == 1.0);
+    CHECK(testing::sample(text, "wait_seconds_count{route=\"/a\"}").value_or(3.0) == 3.0);
+  }
 }

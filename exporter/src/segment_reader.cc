@@ -59,14 +59,8 @@ void append_sample_head(std::string& out, const std::string& name, std::string_v
   out += ' ';
 }
 
-// The (count, sum) cell pairs of a histogram (a bucket each, +Inf included)
-// or summary (one): see shm::series_cells.
-// (`le_labels`: a histogram's le label values, +Inf included).
 bool has_sum(shm::MetricType type) {
-  return type == shm::MetricType::kHistogram || type == shm::MetricType::kSummary;
-}
-std::uint32_t count_cells(shm::MetricType type, std::size_t le_labels) {
-  return type == shm::MetricType::kHistogram ? static_cast<std::uint32_t>(le_labels) : 1;
+  return shm::series_alignment(type) == 2;  // a (count, sum) pair per bucket: histograms, summaries
 }
 
 const char* type_word(shm::MetricType type) {
@@ -196,6 +190,7 @@ bool SegmentReader::parse_family(std::uint32_t index, Family& f) {
   f.value_type = e.value_type;
   f.gauge_mode = e.gauge_mode;
   f.info_index = e.info_index;
+  f.cells = shm::series_cells(e.type, e.bucket_count);
   switch (e.type) {
     case shm::MetricType::kCounter:
       if (!f.name.ends_with("_total") || e.gauge_mode != shm::GaugeMode::kNone ||
@@ -258,8 +253,7 @@ bool SegmentReader::parse_series(std::uint32_t index, std::uint32_t& family, Ser
   if (f.type == shm::MetricType::kInfo) return false;  // info values live in records
   // Counters, histograms and summaries index slot cells, gauges record cells;
   // a histogram's or summary's (count, sum) pairs start at an even cell.
-  const std::uint64_t width = has_sum(f.type) ? 2 * std::uint64_t{count_cells(f.type, f.le_labels.size())} : 1;
-  if (e.cell_index + width >
+  if (std::uint64_t{e.cell_index} + f.cells >
       (f.type == shm::MetricType::kGauge ? capacities_.gauge_series : shm::slot_cells(capacities_)))
     return false;
   if (f.type != shm::MetricType::kGauge && e.cell_index % shm::series_alignment(f.type) != 0) return false;
@@ -341,7 +335,7 @@ bool SegmentReader::parse_new_entries(std::size_t max_bytes) {
     const Family& f = families_[family];
     if (has_sum(f.type)) {
       // _sum: the sum cells of its pairs, added up into one accumulator.
-      const std::uint32_t counts = count_cells(f.type, f.le_labels.size());
+      const std::uint32_t counts = f.cells / 2;
       s.double_index = static_cast<std::int32_t>(double_sums_count_++);
       for (std::uint32_t b = 0; b < counts; ++b)
         double_cells_.push_back({s.cell + 2 * b + 1, static_cast<std::uint32_t>(s.double_index)});

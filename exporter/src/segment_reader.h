@@ -120,6 +120,9 @@ class SegmentReader {
     std::uint32_t info_index;
     // Histograms: "le=\"<bound>\"" of each finite bound, then +Inf's.
     std::vector<std::string> le_labels;
+    // Counters, histograms, summaries: the slot cells of a series
+    // (shm::series_cells); gauges: 1, their record cell.
+    std::uint32_t cells = 1;
     bool trusted;
     std::vector<std::uint32_t> series;  // indexes into series_, in registration order
     std::unordered_set<std::string> label_sets;  // of its series, to refuse duplicates
