@@ -603,13 +603,15 @@ ScrapeFixture& scrape_64x10000_moving() { return scrape_fixture(64, 10000, true)
 // OpenMetrics 1.0.0 and in text 0.0.4 (RoleSource::scrape_shared: the body
 // the HTTP server sends, not copied), both in every iteration, the order
 // alternating, each render timed on its own: the two figures come from the
-// same moments of a noisy machine.
+// same moments of a noisy machine. scrape_64x10000_openmetrics_no_created:
+// the same with the exporter's --no-openmetrics-created.
 // ---------------------------------------------------------------------------
 
 // "" when `om` is the OpenMetrics exposition of f's segment: the family typed
 // `counter` under its name without _total, every series' _total sample
-// rendering what was written with its _created sample, "# EOF" once, last.
-std::string check_openmetrics(const ScrapeFixture& f, const std::string& om) {
+// rendering what was written with its _created sample (none when not
+// `with_created`), "# EOF" once, last.
+std::string check_openmetrics(const ScrapeFixture& f, const std::string& om, bool with_created) {
   if (!om.ends_with("\n# EOF\n")) return "the OpenMetrics exposition does not end with \"# EOF\"";
   if (om.find("# EOF") != om.size() - 6) return "\"# EOF\" before the end of the exposition";
   if (om.find("\n# TYPE bench_scrape counter\n") == std::string::npos)
@@ -623,15 +625,17 @@ std::string check_openmetrics(const ScrapeFixture& f, const std::string& om) {
     auto c = samples.find("bench_scrape_created" + labels);
     if (c != samples.end() && c->second > 0) ++created;
   }
-  if (totals != f.series || created != f.series)
+  if (totals != f.series || created != (with_created ? f.series : 0))
     return std::to_string(totals) + " of " + std::to_string(f.series) + " series rendered bench_scrape_total " +
            fmt(f.expected_each) + ", " + std::to_string(created) + " a bench_scrape_created sample";
   return "";
 }
 
-void bm_scrape_openmetrics(benchmark::State& st) {
-  const std::string bench = "scrape_64x10000_openmetrics/paired";
+void bm_scrape_openmetrics(benchmark::State& st, bool with_created) {
+  const std::string bench =
+      with_created ? "scrape_64x10000_openmetrics/paired" : "scrape_64x10000_openmetrics_no_created/paired";
   ScrapeFixture& f = scrape_64x10000();
+  f.source->set_openmetrics_created(with_created);
   const exporter::Exposition om{exporter::Format::kOpenMetrics, exporter::Encoding::kIdentity};
   const exporter::Exposition text{exporter::Format::kText004, exporter::Encoding::kIdentity};
   // Untimed: the first render of a format after the segment opens parses every series.
@@ -649,6 +653,7 @@ void bm_scrape_openmetrics(benchmark::State& st) {
       (is_om ? om_body : text_body) = std::move(body);  // the previous body is freed untimed
     }
   }
+  f.source->set_openmetrics_created(true);  // the default, for the other scenarios
   using benchmark::Counter;
   st.counters["openmetrics_ns"] = Counter(static_cast<double>(om_ns), Counter::kAvgIterations);
   st.counters["text_ns"] = Counter(static_cast<double>(text_ns), Counter::kAvgIterations);
@@ -660,7 +665,7 @@ void bm_scrape_openmetrics(benchmark::State& st) {
                  std::to_string(n) + " iterations"))
     return;
   if (!verify_scrape(st, bench, f, "bench_scrape_total", *text_body)) return;
-  const std::string problem = check_openmetrics(f, *om_body);
+  const std::string problem = check_openmetrics(f, *om_body, with_created);
   check(st, bench, problem.empty(), problem);
 }
 
@@ -1060,9 +1065,11 @@ void register_all() {
   RegisterBenchmark("scrape_64x10000/prometheus_cpp", [](benchmark::State& st) {
     bm_scrape_prometheus_cpp(st, 10000);
   })->UseRealTime()->Unit(benchmark::kMillisecond);
-  RegisterBenchmark("scrape_64x10000_openmetrics/paired", bm_scrape_openmetrics)
-      ->UseRealTime()
-      ->Unit(benchmark::kMillisecond);
+  for (bool with_created : {true, false})
+    RegisterBenchmark(with_created ? "scrape_64x10000_openmetrics/paired" : "scrape_64x10000_openmetrics_no_created/paired",
+                      [with_created](benchmark::State& st) { bm_scrape_openmetrics(st, with_created); })
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
   RegisterBenchmark("scrape_64x10000_gzip/shmetrics_http", bm_scrape_gzip_http)
       ->UseRealTime()
       ->Unit(benchmark::kMillisecond);

@@ -210,6 +210,8 @@ class Runner:
         wanted = [k for k in keys if k in self.only]
         if not wanted:
             return {}
+        if "scrape_64x10000_openmetrics" in wanted:
+            wanted.append("scrape_64x10000_openmetrics_no_created")  # rows of the same scenario
         out = self.log_path("google-benchmark.json")
         reps = 5
         min_time = "0.01" if self.quick else "0.3"
@@ -559,18 +561,22 @@ class Runner:
     def scrape_openmetrics_rows(self, gb):
         """scrape_64x10000_openmetrics: the OpenMetrics render against the
         0.0.4 render of the same segment, both timed in each iteration."""
-        key = "scrape_64x10000_openmetrics/paired"
-        om = [v / 1e6 for v in gb.get(key + ":openmetrics_ns", [])]
-        text = [v / 1e6 for v in gb.get(key + ":text_ns", [])]
-        om_bytes, text_bytes = gb.get(key + ":openmetrics_bytes", []), gb.get(key + ":text_bytes", [])
-        note = "each iteration renders both, the order alternating, each timed on its own (scrape_shared, no copy)"
-        if om_bytes and text_bytes:
-            note += "; bodies %d bytes (OpenMetrics, with a _created sample per series) and %d (0.0.4)" % (
-                statistics.median(om_bytes), statistics.median(text_bytes))
-        self.add_row("scrape_64x10000_openmetrics", "exporter render, OpenMetrics 1.0.0", "ms", om,
-                     "the same render, text 0.0.4", text, ("≤1.1× 0.0.4 (≥0.91)", 1 / 1.1), note=note,
-                     extra={"body_bytes": statistics.median(om_bytes) if om_bytes else None,
-                            "peer_body_bytes": statistics.median(text_bytes) if text_bytes else None})
+        for key, variant, what in (
+                ("scrape_64x10000_openmetrics/paired", "exporter render, OpenMetrics 1.0.0",
+                 "with a _created sample per series (the default)"),
+                ("scrape_64x10000_openmetrics_no_created/paired",
+                 "exporter render, OpenMetrics 1.0.0, --no-openmetrics-created", "without _created samples")):
+            om = [v / 1e6 for v in gb.get(key + ":openmetrics_ns", [])]
+            text = [v / 1e6 for v in gb.get(key + ":text_ns", [])]
+            om_bytes, text_bytes = gb.get(key + ":openmetrics_bytes", []), gb.get(key + ":text_bytes", [])
+            note = "each iteration renders both, the order alternating, each timed on its own (scrape_shared, no copy)"
+            if om_bytes and text_bytes:
+                note += "; bodies %d bytes (OpenMetrics, %s) and %d (0.0.4)" % (
+                    statistics.median(om_bytes), what, statistics.median(text_bytes))
+            self.add_row("scrape_64x10000_openmetrics", variant, "ms", om,
+                         "the same render, text 0.0.4", text, ("≤1.1× 0.0.4 (≥0.91)", 1 / 1.1), note=note,
+                         extra={"body_bytes": statistics.median(om_bytes) if om_bytes else None,
+                                "peer_body_bytes": statistics.median(text_bytes) if text_bytes else None})
 
     def two_writers(self, op, mode, series, alone_row=False):
         """The rows of a two-writer scenario: shmetrics-bench-mp MODE (one

@@ -559,13 +559,22 @@ if unshare --pid --fork true 2>"$WORK/unshare.err"; then
 else
   skip "unshare --pid cannot run here ($(head -n 1 "$WORK/unshare.err")): writers in another pid namespace not tried"
 fi
-# --no-writer-process-metrics leaves them out.
-start_bg no-writers "$EXPORTER" --instance "$INSTANCE" --role ops=127.0.0.1:0 --no-writer-process-metrics
+# --no-writer-process-metrics leaves them out; --no-openmetrics-created
+# leaves OpenMetrics' _created samples out.
+start_bg no-writers "$EXPORTER" --instance "$INSTANCE" --role ops=127.0.0.1:0 --no-writer-process-metrics \
+  --no-openmetrics-created
 NO_WRITERS_PID=$BG_PID
 check "an exporter with --no-writer-process-metrics logs its listener" poll_until "$POLL_SECONDS" has_logged_port no-writers ops
 http_request no-writers "$(logged_port no-writers ops)" /metrics
 check "... and shows the ops segment without any shmetrics_writer_process* line" \
   bash -c "grep -q '^shmetrics_segment_up{role=\"ops\"} 1$' '$WORK/no-writers.body' && ! grep -q '^shmetrics_writer_process' '$WORK/no-writers.body'"
+http_request no-created "$(logged_port no-writers ops)" /metrics -H "Accept: $PROMETHEUS2_ACCEPT"
+check "... its OpenMetrics scrape ('$(header no-created Content-Type)') passes the strict parser, counters and histograms there" \
+  "$PYTHON" "$HERE/check_openmetrics.py" --expect-family rbac_allowed=counter \
+  --expect-family demo_request_duration_seconds=histogram --expect-family shmetrics_series_refused=counter \
+  --expect-sample 'shmetrics_segment_up{role="ops"}=1' <"$WORK/no-created.body"
+check "... without a _created sample (the default exporter's has $(grep -c '_created' "$WORK/om2.body"))" \
+  bash -c "grep -q '_created' '$WORK/om2.body' && grep -q '^rbac_allowed_total' '$WORK/no-created.body' && ! grep -q '_created' '$WORK/no-created.body'"
 stop_process "$NO_WRITERS_PID" "$STOP_SECONDS"
 
 # ------------------------------------------ remove and recreate the ops segment

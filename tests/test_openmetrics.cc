@@ -187,3 +187,44 @@ TEST_CASE("the_exporter_shows_its_build_pools_slots_records_renders_and_process"
   CHECK_THROWS_WITH(s.gauge("process_open_fds", "Mine.", GaugeMode::kLiveSum),
                     Catch::Contains("the exporter shows its own process metrics"));
 }
+
+// --no-openmetrics-created: the same OpenMetrics scrape without any _created
+// sample (optional in OpenMetrics), every other line unchanged.
+TEST_CASE("openmetrics_without_created_samples_is_the_same_scrape_less_those_lines") {
+  ScopedName name("om-no-created");
+  Segment s = Segment::open(testing::small_options(name.str(), 4, 4));
+  s.counter_family("sent_bytes_total", "Sent.", {"peer"}).labels({"a"}).inc(5);
+  s.counter("plain_total", "Plain.", ValueType::kDouble).inc(0.5);
+  s.histogram("wait_seconds", "Wait.", {0.5, 1}).observe(0.75);
+  s.summary_family("size_bytes", "Size.", {}).labels({}).observe(3);
+  exporter::RoleSource with("test", name.str());
+  exporter::RoleSource without("test", name.str());
+  without.set_openmetrics_created(false);
+  const std::string full = with.scrape(kOpenMetrics);
+  const std::string lean = without.scrape(kOpenMetrics);
+  INFO(full << "\n----\n" << lean);
+  // Four _created samples in the full scrape, none in the lean one.
+  for (const char* created : {"sent_bytes_created{peer=\"a\"} ", "plain_created ", "wait_seconds_created ",
+                              "size_bytes_created "})
+    CHECK(testing::count_lines(full, created) == 1);
+  CHECK(lean.find("_created") == std::string::npos);
+  // Every other line the same, in the same order (the exporter's own
+  // metrics, which measure the scrapes themselves, aside).
+  auto without_created = [](const std::string& text) {
+    std::string out;
+    std::size_t at = 0;
+    while (at < text.size()) {
+      const std::size_t end = text.find('\n', at);
+      const std::string line = text.substr(at, end - at + 1);
+      at = end + 1;
+      if (line.starts_with("# HELP shmetrics_")) break;  // the exporter's own families come last
+      if (line.find("_created") == std::string::npos) out += line;
+    }
+    return out;
+  };
+  CHECK(without_created(full) == without_created(lean));
+  CHECK(without_created(lean).find("wait_seconds_bucket{le=\"1\"} 1") != std::string::npos);
+  CHECK(lean.ends_with("\n# EOF\n"));
+  // The text 0.0.4 scrape never had them.
+  CHECK(without.scrape().find("_created") == std::string::npos);
+}

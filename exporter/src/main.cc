@@ -54,6 +54,7 @@ struct Options {
   std::string once_segment;
   bool accept_foreign_owner = false;
   bool writer_process_metrics = true;
+  bool openmetrics_created = true;
   std::optional<uid_t> segment_owner;
   std::size_t max_scrape_bytes = shmetrics::exporter::kDefaultMaxScrapeBytes;
   std::string web_config_file;  // empty: plain HTTP, no auth
@@ -127,6 +128,11 @@ GET /metrics.
                           1024 processes per role; writers in another pid
                           namespace are left out and counted in
                           shmetrics_writer_processes{state})
+  --no-openmetrics-created
+                          leave the _created samples out of OpenMetrics
+                          scrapes (optional there). Prometheus stores each
+                          as a series of its own (NAME_created) unless its
+                          created-timestamp-zero-ingestion feature is on
   --max-scrape-bytes N    most bytes one role may hold parsed from its segment,
                           and the largest exposition it renders, 65536-2^40
                           (default 67108864, 64 MiB); a segment past either
@@ -374,6 +380,9 @@ Options parse_options(int argc, char** argv) {
     } else if (a == "--no-writer-process-metrics") {
       no_value();
       o.writer_process_metrics = false;
+    } else if (a == "--no-openmetrics-created") {
+      no_value();
+      o.openmetrics_created = false;
     } else if (a == "--web.config.file") {
       o.web_config_file = value_of(i);
     } else if (a == "--max-scrape-bytes") {
@@ -468,6 +477,7 @@ int run_once(const std::string& segment, const Options& options) {
   if (options.segment_owner) source.expect_owner(*options.segment_owner);
   source.set_max_scrape_bytes(options.max_scrape_bytes);
   source.set_writer_process_metrics(options.writer_process_metrics);
+  source.set_openmetrics_created(options.openmetrics_created);
   std::string text = source.scrape();
   std::fwrite(text.data(), 1, text.size(), stdout);
   return text.find("shmetrics_segment_up{role=\"once\"} 1") == std::string::npos ? 1 : 0;
@@ -514,6 +524,7 @@ int main(int argc, char** argv) {
     if (options.segment_owner) source->expect_owner(*options.segment_owner);
     source->set_max_scrape_bytes(options.max_scrape_bytes);
     source->set_writer_process_metrics(options.writer_process_metrics);
+    source->set_openmetrics_created(options.openmetrics_created);
     sources.push_back(source);
     if (options.shared_listen) continue;
     std::string error;

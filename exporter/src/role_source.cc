@@ -246,6 +246,7 @@ std::shared_ptr<const std::string> RoleSource::render(Exposition exposition) {
       // notes who holds each live record when it is due.
       const bool read_writers = writer_process_metrics_ && (!writers_read_ns_ || started_ns - *writers_read_ns_ >= 1'000'000'000u);
       if (read_writers) holders_.assign(reader_->capacities().process_records, 0);
+      reader_->set_openmetrics_created(openmetrics_created_);
       err = reader_->render(out, kernel_liveness(*mapped_, read_writers ? &holders_ : nullptr), now_ns_(),
                             max_scrape_bytes_ - kRoomAfterRender, format);
       if (read_writers && err.empty()) {

@@ -745,7 +745,7 @@ void SegmentReader::render_sum_and_count(const Family& f, const Series& s, std::
     append_uint(out, count);
     out += '\n';
   }
-  if (format_ == Format::kOpenMetrics) out.append(created_lines_.data() + s.created_at, s.created_length);
+  if (created_) out.append(created_lines_.data() + s.created_at, s.created_length);
 }
 
 // A summary: a histogram's _sum and _count without buckets, its count cell
@@ -761,10 +761,9 @@ bool SegmentReader::render_summary(const Family& f, std::string& out) {
 }
 
 bool SegmentReader::render_counter(const Family& f, std::string& out) {
-  const bool created = format_ == Format::kOpenMetrics;
   for (std::uint32_t index : f.series) {
     const Series& s = series_[index];
-    if (!room_for(out, s.head.size() + kValueBytes + (created ? s.created_length : 0))) return false;
+    if (!room_for(out, s.head.size() + kValueBytes + (created_ ? s.created_length : 0))) return false;
     out += s.head;
     if (s.double_index >= 0) {
       append_double(out, double_sums_[static_cast<std::size_t>(s.double_index)]);
@@ -772,7 +771,7 @@ bool SegmentReader::render_counter(const Family& f, std::string& out) {
       append_uint(out, int_sums_[s.cell]);
     }
     out += '\n';
-    if (created) out.append(created_lines_.data() + s.created_at, s.created_length);
+    if (created_) out.append(created_lines_.data() + s.created_at, s.created_length);
   }
   return true;
 }
@@ -827,6 +826,7 @@ std::string SegmentReader::render(std::string& out, const RecordLiveness& live, 
   over_limit_ = false;
   max_bytes_ = max_bytes;
   format_ = format;
+  created_ = format == Format::kOpenMetrics && openmetrics_created_;
   if (load_relaxed<std::uint64_t>(base_ + offsetof(shm::Header, magic)) != shm::kMagic ||
       load_relaxed<std::uint32_t>(base_ + offsetof(shm::Header, layout_version)) !=
           shm::kLayoutVersion)

@@ -79,6 +79,11 @@ class SegmentReader {
   std::string render(std::string& out, const RecordLiveness& live, std::uint64_t now_ns,
                      std::size_t max_bytes = kDefaultMaxScrapeBytes, Format format = Format::kText004);
 
+  // Whether OpenMetrics renders write the _created samples (default true).
+  // Prometheus before 3 with created-timestamp-zero-ingestion off stores
+  // each as a series of its own (name_created), doubling the role's series.
+  void set_openmetrics_created(bool on) { openmetrics_created_ = on; }
+
   // Whether the last render() failed on its byte limit.
   bool over_limit() const { return over_limit_; }
   // Estimated bytes held by the parsed families and series.
@@ -196,6 +201,8 @@ class SegmentReader {
   std::size_t parsed_bytes_ = 0;
   std::size_t max_bytes_ = kDefaultMaxScrapeBytes;  // of the render in progress
   Format format_ = Format::kText004;                 // of the render in progress
+  bool openmetrics_created_ = true;
+  bool created_ = false;  // this render writes _created samples (OpenMetrics, openmetrics_created_)
   bool over_limit_ = false;
   std::vector<Family> families_;
   std::vector<Series> series_;
