@@ -89,8 +89,8 @@ within_budget() {
   return "$rc"
 }
 
-# sanitizer_build DIR DEADLINE_S MESON_OPTION...: configure DIR with the
-# options when it has no build.ninja yet, then compile it.
+# sanitizer_build DIR DEADLINE_S MESON_OPTION...: set DIR up with the
+# options (or give an existing DIR those options), then compile it.
 # Builds every target, or only the targets named in the array BUILD_TARGETS
 # when it is set (the TSan stage needs only its tests).
 sanitizer_build() {
@@ -100,6 +100,8 @@ sanitizer_build() {
   if [[ ! -f "$dir/build.ninja" ]]; then
     step "meson setup $dir $*"
     within_budget "$deadline" meson setup "$dir" "$@"
+  else
+    within_budget "$deadline" meson configure "$dir" "$@"  # options changed since it was set up
   fi
   step "meson compile -C $dir ${BUILD_TARGETS[*]:-}"
   within_budget "$deadline" meson compile -C "$dir" ${BUILD_TARGETS[@]+"${BUILD_TARGETS[@]}"}

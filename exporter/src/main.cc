@@ -131,8 +131,9 @@ GET /metrics.
   --no-openmetrics-created
                           leave the _created samples out of OpenMetrics
                           scrapes (optional there). Prometheus stores each
-                          as a series of its own (NAME_created) unless its
-                          created-timestamp-zero-ingestion feature is on
+                          as a series of its own (NAME_created) unless it is
+                          3.0 or later with created-timestamp-zero-ingestion
+                          on
   --max-scrape-bytes N    most bytes one role may hold parsed from its segment,
                           and the largest exposition it renders, 65536-2^40
                           (default 67108864, 64 MiB); a segment past either

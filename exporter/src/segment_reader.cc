@@ -699,7 +699,7 @@ bool SegmentReader::render_histogram(const Family& f, std::string& out) {
   for (std::uint32_t index : f.series) {
     const Series& s = series_[index];
     const std::size_t line = f.name.size() + s.labels.size() + 12 + kValueBytes;
-    if (!room_for(out, f.le_labels.size() * line + le_bytes + 2 * line + s.created_length)) return false;
+    if (!room_for(out, f.le_labels.size() * line + le_bytes + 2 * line + (created_ ? s.created_length : 0))) return false;
     std::uint64_t cumulative = 0;
     for (std::size_t b = 0; b < f.le_labels.size(); ++b) {
       // Saturating: only a forged segment holds cells near 2^64, and even its
@@ -754,7 +754,7 @@ bool SegmentReader::render_summary(const Family& f, std::string& out) {
   for (std::uint32_t index : f.series) {
     const Series& s = series_[index];
     const std::size_t line = f.name.size() + s.labels.size() + 12 + kValueBytes;
-    if (!room_for(out, 2 * line + s.created_length)) return false;
+    if (!room_for(out, 2 * line + (created_ ? s.created_length : 0))) return false;
     render_sum_and_count(f, s, int_sums_[s.cell], out);
   }
   return true;

@@ -80,8 +80,9 @@ class SegmentReader {
                      std::size_t max_bytes = kDefaultMaxScrapeBytes, Format format = Format::kText004);
 
   // Whether OpenMetrics renders write the _created samples (default true).
-  // Prometheus before 3 with created-timestamp-zero-ingestion off stores
-  // each as a series of its own (name_created), doubling the role's series.
+  // Prometheus stores each as a series of its own (name_created), one more
+  // per counter, histogram and summary series, unless it is 3.0 or later
+  // with created-timestamp-zero-ingestion on.
   void set_openmetrics_created(bool on) { openmetrics_created_ = on; }
 
   // Whether the last render() failed on its byte limit.
