@@ -272,21 +272,6 @@ shm::FamilyEntry* family_entry(Attacker& attacker, const shm::Geometry& g, std::
   return nullptr;
 }
 
-// Gives every series of family entry `e` the first cell `to(its cell)`.
-template <typename To>
-void move_series(Attacker& a, const shm::Geometry& g, shm::FamilyEntry& e, To to) {
-  auto* header = reinterpret_cast<shm::Header*>(a.base);
-  auto* series = reinterpret_cast<shm::SeriesEntry*>(a.base + g.series_offset);
-  const auto family = static_cast<std::uint32_t>(&e - reinterpret_cast<shm::FamilyEntry*>(a.base + g.families_offset));
-  bool moved = false;
-  for (std::uint32_t i = 0; i < header->series_count.load(); ++i) {
-    if (series[i].family_index != family) continue;
-    series[i].cell_index = to(series[i].cell_index);
-    moved = true;
-  }
-  REQUIRE(moved);
-}
-
 // Writes `bytes` at the end of the used string pool and counts them in, as a
 // writer could; returns their offset.
 std::uint32_t plant(Attacker& a, const shm::Geometry& g, std::string_view bytes) {
@@ -308,6 +293,12 @@ std::vector<shm::SeriesEntry*> series_of(Attacker& a, const shm::Geometry& g, sh
     if (series[i].family_index == family) out.push_back(&series[i]);
   REQUIRE(!out.empty());
   return out;
+}
+
+// Gives every series of family entry `e` the first cell `to(its cell)`.
+template <typename To>
+void move_series(Attacker& a, const shm::Geometry& g, shm::FamilyEntry& e, To to) {
+  for (shm::SeriesEntry* series : series_of(a, g, e)) series->cell_index = to(series->cell_index);
 }
 
 }  // namespace
