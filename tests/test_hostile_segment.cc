@@ -283,6 +283,13 @@ std::uint32_t plant(Attacker& a, const shm::Geometry& g, std::string_view bytes)
   return at;
 }
 
+// Renames the family `name` to `new_name`, its bytes planted in the pool.
+void rename_family(Attacker& a, const shm::Geometry& g, std::string_view name, std::string_view new_name) {
+  shm::FamilyEntry& e = *family_entry(a, g, name);
+  e.name_offset = plant(a, g, new_name);
+  e.name_length = static_cast<std::uint32_t>(new_name.size());
+}
+
 // The series entries of the family entry `e`, in registration order.
 std::vector<shm::SeriesEntry*> series_of(Attacker& a, const shm::Geometry& g, shm::FamilyEntry& e) {
   auto* header = reinterpret_cast<shm::Header*>(a.base);
@@ -425,11 +432,7 @@ TEST_CASE("series_and_family_entries_that_lie_at_the_edge_are_left_out_and_only_
        }},
       // A family registered later under a name another already takes.
       {"a second family of one name", "family",
-       [&](Attacker& a, const shm::Geometry& g) {
-         shm::FamilyEntry& liar = entry(a, g, "secs_total");
-         liar.name_offset = plant(a, g, "plain_total");
-         liar.name_length = 11;
-       },
+       [](Attacker& a, const shm::Geometry& g) { rename_family(a, g, "secs_total", "plain_total"); },
        [](const std::string& text) {
          CHECK(testing::count_lines(text, "# TYPE plain_total ") == 1);
          CHECK(testing::count_lines(text, "plain_total ") == 1);
@@ -438,11 +441,7 @@ TEST_CASE("series_and_family_entries_that_lie_at_the_edge_are_left_out_and_only_
       // A gauge under the name of a histogram's samples: the histogram,
       // registered after it, is the one left out.
       {"a family taking another's sample name", "family",
-       [&](Attacker& a, const shm::Geometry& g) {
-         shm::FamilyEntry& liar = entry(a, g, "g");
-         liar.name_offset = plant(a, g, "wait_seconds_sum");
-         liar.name_length = 16;
-       },
+       [](Attacker& a, const shm::Geometry& g) { rename_family(a, g, "g", "wait_seconds_sum"); },
        [](const std::string& text) {
          CHECK(testing::count_lines(text, "wait_seconds_bucket") == 0);
        }},
