@@ -409,8 +409,10 @@ std::string render_and_check(SegmentReader& reader, const Image& image, const ch
   }
   if (out.size() > limit) fail("exposition larger than the render's limit", std::to_string(out.size()));
   check_exposition(out);
-  // The same image in OpenMetrics: bounded alike, UTF-8, every line metadata
-  // or a sample with a value.
+  // The same image in OpenMetrics, with the _created samples
+  // (--openmetrics-created: the most it writes): bounded alike, UTF-8, every
+  // line metadata or a sample with a value.
+  reader.set_openmetrics_created(true);
   std::string om;
   const std::size_t om_initial_capacity = om.capacity();
   if (reader.render(om, live, now_ns, limit, shmetrics::exporter::Format::kOpenMetrics).empty()) {

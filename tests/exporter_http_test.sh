@@ -152,6 +152,16 @@ check "--segment-owner with --accept-foreign-owner is refused with exit 2" \
   usage_error_of owner-both --segment-owner=nobody --accept-foreign-owner
 check "... as a contradiction" grep -q 'contradict each other' "$WORK/owner-both.err"
 check "--ops-listen ::1:0 (unbracketed IPv6) is refused with exit 2" usage_error_of ipv6-bare --ops-listen ::1:0
+# A flag where a value belongs is a forgotten value, not a value: `--role
+# --openmetrics-created` would otherwise serve a role named so, the flag unapplied.
+for taker in --role --instance --once --segment-dir --web.config.file; do
+  check "$taker followed by --openmetrics-created is refused with exit 2" \
+    usage_error_of "flag-as-value$taker" "$taker" --openmetrics-created
+  check "... saying the next argument is a flag ($(head -n 1 "$WORK/flag-as-value$taker.err"))" \
+    grep -qF -e "$taker needs a value, but the next argument \"--openmetrics-created\" is a flag" \
+    "$WORK/flag-as-value$taker.err"
+done
+check "--instance -h is refused as a flag too, not printing the help" usage_error_of instance-h --instance -h
 check "--ops-listen ::1:0 is told to bracket the address ($(head -n 1 "$WORK/ipv6-bare.err"))" \
   grep -q 'IPv6 address goes in brackets, as in \[::1\]:' "$WORK/ipv6-bare.err"
 
@@ -361,7 +371,6 @@ OM_TYPE='application/openmetrics-text; version=1.0.0; charset=utf-8'
 OM_FAMILIES=(--expect-family rbac_reload_checks=counter --expect-family rbac_allowed=counter
   --expect-family rbac_map=info --expect-family demo_inflight_requests=gauge
   --expect-family demo_request_duration_seconds=histogram --expect-unit demo_request_duration_seconds=seconds
-  --expect-created rbac_allowed --expect-created demo_request_duration_seconds
   --expect-family shmetrics_segment_up=gauge --expect-family shmetrics_series_refused=counter
   --expect-family shmetrics_exporter_build=info --expect-family shmetrics_exporter_scrape_duration_seconds=histogram
   --expect-family process_cpu_seconds=counter --expect-family process_open_fds=gauge
@@ -385,6 +394,8 @@ http_request om2 "$OPS_PORT" /metrics -H "Accept: $PROMETHEUS2_ACCEPT"
 check "Prometheus 2.42's Accept gets '$OM_TYPE' (got '$(header om2 Content-Type)')" \
   [ "$(header om2 Content-Type)" = "$OM_TYPE" ]
 check "Prometheus 2.42's scrape passes the strict OpenMetrics parser with every family" om_check om2.body
+check "... and has no _created sample by default (--openmetrics-created asks for them)" \
+  bash -c "grep -q '^rbac_allowed_total' '$WORK/om2.body' && ! grep -q '_created' '$WORK/om2.body'"
 http_request text-only "$OPS_PORT" /metrics -H 'Accept: text/plain;version=0.0.4'
 check "text/plain;version=0.0.4 gets '$CONTENT_TYPE' (got '$(header text-only Content-Type)')" \
   [ "$(header text-only Content-Type)" = "$CONTENT_TYPE" ]
@@ -559,22 +570,23 @@ if unshare --pid --fork true 2>"$WORK/unshare.err"; then
 else
   skip "unshare --pid cannot run here ($(head -n 1 "$WORK/unshare.err")): writers in another pid namespace not tried"
 fi
-# --no-writer-process-metrics leaves them out; --no-openmetrics-created
-# leaves OpenMetrics' _created samples out.
+# --no-writer-process-metrics leaves them out; --openmetrics-created adds
+# OpenMetrics' _created samples (the last of it and --no-openmetrics-created counts).
 start_bg no-writers "$EXPORTER" --instance "$INSTANCE" --role ops=127.0.0.1:0 --no-writer-process-metrics \
-  --no-openmetrics-created
+  --no-openmetrics-created --openmetrics-created
 NO_WRITERS_PID=$BG_PID
 check "an exporter with --no-writer-process-metrics logs its listener" poll_until "$POLL_SECONDS" has_logged_port no-writers ops
 http_request no-writers "$(logged_port no-writers ops)" /metrics
 check "... and shows the ops segment without any shmetrics_writer_process* line" \
   bash -c "grep -q '^shmetrics_segment_up{role=\"ops\"} 1$' '$WORK/no-writers.body' && ! grep -q '^shmetrics_writer_process' '$WORK/no-writers.body'"
-http_request no-created "$(logged_port no-writers ops)" /metrics -H "Accept: $PROMETHEUS2_ACCEPT"
-check "... its OpenMetrics scrape ('$(header no-created Content-Type)') passes the strict parser, counters and histograms there" \
+http_request created "$(logged_port no-writers ops)" /metrics -H "Accept: $PROMETHEUS2_ACCEPT"
+check "... its OpenMetrics scrape ('$(header created Content-Type)') passes the strict parser with a _created sample for every counter and histogram series" \
   "$PYTHON" "$HERE/check_openmetrics.py" --expect-family rbac_allowed=counter \
   --expect-family demo_request_duration_seconds=histogram --expect-family shmetrics_series_refused=counter \
-  --expect-sample 'shmetrics_segment_up{role="ops"}=1' <"$WORK/no-created.body"
-check "... without a _created sample (the default exporter's has $(grep -c '_created' "$WORK/om2.body"))" \
-  bash -c "grep -q '_created' '$WORK/om2.body' && grep -q '^rbac_allowed_total' '$WORK/no-created.body' && ! grep -q '_created' '$WORK/no-created.body'"
+  --expect-created rbac_allowed --expect-created demo_request_duration_seconds \
+  --expect-sample 'shmetrics_segment_up{role="ops"}=1' <"$WORK/created.body"
+check "... $(grep -c '_created' "$WORK/created.body") _created samples there, none in the default exporter's scrape" \
+  bash -c "grep -q '_created' '$WORK/created.body' && ! grep -q '_created' '$WORK/om2.body' && grep -q '^rbac_allowed_total' '$WORK/om2.body'"
 stop_process "$NO_WRITERS_PID" "$STOP_SECONDS"
 
 # ------------------------------------------ remove and recreate the ops segment

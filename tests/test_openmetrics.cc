@@ -21,6 +21,13 @@ namespace {
 
 constexpr Exposition kOpenMetrics{Format::kOpenMetrics, Encoding::kIdentity};
 
+// An OpenMetrics scrape with the _created samples (--openmetrics-created).
+std::string openmetrics_with_created(const std::string& segment) {
+  exporter::RoleSource source("test", segment);
+  source.set_openmetrics_created(true);
+  return source.scrape(kOpenMetrics);
+}
+
 bool has_line(const std::string& text, const std::string& line) {
   return text.starts_with(line + "\n") || text.find("\n" + line + "\n") != std::string::npos;
 }
@@ -37,7 +44,7 @@ TEST_CASE("openmetrics_names_counter_families_without_total_and_adds_created") {
   s.info("build_info", "Build.", {"version"}).set({"1.2"});
   s.info("map", "Map.", {"etag"}).set({"e"});
   s.gauge("busy", "Busy.", GaugeMode::kLiveSum).set(2);
-  const std::string om = exporter::RoleSource("test", name.str()).scrape(kOpenMetrics);
+  const std::string om = openmetrics_with_created(name.str());
   INFO(om);
   CHECK(has_line(om, "# HELP sent_bytes Bytes \\\"sent\\\"."));
   CHECK(has_line(om, "# TYPE sent_bytes counter"));
@@ -80,7 +87,7 @@ TEST_CASE("openmetrics_histograms_have_created_and_no_sum_where_it_could_be_nega
   wait.observe(2);
   delta.observe(-3);
   odd.observe(-5);  // a negative _sum without negative bounds
-  const std::string om = exporter::RoleSource("test", name.str()).scrape(kOpenMetrics);
+  const std::string om = openmetrics_with_created(name.str());
   INFO(om);
   CHECK(has_line(om, "# TYPE wait_seconds histogram"));
   CHECK(has_line(om, "# UNIT wait_seconds seconds"));
@@ -111,7 +118,7 @@ TEST_CASE("openmetrics_summaries_have_count_sum_and_created_and_no_negative_sum"
   sizes.labels({"a"}).observe(3);
   sizes.labels({"a"}).observe(4.5);
   sizes.labels({"neg"}).observe(-1);
-  const std::string om = exporter::RoleSource("test", name.str()).scrape(kOpenMetrics);
+  const std::string om = openmetrics_with_created(name.str());
   INFO(om);
   CHECK(has_line(om, "# TYPE payload_bytes summary"));
   CHECK(has_line(om, "# UNIT payload_bytes bytes"));
@@ -188,9 +195,9 @@ TEST_CASE("the_exporter_shows_its_build_pools_slots_records_renders_and_process"
                     Catch::Contains("the exporter shows its own process metrics"));
 }
 
-// --no-openmetrics-created: the same OpenMetrics scrape without any _created
-// sample (optional in OpenMetrics), every other line unchanged.
-TEST_CASE("openmetrics_without_created_samples_is_the_same_scrape_less_those_lines") {
+// _created samples are opt-in (--openmetrics-created; optional in
+// OpenMetrics): without, the same OpenMetrics scrape less those lines.
+TEST_CASE("openmetrics_created_samples_are_opt_in_and_the_rest_of_the_scrape_is_the_same") {
   ScopedName name("om-no-created");
   Segment s = Segment::open(testing::small_options(name.str(), 4, 4));
   s.counter_family("sent_bytes_total", "Sent.", {"peer"}).labels({"a"}).inc(5);
@@ -198,8 +205,8 @@ TEST_CASE("openmetrics_without_created_samples_is_the_same_scrape_less_those_lin
   s.histogram("wait_seconds", "Wait.", {0.5, 1}).observe(0.75);
   s.summary_family("size_bytes", "Size.", {}).labels({}).observe(3);
   exporter::RoleSource with("test", name.str());
-  exporter::RoleSource without("test", name.str());
-  without.set_openmetrics_created(false);
+  with.set_openmetrics_created(true);
+  exporter::RoleSource without("test", name.str());  // the default
   const std::string full = with.scrape(kOpenMetrics);
   const std::string lean = without.scrape(kOpenMetrics);
   INFO(full << "\n----\n" << lean);
@@ -227,6 +234,8 @@ TEST_CASE("openmetrics_without_created_samples_is_the_same_scrape_less_those_lin
   CHECK(without_created(full) == without_created(lean));
   CHECK(without_created(lean).find("wait_seconds_bucket{le=\"1\"} 1") != std::string::npos);
   CHECK(lean.ends_with("\n# EOF\n"));
-  // The text 0.0.4 scrape never had them.
-  CHECK(without.scrape().find("_created") == std::string::npos);
+  // The text 0.0.4 scrape never has them; and the switch turns back off.
+  CHECK(with.scrape().find("_created") == std::string::npos);
+  with.set_openmetrics_created(false);
+  CHECK(with.scrape(kOpenMetrics).find("_created") == std::string::npos);
 }

@@ -54,7 +54,7 @@ struct Options {
   std::string once_segment;
   bool accept_foreign_owner = false;
   bool writer_process_metrics = true;
-  bool openmetrics_created = true;
+  bool openmetrics_created = false;  // --openmetrics-created; off as in client_golang and client_java
   std::optional<uid_t> segment_owner;
   std::size_t max_scrape_bytes = shmetrics::exporter::kDefaultMaxScrapeBytes;
   std::string web_config_file;  // empty: plain HTTP, no auth
@@ -111,9 +111,9 @@ GET /metrics.
   --ops-segment NAME      segment of the Ops role (default: INSTANCE.ops); a
                           NAME with a '/' is an absolute path instead
   --judge-segment NAME    segment of the Judge role (default: INSTANCE.judge)
-  --once SEGMENT          print one exposition of SEGMENT (a name or a path)
-                          to stdout and exit (status 0 when the segment was
-                          read, 1 when not)
+  --once SEGMENT          print one exposition of SEGMENT (a name or a path),
+                          in the text format 0.0.4, to stdout and exit
+                          (status 0 when the segment was read, 1 when not)
   --segment-owner USER    the writers' user (a name or a uid): segments
                           owned by anyone else are not served (default: the
                           exporter's own user). Give it when the exporter
@@ -128,12 +128,16 @@ GET /metrics.
                           1024 processes per role; writers in another pid
                           namespace are left out and counted in
                           shmetrics_writer_processes{state})
-  --no-openmetrics-created
-                          leave the _created samples out of OpenMetrics
-                          scrapes (optional there). Prometheus stores each
-                          as a series of its own (NAME_created) unless it is
-                          3.0 or later with created-timestamp-zero-ingestion
-                          on
+  --openmetrics-created   write a _created sample (when the series was
+                          registered) for every counter, histogram and
+                          summary series in OpenMetrics scrapes. Off by
+                          default, as in client_golang and client_java:
+                          Prometheus stores each as a series of its own
+                          (NAME_created) unless it is 3.0 or later with
+                          created-timestamp-zero-ingestion on, and they add
+                          more bytes than the rest of a counter's scrape.
+                          --no-openmetrics-created (the default) turns it
+                          off again; the last of the two counts
   --max-scrape-bytes N    most bytes one role may hold parsed from its segment,
                           and the largest exposition it renders, 65536-2^40
                           (default 67108864, 64 MiB); a segment past either
@@ -312,6 +316,11 @@ Options parse_options(int argc, char** argv) {
     if (inline_value) value = *inline_value;
     else if (i + 1 < argc) value = argv[++i];
     else usage_error(a + " needs a value: expected " + a + " VALUE or " + a + "=VALUE");
+    // `--role --openmetrics-created` is a forgotten value, not a role named
+    // so: a separate value never starts with "--" (--flag=VALUE may).
+    if (!inline_value && (value.starts_with("--") || value == "-h"))
+      usage_error(a + " needs a value, but the next argument \"" + value + "\" is a flag: expected " + a +
+                  " VALUE (or " + a + "=VALUE for a value starting with \"--\")");
     if (value.empty()) usage_error(a + " has an empty value: expected a non-empty one");
     return value;
   };
@@ -381,9 +390,9 @@ Options parse_options(int argc, char** argv) {
     } else if (a == "--no-writer-process-metrics") {
       no_value();
       o.writer_process_metrics = false;
-    } else if (a == "--no-openmetrics-created") {
+    } else if (a == "--openmetrics-created" || a == "--no-openmetrics-created") {
       no_value();
-      o.openmetrics_created = false;
+      o.openmetrics_created = a == "--openmetrics-created";
     } else if (a == "--web.config.file") {
       o.web_config_file = value_of(i);
     } else if (a == "--max-scrape-bytes") {

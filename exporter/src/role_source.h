@@ -82,7 +82,7 @@ class RoleSource {
     writer_process_metrics_ = on;
   }
   // Whether OpenMetrics scrapes carry the _created samples of counters,
-  // histograms and summaries (default true; --no-openmetrics-created).
+  // histograms and summaries (default false; --openmetrics-created).
   void set_openmetrics_created(bool on) {
     std::lock_guard lock(mutex_);
     openmetrics_created_ = on;
@@ -174,7 +174,7 @@ class RoleSource {
   std::string health_reason_ = "segment not checked yet";
   // Per-writer process metrics, under mutex_: the last read, and when.
   bool writer_process_metrics_ = true;
-  bool openmetrics_created_ = true;  // under mutex_
+  bool openmetrics_created_ = false;  // under mutex_
   WriterProcesses writers_;
   std::optional<std::uint64_t> writers_read_ns_;
   std::vector<pid_t> holders_;  // per process record, as kernel_liveness saw it

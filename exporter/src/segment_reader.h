@@ -71,7 +71,7 @@ class SegmentReader {
   // over_limit() tells these refusals from an untrustworthy image.
   //
   // OpenMetrics (`format`): counter families named without "_total" in their
-  // metadata, a _created sample (the series' registration time) after each
+  // metadata, a _created sample (the series' registration time; when set_openmetrics_created) after each
   // counter and histogram sample group, info families as type info with
   // samples named *_info, # UNIT where registered. A histogram whose _sum
   // OpenMetrics cannot carry (negative bounds, a negative or NaN sum) shows
@@ -79,7 +79,7 @@ class SegmentReader {
   std::string render(std::string& out, const RecordLiveness& live, std::uint64_t now_ns,
                      std::size_t max_bytes = kDefaultMaxScrapeBytes, Format format = Format::kText004);
 
-  // Whether OpenMetrics renders write the _created samples (default true).
+  // Whether OpenMetrics renders write the _created samples (default false, as in client_golang).
   // Prometheus stores each as a series of its own (name_created), one more
   // per counter, histogram and summary series, unless it is 3.0 or later
   // with created-timestamp-zero-ingestion on.
@@ -202,7 +202,7 @@ class SegmentReader {
   std::size_t parsed_bytes_ = 0;
   std::size_t max_bytes_ = kDefaultMaxScrapeBytes;  // of the render in progress
   Format format_ = Format::kText004;                 // of the render in progress
-  bool openmetrics_created_ = true;
+  bool openmetrics_created_ = false;
   bool created_ = false;  // this render writes _created samples (OpenMetrics, openmetrics_created_)
   bool over_limit_ = false;
   std::vector<Family> families_;
