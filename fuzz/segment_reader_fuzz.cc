@@ -409,13 +409,15 @@ std::string render_and_check(SegmentReader& reader, const Image& image, const ch
   }
   if (out.size() > limit) fail("exposition larger than the render's limit", std::to_string(out.size()));
   check_exposition(out);
-  // The same image in OpenMetrics, with the _created samples
-  // (--openmetrics-created: the most it writes): bounded alike, UTF-8, every
-  // line metadata or a sample with a value.
-  reader.set_openmetrics_created(true);
-  std::string om;
-  const std::size_t om_initial_capacity = om.capacity();
-  if (reader.render(om, live, now_ns, limit, shmetrics::exporter::Format::kOpenMetrics).empty()) {
+  // The same image in OpenMetrics, without the _created samples (the
+  // default), then with them (--openmetrics-created: the most it writes,
+  // their lines built after the series were parsed): bounded alike, UTF-8,
+  // every line metadata or a sample with a value.
+  for (const bool created : {false, true}) {
+    reader.set_openmetrics_created(created);
+    std::string om;
+    const std::size_t om_initial_capacity = om.capacity();
+    if (!reader.render(om, live, now_ns, limit, shmetrics::exporter::Format::kOpenMetrics).empty()) break;
     if (om.capacity() > om_initial_capacity && om.capacity() > limit + kRoomAfterRender)
       fail("OpenMetrics render grew its buffer past its limit and room", std::to_string(om.capacity()));
     if (om.size() > limit) fail("OpenMetrics exposition larger than the limit", std::to_string(om.size()));

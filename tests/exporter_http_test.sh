@@ -152,8 +152,13 @@ check "--segment-owner with --accept-foreign-owner is refused with exit 2" \
   usage_error_of owner-both --segment-owner=nobody --accept-foreign-owner
 check "... as a contradiction" grep -q 'contradict each other' "$WORK/owner-both.err"
 check "--ops-listen ::1:0 (unbracketed IPv6) is refused with exit 2" usage_error_of ipv6-bare --ops-listen ::1:0
+check "--ops-listen ::1:0 is told to bracket the address ($(head -n 1 "$WORK/ipv6-bare.err"))" \
+  grep -q 'IPv6 address goes in brackets, as in \[::1\]:' "$WORK/ipv6-bare.err"
 # A flag where a value belongs is a forgotten value, not a value: `--role
-# --openmetrics-created` would otherwise serve a role named so, the flag unapplied.
+# --openmetrics-created` would otherwise serve a role named so, the flag
+# unapplied. (--role, --once and --segment-dir would exit 2 anyway, for other
+# reasons: the message check is the one that fails if the refusal goes;
+# --instance would start and --web.config.file exit 1.)
 for taker in --role --instance --once --segment-dir --web.config.file; do
   check "$taker followed by --openmetrics-created is refused with exit 2" \
     usage_error_of "flag-as-value$taker" "$taker" --openmetrics-created
@@ -162,8 +167,6 @@ for taker in --role --instance --once --segment-dir --web.config.file; do
     "$WORK/flag-as-value$taker.err"
 done
 check "--instance -h is refused as a flag too, not printing the help" usage_error_of instance-h --instance -h
-check "--ops-listen ::1:0 is told to bracket the address ($(head -n 1 "$WORK/ipv6-bare.err"))" \
-  grep -q 'IPv6 address goes in brackets, as in \[::1\]:' "$WORK/ipv6-bare.err"
 
 # ------------------------------------------------------------ start exporter
 start_exporter exporter
@@ -296,7 +299,7 @@ else
   second_ops=127.0.0.1:0
 fi
 start_bg second "$EXPORTER" "--instance=$INSTANCE" "--ops-listen=$second_ops" --judge-listen=127.0.0.1:0 \
-  --threads=2 --max-request-bytes=300
+  --threads=2 --max-request-bytes=300 --openmetrics-created --no-openmetrics-created
 SECOND_PID=$BG_PID
 second_ops_address() {
   { grep -o 'event=listening role=ops address=[^ ]*:[1-9][0-9]*' "$WORK/second.err" || true; } |
@@ -318,6 +321,11 @@ if poll_until "$POLL_SECONDS" second_ops_listening; then
     -w '%{http_code}' "http://$address/metrics" 2>"$WORK/curl.err") || true
   check "--max-request-bytes=300 is in force on $address: a 400-byte header gets 431 (got ${status:-000})" \
     [ "${status:-000}" = 431 ]
+  status=$(curl -sS -g --max-time "$REQUEST_SECONDS" -o "$WORK/second-om.body" \
+    -H 'Accept: application/openmetrics-text;version=1.0.0' -w '%{http_code}' "http://$address/metrics" \
+    2>"$WORK/curl.err") || true
+  check "--openmetrics-created then --no-openmetrics-created: the last counts, no _created sample (got ${status:-000})" \
+    bash -c "[ '${status:-000}' = 200 ] && grep -q '^rbac_allowed_total' '$WORK/second-om.body' && ! grep -q '_created' '$WORK/second-om.body'"
 else
   fail "an exporter given every flag as --flag=VALUE, ops on $second_ops, did not log its listener within ${POLL_SECONDS}s: $(tail -n 3 "$WORK/second.err")"
 fi
@@ -580,7 +588,7 @@ http_request no-writers "$(logged_port no-writers ops)" /metrics
 check "... and shows the ops segment without any shmetrics_writer_process* line" \
   bash -c "grep -q '^shmetrics_segment_up{role=\"ops\"} 1$' '$WORK/no-writers.body' && ! grep -q '^shmetrics_writer_process' '$WORK/no-writers.body'"
 http_request created "$(logged_port no-writers ops)" /metrics -H "Accept: $PROMETHEUS2_ACCEPT"
-check "... its OpenMetrics scrape ('$(header created Content-Type)') passes the strict parser with a _created sample for every counter and histogram series" \
+check "... its OpenMetrics scrape ('$(header created Content-Type)') passes the strict parser, every series of rbac_allowed and demo_request_duration_seconds with a _created sample" \
   "$PYTHON" "$HERE/check_openmetrics.py" --expect-family rbac_allowed=counter \
   --expect-family demo_request_duration_seconds=histogram --expect-family shmetrics_series_refused=counter \
   --expect-created rbac_allowed --expect-created demo_request_duration_seconds \

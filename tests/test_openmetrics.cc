@@ -63,8 +63,10 @@ TEST_CASE("openmetrics_names_counter_families_without_total_and_adds_created") {
   CHECK(has_line(om, "shmetrics_series_refused_total{role=\"test\"} 0"));
   CHECK(om.ends_with("\n# EOF\n"));
   CHECK(testing::count_lines(om, "# EOF") == 1);
-  // The same segment in 0.0.4: as before.
-  const std::string text = exporter::RoleSource("test", name.str()).scrape();
+  // The same segment in 0.0.4: as before, with no _created even when asked for.
+  exporter::RoleSource asking("test", name.str());
+  asking.set_openmetrics_created(true);
+  const std::string text = asking.scrape();
   INFO(text);
   CHECK(has_line(text, "# HELP sent_bytes_total Bytes \"sent\"."));
   CHECK(has_line(text, "# TYPE sent_bytes_total counter"));
@@ -238,4 +240,56 @@ TEST_CASE("openmetrics_created_samples_are_opt_in_and_the_rest_of_the_scrape_is_
   CHECK(with.scrape().find("_created") == std::string::npos);
   with.set_openmetrics_created(false);
   CHECK(with.scrape(kOpenMetrics).find("_created") == std::string::npos);
+}
+
+// The _created lines are built once a render asks for them, and only then
+// count in the bytes a role may hold parsed (--max-scrape-bytes): without
+// --openmetrics-created they cost nothing. Series taken afterwards get theirs.
+TEST_CASE("created_lines_are_built_and_counted_only_once_asked_for") {
+  ScopedName name("om-lazy-created");
+  Segment s = Segment::open(testing::small_options(name.str(), 4, 4));
+  CounterFamily sent = s.counter_family("sent_bytes_total", "Sent.", {"peer"});
+  sent.labels({"a"}).inc(5);
+  s.histogram("wait_seconds", "Wait.", {0.5, 1}).observe(0.75);
+  s.gauge("busy", "Busy.", GaugeMode::kLiveSum).set(1);
+  auto m = shm::MappedSegment::open_read_only(name.str());
+  exporter::SegmentReader reader(m->base(), m->size_bytes());
+  const exporter::RecordLiveness live = [](std::uint32_t, std::uint32_t) { return true; };
+  auto render = [&](Format format) {
+    std::string out;
+    REQUIRE(reader.render(out, live, 0, exporter::kDefaultMaxScrapeBytes, format).empty());
+    return out;
+  };
+  // The sum of the lengths of the _created lines of `text`.
+  auto created_bytes = [](const std::string& text) {
+    std::size_t n = 0, at = 0;
+    while (at < text.size()) {
+      const std::size_t end = text.find('\n', at);
+      if (text.substr(at, end - at).find("_created") != std::string::npos) n += end - at + 1;
+      at = end + 1;
+    }
+    return n;
+  };
+  const std::string lean = render(Format::kOpenMetrics);
+  REQUIRE(lean.find("_created") == std::string::npos);
+  const std::size_t parsed = reader.parsed_bytes();
+  render(Format::kText004);
+  CHECK(reader.parsed_bytes() == parsed);
+
+  reader.set_openmetrics_created(true);
+  const std::string full = render(Format::kOpenMetrics);
+  INFO(full);
+  CHECK(testing::count_lines(full, "sent_bytes_created{peer=\"a\"} ") == 1);
+  CHECK(testing::count_lines(full, "wait_seconds_created ") == 1);
+  CHECK(full.find("busy_created") == std::string::npos);
+  CHECK(created_bytes(full) > 0);
+  CHECK(reader.parsed_bytes() == parsed + created_bytes(full));
+  render(Format::kOpenMetrics);
+  CHECK(reader.parsed_bytes() == parsed + created_bytes(full));  // built once
+
+  // A series registered afterwards: parsed, and its line built, at the next render.
+  sent.labels({"b"}).inc(1);
+  const std::string more = render(Format::kOpenMetrics);
+  CHECK(testing::count_lines(more, "sent_bytes_created{peer=\"b\"} ") == 1);
+  CHECK(testing::count_lines(more, "sent_bytes_created{peer=\"a\"} ") == 1);
 }

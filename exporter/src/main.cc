@@ -129,15 +129,16 @@ GET /metrics.
                           namespace are left out and counted in
                           shmetrics_writer_processes{state})
   --openmetrics-created   write a _created sample (when the series was
-                          registered) for every counter, histogram and
-                          summary series in OpenMetrics scrapes. Off by
-                          default, as in client_golang and client_java:
-                          Prometheus stores each as a series of its own
-                          (NAME_created) unless it is 3.0 or later with
-                          created-timestamp-zero-ingestion on, and they add
-                          more bytes than the rest of a counter's scrape.
-                          --no-openmetrics-created (the default) turns it
-                          off again; the last of the two counts
+                          registered) for every series of the writers'
+                          counters, histograms and summaries in OpenMetrics
+                          scrapes. Off by default, as in client_golang and
+                          client_java: Prometheus stores each as a series of
+                          its own (NAME_created) unless it is 3.0 or later
+                          with created-timestamp-zero-ingestion on, and they
+                          add more bytes than the rest of a counter's scrape
+  --no-openmetrics-created
+                          no _created samples (the default); of this flag
+                          and --openmetrics-created, the last given counts
   --max-scrape-bytes N    most bytes one role may hold parsed from its segment,
                           and the largest exposition it renders, 65536-2^40
                           (default 67108864, 64 MiB); a segment past either
@@ -193,7 +194,9 @@ for a request holds no thread):
   --version               print the version and the segment layout version
                           it reads, and exit
 
-A flag's value may also be given as --flag=VALUE; no value may be empty.
+A flag's value may also be given as --flag=VALUE; no value may be empty. A
+value given as the next argument may not begin with "--" (nor be "-h"): that
+is taken for a forgotten value; give such a value as --flag=VALUE.
 
 GET and HEAD are served on /metrics (the exposition: OpenMetrics or text
 0.0.4 by the Accept header, gzip by Accept-Encoding), / (a landing page),
@@ -320,7 +323,7 @@ Options parse_options(int argc, char** argv) {
     // so: a separate value never starts with "--" (--flag=VALUE may).
     if (!inline_value && (value.starts_with("--") || value == "-h"))
       usage_error(a + " needs a value, but the next argument \"" + value + "\" is a flag: expected " + a +
-                  " VALUE (or " + a + "=VALUE for a value starting with \"--\")");
+                  " VALUE (or " + a + "=VALUE for a value that itself begins with '-')");
     if (value.empty()) usage_error(a + " has an empty value: expected a non-empty one");
     return value;
   };

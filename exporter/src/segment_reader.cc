@@ -269,19 +269,10 @@ bool SegmentReader::parse_series(std::uint32_t index, std::uint32_t& family, Ser
   s.cell = e.cell_index;
   s.double_index = -1;
   s.labels = render_labels(f.label_names, values);
-  pending_created_.clear();
-  if (e.created_ns != 0 && f.type != shm::MetricType::kGauge) {
-    // OpenMetrics' _created: fixed at registration, so rendered once here
-    // (and kept in created_lines_ once the series is taken).
-    std::string_view base = f.name;
-    if (f.type == shm::MetricType::kCounter) base.remove_suffix(6);  // "_total"
-    pending_created_.append(base).append("_created");
-    if (!s.labels.empty()) pending_created_.append("{").append(s.labels).append("}");
-    pending_created_ += ' ';
-    append_uint(pending_created_, e.created_ns / 1'000'000'000u);
-    const std::string fraction = std::to_string(1'000'000'000u + e.created_ns % 1'000'000'000u);
-    pending_created_.append(".").append(fraction, 1).append("\n");
-  }
+  // OpenMetrics' _created: fixed at registration; its line is rendered once,
+  // by build_created_lines, only when asked for.
+  s.created_ns = f.type == shm::MetricType::kGauge ? 0 : e.created_ns;
+  s.family = e.family_index;
   return true;
 }
 
@@ -350,19 +341,38 @@ bool SegmentReader::parse_new_entries(std::size_t max_bytes) {
       counter_cells_ = std::max(counter_cells_, s.cell + 1);
     }
     if (!has_sum(f.type)) append_sample_head(s.head, f.name, s.labels);  // rendered once, appended per scrape
-    // One buffer for every series' _created line, in series order: an
-    // OpenMetrics render copies them from consecutive memory.
-    s.created_at = created_lines_.size();
-    s.created_length = static_cast<std::uint32_t>(pending_created_.size());
-    created_lines_ += pending_created_;
     // The series, its head and its labels (here and in the family's set).
-    parsed_bytes_ += sizeof s + sizeof(std::uint32_t) + kNodeBytes + s.head.size() + 2 * s.labels.size() +
-                     s.created_length;
+    parsed_bytes_ += sizeof s + sizeof(std::uint32_t) + kNodeBytes + s.head.size() + 2 * s.labels.size();
     families_[family].series.push_back(static_cast<std::uint32_t>(series_.size()));
     series_.push_back(std::move(s));
     if (parsed_bytes_ > max_bytes) return false;
   }
   parsed_series_ = std::max(parsed_series_, series);
+  return !created_ || build_created_lines(max_bytes);
+}
+
+// The _created line of every series taken since the last call, in one
+// buffer in series order (an OpenMetrics render copies them from
+// consecutive memory). Built only once a render asks for them: without
+// --openmetrics-created they take neither memory nor --max-scrape-bytes.
+bool SegmentReader::build_created_lines(std::size_t max_bytes) {
+  for (; created_built_ < series_.size(); ++created_built_) {
+    Series& s = series_[created_built_];
+    if (s.created_ns == 0) continue;  // gauges, and series registered without one
+    const Family& f = families_[s.family];
+    std::string_view base = f.name;
+    if (f.type == shm::MetricType::kCounter) base.remove_suffix(6);  // "_total"
+    s.created_at = created_lines_.size();
+    created_lines_.append(base).append("_created");
+    if (!s.labels.empty()) created_lines_.append("{").append(s.labels).append("}");
+    created_lines_ += ' ';
+    append_uint(created_lines_, s.created_ns / 1'000'000'000u);
+    const std::string fraction = std::to_string(1'000'000'000u + s.created_ns % 1'000'000'000u);
+    created_lines_.append(".").append(fraction, 1).append("\n");
+    s.created_length = static_cast<std::uint32_t>(created_lines_.size() - s.created_at);
+    parsed_bytes_ += s.created_length;
+    if (parsed_bytes_ > max_bytes) return false;
+  }
   return true;
 }
 
@@ -839,6 +849,7 @@ std::string SegmentReader::render(std::string& out, const RecordLiveness& live, 
     claimed_strings_ = {};
     double_cells_ = {};
     created_lines_ = {};
+    created_built_ = 0;
     double_page_begin_ = {};
     double_sums_count_ = 0;
     parsed_bytes_ = 0;

@@ -138,8 +138,11 @@ class SegmentReader {
     std::int32_t double_index;  // into double_sums_: double counters, histograms' _sum; else -1
     std::string labels;         // a="x",b="y" escaped, no braces
     std::string head;           // name{labels} and the space before the value (not histograms)
-    // Counters, histograms, summaries: OpenMetrics' whole _created line,
-    // bytes [created_at, created_at + created_length) of created_lines_.
+    std::uint32_t family;       // index into families_
+    // Counters, histograms, summaries: the registration time (0: none), and
+    // once build_created_lines ran, OpenMetrics' whole _created line, bytes
+    // [created_at, created_at + created_length) of created_lines_.
+    std::uint64_t created_ns = 0;
     std::size_t created_at = 0;
     std::uint32_t created_length = 0;
   };
@@ -172,6 +175,7 @@ class SegmentReader {
   };
 
   bool parse_new_entries(std::size_t max_bytes);
+  bool build_created_lines(std::size_t max_bytes);
   bool parse_family(std::uint32_t index, Family& out);
   bool parse_series(std::uint32_t index, std::uint32_t& family, Series& out);
   std::string_view pool_string(std::uint32_t offset, std::uint32_t length) const;
@@ -208,7 +212,7 @@ class SegmentReader {
   std::vector<Family> families_;
   std::vector<Series> series_;
   std::string created_lines_;    // every series' _created line, in series order
-  std::string pending_created_;  // parse_series' scratch
+  std::size_t created_built_ = 0;  // series_ whose _created line is built
   std::uint64_t families_dropped_ = 0;
   std::uint64_t series_dropped_ = 0;
   std::uint64_t events_[shm::kEventCount] = {};
