@@ -126,7 +126,9 @@ usage_error_of() {
   for flag in --ops-listen --judge-listen; do  # free ports, unless ARGS give the flag (twice is refused)
     [[ " $* " == *" $flag "* ]] || listen+=("$flag" 127.0.0.1:0)
   done
-  timeout "$STOP_SECONDS" "$EXPORTER" --instance "$INSTANCE" "${listen[@]}" "$@" \
+  local instance=(--instance "$INSTANCE")  # unless ARGS give it (twice is refused)
+  [[ " $* " == *" --instance "* ]] && instance=()
+  timeout "$STOP_SECONDS" "$EXPORTER" "${instance[@]}" "${listen[@]}" "$@" \
     >"$WORK/$name.out" 2>"$WORK/$name.err" || rc=$?
   [ "$rc" -eq 2 ] && [ -s "$WORK/$name.err" ]
 }
@@ -167,6 +169,17 @@ for taker in --role --instance --once --segment-dir --web.config.file; do
     "$WORK/flag-as-value$taker.err"
 done
 check "--instance -h is refused as a flag too, not printing the help" usage_error_of instance-h --instance -h
+# A flag of one value given twice is refused, not replaced: a second
+# --web.config.file would otherwise drop the first one's basic auth unsaid.
+for twice in "--web.config.file /nonexistent-a.yml --web.config.file=/nonexistent-b.yml" \
+  "--instance a --instance b" "--threads 2 --threads=3" "--max-scrape-bytes 65536 --max-scrape-bytes 65537" \
+  "--segment-dir /tmp --segment-dir /tmp" "--segment-owner 0 --segment-owner 0"; do
+  flag=${twice%% *}
+  # shellcheck disable=SC2086 # the words of $twice are the arguments
+  check "$twice is refused with exit 2" usage_error_of "twice$flag" $twice
+  check "... saying $flag is given twice ($(head -n 1 "$WORK/twice$flag.err"))" \
+    grep -qF -e "$flag is given twice: give it once" "$WORK/twice$flag.err"
+done
 
 # ------------------------------------------------------------ start exporter
 start_exporter exporter
@@ -469,6 +482,19 @@ check "--ops-segment with --role-segment ops is refused" role_refused ops-segmen
 check "--ops-listen twice is refused" role_refused ops-listen-twice 'given twice' \
   --ops-listen 127.0.0.1:0 --ops-listen 127.0.0.1:0
 check "--once with --listen is refused" role_refused once-listen 'takes no --role, --listen' --listen 127.0.0.1:0 --once x
+# --once uses few flags; the others are refused rather than ignored.
+once_refused() {  # once_refused NAME ARGS...: the exporter given only ARGS exits 2 with a message
+  local name=$1 rc=0
+  shift
+  timeout "$STOP_SECONDS" "$EXPORTER" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || rc=$?
+  [ "$rc" -eq 2 ] && [ -s "$WORK/$name.err" ]
+}
+for extra in --instance=x --web.config.file=/nonexistent.yml --openmetrics-created --threads=2 --role-segment=ops=x; do
+  check "--once x with ${extra%%=*} is refused with exit 2" once_refused "once${extra%%=*}" --once x "$extra"
+  check "... naming it ($(head -n 1 "$WORK/once${extra%%=*}.err"))" grep -qF -e \
+    "--once prints one segment in the text format 0.0.4 and exits: ${extra%%=*} does not apply to it" \
+    "$WORK/once${extra%%=*}.err"
+done
 start_bg shared "$EXPORTER" --instance "$INSTANCE" --listen 127.0.0.1:0
 SHARED_PID=$BG_PID
 shared_port() { logged_port shared ops; }

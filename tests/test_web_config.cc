@@ -402,9 +402,24 @@ TEST_CASE("errors_name_the_file_and_the_key", "[web_config]") {
        {"\"http_server_config.headers.X-Frame-Options\" is \"DENY\"", "deny, sameorigin"}},
       {"http_server_config:\n  headers:\n    X-Content-Type-Options: sniff\n", {"nosniff"}},
       {"http_server_config:\n  headers: [a]\n", {"\"http_server_config.headers\" is a list, expected a map"}},
+      // Header values go into every answer as they are: no CR, LF or other
+      // control character (response splitting), nothing past 4096 bytes.
+      {"http_server_config:\n  headers:\n    X-XSS-Protection: \"0\\r\\nContent-Length: 5\\r\\n\\r\\nHELLO\"\n",
+       {"\"http_server_config.headers.X-XSS-Protection\" has the control character 0x0d at byte 1",
+        "expected visible characters, spaces and tabs only"}},
+      {"http_server_config:\n  headers:\n    Content-Security-Policy: \"a\\nX-Injected: yes\"\n",
+       {"\"http_server_config.headers.Content-Security-Policy\" has the control character 0x0a at byte 1"}},
+      {"http_server_config:\n  headers:\n    X-XSS-Protection: \"a\\0b\"\n", {"control character 0x00 at byte 1"}},
+      {"http_server_config:\n  headers:\n    Content-Security-Policy: " + std::string(4097, 'a') + "\n",
+       {"\"http_server_config.headers.Content-Security-Policy\" is 4097 bytes long: expected at most 4096"}},
       {"basic_auth_users:\n  alice: notahash\n", {"\"basic_auth_users.alice\"", "not a bcrypt hash"}},
       {"basic_auth_users:\n  alice: $2y$03$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi\n",
        {"\"basic_auth_users.alice\"", "cost 3"}},
+      // Go takes costs up to 31; past 16 one check holds the bcrypt thread for minutes to days.
+      {"basic_auth_users:\n  alice: $2b$17$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi\n",
+       {"\"basic_auth_users.alice\"", "has bcrypt cost 17: expected 04 to 16"}},
+      {"basic_auth_users:\n  alice: $2b$31$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi\n",
+       {"has bcrypt cost 31: expected 04 to 16"}},
       {"basic_auth_users:\n  alice: $2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeS\n",
        {"\"basic_auth_users.alice\"", "not a well-formed bcrypt hash"}},
       {"basic_auth_users:\n  alice:\n", {"\"basic_auth_users.alice\"", "not a bcrypt hash"}},
@@ -418,6 +433,21 @@ TEST_CASE("errors_name_the_file_and_the_key", "[web_config]") {
     INFO("yaml:\n" << c.yaml << "message: " << message);
     for (const auto& expected : c.expected) CHECK(message.find(expected) != std::string::npos);
   }
+}
+
+TEST_CASE("a_bcrypt_cost_of_16_is_taken", "[web_config]") {
+  WebConfig loaded = load_web_config(
+      ConfigFile("basic_auth_users:\n  alice: $2y$16$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi\n").path);
+  REQUIRE(loaded.users.size() == 1);
+}
+
+TEST_CASE("a_header_value_of_4096_bytes_with_tabs_is_taken_as_written", "[web_config]") {
+  const std::string policy = "default-src 'self';\t" + std::string(4096 - 20, 'a');
+  REQUIRE(policy.size() == 4096);
+  WebConfig loaded = load_web_config(
+      ConfigFile("http_server_config:\n  headers:\n    Content-Security-Policy: \"" + policy + "\"\n").path);
+  REQUIRE(loaded.headers.size() == 1);
+  CHECK(loaded.headers[0].second == policy);
 }
 
 TEST_CASE("a_missing_file_is_an_error", "[web_config]") {

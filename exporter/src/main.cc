@@ -113,7 +113,10 @@ GET /metrics.
   --judge-segment NAME    segment of the Judge role (default: INSTANCE.judge)
   --once SEGMENT          print one exposition of SEGMENT (a name or a path),
                           in the text format 0.0.4, to stdout and exit
-                          (status 0 when the segment was read, 1 when not)
+                          (status 0 when the segment was read, 1 when not).
+                          Takes only --segment-dir, --segment-owner,
+                          --accept-foreign-owner, --max-scrape-bytes and
+                          --no-writer-process-metrics besides
   --segment-owner USER    the writers' user (a name or a uid): segments
                           owned by anyone else are not served (default: the
                           exporter's own user). Give it when the exporter
@@ -196,7 +199,8 @@ for a request holds no thread):
 
 A flag's value may also be given as --flag=VALUE; no value may be empty. A
 value given as the next argument may not begin with "--" (nor be "-h"): that
-is taken for a forgotten value; give such a value as --flag=VALUE.
+is taken for a forgotten value; give such a value as --flag=VALUE. A flag
+taking one value may be given once (--role and --role-segment once per role).
 
 GET and HEAD are served on /metrics (the exposition: OpenMetrics or text
 0.0.4 by the Accept header, gzip by Accept-Encoding), / (a landing page),
@@ -310,8 +314,15 @@ uid_t parse_user(const std::string& user) {
   return found->pw_uid;
 }
 
+// The flags taking one value that may be given once (the HTTP limits of
+// kServerFlags too).
+constexpr std::string_view kOnceFlags[] = {"--instance", "--segment-dir", "--once", "--segment-owner",
+                                          "--web.config.file", "--max-scrape-bytes"};
+
 Options parse_options(int argc, char** argv) {
   Options o;
+  std::vector<std::string> given;  // kOnceFlags and kServerFlags seen
+  std::vector<std::string> flags;  // every flag given, for --once's check
   std::string a;                            // the flag, without any "=VALUE"
   std::optional<std::string> inline_value;  // VALUE of --flag=VALUE
   auto value_of = [&](int& i) -> std::string {
@@ -336,6 +347,16 @@ Options parse_options(int argc, char** argv) {
     if (std::size_t equals = a.find('='); a.starts_with("--") && equals != std::string::npos) {
       inline_value = a.substr(equals + 1);
       a.resize(equals);
+    }
+    // A flag of one value given twice is a mistake to report, not a value to
+    // replace: `--web.config.file auth.yml --web.config.file other.yml`
+    // would drop basic auth without a word. (--role and --role-segment are
+    // repeatable per role, and checked per role below.)
+    flags.push_back(a);
+    if (std::find(std::begin(kOnceFlags), std::end(kOnceFlags), a) != std::end(kOnceFlags) || is_server_flag(a)) {
+      if (std::find(given.begin(), given.end(), a) != given.end())
+        usage_error(a + " is given twice: give it once");
+      given.push_back(a);
     }
     if (a == "--help" || a == "-h") {
       no_value();
@@ -427,6 +448,16 @@ Options parse_options(int argc, char** argv) {
                 "address with --role and its segment with --role-segment");
   if (!o.once_segment.empty() && (o.shared_listen || o.roles_given || !o.ops_judge_flags.empty()))
     usage_error("--once prints one segment and exits: it takes no --role, --listen or --ops-/--judge- flags");
+  if (!o.once_segment.empty()) {
+    // The flags --once uses; any other would be ignored without a word.
+    constexpr std::string_view kOnceUses[] = {"--once", "--segment-dir", "--segment-owner", "--accept-foreign-owner",
+                                             "--max-scrape-bytes", "--no-writer-process-metrics"};
+    for (const std::string& flag : flags)
+      if (std::find(std::begin(kOnceUses), std::end(kOnceUses), flag) == std::end(kOnceUses))
+        usage_error("--once prints one segment in the text format 0.0.4 and exits: " + flag +
+                    " does not apply to it (it takes --segment-dir, --segment-owner, --accept-foreign-owner, "
+                    "--max-scrape-bytes and --no-writer-process-metrics)");
+  }
   for (const auto& [name, segment] : o.role_segments) {
     auto it = std::find_if(o.roles.begin(), o.roles.end(), [&](const RoleConfig& r) { return r.role == name; });
     if (it != o.roles.end() && !it->segment.empty())

@@ -19,6 +19,7 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -84,6 +85,13 @@ constexpr std::array<std::pair<std::string_view, ClientAuth>, 6> kClientAuths = 
     {"VerifyClientCertIfGiven", ClientAuth::kVerifyClientCertIfGiven},
     {"RequireAndVerifyClientCert", ClientAuth::kRequireAndVerifyClientCert},
 }};
+
+// The costliest bcrypt hash taken (Go's bcrypt takes up to 31).
+constexpr int kMaxBcryptCost = 16;
+
+// The longest value a configured header may have (a long
+// Content-Security-Policy is a few hundred bytes).
+constexpr std::size_t kMaxHeaderValueBytes = 4096;
 
 // The headers the toolkit lets a file set, and their allowed values (empty:
 // any value).
@@ -244,8 +252,9 @@ std::string normalized_bcrypt(std::string_view hash, std::string* why) {
     return "";
   }
   int cost = (rest[0] - '0') * 10 + (rest[1] - '0');
-  if (cost < 4 || cost > 31) {
-    *why = "has bcrypt cost " + std::to_string(cost) + ": expected 04 to 31";
+  if (cost < 4 || cost > kMaxBcryptCost) {
+    *why = "has bcrypt cost " + std::to_string(cost) + ": expected 04 to " + std::to_string(kMaxBcryptCost) +
+           " (each step doubles the time of a check, one check runs at a time: cost 16 takes seconds, 31 days)";
     return "";
   }
   return "$2b$" + std::string(rest);
@@ -390,6 +399,24 @@ WebConfig load_web_config(const std::string& path) {
             reader.fail(value, full + "." + header,
                         "is a header that can not be configured: expected one of " +
                             join(table, [](const auto& e) { return std::string(e.first); }));
+          }
+          // Written into every answer as they are: a CR or LF would end the
+          // header (and the head) early, letting the file forge headers or a
+          // body; a value past Beast's field limit would fail every answer.
+          if (header_value.size() > kMaxHeaderValueBytes)
+            reader.fail(value, full + "." + header,
+                        "is " + std::to_string(header_value.size()) + " bytes long: expected at most " +
+                            std::to_string(kMaxHeaderValueBytes));
+          for (std::size_t i = 0; i < header_value.size(); ++i) {
+            const auto c = static_cast<unsigned char>(header_value[i]);
+            if ((c < 0x20 && c != '\t') || c == 0x7f) {
+              char byte[8];
+              std::snprintf(byte, sizeof byte, "0x%02x", c);
+              reader.fail(value, full + "." + header,
+                          "has the control character " + std::string(byte) + " at byte " + std::to_string(i) +
+                              ": expected visible characters, spaces and tabs only (a CR or LF would split the "
+                              "answer)");
+            }
           }
           const auto& values = allowed->second;
           if (!values.empty() && std::find(values.begin(), values.end(), header_value) == values.end()) {

@@ -47,9 +47,14 @@
 // - A client_ca_file holding no certificate is an error (Go takes it as an
 //   empty pool and refuses every client certificate).
 // - A bcrypt hash must be well formed: $2$, $2a$, $2b$, $2x$ or $2y$, a cost of
-//   04..31 and 53 characters of salt and hash; all versions are checked as
+//   04..16 and 53 characters of salt and hash; all versions are checked as
 //   $2b$, as Go's bcrypt does. Go starts with some malformed hashes that can
-//   never match.
+//   never match, and takes costs up to 31: each step doubles a check's time
+//   (cost 16 takes seconds, 31 a day and more), and one check at a time runs,
+//   so one such hash lets any client hold every uncached login for hours.
+// - A configured header value must be at most 4096 bytes of visible
+//   characters, spaces and tabs: Go turns a CR or LF into a space; here it is
+//   refused, as any value that would change the answer's framing.
 // - The toolkit re-reads the file and the certificate on every connection and
 //   request and fails them while the file is invalid; WebConfigWatcher keeps
 //   the last good configuration instead and re-reads at most once a second.
