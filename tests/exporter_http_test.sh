@@ -169,6 +169,16 @@ for taker in --role --instance --once --segment-dir --web.config.file; do
     "$WORK/flag-as-value$taker.err"
 done
 check "--instance -h is refused as a flag too, not printing the help" usage_error_of instance-h --instance -h
+# A number is decimal digits: strtol's leading blanks and '+' are refused.
+for number in " 4" "+4" $'\t4' "4 " "0x4"; do
+  check "--threads '$number' is refused with exit 2" usage_error_of "threads-number" --threads "$number"
+  check "... as not an integer from 1 to 256" grep -qF 'is invalid: expected an integer from 1 to 256' "$WORK/threads-number.err"
+done
+# What a usage error quotes reaches a terminal: no control character, no 64 KiB.
+check "--threads with an ESC sequence and 64 KiB is refused with exit 2" \
+  usage_error_of threads-wild --threads "$(printf '\033[31m')$(head -c 65536 /dev/zero | tr '\0' 7)"
+check "... in a message of at most 2 KiB without an ESC byte, still saying what was expected ($(wc -c <"$WORK/threads-wild.err") bytes)" \
+  bash -c "[ \$(wc -c <'$WORK/threads-wild.err') -le 2048 ] && ! grep -q \$'\\033' '$WORK/threads-wild.err' && grep -qF 'x1b[31m' '$WORK/threads-wild.err' && grep -qF 'expected an integer from 1 to 256' '$WORK/threads-wild.err'"
 # A flag of one value given twice is refused, not replaced: a second
 # --web.config.file would otherwise drop the first one's basic auth unsaid.
 for twice in "--web.config.file /nonexistent-a.yml --web.config.file=/nonexistent-b.yml" \

@@ -435,6 +435,17 @@ TEST_CASE("errors_name_the_file_and_the_key", "[web_config]") {
   }
 }
 
+// (log.cc, which every event of the web configuration goes through.)
+TEST_CASE("log_values_escape_control_characters_and_stay_on_one_line", "[log]") {
+  LogCapture log;
+  log_event("warn", "test_event", {{"reason", "a\x1b[31mb\r\n\tc\"d\\e\x7f"}, {"plain", "word"}});
+  const std::string text = log.text();
+  INFO(text);
+  CHECK(text.find(" event=test_event reason=\"a\\x1b[31mb\\r\\n\\tc\\\"d\\\\e\\x7f\" plain=word\n") != std::string::npos);
+  CHECK(std::count(text.begin(), text.end(), '\n') == 1);
+  CHECK(text.find('\x1b') == std::string::npos);
+}
+
 TEST_CASE("a_bcrypt_cost_of_16_is_taken", "[web_config]") {
   WebConfig loaded = load_web_config(
       ConfigFile("basic_auth_users:\n  alice: $2y$16$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi\n").path);

@@ -12,20 +12,40 @@ namespace {
 
 std::FILE* g_output = stderr;
 
+// A value as is when it is a plain word, else quoted with \" and \\
+// escaped and every control character written as an escape (\n, \r, \t,
+// \xHH): a reason quoting a file name or a peer's bytes can neither break
+// the one-line format nor send a terminal its escape sequences.
 void append_value(std::string& out, std::string_view v) {
-  bool quote = v.empty() || v.find_first_of(" \"=\t\n\\") != std::string_view::npos;
+  bool quote = v.empty();
+  for (char c : v) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f || c == '"' || c == '=' || c == '\\') quote = true;
+  }
   if (!quote) {
     out += v;
     return;
   }
   out += '"';
   for (char c : v) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (c == '\n') {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
       out += "\\n";
-      continue;
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    } else {
+      out += c;
     }
-    out += c;
   }
   out += '"';
 }

@@ -224,8 +224,35 @@ shmetrics_segment_up{role="..."} 0; the other role is unaffected.
 )";
 }
 
+// The message quotes what was given: its control characters are written as
+// \xHH (a terminal gets no escape sequence from a flag), and a message past
+// 1 KiB (a 64 KiB value) keeps its first and last 512 bytes, so the reason
+// and what was expected stay.
 [[noreturn]] void usage_error(const std::string& message) {
-  std::cerr << "shmetrics-exporter: " << message << "\n(see shmetrics-exporter --help)\n";
+  constexpr std::size_t kKeep = 512;
+  std::string shown;
+  auto append = [&shown](std::string_view part) {
+    for (char c : part) {
+      const auto u = static_cast<unsigned char>(c);
+      if (u < 0x20 || u == 0x7f) {
+        static constexpr char kHex[] = "0123456789abcdef";
+        shown += "\\x";
+        shown += kHex[u >> 4];
+        shown += kHex[u & 15];
+      } else {
+        shown += c;
+      }
+    }
+  };
+  const std::string_view m(message);
+  if (m.size() <= 2 * kKeep) {
+    append(m);
+  } else {
+    append(m.substr(0, kKeep));
+    shown += "[... " + std::to_string(m.size() - 2 * kKeep) + " bytes ...]";
+    append(m.substr(m.size() - kKeep));
+  }
+  std::cerr << "shmetrics-exporter: " << shown << "\n(see shmetrics-exporter --help)\n";
   std::exit(2);
 }
 
@@ -265,12 +292,15 @@ bool valid_role(const std::string& name) {
   return true;
 }
 
-// The integer value of `flag`, which must lie in [lo, hi].
+// The integer value of `flag`, which must lie in [lo, hi]: decimal digits,
+// nothing else (strtol alone would take " 4", "+4" and "\t4").
 long parse_number(std::string_view flag, const std::string& value, long lo, long hi) {
   char* end = nullptr;
   errno = 0;
   long n = std::strtol(value.c_str(), &end, 10);
-  if (value.empty() || *end != '\0' || errno == ERANGE || n < lo || n > hi)
+  const bool digits = !value.empty() && value.find_first_not_of("0123456789", value[0] == '-' ? 1 : 0) ==
+                                            std::string::npos && value != "-";
+  if (!digits || *end != '\0' || errno == ERANGE || n < lo || n > hi)
     usage_error(std::string(flag) + " \"" + value + "\" is invalid: expected an integer from " +
                 std::to_string(lo) + " to " + std::to_string(hi));
   return n;
