@@ -183,6 +183,40 @@ TEST_CASE("a_segment_truncated_under_the_reader_takes_only_its_role_down") {
   REQUIRE(well_formed(text));
 }
 
+// A probe (/healthz, /-/ready) between scrapes sees the damage too: the
+// file truncated or its header overwritten in place, no render run.
+TEST_CASE("a_segment_damaged_in_place_fails_the_health_check_before_any_scrape") {
+  exporter::install_sigbus_handler();
+  ScopedName target("damaged"), overwritten("overwritten");
+  populate(target.str());
+  populate(overwritten.str());
+  exporter::RoleSource truncated_source("judge", target.str()), overwritten_source("ops", overwritten.str());
+  std::string reason;
+  REQUIRE(truncated_source.segment_ok(reason));
+  REQUIRE(overwritten_source.segment_ok(reason));
+  const auto size = static_cast<off_t>(shm::MappedSegment::open_read_only(target.str())->size_bytes());
+
+  REQUIRE(::truncate(target.str().c_str(), size / 2) == 0);
+  CHECK_FALSE(truncated_source.segment_ok(reason));
+  CHECK_THAT(reason, Catch::Contains("bytes but its capacities need " + std::to_string(size)) &&
+                         Catch::Contains("truncated since it was opened"));
+  REQUIRE(::truncate(target.str().c_str(), 0) == 0);
+  REQUIRE(::truncate(target.str().c_str(), size) == 0);  // back, all zero: no magic
+  CHECK_FALSE(truncated_source.segment_ok(reason));  // (opened again since it went down)
+  CHECK_THAT(reason, Catch::Contains("bad magic"));
+
+  {
+    const int fd = ::open(overwritten.str().c_str(), O_WRONLY);
+    REQUIRE(fd >= 0);
+    const std::uint64_t junk = 0x4141414141414141u;
+    REQUIRE(::pwrite(fd, &junk, sizeof junk, offsetof(shm::Header, magic)) == static_cast<ssize_t>(sizeof junk));
+    ::close(fd);
+  }
+  CHECK_FALSE(overwritten_source.segment_ok(reason));
+  CHECK_THAT(reason, Catch::Contains("magic or layout version changed"));
+  CHECK(testing::sample(overwritten_source.scrape(), "shmetrics_segment_up{role=\"ops\"}") == 0.0);
+}
+
 TEST_CASE("a_segment_recreated_with_other_capacities_is_followed") {
   exporter::install_sigbus_handler();
   ScopedName target("recreated");

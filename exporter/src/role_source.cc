@@ -13,6 +13,7 @@
 #include <cstring>
 #include <ctime>
 #include <stdexcept>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace shmetrics::exporter {
@@ -135,6 +136,21 @@ bool RoleSource::ensure_open() {
     // (ipcrm, RemoveIPC) takes the role down rather than showing the dead
     // as live.
     std::string why = mapped_->check_semaphores();
+    if (why.empty()) {
+      // The file damaged in place (truncated, its header overwritten) is
+      // seen here too, not only by a render: a probe between scrapes tells.
+      struct stat st {};
+      if (::fstat(mapped_->fd(), &st) != 0) {
+        why = std::string("cannot stat it: ") + std::strerror(errno);
+      } else if (static_cast<std::uint64_t>(st.st_size) < mapped_->size_bytes()) {
+        why = "file is " + std::to_string(st.st_size) + " bytes but its capacities need " +
+              std::to_string(mapped_->size_bytes()) + " (truncated since it was opened)";
+      } else {
+        SigbusGuard guard(mapped_->base(), mapped_->size_bytes());
+        why = reader_->header_changed();
+        if (guard.faulted()) why = "it was truncated while being read";
+      }
+    }
     if (why.empty()) return true;
     set_down("segment \"" + segment_path_ + "\" is unusable: " + why);
     return false;

@@ -830,6 +830,13 @@ bool SegmentReader::room_for(std::string& out, std::size_t more) {
   return true;
 }
 
+std::string SegmentReader::header_changed() const {
+  if (load_relaxed<std::uint64_t>(base_ + offsetof(shm::Header, magic)) != shm::kMagic ||
+      load_relaxed<std::uint32_t>(base_ + offsetof(shm::Header, layout_version)) != shm::kLayoutVersion)
+    return "the segment's magic or layout version changed under the exporter";
+  return "";
+}
+
 std::string SegmentReader::render(std::string& out, const RecordLiveness& live, std::uint64_t now_ns,
                                   std::size_t max_bytes, Format format) {
   if (!error_.empty()) return error_;  // over_limit_ stays as the error left it
@@ -837,10 +844,7 @@ std::string SegmentReader::render(std::string& out, const RecordLiveness& live, 
   max_bytes_ = max_bytes;
   format_ = format;
   created_ = format == Format::kOpenMetrics && openmetrics_created_;
-  if (load_relaxed<std::uint64_t>(base_ + offsetof(shm::Header, magic)) != shm::kMagic ||
-      load_relaxed<std::uint32_t>(base_ + offsetof(shm::Header, layout_version)) !=
-          shm::kLayoutVersion)
-    return "the segment's magic or layout version changed under the exporter";
+  if (std::string why = header_changed(); !why.empty()) return why;
   if (!parse_new_entries(max_bytes)) {
     // Freed, for good: the image only grows, so parsing it again would only
     // reach the limit again.

@@ -54,6 +54,9 @@ class SegmentReader {
   SegmentReader(const std::uint8_t* base, std::uint64_t size_bytes);
 
   const std::string& error() const { return error_; }
+  // "" while the header still names this layout (magic and layout version),
+  // else why not. Reads the mapping: call it under a SigbusGuard.
+  std::string header_changed() const;
   const shm::Capacities& capacities() const { return capacities_; }
 
   // Appends the exposition of every trusted family to `out`, and the readyz
