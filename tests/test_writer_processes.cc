@@ -157,3 +157,25 @@ TEST_CASE("each writer process is read once, and one that no longer holds its re
   CHECK(w.shown[0].pid == pa);
   CHECK(w.unreadable == 1);
 }
+
+// shmetrics_thread_slots_held: the slots live writer threads hold now, so
+// an operator sees when no writer runs (a counter-only writer holds no
+// record: shmetrics_process_records cannot tell).
+TEST_CASE("shmetrics_thread_slots_held counts the threads writing now and drops as they exit") {
+  ScopedName name("slots-held");
+  Segment segment = Segment::open(options(name));
+  Counter hits = segment.counter("hits_total", "Hits.");
+  exporter::RoleSource source("ops", name.str());
+  auto held = [&] { return testing::sample(source.scrape(), "shmetrics_thread_slots_held{role=\"ops\"}"); };
+  CHECK(held() == 0.0);  // registering claims no slot
+  auto first = std::make_unique<ParkedChild>([&] { hits.inc(); });
+  ParkedChild second([&] {
+    hits.inc();
+    std::thread([&] { hits.inc(); }).join();  // a thread that wrote and exited gives its slot back
+  });
+  CHECK(held() == 2.0);
+  first.reset();  // SIGKILLed: the kernel gives its slot back
+  CHECK(held() == 1.0);
+  CHECK(testing::sample(source.scrape(), "hits_total") == 3.0);
+  CHECK(testing::sample(source.scrape(), "shmetrics_thread_slots{role=\"ops\",state=\"claimed\"}") >= 2.0);
+}

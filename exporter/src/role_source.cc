@@ -13,6 +13,7 @@
 #include <cstring>
 #include <ctime>
 #include <stdexcept>
+#include <sys/sem.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -122,6 +123,22 @@ void RoleSource::set_down(const std::string& reason, bool keep_mapping) {
   last_error_ = reason;
   log_event("warn", "segment_down", {{"role", role_}, {"segment", segment_path_}, {"reason", reason}});
 }
+
+namespace {
+
+// How many of the first `slots` semaphores of `set` are held (above 0: a
+// live thread claimed that slot with SEM_UNDO; the kernel takes it back when
+// the holder exits), in one semctl(GETALL); nullopt if the set cannot be read.
+std::optional<std::uint32_t> held_slots(int set, std::uint32_t slots) {
+  struct semid_ds ds {};
+  if (::semctl(set, 0, IPC_STAT, &ds) != 0 || ds.sem_nsems < slots) return std::nullopt;
+  std::vector<unsigned short> values(ds.sem_nsems);
+  if (::semctl(set, 0, GETALL, values.data()) != 0) return std::nullopt;
+  return static_cast<std::uint32_t>(
+      std::count_if(values.begin(), values.begin() + slots, [](unsigned short v) { return v != 0; }));
+}
+
+}  // namespace
 
 bool RoleSource::ensure_open() {
   if (mapped_ && shm::current_inode(segment_path_) != mapped_->inode()) {
@@ -276,6 +293,7 @@ std::shared_ptr<const std::string> RoleSource::render(Exposition exposition) {
         });
         writers_read_ns_ = started_ns;
       }
+      slots_held_ = held_slots(mapped_->semaphore_set(), reader_->capacities().thread_slots);
       over_limit = reader_->over_limit();
       if (guard.faulted()) {
         err = "segment \"" + segment_path_ + "\" was truncated while being read";
@@ -456,6 +474,16 @@ void RoleSource::append_own_metrics(std::string& out, bool up, Format format) co
   out += "\nshmetrics_thread_slots{" + role_value + ",state=\"unclaimed\"} ";
   append_uint(out, c.thread_slots - std::min(u.slots_claimed, c.thread_slots));
   out += '\n';
+  if (slots_held_) {
+    append_family_head(out, format, "shmetrics_thread_slots_held", "gauge",
+                       "Thread slots held now by a live writer thread (one per thread that wrote, until it exits): "
+                       "0 while no writer runs.");
+    out += "shmetrics_thread_slots_held";
+    out += role_label;
+    out += ' ';
+    append_uint(out, *slots_held_);
+    out += '\n';
+  }
   append_family_head(out, format, "shmetrics_process_records", "gauge",
                      "Process records of the segment: held by a live process, left by a dead one (values not folded "
                      "yet), or free.");

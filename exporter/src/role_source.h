@@ -177,6 +177,9 @@ class RoleSource {
   bool openmetrics_created_ = false;  // under mutex_
   WriterProcesses writers_;
   std::optional<std::uint64_t> writers_read_ns_;
+  // Thread slots held now (their claim's semaphore taken by a live thread),
+  // read at each render; none when the set could not be read.
+  std::optional<std::uint32_t> slots_held_;
   std::vector<pid_t> holders_;  // per process record, as kernel_liveness saw it
 };
 
