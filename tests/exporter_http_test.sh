@@ -156,6 +156,10 @@ check "... as a contradiction" grep -q 'contradict each other' "$WORK/owner-both
 check "--ops-listen ::1:0 (unbracketed IPv6) is refused with exit 2" usage_error_of ipv6-bare --ops-listen ::1:0
 check "--ops-listen ::1:0 is told to bracket the address ($(head -n 1 "$WORK/ipv6-bare.err"))" \
   grep -q 'IPv6 address goes in brackets, as in \[::1\]:' "$WORK/ipv6-bare.err"
+check "--ops-listen [127.0.0.1]:0 (IPv4 in brackets) is refused with exit 2" \
+  usage_error_of ipv4-bracketed --ops-listen '[127.0.0.1]:0'
+check "... as not an IPv6 address ($(head -n 1 "$WORK/ipv4-bracketed.err"))" \
+  grep -qF '"127.0.0.1" in brackets is not an IPv6 address' "$WORK/ipv4-bracketed.err"
 # A flag where a value belongs is a forgotten value, not a value: `--role
 # --openmetrics-created` would otherwise serve a role named so, the flag
 # unapplied. (--role, --once and --segment-dir would exit 2 anyway, for other
@@ -639,6 +643,13 @@ stop_process "$WRITER_PID" "$STOP_SECONDS"
 check "first ops writer exits 0 on SIGTERM (got $STOP_RC)" [ "$STOP_RC" = 0 ]
 rm -f "$OPS_SEGMENT"
 check "ops segment file removed" [ ! -e "$OPS_SEGMENT" ]
+# A scrape meanwhile: the exporter says the segment was removed (not
+# replaced: nothing is at the path), and why the role is down.
+http_request removed "$OPS_PORT" /metrics
+check "a scrape of the removed segment answers with shmetrics_segment_up 0" \
+  grep -q '^shmetrics_segment_up{role="ops"} 0$' "$WORK/removed.body"
+check "... and the exporter logged event=segment_removed, then segment_down saying it does not exist" \
+  bash -c "grep -q 'event=segment_removed role=ops ' '$EXPORTER_LOG' && grep -q 'event=segment_down role=ops .*does not exist' '$EXPORTER_LOG'"
 start_demo_writer writer2 ops "$WORKERS_AGAIN"
 WRITER_PID=$BG_PID
 check "new ops writer recreated $OPS_SEGMENT" poll_until "$POLL_SECONDS" test -e "$OPS_SEGMENT"

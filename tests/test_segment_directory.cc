@@ -164,6 +164,10 @@ TEST_CASE("segment_paths_come_from_the_options_the_environment_or_the_uid") {
   ::unsetenv("SHMETRICS_SEGMENT_DIR");
   CHECK(shm::segment_path("/a/b/", "c.ops") == "/a/b/c.ops");
   CHECK_THROWS_WITH(shm::segment_path("/a", "../c"), Catch::Contains("is invalid"));
+  // A directory ending in . or .. could never be opened: refused at once.
+  for (const char* dir : {"/tmp/x/seg/.", "/tmp/x/seg/..", "/tmp/x/seg/./", "/.."})
+    CHECK_THROWS_WITH(shm::segment_path(dir, "c.ops"), Catch::Contains("expected a path that does not end in . or .."));
+  CHECK(shm::segment_path("/tmp/x/.seg", "c.ops") == "/tmp/x/.seg/c.ops");
   SegmentOptions o;
   o.role = "ops";
   o.name = "/dev/shm/x/y.ops";

@@ -10,6 +10,8 @@
 #include <shmetrics/shm/segment_file.h>
 
 #include <algorithm>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <optional>
 #include <pwd.h>
 #include <sys/resource.h>
@@ -267,6 +269,11 @@ void parse_listen(RoleConfig& r) {
     if (close == std::string::npos || close == 1 || close + 1 == listen.size() || listen[close + 1] != ':')
       usage_error(flag + " \"" + listen + "\" is invalid: " + expected);
     r.host = listen.substr(1, close - 1);
+    in6_addr address{};  // (a zone, as in fe80::1%eth0, is left to the resolver)
+    if (::inet_pton(AF_INET6, r.host.substr(0, r.host.find('%')).c_str(), &address) != 1)
+      usage_error(flag + " \"" + listen + "\" is invalid: \"" + r.host +
+                  "\" in brackets is not an IPv6 address; an IPv4 address or a name goes without them, as in "
+                  "127.0.0.1:8081");
     colon = close + 1;
   } else {
     colon = listen.rfind(':');

@@ -141,8 +141,10 @@ std::optional<std::uint32_t> held_slots(int set, std::uint32_t slots) {
 }  // namespace
 
 bool RoleSource::ensure_open() {
-  if (mapped_ && shm::current_inode(segment_path_) != mapped_->inode()) {
-    log_event("info", "segment_replaced", {{"role", role_}, {"segment", segment_path_}});
+  if (const ino_t now = mapped_ ? shm::current_inode(segment_path_) : 0; mapped_ && now != mapped_->inode()) {
+    // Gone (0: nothing at the path now; segment_down follows), or another file.
+    log_event("info", now == 0 ? "segment_removed" : "segment_replaced",
+              {{"role", role_}, {"segment", segment_path_}});
     mapped_.reset();
     reader_.reset();
     writers_ = {};

@@ -532,6 +532,11 @@ std::string segment_path(std::string_view directory, std::string_view name) {
     throw std::invalid_argument("segment directory \"" + dir + "\" is invalid: expected an absolute path" +
                                 (directory.empty() ? std::string(" (from ") + kDirectoryVariable + ")" : ""));
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  // (SegmentDirectory refuses these too, at every open: refused here, a
+  // flag or variable naming one fails at once instead of every scrape.)
+  if (const std::string base = dir.substr(dir.rfind('/') + 1); base == "." || base == "..")
+    throw std::invalid_argument("segment directory \"" + dir + "\" is invalid: expected a path that does not end in "
+                                ". or .." + (directory.empty() ? std::string(" (from ") + kDirectoryVariable + ")" : ""));
   if (std::string err = check_segment_name(name); !err.empty()) throw std::invalid_argument(err);
   return (dir == "/" ? "" : dir) + "/" + std::string(name);
 }
