@@ -228,33 +228,30 @@ shmetrics_segment_up{role="..."} 0; the other role is unaffected.
 
 // The message quotes what was given: its control characters are written as
 // \xHH (a terminal gets no escape sequence from a flag), and a message past
-// 1 KiB (a 64 KiB value) keeps its first and last 512 bytes, so the reason
-// and what was expected stay.
+// 1 KiB once escaped (a 64 KiB value) keeps its first and last 512 bytes, cut
+// at UTF-8 character boundaries, so the reason and what was expected stay.
 [[noreturn]] void usage_error(const std::string& message) {
   constexpr std::size_t kKeep = 512;
-  std::string shown;
-  auto append = [&shown](std::string_view part) {
-    for (char c : part) {
-      const auto u = static_cast<unsigned char>(c);
-      if (u < 0x20 || u == 0x7f) {
-        static constexpr char kHex[] = "0123456789abcdef";
-        shown += "\\x";
-        shown += kHex[u >> 4];
-        shown += kHex[u & 15];
-      } else {
-        shown += c;
-      }
+  std::string escaped;
+  for (char c : message) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      escaped += "\\x";
+      escaped += kHex[u >> 4];
+      escaped += kHex[u & 15];
+    } else {
+      escaped += c;
     }
-  };
-  const std::string_view m(message);
-  if (m.size() <= 2 * kKeep) {
-    append(m);
-  } else {
-    append(m.substr(0, kKeep));
-    shown += "[... " + std::to_string(m.size() - 2 * kKeep) + " bytes ...]";
-    append(m.substr(m.size() - kKeep));
   }
-  std::cerr << "shmetrics-exporter: " << shown << "\n(see shmetrics-exporter --help)\n";
+  if (escaped.size() > 2 * kKeep) {
+    auto continuation = [&](std::size_t at) { return (static_cast<unsigned char>(escaped[at]) & 0xc0) == 0x80; };
+    std::size_t head = kKeep, tail = escaped.size() - kKeep;
+    while (head > 0 && continuation(head)) --head;
+    while (tail < escaped.size() && continuation(tail)) ++tail;
+    escaped = escaped.substr(0, head) + "[... " + std::to_string(tail - head) + " bytes ...]" + escaped.substr(tail);
+  }
+  std::cerr << "shmetrics-exporter: " << escaped << "\n(see shmetrics-exporter --help)\n";
   std::exit(2);
 }
 
@@ -308,7 +305,7 @@ long parse_number(std::string_view flag, const std::string& value, long lo, long
   const bool digits = !value.empty() && value.find_first_not_of("0123456789", value[0] == '-' ? 1 : 0) ==
                                             std::string::npos && value != "-";
   if (!digits || *end != '\0' || errno == ERANGE || n < lo || n > hi)
-    usage_error(std::string(flag) + " \"" + value + "\" is invalid: expected an integer from " +
+    usage_error(std::string(flag) + " \"" + value + "\" is invalid: expected an integer (decimal digits only) from " +
                 std::to_string(lo) + " to " + std::to_string(hi));
   return n;
 }

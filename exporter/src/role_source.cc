@@ -129,11 +129,22 @@ namespace {
 // How many of the first `slots` semaphores of `set` are held (above 0: a
 // live thread claimed that slot with SEM_UNDO; the kernel takes it back when
 // the holder exits), in one semctl(GETALL); nullopt if the set cannot be read.
+// (The set was checked by ensure_open: the owner's, of the segment's size,
+// at most 65,536 semaphores.)
 std::optional<std::uint32_t> held_slots(int set, std::uint32_t slots) {
+  union SemArg {  // semctl's fourth argument, as <sys/sem.h> leaves callers to declare it
+    int val;
+    struct semid_ds* buf;
+    unsigned short* array;
+  };
   struct semid_ds ds {};
-  if (::semctl(set, 0, IPC_STAT, &ds) != 0 || ds.sem_nsems < slots) return std::nullopt;
+  SemArg stat{};
+  stat.buf = &ds;
+  if (::semctl(set, 0, IPC_STAT, stat) != 0 || ds.sem_nsems < slots) return std::nullopt;
   std::vector<unsigned short> values(ds.sem_nsems);
-  if (::semctl(set, 0, GETALL, values.data()) != 0) return std::nullopt;
+  SemArg all{};
+  all.array = values.data();
+  if (::semctl(set, 0, GETALL, all) != 0) return std::nullopt;
   return static_cast<std::uint32_t>(
       std::count_if(values.begin(), values.begin() + slots, [](unsigned short v) { return v != 0; }));
 }
@@ -142,9 +153,10 @@ std::optional<std::uint32_t> held_slots(int set, std::uint32_t slots) {
 
 bool RoleSource::ensure_open() {
   if (const ino_t now = mapped_ ? shm::current_inode(segment_path_) : 0; mapped_ && now != mapped_->inode()) {
-    // Gone (0: nothing at the path now; segment_down follows), or another file.
-    log_event("info", now == 0 ? "segment_removed" : "segment_replaced",
-              {{"role", role_}, {"segment", segment_path_}});
+    // Gone (nothing at the path now; segment_down follows), or another file
+    // (or the path cannot be looked at: segment_down says why).
+    const bool gone = now == 0 && errno == ENOENT;
+    log_event("info", gone ? "segment_removed" : "segment_replaced", {{"role", role_}, {"segment", segment_path_}});
     mapped_.reset();
     reader_.reset();
     writers_ = {};
@@ -478,8 +490,8 @@ void RoleSource::append_own_metrics(std::string& out, bool up, Format format) co
   out += '\n';
   if (slots_held_) {
     append_family_head(out, format, "shmetrics_thread_slots_held", "gauge",
-                       "Thread slots held now by a live writer thread (one per thread that wrote, until it exits): "
-                       "0 while no writer runs.");
+                       "Thread slots held now by live threads that wrote a counter, histogram or summary (one per "
+                       "thread, until it exits).");
     out += "shmetrics_thread_slots_held";
     out += role_label;
     out += ' ';

@@ -141,7 +141,8 @@ void lock_descriptor_table();
 void unlock_descriptor_table();
 
 // The inode behind `path` now, or 0 when there is none. Lets a reader
-// notice a segment removed and created anew under the same name.
+// notice a segment removed and created anew under the same name. When 0,
+// errno is stat(2)'s (ENOENT: nothing at the path).
 ino_t current_inode(const std::string& path);
 
 // Removes the segment file `path` and its semaphore set (when the set is the file owner's
