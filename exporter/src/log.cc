@@ -12,15 +12,15 @@ namespace {
 
 std::FILE* g_output = stderr;
 
-// A value as is when it is a plain word, else quoted with \" and \\
-// escaped and every control character written as an escape (\n, \r, \t,
+// A value as is when it is a plain word, else quoted, with quotes and
+// backslashes escaped by a backslash and every control character written as an escape (\n, \r, \t,
 // \xHH): a reason quoting a file name or a peer's bytes can neither break
 // the one-line format nor send a terminal its escape sequences.
 void append_value(std::string& out, std::string_view v) {
   bool quote = v.empty();
   for (char c : v) {
     const auto u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u == 0x7f || c == '"' || c == '=' || c == '\\') quote = true;
+    if (is_control_byte(u) || c == ' ' || c == '"' || c == '=' || c == '\\') quote = true;
   }
   if (!quote) {
     out += v;
@@ -38,11 +38,8 @@ void append_value(std::string& out, std::string_view v) {
       out += "\\r";
     } else if (c == '\t') {
       out += "\\t";
-    } else if (u < 0x20 || u == 0x7f) {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
+    } else if (is_control_byte(u)) {
+      append_hex_escape(out, u);
     } else {
       out += c;
     }
@@ -51,6 +48,13 @@ void append_value(std::string& out, std::string_view v) {
 }
 
 }  // namespace
+
+void append_hex_escape(std::string& out, unsigned char c) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += "\\x";
+  out += kHex[c >> 4];
+  out += kHex[c & 15];
+}
 
 void set_log_output(std::FILE* out) { g_output = out; }
 

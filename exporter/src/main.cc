@@ -234,15 +234,10 @@ shmetrics_segment_up{role="..."} 0; the other role is unaffected.
   constexpr std::size_t kKeep = 512;
   std::string escaped;
   for (char c : message) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) {
-      static constexpr char kHex[] = "0123456789abcdef";
-      escaped += "\\x";
-      escaped += kHex[u >> 4];
-      escaped += kHex[u & 15];
-    } else {
+    if (shmetrics::exporter::is_control_byte(static_cast<unsigned char>(c)))
+      shmetrics::exporter::append_hex_escape(escaped, static_cast<unsigned char>(c));
+    else
       escaped += c;
-    }
   }
   if (escaped.size() > 2 * kKeep) {
     auto continuation = [&](std::size_t at) { return (static_cast<unsigned char>(escaped[at]) & 0xc0) == 0x80; };

@@ -13,7 +13,6 @@
 #include <cstring>
 #include <ctime>
 #include <stdexcept>
-#include <sys/sem.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -123,33 +122,6 @@ void RoleSource::set_down(const std::string& reason, bool keep_mapping) {
   last_error_ = reason;
   log_event("warn", "segment_down", {{"role", role_}, {"segment", segment_path_}, {"reason", reason}});
 }
-
-namespace {
-
-// How many of the first `slots` semaphores of `set` are held (above 0: a
-// live thread claimed that slot with SEM_UNDO; the kernel takes it back when
-// the holder exits), in one semctl(GETALL); nullopt if the set cannot be read.
-// (The set was checked by ensure_open: the owner's, of the segment's size,
-// at most 65,536 semaphores.)
-std::optional<std::uint32_t> held_slots(int set, std::uint32_t slots) {
-  union SemArg {  // semctl's fourth argument, as <sys/sem.h> leaves callers to declare it
-    int val;
-    struct semid_ds* buf;
-    unsigned short* array;
-  };
-  struct semid_ds ds {};
-  SemArg stat{};
-  stat.buf = &ds;
-  if (::semctl(set, 0, IPC_STAT, stat) != 0 || ds.sem_nsems < slots) return std::nullopt;
-  std::vector<unsigned short> values(ds.sem_nsems);
-  SemArg all{};
-  all.array = values.data();
-  if (::semctl(set, 0, GETALL, all) != 0) return std::nullopt;
-  return static_cast<std::uint32_t>(
-      std::count_if(values.begin(), values.begin() + slots, [](unsigned short v) { return v != 0; }));
-}
-
-}  // namespace
 
 bool RoleSource::ensure_open() {
   if (const ino_t now = mapped_ ? shm::current_inode(segment_path_) : 0; mapped_ && now != mapped_->inode()) {
@@ -307,7 +279,8 @@ std::shared_ptr<const std::string> RoleSource::render(Exposition exposition) {
         });
         writers_read_ns_ = started_ns;
       }
-      slots_held_ = held_slots(mapped_->semaphore_set(), reader_->capacities().thread_slots);
+      // Slot i is semaphore i (Geometry::slot_semaphore); the set was checked by ensure_open.
+      slots_held_ = shm::claims_held(mapped_->semaphore_set(), reader_->capacities().thread_slots);
       over_limit = reader_->over_limit();
       if (guard.faulted()) {
         err = "segment \"" + segment_path_ + "\" was truncated while being read";

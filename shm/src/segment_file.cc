@@ -736,6 +736,20 @@ void release_claim(int set, std::uint32_t n) {
   }
 }
 
+std::optional<std::uint32_t> claims_held(int set, std::uint32_t count) {
+  struct semid_ds ds {};
+  SemArg stat{};
+  stat.buf = &ds;
+  if (::semctl(set, 0, IPC_STAT, stat) != 0 || ds.sem_nsems < count) return std::nullopt;
+  std::vector<unsigned short> values(ds.sem_nsems);
+  SemArg all{};
+  all.array = values.data();
+  if (::semctl(set, 0, GETALL, all) != 0) return std::nullopt;
+  // A claim adds 1 with SEM_UNDO (try_claim): above 0 while its owner lives.
+  return static_cast<std::uint32_t>(
+      std::count_if(values.begin(), values.begin() + count, [](unsigned short v) { return v != 0; }));
+}
+
 ClaimHolder claim_holder(int set, std::uint32_t n) {
   int value = ::semctl(set, static_cast<int>(n), GETVAL);
   if (value < 0) return {false, 0, true};

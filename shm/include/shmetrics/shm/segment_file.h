@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <sys/types.h>
@@ -175,6 +176,9 @@ struct ClaimHolder {
   bool error = false;
 };
 ClaimHolder claim_holder(int set, std::uint32_t n);
+// How many of semaphores [0, count) of `set` a live process owns now, read
+// in one semctl(GETALL); nullopt when the set cannot be read or has fewer.
+std::optional<std::uint32_t> claims_held(int set, std::uint32_t count);
 
 
 }  // namespace shmetrics::shm
